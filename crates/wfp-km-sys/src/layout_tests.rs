@@ -1,0 +1,117 @@
+//! Pins every struct this crate declares, and the `windows-sys` management
+//! structs Weir passes to the engine, to the documented x64 layout.
+//!
+//! The host tests run on x86_64, whose C layout rules for these types (LLP64
+//! and LP64 agree once `ULONG` is spelled `u32`) are the Windows x64 ones.
+
+use crate::fwps::*;
+use core::mem::{align_of, offset_of, size_of};
+use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
+    FWPM_CALLOUT0, FWPM_FILTER0, FWPM_SESSION0, FWPM_SUBLAYER0, FWP_VALUE0,
+};
+
+macro_rules! assert_layout {
+    ($ty:ty, size = $size:expr, align = $align:expr, { $($field:ident = $off:expr),* $(,)? }) => {{
+        assert_eq!(size_of::<$ty>(), $size, concat!("size of ", stringify!($ty)));
+        assert_eq!(align_of::<$ty>(), $align, concat!("alignment of ", stringify!($ty)));
+        $(assert_eq!(offset_of!($ty, $field), $off,
+            concat!("offset of ", stringify!($ty), "::", stringify!($field)));)*
+    }};
+}
+
+#[test]
+fn fwps_incoming_value0() {
+    assert_layout!(FWPS_INCOMING_VALUE0, size = 16, align = 8, { value = 0 });
+    assert_layout!(FWP_VALUE0, size = 16, align = 8, { r#type = 0, Anonymous = 8 });
+}
+
+#[test]
+fn fwps_incoming_values0() {
+    assert_layout!(FWPS_INCOMING_VALUES0, size = 16, align = 8, {
+        layerId = 0, valueCount = 4, incomingValue = 8,
+    });
+}
+
+#[test]
+fn fwps_discard_and_fragment_metadata0() {
+    assert_layout!(FWPS_DISCARD_METADATA0, size = 16, align = 8, {
+        discardModule = 0, discardReason = 4, filterId = 8,
+    });
+    assert_layout!(FWPS_INBOUND_FRAGMENT_METADATA0, size = 12, align = 4, {
+        fragmentIdentification = 0, fragmentOffset = 4, fragmentLength = 8,
+    });
+}
+
+#[test]
+fn fwps_incoming_metadata_values0_prefix() {
+    assert_layout!(FWPS_INCOMING_METADATA_VALUES0, size = 144, align = 8, {
+        currentMetadataValues = 0, flags = 4, reserved = 8, discardMetadata = 16,
+        flowHandle = 32, ipHeaderSize = 40, transportHeaderSize = 44, processPath = 48,
+        token = 56, processId = 64, sourceInterfaceIndex = 72, destinationInterfaceIndex = 76,
+        compartmentId = 80, fragmentMetadata = 84, pathMtu = 96, completionHandle = 104,
+        transportEndpointHandle = 112, remoteScopeId = 120, controlData = 128,
+        controlDataLength = 136, packetDirection = 140,
+    });
+}
+
+#[test]
+fn fwps_action0_and_filter_condition0() {
+    assert_layout!(FWPS_ACTION0, size = 8, align = 4, { r#type = 0, calloutId = 4 });
+    assert_layout!(FWPS_FILTER_CONDITION0, size = 24, align = 8, {
+        fieldId = 0, reserved = 2, matchType = 4, conditionValue = 8,
+    });
+}
+
+#[test]
+fn fwps_filter3() {
+    assert_layout!(FWPS_FILTER3, size = 64, align = 8, {
+        filterId = 0, weight = 8, subLayerWeight = 24, flags = 26, numFilterConditions = 28,
+        filterCondition = 32, action = 40, context = 48, providerContext = 56,
+    });
+}
+
+#[test]
+fn fwps_classify_out0() {
+    assert_layout!(FWPS_CLASSIFY_OUT0, size = 40, align = 8, {
+        actionType = 0, outContext = 8, filterId = 16, rights = 24, flags = 28, reserved = 32,
+    });
+}
+
+#[test]
+fn fwps_callout3() {
+    assert_layout!(FWPS_CALLOUT3, size = 48, align = 8, {
+        calloutKey = 0, flags = 16, classifyFn = 24, notifyFn = 32, flowDeleteFn = 40,
+    });
+}
+
+/// The management structs come from windows-sys; the emulation harness
+/// decodes them at these offsets, so a windows-sys change must fail here.
+#[test]
+fn fwpm_structs_from_windows_sys() {
+    assert_layout!(FWPM_SESSION0, size = 72, align = 8, {
+        sessionKey = 0, displayData = 16, flags = 32, txnWaitTimeoutInMSec = 36,
+        processId = 40, sid = 48, username = 56, kernelMode = 64,
+    });
+    assert_layout!(FWPM_SUBLAYER0, size = 72, align = 8, {
+        subLayerKey = 0, displayData = 16, flags = 32, providerKey = 40, providerData = 48,
+        weight = 64,
+    });
+    assert_layout!(FWPM_CALLOUT0, size = 88, align = 8, {
+        calloutKey = 0, displayData = 16, flags = 32, providerKey = 40, providerData = 48,
+        applicableLayer = 64, calloutId = 80,
+    });
+    assert_layout!(FWPM_FILTER0, size = 200, align = 8, {
+        filterKey = 0, displayData = 16, flags = 32, providerKey = 40, providerData = 48,
+        layerKey = 64, subLayerKey = 80, weight = 96, numFilterConditions = 112,
+        filterCondition = 120, action = 128, Anonymous = 152, reserved = 168, filterId = 176,
+        effectiveWeight = 184,
+    });
+}
+
+#[test]
+fn layer_ids_are_distinct_and_paired() {
+    // V6 layers directly follow their V4 layer's discard twin.
+    assert_eq!(FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_CONNECT_V4 + 2);
+    assert_eq!(FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 + 2);
+    assert_eq!(FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_LISTEN_V4 + 4);
+}

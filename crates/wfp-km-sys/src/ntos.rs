@@ -1,0 +1,36 @@
+//! ntoskrnl exports that `windows-sys` routes to a user-mode module or lacks,
+//! and kernel constants it does not define.
+
+kernel_import!("ntoskrnl.exe", "system" {
+    /// Stops the system. Declared here because `windows-sys` does not mark it
+    /// as never returning.
+    pub fn KeBugCheckEx(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> !;
+});
+
+kernel_import!("ntoskrnl.exe", "C" {
+    /// Prints to the kernel debugger if `component_id`/`level` pass the
+    /// debug-print filter. Callable at any IRQL for non-paged arguments.
+    pub fn DbgPrintEx(component_id: u32, level: u32, format: *const u8, ...) -> u32;
+});
+
+/// `POOL_FLAG_NON_PAGED`: non-paged, non-executable pool for `ExAllocatePool2`.
+pub const POOL_FLAG_NON_PAGED: u64 = 0x0000_0000_0000_0040;
+/// `POOL_FLAG_UNINITIALIZED`: skip zeroing.
+pub const POOL_FLAG_UNINITIALIZED: u64 = 0x0000_0000_0000_0002;
+
+/// `DPFLTR_IHVNETWORK_ID` component for `DbgPrintEx`.
+pub const DPFLTR_IHVNETWORK_ID: u32 = 80;
+/// `DPFLTR_ERROR_LEVEL`: shown by default.
+pub const DPFLTR_ERROR_LEVEL: u32 = 0;
+/// `DPFLTR_WARNING_LEVEL`.
+pub const DPFLTR_WARNING_LEVEL: u32 = 1;
+/// `DPFLTR_TRACE_LEVEL`.
+pub const DPFLTR_TRACE_LEVEL: u32 = 2;
+/// `DPFLTR_INFO_LEVEL`: hidden unless the debug filter mask enables it.
+pub const DPFLTR_INFO_LEVEL: u32 = 3;
+
+/// `KernelMode` for `KeDelayExecutionThread`'s `WaitMode`.
+pub const KERNEL_MODE: i8 = 0;
+
+/// `FILE_DEVICE_NETWORK`.
+pub const FILE_DEVICE_NETWORK: u32 = 0x0000_0012;

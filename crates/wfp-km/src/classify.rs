@@ -1,0 +1,352 @@
+//! Read-only views of what the filter engine passes to classifyFn.
+//!
+//! classifyFn runs at IRQL <= DISPATCH_LEVEL with pointers that die when it
+//! returns, so these views borrow for the duration of the call only, never
+//! allocate, and check the value count and the value type before each read:
+//! asking for a field the layer does not provide, or asking with the wrong
+//! type, yields `None`.
+
+use core::slice;
+use wfp_km_sys::fwp_types::{
+    FWP_BYTE_ARRAY16_TYPE, FWP_DATA_TYPE, FWP_UINT16, FWP_UINT32, FWP_UINT64, FWP_UINT8, FWP_VALUE0,
+};
+use wfp_km_sys::fwps::{
+    FWPS_CLASSIFY_OUT0, FWPS_FILTER3, FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT,
+    FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUE0, FWPS_INCOMING_VALUES0,
+    FWPS_METADATA_FIELD_PROCESS_ID, FWPS_RIGHT_ACTION_WRITE,
+};
+
+/// The fixed values of one classification.
+///
+/// Invariant: `values` are the engine's `incomingValue` array of
+/// `valueCount` entries, and every pointer-typed value in it points to data of
+/// its type, all valid for `'a`.
+#[derive(Clone, Copy)]
+pub struct IncomingValues<'a> {
+    layer_id: u16,
+    values: &'a [FWPS_INCOMING_VALUE0],
+}
+
+impl<'a> IncomingValues<'a> {
+    /// # Safety
+    /// `raw` is null or the `inFixedValues` pointer of a classifyFn call that
+    /// lasts at least `'a` (so it and everything it points to are valid and
+    /// unchanged for `'a`).
+    pub unsafe fn from_raw(raw: *const FWPS_INCOMING_VALUES0) -> Option<Self> {
+        // SAFETY: caller contract: null or valid for 'a.
+        let fixed = unsafe { raw.as_ref() }?;
+        let count = usize::try_from(fixed.valueCount).ok()?;
+        let values = if count == 0 {
+            &[][..]
+        } else if fixed.incomingValue.is_null() {
+            return None;
+        } else {
+            // SAFETY: the engine provides `valueCount` initialised entries at
+            // `incomingValue`, valid for 'a (caller contract).
+            unsafe { slice::from_raw_parts(fixed.incomingValue, count) }
+        };
+        Some(Self { layer_id: fixed.layerId, values })
+    }
+
+    /// The run-time layer id (`FWPS_LAYER_*`).
+    pub fn layer_id(&self) -> u16 {
+        self.layer_id
+    }
+
+    /// Number of values the layer provided.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether no values were provided.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    fn typed(&self, index: u32, ty: FWP_DATA_TYPE) -> Option<&'a FWP_VALUE0> {
+        let value = &self.values.get(usize::try_from(index).ok()?)?.value;
+        (value.r#type == ty).then_some(value)
+    }
+
+    /// An `FWP_UINT8` field.
+    pub fn u8(&self, index: u32) -> Option<u8> {
+        // SAFETY: the type tag says the union holds uint8.
+        self.typed(index, FWP_UINT8).map(|v| unsafe { v.Anonymous.uint8 })
+    }
+
+    /// An `FWP_UINT16` field.
+    pub fn u16(&self, index: u32) -> Option<u16> {
+        // SAFETY: the type tag says the union holds uint16.
+        self.typed(index, FWP_UINT16).map(|v| unsafe { v.Anonymous.uint16 })
+    }
+
+    /// An `FWP_UINT32` field.
+    pub fn u32(&self, index: u32) -> Option<u32> {
+        // SAFETY: the type tag says the union holds uint32.
+        self.typed(index, FWP_UINT32).map(|v| unsafe { v.Anonymous.uint32 })
+    }
+
+    /// An `FWP_UINT64` field (stored by pointer).
+    pub fn u64(&self, index: u32) -> Option<u64> {
+        let v = self.typed(index, FWP_UINT64)?;
+        // SAFETY: the type tag says the union holds a uint64 pointer, which
+        // the invariant makes null or valid.
+        unsafe { v.Anonymous.uint64.as_ref() }.copied()
+    }
+
+    /// An `FWP_BYTE_ARRAY16_TYPE` field (an IPv6 address).
+    pub fn byte_array16(&self, index: u32) -> Option<[u8; 16]> {
+        let v = self.typed(index, FWP_BYTE_ARRAY16_TYPE)?;
+        // SAFETY: the type tag says the union holds an FWP_BYTE_ARRAY16
+        // pointer, which the invariant makes null or valid.
+        unsafe { v.Anonymous.byteArray16.as_ref() }.map(|a| a.byteArray16)
+    }
+}
+
+/// The optional metadata of one classification.
+///
+/// Invariant: `raw` is the engine's metadata for a classifyFn call lasting
+/// `'a`; a field is read only when its `currentMetadataValues` bit is set.
+#[derive(Clone, Copy)]
+pub struct Metadata<'a> {
+    raw: &'a FWPS_INCOMING_METADATA_VALUES0,
+}
+
+impl<'a> Metadata<'a> {
+    /// # Safety
+    /// `raw` is null or the `inMetaValues` pointer of a classifyFn call lasting
+    /// `'a`.
+    pub unsafe fn from_raw(raw: *const FWPS_INCOMING_METADATA_VALUES0) -> Option<Self> {
+        // SAFETY: caller contract.
+        unsafe { raw.as_ref() }.map(|raw| Self { raw })
+    }
+
+    /// Whether an `FWPS_METADATA_FIELD_*` bit is set.
+    pub fn has(&self, field: u32) -> bool {
+        self.raw.currentMetadataValues & field == field
+    }
+
+    /// The process id, when the layer supplied one.
+    pub fn process_id(&self) -> Option<u64> {
+        self.has(FWPS_METADATA_FIELD_PROCESS_ID).then_some(self.raw.processId)
+    }
+}
+
+/// The run-time filter that matched.
+#[derive(Clone, Copy)]
+pub struct Filter<'a> {
+    raw: &'a FWPS_FILTER3,
+}
+
+impl<'a> Filter<'a> {
+    /// # Safety
+    /// `raw` is null or the `filter` pointer of a classifyFn call lasting `'a`.
+    pub unsafe fn from_raw(raw: *const FWPS_FILTER3) -> Option<Self> {
+        // SAFETY: caller contract.
+        unsafe { raw.as_ref() }.map(|raw| Self { raw })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.raw.filterId
+    }
+
+    /// Whether the filter asks its callout to clear the write right after
+    /// deciding (`FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT`).
+    pub fn wants_action_right_cleared(&self) -> bool {
+        self.raw.flags & FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT != 0
+    }
+}
+
+/// The verdict a callout returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Permit,
+    Block,
+}
+
+impl Verdict {
+    fn action_type(self) -> u32 {
+        match self {
+            Self::Permit => wfp_km_sys::fwp_types::FWP_ACTION_PERMIT,
+            Self::Block => wfp_km_sys::fwp_types::FWP_ACTION_BLOCK,
+        }
+    }
+}
+
+/// The classify output, writable only as the engine allows.
+pub struct ClassifyOut<'a> {
+    raw: &'a mut FWPS_CLASSIFY_OUT0,
+}
+
+impl<'a> ClassifyOut<'a> {
+    /// # Safety
+    /// `raw` is null or the `classifyOut` pointer of a classifyFn call lasting
+    /// `'a`, not aliased by any other reference during `'a`.
+    pub unsafe fn from_raw(raw: *mut FWPS_CLASSIFY_OUT0) -> Option<Self> {
+        // SAFETY: caller contract.
+        unsafe { raw.as_mut() }.map(|raw| Self { raw })
+    }
+
+    /// Whether this callout may set the action (`FWPS_RIGHT_ACTION_WRITE`).
+    /// When a higher-weight filter has cleared it, the action must be left
+    /// alone.
+    pub fn may_write_action(&self) -> bool {
+        self.raw.rights & FWPS_RIGHT_ACTION_WRITE != 0
+    }
+
+    /// Sets the action if the write right allows it; returns whether it did.
+    /// With `clear_right`, the write right is cleared afterwards (a hard
+    /// decision lower-weight filters cannot override).
+    pub fn decide(&mut self, verdict: Verdict, clear_right: bool) -> bool {
+        if !self.may_write_action() {
+            return false;
+        }
+        self.raw.actionType = verdict.action_type();
+        if clear_right {
+            self.raw.rights &= !FWPS_RIGHT_ACTION_WRITE;
+        }
+        true
+    }
+
+    /// The current action type.
+    pub fn action_type(&self) -> u32 {
+        self.raw.actionType
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use core::ptr;
+    use wfp_km_sys::fwp_types::{FWP_BYTE_ARRAY16, FWP_EMPTY, FWP_VALUE0_0, FWP_ACTION_PERMIT, FWP_ACTION_BLOCK};
+
+    pub fn val_u8(v: u8) -> FWPS_INCOMING_VALUE0 {
+        FWPS_INCOMING_VALUE0 { value: FWP_VALUE0 { r#type: FWP_UINT8, Anonymous: FWP_VALUE0_0 { uint8: v } } }
+    }
+    pub fn val_u16(v: u16) -> FWPS_INCOMING_VALUE0 {
+        FWPS_INCOMING_VALUE0 { value: FWP_VALUE0 { r#type: FWP_UINT16, Anonymous: FWP_VALUE0_0 { uint16: v } } }
+    }
+    pub fn val_u32(v: u32) -> FWPS_INCOMING_VALUE0 {
+        FWPS_INCOMING_VALUE0 { value: FWP_VALUE0 { r#type: FWP_UINT32, Anonymous: FWP_VALUE0_0 { uint32: v } } }
+    }
+    pub fn val_bytes16(v: &mut FWP_BYTE_ARRAY16) -> FWPS_INCOMING_VALUE0 {
+        FWPS_INCOMING_VALUE0 {
+            value: FWP_VALUE0 { r#type: FWP_BYTE_ARRAY16_TYPE, Anonymous: FWP_VALUE0_0 { byteArray16: v } },
+        }
+    }
+    pub fn empty() -> FWPS_INCOMING_VALUE0 {
+        FWPS_INCOMING_VALUE0 { value: FWP_VALUE0 { r#type: FWP_EMPTY, Anonymous: FWP_VALUE0_0 { uint64: ptr::null_mut() } } }
+    }
+    pub fn fixed(layer: u16, values: &mut [FWPS_INCOMING_VALUE0]) -> FWPS_INCOMING_VALUES0 {
+        FWPS_INCOMING_VALUES0 {
+            layerId: layer,
+            valueCount: values.len() as u32,
+            incomingValue: values.as_mut_ptr(),
+        }
+    }
+
+    #[test]
+    fn typed_reads_check_type_and_bounds() {
+        let mut v6 = FWP_BYTE_ARRAY16 { byteArray16: [7; 16] };
+        let mut vals = [val_u8(6), val_u16(443), val_u32(0x7f00_0001), val_bytes16(&mut v6), empty()];
+        let raw = fixed(48, &mut vals);
+        // SAFETY: raw and vals outlive `iv`.
+        let iv = unsafe { IncomingValues::from_raw(&raw) }.unwrap();
+        assert_eq!(iv.layer_id(), 48);
+        assert_eq!(iv.len(), 5);
+        assert_eq!(iv.u8(0), Some(6));
+        assert_eq!(iv.u16(1), Some(443));
+        assert_eq!(iv.u32(2), Some(0x7f00_0001));
+        assert_eq!(iv.byte_array16(3), Some([7; 16]));
+        // Wrong type.
+        assert_eq!(iv.u16(0), None);
+        assert_eq!(iv.u32(1), None);
+        assert_eq!(iv.byte_array16(2), None);
+        assert_eq!(iv.u8(4), None);
+        // Past the end.
+        assert_eq!(iv.u8(5), None);
+        assert_eq!(iv.u32(u32::MAX), None);
+    }
+
+    #[test]
+    fn null_pointers_are_rejected_not_read() {
+        // SAFETY: null is allowed by the contract.
+        assert!(unsafe { IncomingValues::from_raw(ptr::null()) }.is_none());
+        let raw = FWPS_INCOMING_VALUES0 { layerId: 48, valueCount: 3, incomingValue: ptr::null_mut() };
+        // SAFETY: raw is valid; its array pointer is null, which must be refused.
+        assert!(unsafe { IncomingValues::from_raw(&raw) }.is_none());
+        let raw = FWPS_INCOMING_VALUES0 { layerId: 48, valueCount: 0, incomingValue: ptr::null_mut() };
+        // SAFETY: as above; zero values need no array.
+        assert!(unsafe { IncomingValues::from_raw(&raw) }.unwrap().is_empty());
+        // A byte-array value whose pointer is null reads as absent.
+        let mut vals = [FWPS_INCOMING_VALUE0 {
+            value: FWP_VALUE0 { r#type: FWP_BYTE_ARRAY16_TYPE, Anonymous: FWP_VALUE0_0 { byteArray16: ptr::null_mut() } },
+        }];
+        let raw = fixed(50, &mut vals);
+        // SAFETY: raw and vals outlive the view.
+        assert_eq!(unsafe { IncomingValues::from_raw(&raw) }.unwrap().byte_array16(0), None);
+    }
+
+    fn classify_out(rights: u32) -> FWPS_CLASSIFY_OUT0 {
+        FWPS_CLASSIFY_OUT0 { actionType: 0, outContext: 0, filterId: 0, rights, flags: 0, reserved: 0 }
+    }
+
+    #[test]
+    fn decide_respects_a_cleared_write_right() {
+        let mut raw = classify_out(0);
+        // SAFETY: raw is a valid, unaliased classify out.
+        let mut out = unsafe { ClassifyOut::from_raw(&mut raw) }.unwrap();
+        assert!(!out.may_write_action());
+        assert!(!out.decide(Verdict::Permit, false));
+        assert_eq!(raw.actionType, 0);
+    }
+
+    #[test]
+    fn decide_sets_action_and_optionally_clears_right() {
+        let mut raw = classify_out(FWPS_RIGHT_ACTION_WRITE);
+        {
+            // SAFETY: raw is a valid, unaliased classify out.
+            let mut out = unsafe { ClassifyOut::from_raw(&mut raw) }.unwrap();
+            assert!(out.decide(Verdict::Permit, false));
+        }
+        assert_eq!(raw.actionType, FWP_ACTION_PERMIT);
+        assert_eq!(raw.rights, FWPS_RIGHT_ACTION_WRITE);
+        {
+            // SAFETY: as above.
+            let mut out = unsafe { ClassifyOut::from_raw(&mut raw) }.unwrap();
+            assert!(out.decide(Verdict::Block, true));
+        }
+        assert_eq!(raw.actionType, FWP_ACTION_BLOCK);
+        assert_eq!(raw.rights, 0);
+    }
+
+    #[test]
+    fn metadata_process_id_only_when_flagged() {
+        // SAFETY: all-zero is a valid metadata value.
+        let mut meta: FWPS_INCOMING_METADATA_VALUES0 = unsafe { core::mem::zeroed() };
+        meta.processId = 4242;
+        // SAFETY: meta outlives the view.
+        let m = unsafe { Metadata::from_raw(&meta) }.unwrap();
+        assert_eq!(m.process_id(), None);
+        meta.currentMetadataValues = FWPS_METADATA_FIELD_PROCESS_ID;
+        // SAFETY: as above.
+        let m = unsafe { Metadata::from_raw(&meta) }.unwrap();
+        assert_eq!(m.process_id(), Some(4242));
+        // SAFETY: null allowed.
+        assert!(unsafe { Metadata::from_raw(ptr::null()) }.is_none());
+    }
+
+    #[test]
+    fn filter_flags() {
+        // SAFETY: all-zero is a valid filter value.
+        let mut f: FWPS_FILTER3 = unsafe { core::mem::zeroed() };
+        f.filterId = 9;
+        // SAFETY: f outlives the view.
+        let v = unsafe { Filter::from_raw(&f) }.unwrap();
+        assert_eq!(v.id(), 9);
+        assert!(!v.wants_action_right_cleared());
+        f.flags = FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT;
+        // SAFETY: as above.
+        assert!(unsafe { Filter::from_raw(&f) }.unwrap().wants_action_right_cleared());
+    }
+}

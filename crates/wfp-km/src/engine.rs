@@ -1,0 +1,139 @@
+//! Filter-engine sessions and transactions.
+
+use crate::objects::{Callout, CalloutFilter, SubLayer};
+use crate::status::{NtStatus, Result};
+use crate::strings::WStr;
+use core::ptr;
+use wfp_km_sys::fwp_types::{FWPM_DISPLAY_DATA0, FWPM_SESSION0, FWPM_SESSION_FLAG_DYNAMIC};
+use wfp_km_sys::fwpm::{
+    FwpmCalloutAdd0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFilterAdd0, FwpmSubLayerAdd0,
+    FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0, RPC_C_AUTHN_WINNT,
+};
+use wfp_km_sys::HANDLE;
+
+/// An open session to the filter engine.
+///
+/// Invariant: `handle` came from a successful `FwpmEngineOpen0` and is closed
+/// exactly once, in `drop`. All methods need IRQL == PASSIVE_LEVEL.
+pub struct Engine {
+    handle: HANDLE,
+}
+
+// SAFETY: engine handles are not thread-affine.
+unsafe impl Send for Engine {}
+// SAFETY: &Engine only allows starting transactions, which the engine
+// serialises per session.
+unsafe impl Sync for Engine {}
+
+impl Engine {
+    /// Opens a **dynamic** session: every object added through it is deleted
+    /// when the session closes, including when the driver crashes or unloads
+    /// without cleaning up.
+    pub fn open_dynamic(name: WStr, description: WStr) -> Result<Self> {
+        // SAFETY: FWPM_SESSION0 is plain data; all-zero is its documented
+        // "defaults" value (null pointers, zero GUID, zero flags).
+        let mut session: FWPM_SESSION0 = unsafe { core::mem::zeroed() };
+        session.displayData = FWPM_DISPLAY_DATA0 {
+            name: name.as_ptr().cast_mut(),
+            description: description.as_ptr().cast_mut(),
+        };
+        session.flags = FWPM_SESSION_FLAG_DYNAMIC;
+        let mut handle: HANDLE = ptr::null_mut();
+        // SAFETY: server name null and auth identity null are required/allowed
+        // in kernel mode; `session` and `handle` are valid for the call.
+        let status = unsafe {
+            FwpmEngineOpen0(ptr::null(), RPC_C_AUTHN_WINNT, ptr::null(), &session, &mut handle)
+        };
+        NtStatus::check(status)?;
+        if handle.is_null() {
+            return Err(NtStatus::UNSUCCESSFUL);
+        }
+        Ok(Self { handle })
+    }
+
+    /// Begins an explicit transaction. Objects can only be added through the
+    /// returned guard, which aborts unless committed.
+    pub fn begin(&self) -> Result<Transaction<'_>> {
+        // SAFETY: handle is open (invariant).
+        NtStatus::check(unsafe { FwpmTransactionBegin0(self.handle, 0) })?;
+        Ok(Transaction { engine: self, ended: false })
+    }
+
+    /// The raw session handle (for diagnostics).
+    pub fn raw_handle(&self) -> HANDLE {
+        self.handle
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // SAFETY: invariant: open handle, closed once. Failure leaves nothing
+        // we could retry.
+        let _ = unsafe { FwpmEngineClose0(self.handle) };
+    }
+}
+
+/// An open transaction on an [`Engine`].
+///
+/// Invariant: a transaction is open on `engine` while `ended` is false; it
+/// ends by `commit` or by the abort in `drop`.
+pub struct Transaction<'e> {
+    engine: &'e Engine,
+    ended: bool,
+}
+
+impl Transaction<'_> {
+    /// `FwpmSubLayerAdd0`.
+    pub fn add_sublayer(&self, sublayer: &SubLayer) -> Result<()> {
+        let raw = sublayer.to_raw();
+        // SAFETY: open session and transaction; `raw` and the names it points
+        // to outlive the call (the engine copies them).
+        NtStatus::check(unsafe { FwpmSubLayerAdd0(self.engine.handle, &raw, ptr::null()) })
+    }
+
+    /// `FwpmCalloutAdd0`; returns the callout's run-time id.
+    pub fn add_callout(&self, callout: &Callout) -> Result<u32> {
+        let raw = callout.to_raw();
+        let mut id = 0u32;
+        // SAFETY: as for add_sublayer; `id` is a valid out pointer.
+        NtStatus::check(unsafe {
+            FwpmCalloutAdd0(self.engine.handle, &raw, ptr::null(), &mut id)
+        })?;
+        Ok(id)
+    }
+
+    /// `FwpmFilterAdd0`; returns the filter's run-time id.
+    pub fn add_filter(&self, filter: &CalloutFilter) -> Result<u64> {
+        let raw = filter.to_raw();
+        let mut id = 0u64;
+        // SAFETY: as for add_sublayer; `id` is a valid out pointer.
+        NtStatus::check(unsafe {
+            FwpmFilterAdd0(self.engine.handle, &raw, ptr::null(), &mut id)
+        })?;
+        Ok(id)
+    }
+
+    /// Commits. If the commit fails the transaction is aborted (by `drop`)
+    /// so that it always ends, and the commit's status is returned.
+    pub fn commit(mut self) -> Result<()> {
+        // SAFETY: open session and transaction.
+        NtStatus::check(unsafe { FwpmTransactionCommit0(self.engine.handle) })?;
+        self.ended = true;
+        Ok(())
+    }
+
+    /// The session this transaction belongs to.
+    pub fn engine(&self) -> &Engine {
+        self.engine
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            // SAFETY: invariant: a transaction is open on the session.
+            let _ = unsafe { FwpmTransactionAbort0(self.engine.handle) };
+        }
+    }
+}
+

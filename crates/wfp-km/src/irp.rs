@@ -1,0 +1,140 @@
+//! I/O request packets as dispatch routines see them, and PASSIVE_LEVEL waits.
+
+use crate::status::NtStatus;
+use core::ptr::NonNull;
+use windows_sys::Wdk::Foundation::{IO_STACK_LOCATION, IRP};
+use windows_sys::Wdk::System::SystemServices::{IofCompleteRequest, KeDelayExecutionThread};
+
+/// `METHOD_BUFFERED` transfer type (low two bits of an IOCTL code).
+pub const METHOD_BUFFERED: u32 = 0;
+
+/// An IRP owned by a dispatch routine until it is completed.
+///
+/// Invariant: `raw` is the IRP the I/O manager passed to the current dispatch
+/// routine, with a valid current stack location; the routine has not yet
+/// completed it. [`Irp::complete`] consumes the value, so an IRP cannot be
+/// completed twice or touched after completion.
+pub struct Irp {
+    raw: NonNull<IRP>,
+}
+
+/// Parameters of an `IRP_MJ_DEVICE_CONTROL` request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceControl {
+    pub code: u32,
+    pub input_len: u32,
+    pub output_len: u32,
+}
+
+impl Irp {
+    /// # Safety
+    /// `raw` is null or the IRP passed to the calling dispatch routine, which
+    /// must complete it through the returned value.
+    pub unsafe fn from_raw(raw: *mut IRP) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Self { raw })
+    }
+
+    fn stack(&self) -> Option<&IO_STACK_LOCATION> {
+        // SAFETY: invariant: the IRP is live; CurrentStackLocation is the
+        // I/O manager's pointer into the IRP's own stack array (or null in a
+        // malformed IRP, which we refuse).
+        unsafe {
+            let irp = self.raw.as_ref();
+            irp.Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation.as_ref()
+        }
+    }
+
+    /// The `IRP_MJ_*` code of the current stack location.
+    pub fn major_function(&self) -> Option<u8> {
+        self.stack().map(|s| s.MajorFunction)
+    }
+
+    /// For `IRP_MJ_DEVICE_CONTROL`: code and buffer lengths.
+    pub fn device_control(&self) -> Option<DeviceControl> {
+        let stack = self.stack()?;
+        // SAFETY: for a device-control IRP the Parameters union holds the
+        // DeviceIoControl member; callers only ask after checking the major
+        // function, and every bit pattern is a valid u32 anyway.
+        let p = unsafe { stack.Parameters.DeviceIoControl };
+        Some(DeviceControl {
+            code: p.IoControlCode,
+            input_len: p.InputBufferLength,
+            output_len: p.OutputBufferLength,
+        })
+    }
+
+    /// For a `METHOD_BUFFERED` request: the system buffer as `len` bytes.
+    ///
+    /// The I/O manager allocates it with max(input, output) length, so `len`
+    /// must not exceed the larger of the two; this is checked. `None` when
+    /// there is no buffer.
+    pub fn buffered(&mut self, len: usize) -> Option<&mut [u8]> {
+        let dc = self.device_control()?;
+        if dc.code & 3 != METHOD_BUFFERED {
+            return None;
+        }
+        let max = usize::try_from(dc.input_len.max(dc.output_len)).ok()?;
+        if len == 0 || len > max {
+            return None;
+        }
+        // SAFETY: invariant: live IRP. For METHOD_BUFFERED, SystemBuffer is
+        // null or a non-paged buffer of at least `max` bytes owned by the IRP
+        // until completion, and `&mut self` keeps this the only reference.
+        unsafe {
+            let buffer = self.raw.as_ref().AssociatedIrp.SystemBuffer.cast::<u8>();
+            if buffer.is_null() {
+                return None;
+            }
+            Some(core::slice::from_raw_parts_mut(buffer, len))
+        }
+    }
+
+    /// For `IRP_MJ_CREATE`: whether the requestor's token (the impersonation
+    /// token if any, else the primary token) is an administrator's or
+    /// SYSTEM's. Anything missing counts as "no".
+    pub fn create_requestor_is_admin(&self) -> bool {
+        let Some(stack) = self.stack() else { return false };
+        // SAFETY: for a create IRP the Parameters union holds Create, whose
+        // SecurityContext is null or the I/O manager's IO_SECURITY_CONTEXT,
+        // valid during dispatch; AccessState likewise.
+        unsafe {
+            let Some(security) = stack.Parameters.Create.SecurityContext.as_ref() else {
+                return false;
+            };
+            let Some(access) = security.AccessState.as_ref() else { return false };
+            let subject = &access.SubjectSecurityContext;
+            // SeQuerySubjectContextToken.
+            let token = if subject.ClientToken.is_null() {
+                subject.PrimaryToken
+            } else {
+                subject.ClientToken
+            };
+            if token.is_null() {
+                return false;
+            }
+            windows_sys::Wdk::Storage::FileSystem::SeTokenIsAdmin(token)
+        }
+    }
+
+    /// Completes the IRP with `status` and `information` (bytes returned).
+    pub fn complete(self, status: NtStatus, information: usize) -> NtStatus {
+        // SAFETY: invariant: live, not yet completed; consuming `self` makes
+        // this the last use. IO_NO_INCREMENT (0) as priority boost.
+        unsafe {
+            let irp = self.raw.as_ptr();
+            (*irp).IoStatus.Anonymous.Status = status.raw();
+            (*irp).IoStatus.Information = information;
+            IofCompleteRequest(irp, 0);
+        }
+        status
+    }
+}
+
+/// Waits `ms` milliseconds. IRQL: PASSIVE_LEVEL (or APC_LEVEL) only.
+pub fn sleep_ms(ms: u32) {
+    // Negative = relative, in 100 ns units.
+    let interval: i64 = -(i64::from(ms) * 10_000);
+    // SAFETY: kernel-mode, non-alertable wait on a valid interval pointer;
+    // callers are the PASSIVE_LEVEL teardown paths.
+    let _ = unsafe { KeDelayExecutionThread(wfp_km_sys::ntos::KERNEL_MODE, false, &interval) };
+}

@@ -1,0 +1,41 @@
+//! Safe abstractions over the kernel-mode Windows Filtering Platform API.
+//!
+//! The design follows Rust-for-Linux's `kernel` crate: each type owns exactly
+//! one kernel resource, documents the invariant that makes its methods safe,
+//! and releases the resource in `Drop`. Teardown order therefore follows from
+//! the order in which a driver declares its fields.
+//!
+//! | type                     | acquires                    | releases on drop                  |
+//! |--------------------------|-----------------------------|-----------------------------------|
+//! | [`device::ControlDevice`]| `IoCreateDevice`            | `IoDeleteDevice`                  |
+//! | [`device::SymbolicLink`] | `IoCreateSymbolicLink`      | `IoDeleteSymbolicLink`            |
+//! | [`callout::Registration`]| `FwpsCalloutRegister3`      | `FwpsCalloutUnregisterById0` (retried while busy) |
+//! | [`engine::Engine`]       | `FwpmEngineOpen0`           | `FwpmEngineClose0`                |
+//! | [`engine::Transaction`]  | `FwpmTransactionBegin0`     | `FwpmTransactionAbort0` unless committed |
+//! | [`pool::PoolBox`]        | `ExAllocatePool2`           | `ExFreePoolWithTag`               |
+//!
+//! Classify inputs are read through [`classify`]'s accessors, which check the
+//! value count and the value type before every read.
+//!
+//! This crate and `wfp-km-sys` hold all of Weir's `unsafe` code except one
+//! kernel-boundary module in the driver. Every `unsafe` block carries a
+//! `// SAFETY:` comment.
+
+#![cfg_attr(not(test), no_std)]
+
+pub mod ale;
+pub mod bugcheck;
+pub mod callout;
+pub mod classify;
+pub mod device;
+pub mod engine;
+pub mod irp;
+pub mod objects;
+pub mod pool;
+pub mod status;
+pub mod strings;
+pub mod trace;
+
+pub use status::{NtStatus, Result};
+pub use wfp_km_sys as sys;
+pub use wfp_km_sys::GUID;

@@ -1,0 +1,148 @@
+//! The kernel boundary: every entry point the kernel calls, turning raw
+//! pointers into `wfp-km`'s safe views and handing them to the safe modules.
+//! This is the driver's only module with `unsafe` code.
+
+use crate::classify::{on_classify, Outcome, COUNTERS};
+use crate::driver::{Callbacks, Driver};
+use crate::{ids, ioctl};
+use core::ffi::c_void;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, Ordering};
+use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
+use windows_sys::Win32::Foundation::UNICODE_STRING;
+use wfp_km::classify::{ClassifyOut, Filter, IncomingValues, Metadata};
+use wfp_km::device::{major, DriverObject};
+use wfp_km::irp::Irp;
+use wfp_km::pool::PoolBox;
+use wfp_km::sys::fwps::{
+    FWPS_CALLOUT_NOTIFY_TYPE, FWPS_CLASSIFY_OUT0, FWPS_FILTER3, FWPS_INCOMING_METADATA_VALUES0,
+    FWPS_INCOMING_VALUES0,
+};
+use wfp_km::{trace, NtStatus, GUID};
+
+/// The loaded driver's state: null before DriverEntry succeeds and after
+/// DriverUnload.
+static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(ptr::null_mut());
+
+/// DriverEntry: set the dispatch table, then run [`Driver::start`].
+///
+/// # Safety
+/// Called once by the I/O manager at PASSIVE_LEVEL with this driver's object.
+#[unsafe(export_name = "DriverEntry")]
+pub unsafe extern "system" fn driver_entry(
+    driver_object: *mut DRIVER_OBJECT,
+    _registry_path: *const UNICODE_STRING,
+) -> i32 {
+    // SAFETY: the I/O manager passes our DRIVER_OBJECT; we are DriverEntry.
+    let Some(mut driver) = (unsafe { DriverObject::from_raw(driver_object) }) else {
+        return NtStatus::INVALID_PARAMETER.raw();
+    };
+    driver.set_unload(Some(driver_unload));
+    for code in [major::CREATE, major::CLOSE, major::CLEANUP, major::DEVICE_CONTROL] {
+        driver.set_dispatch(code, Some(dispatch));
+    }
+    let callbacks = Callbacks { classify: Some(classify), notify: Some(notify), flow_delete: Some(flow_delete) };
+    match Driver::start(&driver, &callbacks) {
+        Ok(state) => {
+            DRIVER.store(PoolBox::into_raw(state), Ordering::Release);
+            trace::info(format_args!("weir: started, version {:?}", ids::VERSION));
+            NtStatus::SUCCESS.raw()
+        }
+        Err(status) => {
+            trace::error(format_args!("weir: DriverEntry failed: {status}"));
+            status.raw()
+        }
+    }
+}
+
+/// DriverUnload: drop the state (see `driver` for the order). Does nothing if
+/// there is no state (a failed start, or a second call).
+unsafe extern "system" fn driver_unload(_driver_object: *const DRIVER_OBJECT) {
+    let raw = DRIVER.swap(ptr::null_mut(), Ordering::AcqRel);
+    if let Some(raw) = NonNull::new(raw) {
+        // SAFETY: `raw` came from PoolBox::into_raw in DriverEntry and the
+        // swap above gave us sole ownership.
+        drop(unsafe { PoolBox::from_raw(raw) });
+    }
+    trace::info(format_args!("weir: unloaded"));
+}
+
+/// One dispatch routine for every major function Weir handles.
+unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP) -> i32 {
+    // SAFETY: the I/O manager passes the IRP for this dispatch call, and every
+    // path below completes it exactly once through `Irp::complete`.
+    let Some(mut irp) = (unsafe { Irp::from_raw(irp) }) else {
+        return NtStatus::INVALID_PARAMETER.raw();
+    };
+    let (status, information) = match irp.major_function() {
+        Some(major::CREATE) => {
+            if irp.create_requestor_is_admin() {
+                (NtStatus::SUCCESS, 0)
+            } else {
+                (NtStatus::ACCESS_DENIED, 0)
+            }
+        }
+        Some(major::CLOSE | major::CLEANUP) => (NtStatus::SUCCESS, 0),
+        Some(major::DEVICE_CONTROL) => match irp.device_control() {
+            Some(request) => {
+                let len = usize::try_from(request.output_len).unwrap_or(0);
+                let output = irp.buffered(len);
+                ioctl::device_control(request, output, ids::VERSION, &COUNTERS)
+            }
+            None => (NtStatus::INVALID_PARAMETER, 0),
+        },
+        _ => (NtStatus::INVALID_DEVICE_REQUEST, 0),
+    };
+    irp.complete(status, information).raw()
+}
+
+/// classifyFn for all four layers. IRQL <= DISPATCH_LEVEL.
+unsafe extern "system" fn classify(
+    in_fixed_values: *const FWPS_INCOMING_VALUES0,
+    in_meta_values: *const FWPS_INCOMING_METADATA_VALUES0,
+    _layer_data: *mut c_void,
+    _classify_context: *const c_void,
+    filter: *const FWPS_FILTER3,
+    _flow_context: u64,
+    classify_out: *mut FWPS_CLASSIFY_OUT0,
+) {
+    // SAFETY: the filter engine passes these pointers (each possibly null) for
+    // the duration of this call; the views do not outlive it, and
+    // classify_out is referenced only through `out`.
+    let (values, meta, filter, out) = unsafe {
+        (
+            IncomingValues::from_raw(in_fixed_values),
+            Metadata::from_raw(in_meta_values),
+            Filter::from_raw(filter),
+            ClassifyOut::from_raw(classify_out),
+        )
+    };
+    let (Some(values), Some(mut out)) = (values, out) else { return };
+    if let Some(outcome) = on_classify(&COUNTERS, &values, meta.as_ref(), filter.as_ref(), &mut out) {
+        trace_outcome(&outcome);
+    }
+}
+
+fn trace_outcome(o: &Outcome) {
+    let verdict = if o.permitted { "permit" } else { "no-write-right" };
+    let pid = o.process_id.unwrap_or(0);
+    match o.connection {
+        Some(c) => trace::info(format_args!(
+            "weir: {} {} proto {} local {}:{} remote {}:{} pid {}",
+            o.layer.name(), verdict, c.protocol, c.local, c.local_port, c.remote, c.remote_port, pid
+        )),
+        None => trace::info(format_args!("weir: {} {} (incomplete fields) pid {}", o.layer.name(), verdict, pid)),
+    }
+}
+
+/// notifyFn: Weir keeps no per-filter state, so every notification is fine.
+unsafe extern "system" fn notify(
+    _notify_type: FWPS_CALLOUT_NOTIFY_TYPE,
+    _filter_key: *const GUID,
+    _filter: *mut FWPS_FILTER3,
+) -> i32 {
+    NtStatus::SUCCESS.raw()
+}
+
+/// flowDeleteFn: Weir associates no flow contexts.
+unsafe extern "system" fn flow_delete(_layer_id: u16, _callout_id: u32, _flow_context: u64) {}

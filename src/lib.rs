@@ -1,0 +1,28 @@
+//! Weir: a Windows Filtering Platform callout driver.
+//!
+//! Module map:
+//! - [`driver`]: what DriverEntry sets up and DriverUnload tears down — a
+//!   short list of steps whose undo order follows from the types.
+//! - [`classify`]: the decision taken for each connection, and its counters.
+//! - [`ioctl`]: the control device's request handling and reply format.
+//! - [`ids`]: the GUIDs, names and numbers Weir registers under.
+//! - `kernel` (Windows targets only): the kernel boundary — DriverEntry,
+//!   DriverUnload, dispatch routines and WFP callbacks converting raw pointers
+//!   into `wfp-km`'s safe views. It is the driver's only `unsafe` code.
+//! - `platform` (Windows targets only): the one place where the Linux flow and
+//!   the WDK flow differ at run time (allocator, panic handler).
+
+#![cfg_attr(all(target_os = "windows", not(test)), no_std)]
+#![deny(unsafe_code)]
+
+pub mod classify;
+pub mod driver;
+pub mod ids;
+pub mod ioctl;
+
+#[cfg(any(all(target_os = "windows", not(test)), clippy))]
+#[allow(unsafe_code)]
+mod kernel;
+
+#[cfg(all(target_os = "windows", not(test)))]
+mod platform;
