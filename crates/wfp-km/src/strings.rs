@@ -108,8 +108,6 @@ macro_rules! wstr {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn wstr_round_trips_and_counts_bytes() {
         let w = crate::wstr!("\\Device\\Weir");

@@ -1,0 +1,110 @@
+//! The Linux build of weir.sys.
+
+use crate::{repo_root, step, toolchain};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const TARGET: &str = "x86_64-pc-windows-msvc";
+
+/// Where the built driver lands, as in the WDK flow's layout.
+pub fn output_dir() -> PathBuf {
+    repo_root().join("target").join(TARGET).join("release")
+}
+
+pub fn image_path() -> PathBuf {
+    output_dir().join("weir.sys")
+}
+
+pub fn pdb_path() -> PathBuf {
+    output_dir().join("weir.pdb")
+}
+
+/// Cross build directory, apart from the host build's (different compiler).
+fn cross_dir() -> PathBuf {
+    repo_root().join("target").join("cross")
+}
+
+/// Builds weir.sys and weir.pdb; returns the image path.
+pub fn build(check: bool) -> Result<PathBuf> {
+    step("toolchain");
+    let tc = toolchain::cross_toolchain()?;
+    println!("rustc {} ({}), linker {}", tc.version, tc.rustc.display(), tc.lld.display());
+
+    step(&format!("build weir for {TARGET}"));
+    let root = repo_root();
+    let mut cmd = Command::new(&tc.cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--release", "--package", "weir", "--lib", "--target", TARGET])
+        .args(["-Zbuild-std=core,alloc", "-Zbuild-std-features=compiler-builtins-mem"])
+        .arg("--target-dir")
+        .arg(cross_dir())
+        .arg("--config")
+        .arg(format!("target.{TARGET}.linker={:?}", tc.lld.display().to_string()))
+        // The outer cargo (rustup's) must not leak into the Debian one.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env("RUSTC", &tc.rustc)
+        .env("RUSTC_BOOTSTRAP", "1")
+        // Source paths in the PDB start at `weir\` rather than this machine's
+        // checkout; WinDbg's .srcpath maps them to wherever the user's is.
+        .env("CARGO_ENCODED_RUSTFLAGS", format!("--remap-path-prefix={}=weir", root.display()));
+    let status = cmd.status().context("running the cross cargo")?;
+    if !status.success() {
+        bail!("cross build failed ({status})");
+    }
+
+    let built = cross_dir().join(TARGET).join("release");
+    let out = output_dir();
+    std::fs::create_dir_all(&out)?;
+    copy(&built.join("weir.dll"), &image_path())?;
+    copy(&built.join("weir.pdb"), &pdb_path())?;
+    println!("image: {}", rel(&image_path()));
+    println!("pdb:   {}", rel(&pdb_path()));
+
+    if check {
+        step("check image");
+        let report = weir_image::check_driver(&image_path(), Some(&pdb_path()))?;
+        for c in &report.checks {
+            println!("  {c}");
+        }
+        if !report.ok() {
+            bail!("the image fails {} check(s)", report.failures().count());
+        }
+    }
+    Ok(image_path())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(())
+}
+
+/// Path relative to the repository root, for messages.
+pub fn rel(path: &Path) -> String {
+    path.strip_prefix(repo_root()).unwrap_or(path).display().to_string()
+}
+
+/// `cargo xtask check-image`.
+pub fn check_image_cmd(image: Option<PathBuf>, pdb: Option<PathBuf>) -> Result<()> {
+    let image = image.unwrap_or_else(image_path);
+    let pdb = pdb.or_else(|| {
+        let p = image.with_extension("pdb");
+        p.is_file().then_some(p)
+    });
+    let report = weir_image::check_driver(&image, pdb.as_deref())?;
+    for c in &report.checks {
+        println!("{c}");
+    }
+    println!("imports:");
+    for (m, f) in &report.imports {
+        println!("  {m}!{f}");
+    }
+    if !report.ok() {
+        bail!("{} check(s) failed", report.failures().count());
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! `cargo xtask test`: every test, in dependency order, with one summary.
+
+use crate::{build, repo_root, step};
+use anyhow::{bail, Result};
+use std::process::Command;
+
+struct Outcome {
+    name: &'static str,
+    ok: bool,
+}
+
+fn cargo() -> Command {
+    // The cargo that runs xtask (rustup's), for host builds and tests.
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+pub fn test_all(emulation: bool) -> Result<()> {
+    let root = repo_root();
+    let mut outcomes = Vec::new();
+
+    let built = build::build(true);
+    if let Err(e) = &built {
+        eprintln!("error: {e:#}");
+    }
+    outcomes.push(Outcome { name: "image build + static checks", ok: built.is_ok() });
+
+    step("host tests (cargo test --workspace), including the image tests");
+    let ok = cargo()
+        .current_dir(&root)
+        .args(["test", "--workspace"])
+        .env("WEIR_IMAGE", build::image_path())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    outcomes.push(Outcome { name: "cargo test --workspace", ok });
+
+    let emulation_runner = root.join("tests/emulation/run.sh");
+    if emulation && emulation_runner.is_file() {
+        step("emulation suite (tests/emulation)");
+        let ok = built.is_ok()
+            && Command::new("bash")
+                .arg(&emulation_runner)
+                .current_dir(&root)
+                .env("WEIR_IMAGE", build::image_path())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+        outcomes.push(Outcome { name: "emulation suite", ok });
+    }
+
+    let scripts_tests = root.join("tests/scripts");
+    if scripts_tests.is_dir() {
+        step("test-VM script checks (tests/scripts)");
+        let ok = Command::new("python3")
+            .args(["-m", "pytest", "-q", "tests/scripts"])
+            .current_dir(&root)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        outcomes.push(Outcome { name: "script checks", ok });
+    }
+
+    step("summary");
+    for o in &outcomes {
+        println!("  [{}] {}", if o.ok { "ok" } else { "FAIL" }, o.name);
+    }
+    let failed = outcomes.iter().filter(|o| !o.ok).count();
+    println!("xtask: {} passed, {} failed", outcomes.len() - failed, failed);
+    if failed > 0 {
+        bail!("{failed} test stage(s) failed");
+    }
+    Ok(())
+}
