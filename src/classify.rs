@@ -37,12 +37,15 @@ pub struct Counters {
 
 impl Counters {
     pub const fn new() -> Self {
-        const ZERO: LayerCounters = LayerCounters {
-            classified: AtomicU64::new(0),
-            permitted: AtomicU64::new(0),
-            write_right_absent: AtomicU64::new(0),
-        };
-        Self { layers: [ZERO; 4] }
+        Self {
+            layers: [const {
+                LayerCounters {
+                    classified: AtomicU64::new(0),
+                    permitted: AtomicU64::new(0),
+                    write_right_absent: AtomicU64::new(0),
+                }
+            }; 4],
+        }
     }
 
     pub fn layer(&self, layer: AleLayer) -> Option<&LayerCounters> {

@@ -3,6 +3,8 @@
 //!
 //! Each property is its own test so a failure names it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;

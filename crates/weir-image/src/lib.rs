@@ -141,8 +141,11 @@ pub fn check_driver(image: &Path, pdb: Option<&Path>) -> Result<Report, Error> {
     check_bytes(&data, pdb_identity.as_ref().map(|(p, r)| (*p, r.clone())))
 }
 
+/// A PDB's path and its identity (GUID, age), or why it could not be read.
+pub type PdbIdentity<'a> = (&'a Path, Result<([u8; 16], u32), String>);
+
 /// Checks an image held in memory; `pdb` is the PDB's path and identity.
-pub fn check_bytes(data: &[u8], pdb: Option<(&Path, Result<([u8; 16], u32), String>)>) -> Result<Report, Error> {
+pub fn check_bytes(data: &[u8], pdb: Option<PdbIdentity<'_>>) -> Result<Report, Error> {
     let pe = PeFile64::parse(data).map_err(|e| Error::NotPe64(e.to_string()))?;
     let nt = pe.nt_headers();
     let header = nt.file_header();
