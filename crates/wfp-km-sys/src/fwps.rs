@@ -24,8 +24,8 @@ pub const FWPS_LAYER_ALE_AUTH_CONNECT_V6: u16 = 50;
 // ---------------------------------------------------------------------------
 // Field indices into FWPS_INCOMING_VALUES0::incomingValue.
 //
-// The four ALE authorization layers share the first eight indices; beyond them
-// the enums differ and Weir does not read them.
+// The four ALE authorization layers share indices 0-9; from index 10 the
+// CONNECT and RECV_ACCEPT enums differ.
 // ---------------------------------------------------------------------------
 
 /// `FWPS_FIELDS_ALE_AUTH_CONNECT_V4` (first entries).
@@ -84,14 +84,14 @@ pub const FWPS_CLASSIFY_OUT_FLAG_ABSORB: u32 = 0x0000_0001;
 /// the write right after deciding.
 pub const FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT: u16 = 0x0001;
 
-/// `FWPS_METADATA_FIELD_*` bits of `currentMetadataValues`.
-pub const FWPS_METADATA_FIELD_DISCARD_REASON: u32 = 0x0000_0001;
-pub const FWPS_METADATA_FIELD_FLOW_HANDLE: u32 = 0x0000_0002;
-pub const FWPS_METADATA_FIELD_IP_HEADER_SIZE: u32 = 0x0000_0004;
-pub const FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE: u32 = 0x0000_0008;
-pub const FWPS_METADATA_FIELD_PROCESS_PATH: u32 = 0x0000_0010;
-pub const FWPS_METADATA_FIELD_TOKEN: u32 = 0x0000_0020;
-pub const FWPS_METADATA_FIELD_PROCESS_ID: u32 = 0x0000_0040;
+/// `FWPS_METADATA_FIELD_*` bits of `currentMetadataValues`, from windows-sys
+/// (which has these constants even though it lacks the callout API).
+pub use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
+    FWPS_METADATA_FIELD_DISCARD_REASON, FWPS_METADATA_FIELD_FLOW_HANDLE,
+    FWPS_METADATA_FIELD_IP_HEADER_SIZE, FWPS_METADATA_FIELD_PROCESS_ID,
+    FWPS_METADATA_FIELD_PROCESS_PATH, FWPS_METADATA_FIELD_TOKEN,
+    FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE,
+};
 
 /// `FWPS_CALLOUT_NOTIFY_TYPE`.
 pub type FWPS_CALLOUT_NOTIFY_TYPE = i32;
@@ -262,6 +262,9 @@ kernel_import!("fwpkclnt.sys", "system" {
     ) -> NTSTATUS;
 
     /// Unregisters a callout by its run-time id. Returns `STATUS_DEVICE_BUSY`
-    /// while classifications are in progress. IRQL: PASSIVE_LEVEL.
+    /// while flows still carry contexts of this callout (the callout is then
+    /// unregistered once they are removed), `STATUS_FWP_IN_USE` while another
+    /// thread registers or unregisters it, `STATUS_FWP_CALLOUT_NOT_FOUND` for
+    /// an unknown id. IRQL: PASSIVE_LEVEL.
     pub fn FwpsCalloutUnregisterById0(callout_id: u32) -> NTSTATUS;
 });

@@ -115,3 +115,12 @@ fn layer_ids_are_distinct_and_paired() {
     assert_eq!(FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 + 2);
     assert_eq!(FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_LISTEN_V4 + 4);
 }
+
+#[test]
+fn metadata_field_bits() {
+    // Documented values (fwpstypes.h); 0x40 is SYSTEM_FLAGS, not PROCESS_ID.
+    assert_eq!(FWPS_METADATA_FIELD_PROCESS_ID, 0x20);
+    assert_eq!(FWPS_METADATA_FIELD_TOKEN, 0x10);
+    assert_eq!(FWPS_METADATA_FIELD_PROCESS_PATH, 0x08);
+    assert_eq!(FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE, 0x400);
+}

@@ -24,8 +24,8 @@ pub const UNREGISTER_RETRY_MS: u32 = 10;
 /// A registered callout.
 ///
 /// Invariant: `id` was returned by a successful `FwpsCalloutRegister3`; the
-/// callout stays registered until `drop`, which unregisters it, waiting while
-/// classifications are in flight. The owner must drop every registration
+/// callout stays registered until `drop`, which unregisters it, retrying while
+/// the engine reports it busy or in use. The owner must drop every registration
 /// before the device it was registered with, and only after the filters that
 /// use it are gone (close the engine session first).
 pub struct Registration {
@@ -68,7 +68,7 @@ impl Drop for Registration {
             if status.is_success() || status == NtStatus::FWP_CALLOUT_NOT_FOUND {
                 return;
             }
-            if status != NtStatus::DEVICE_BUSY {
+            if status != NtStatus::DEVICE_BUSY && status != NtStatus::FWP_IN_USE {
                 // Not documented for this call; unloading anyway is the lesser
                 // evil compared with hanging, so report loudly and stop.
                 trace::error(format_args!(
@@ -77,8 +77,9 @@ impl Drop for Registration {
                 ));
                 return;
             }
-            // Classify calls are still running inside our code; returning now
-            // would let the driver image unload under them. Wait them out.
+            // The engine still references the callout (flows with its
+            // contexts, or a concurrent (un)registration); unloading now would
+            // leave the engine calling into freed code. Wait it out.
             tries = tries.saturating_add(1);
             if tries % 100 == 1 {
                 trace::error(format_args!(

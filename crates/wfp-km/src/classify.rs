@@ -328,6 +328,10 @@ pub(crate) mod tests {
         // SAFETY: meta outlives the view.
         let m = unsafe { Metadata::from_raw(&meta) }.unwrap();
         assert_eq!(m.process_id(), None);
+        // 0x40 is FWPS_METADATA_FIELD_SYSTEM_FLAGS: not the process id.
+        meta.currentMetadataValues = 0x40;
+        // SAFETY: as above.
+        assert_eq!(unsafe { Metadata::from_raw(&meta) }.unwrap().process_id(), None);
         meta.currentMetadataValues = FWPS_METADATA_FIELD_PROCESS_ID;
         // SAFETY: as above.
         let m = unsafe { Metadata::from_raw(&meta) }.unwrap();
