@@ -1,0 +1,199 @@
+<#
+.SYNOPSIS
+    Removes the Weir driver from a Windows test VM, whatever state it is in.
+
+.DESCRIPTION
+    Idempotent clean-up. Each step is skipped when there is nothing to do:
+
+      1. stop the "weir" service if it is running (sc.exe stop weir), waiting
+         for a STOP_PENDING service to finish stopping;
+      2. delete the service if it exists (sc.exe delete weir);
+      3. delete every driver-store package whose original name is weir.inf
+         (found by parsing pnputil /enum-drivers), with
+         pnputil /delete-driver oemNN.inf /uninstall /force.
+
+    Half-installed states are fine: a service without a package, a package
+    without a service, several old packages, a service stuck in STOP_PENDING
+    (it is then marked for deletion and goes away at the next reboot).
+    Something that is already gone is never an error. The script fails only
+    when a step that had work to do failed, after trying all the others.
+
+    This script has only been checked statically on Linux; it has not been run
+    on real Windows by the project's CI.
+
+.PARAMETER StopTimeoutSeconds
+    How long to wait for the driver to unload. Default 30.
+
+.EXAMPLE
+    .\Uninstall-Weir.ps1
+    Stops and deletes the service and removes every weir.inf package.
+
+.EXAMPLE
+    .\Uninstall-Weir.ps1 -WhatIf
+    Lists what would be stopped, deleted and removed.
+
+.NOTES
+    Run from an elevated PowerShell (Run as administrator).
+#>
+[CmdletBinding(SupportsShouldProcess)]
+param(
+    [ValidateRange(1, 600)]
+    [int] $StopTimeoutSeconds = 30
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+$PSNativeCommandUseErrorActionPreference = $false
+
+$ServiceName = 'weir'
+$failures = New-Object System.Collections.Generic.List[string]
+$rebootNeeded = $false
+
+function Test-IsElevated {
+    $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
+    $principal = New-Object Security.Principal.WindowsPrincipal($identity)
+    return $principal.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)
+}
+
+if (-not (Test-IsElevated)) {
+    throw 'Uninstall-Weir.ps1 must run elevated: open PowerShell with "Run as administrator" and try again.'
+}
+
+function Get-WeirServiceState {
+    # 'Absent', or the WMI state: Running, Stopped, Stop Pending, Start Pending...
+    $driver = Get-CimInstance -ClassName Win32_SystemDriver -Filter "Name='$ServiceName'" -ErrorAction SilentlyContinue
+    if ($null -eq $driver) { return 'Absent' }
+    return [string]$driver.State
+}
+
+function Get-WeirPublishedName {
+    # Published names (oemNN.inf) of driver-store packages whose original name
+    # is weir.inf. pnputil's labels are localized, so each blank-line separated
+    # record is matched on its values: one that looks like oemNN.inf and one
+    # that equals weir.inf.
+    $names = New-Object System.Collections.Generic.List[string]
+    $text = & pnputil.exe /enum-drivers
+    if ($LASTEXITCODE -ne 0) {
+        Write-Warning "pnputil /enum-drivers failed with exit code $LASTEXITCODE; falling back to Get-WindowsDriver."
+        $text = @()
+    }
+    $record = New-Object System.Collections.Generic.List[string]
+    foreach ($line in @($text) + @('')) {
+        if ($line -match '^\s*$') {
+            $values = @($record | ForEach-Object { ($_ -split ':', 2)[-1].Trim() })
+            $published = @($values | Where-Object { $_ -match '^oem\d+\.inf$' })
+            if ($published.Count -gt 0 -and ($values -contains 'weir.inf')) {
+                $names.Add($published[0].ToLowerInvariant())
+            }
+            $record.Clear()
+        }
+        else {
+            $record.Add($line)
+        }
+    }
+    # Cross-check with DISM, whose property names are not localized.
+    try {
+        Get-WindowsDriver -Online -ErrorAction Stop |
+            Where-Object { (Split-Path -Leaf $_.OriginalFileName) -eq 'weir.inf' } |
+            ForEach-Object { $names.Add(([string]$_.Driver).ToLowerInvariant()) }
+    }
+    catch {
+        Write-Verbose "Get-WindowsDriver unavailable: $($_.Exception.Message)"
+    }
+    return @($names | Sort-Object -Unique)
+}
+
+# --- 1. Stop ------------------------------------------------------------------
+
+$state = Get-WeirServiceState
+Write-Host "Service weir: $state"
+if ($state -eq 'Absent' -or $state -eq 'Stopped') {
+    Write-Host 'Nothing to stop.'
+}
+else {
+    if ($state -ne 'Stop Pending' -and $PSCmdlet.ShouldProcess($ServiceName, 'sc.exe stop')) {
+        $output = & sc.exe stop $ServiceName
+        $code = $LASTEXITCODE
+        # 1060: no such service; 1062: not started; 1061: cannot accept the
+        # control now (already stopping). None of these is a failure here.
+        if (@(0, 1060, 1061, 1062) -notcontains $code) {
+            $failures.Add("sc.exe stop $ServiceName failed with exit code ${code}: $($output -join ' ')")
+        }
+    }
+    if (-not $WhatIfPreference) {
+        $deadline = (Get-Date).AddSeconds($StopTimeoutSeconds)
+        while (@('Absent', 'Stopped') -notcontains (Get-WeirServiceState) -and (Get-Date) -lt $deadline) {
+            Start-Sleep -Milliseconds 500
+        }
+        $state = Get-WeirServiceState
+        if (@('Absent', 'Stopped') -notcontains $state) {
+            Write-Warning ("Service weir is still '$state' after $StopTimeoutSeconds s: its DriverUnload has not returned " +
+                '(WFP waits for classify calls in flight). Continuing; the service will be marked for deletion and a reboot finishes the job. ' +
+                'If this repeats, break in with WinDbg (docs/debugging.md).')
+            $rebootNeeded = $true
+        }
+        else {
+            Write-Host "Service weir: $state"
+        }
+    }
+}
+
+# --- 2. Delete the service ----------------------------------------------------
+
+if ((Get-WeirServiceState) -eq 'Absent') {
+    Write-Host 'No service to delete.'
+}
+elseif ($PSCmdlet.ShouldProcess($ServiceName, 'sc.exe delete')) {
+    $output = & sc.exe delete $ServiceName
+    $code = $LASTEXITCODE
+    if ($code -eq 1072) {
+        # ERROR_SERVICE_MARKED_FOR_DELETE
+        Write-Warning 'Service weir is already marked for deletion; it disappears once it has stopped (or after a reboot).'
+        $rebootNeeded = $true
+    }
+    elseif (@(0, 1060) -notcontains $code) {
+        $failures.Add("sc.exe delete $ServiceName failed with exit code ${code}: $($output -join ' ')")
+    }
+    else {
+        Write-Host 'Service weir deleted.'
+    }
+}
+
+# --- 3. Remove the driver-store packages ---------------------------------------
+
+$packages = @(Get-WeirPublishedName)
+if ($packages.Count -eq 0) {
+    Write-Host 'No weir.inf package in the driver store.'
+}
+foreach ($package in $packages) {
+    if ($PSCmdlet.ShouldProcess($package, 'pnputil /delete-driver /uninstall /force')) {
+        $output = & pnputil.exe /delete-driver $package /uninstall /force
+        $code = $LASTEXITCODE
+        if ($code -eq 0) {
+            Write-Host "Removed $package from the driver store."
+        }
+        elseif ($code -eq 3010) {
+            Write-Host "Removed $package from the driver store (reboot required to finish)."
+            $rebootNeeded = $true
+        }
+        elseif (@(Get-WeirPublishedName) -notcontains $package) {
+            # Gone anyway (removed concurrently, or pnputil reported a
+            # secondary problem after deleting it).
+            Write-Host "$package is no longer in the driver store (pnputil exit code $code)."
+        }
+        else {
+            $failures.Add("pnputil /delete-driver $package /uninstall /force failed with exit code ${code}: $($output -join ' ')")
+        }
+    }
+}
+
+# --- Summary --------------------------------------------------------------------
+
+if ($rebootNeeded) {
+    Write-Warning 'Reboot to finish removing Weir (Restart-Computer).'
+}
+if ($failures.Count -gt 0) {
+    throw ("Uninstall-Weir.ps1 could not finish:`n  " + ($failures -join "`n  ") +
+        "`nCollect diagnostics with Collect-WeirLogs.ps1.")
+}
+Write-Host 'Weir is uninstalled.'
