@@ -6,6 +6,7 @@
 //! - `cargo xtask setup`   installs (as root) or lists what the build needs
 
 mod build;
+mod package;
 mod run;
 mod toolchain;
 
@@ -35,6 +36,32 @@ enum Command {
         #[arg(long)]
         no_emulation: bool,
     },
+    /// Build, stamp, sign and verify the driver package
+    /// (target/x86_64-pc-windows-msvc/release/weir_package/).
+    Package {
+        /// Certificate (PEM or DER) to sign with instead of the test certificate.
+        #[arg(long, requires = "key", conflicts_with = "pfx")]
+        cert: Option<PathBuf>,
+        /// Private key (PEM) of --cert.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// PFX/PKCS#12 file to sign with; password from --pfx-password-env.
+        #[arg(long)]
+        pfx: Option<PathBuf>,
+        /// Environment variable holding the PFX password.
+        #[arg(long, default_value = "WEIR_PFX_PASSWORD")]
+        pfx_password_env: String,
+        /// Write a catalog v1 (SHA-1 members) instead of v2.
+        #[arg(long)]
+        catalog_v1: bool,
+    },
+    /// Verify a package directory (default: the built one).
+    VerifyPackage {
+        dir: Option<PathBuf>,
+        /// Do not require weir.pdb to equal this checkout's build output.
+        #[arg(long)]
+        no_build_pdb: bool,
+    },
     /// Print the static checks of a driver image (default: the built one).
     CheckImage {
         image: Option<PathBuf>,
@@ -51,6 +78,15 @@ fn main() {
     let result = match cli.command {
         Command::Build { no_check } => build::build(!no_check).map(|_| ()),
         Command::Test { no_emulation } => run::test_all(!no_emulation),
+        Command::Package { cert, key, pfx, pfx_password_env, catalog_v1 } => package::package(&package::SignOptions {
+            cert,
+            key,
+            pfx,
+            pfx_password_env,
+            catalog_v1,
+        })
+        .map(|_| ()),
+        Command::VerifyPackage { dir, no_build_pdb } => package::verify_cmd(dir, !no_build_pdb),
         Command::CheckImage { image, pdb } => build::check_image_cmd(image, pdb),
         Command::Setup => toolchain::setup(),
     };

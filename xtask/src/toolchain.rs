@@ -117,11 +117,47 @@ pub fn cross_toolchain() -> Result<Toolchain> {
     Ok(Toolchain { rustc, cargo, lld: find_lld()?, version })
 }
 
+/// osslsigncode (signing and independent verification), 2.x. Debian 12's
+/// own 2.5 lacks fixes the package needs; bookworm-backports has 2.9.
+pub fn osslsigncode() -> Result<PathBuf> {
+    let found = |path: &str| {
+        Command::new(path)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr))
+    };
+    if let Some(text) = found("osslsigncode") {
+        let version = text.split_whitespace().nth(1).unwrap_or("").trim_end_matches(',').to_string();
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        if (major, minor) >= (2, 7) {
+            return Ok(PathBuf::from("osslsigncode"));
+        }
+        println!("osslsigncode {version} is too old (need 2.7 or later)");
+    }
+    let command = "echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/bookworm-backports.list \
+        && apt-get update && apt-get install -y -t bookworm-backports osslsigncode";
+    if !is_root() {
+        bail!("osslsigncode 2.7+ is needed; run as root:\n    sudo sh -c \"{command}\"");
+    }
+    println!("installing osslsigncode from bookworm-backports (as root)");
+    let status = Command::new("sh")
+        .args(["-c", &format!("export DEBIAN_FRONTEND=noninteractive; {command} >/dev/null")])
+        .status()
+        .context("running apt-get")?;
+    if !status.success() || found("osslsigncode").is_none() {
+        bail!("installing osslsigncode failed; run: {command}");
+    }
+    Ok(PathBuf::from("osslsigncode"))
+}
+
 /// `cargo xtask setup`.
 pub fn setup() -> Result<()> {
     let tc = cross_toolchain()?;
     println!("cross compiler: {} ({})", tc.rustc.display(), tc.version);
     println!("cross cargo:    {}", tc.cargo.display());
     println!("linker:         {}", tc.lld.display());
+    println!("osslsigncode:   {}", osslsigncode()?.display());
     Ok(())
 }

@@ -1,0 +1,272 @@
+//! `cargo xtask package` and `cargo xtask verify-package`: the signed driver
+//! package, made on Linux in the place and shape of windows-drivers-rs'
+//! `cargo make` (`target/x86_64-pc-windows-msvc/release/weir_package/`).
+//!
+//! Steps: build → stamp (driver.inx → weir.inf) → sign (weir.sys, with
+//! osslsigncode) → catalog (weir.cat, our own code, signed) → verify.
+
+use crate::build::{self, rel};
+use crate::{repo_root, toolchain};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+use weir_sign::{Catalog, CatalogBuilder, CatalogVersion, SigningCert, TestCert};
+
+pub const SYS: &str = "weir.sys";
+pub const INF: &str = "weir.inf";
+pub const CAT: &str = "weir.cat";
+pub const PDB: &str = "weir.pdb";
+pub const CER: &str = "weir-test.cer";
+
+/// The five files of a package.
+pub const FILES: [&str; 5] = [SYS, INF, CAT, PDB, CER];
+
+/// How the package is signed.
+#[derive(Clone, Debug, Default)]
+pub struct SignOptions {
+    /// User certificate (PEM or DER) and key (PEM); default: the test cert.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// User PFX; its password comes from the environment variable named by
+    /// `pfx_password_env` (never from the command line).
+    pub pfx: Option<PathBuf>,
+    pub pfx_password_env: String,
+    /// Catalog v1 (SHA-1 only) instead of v2.
+    pub catalog_v1: bool,
+}
+
+pub fn package_dir() -> PathBuf {
+    build::output_dir().join("weir_package")
+}
+
+/// Where the per-machine test certificate lives: outside `target/`, so
+/// `cargo clean` keeps it and a VM needs to import it only once.
+pub fn test_cert_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("WEIR_CERT_DIR") {
+        return PathBuf::from(dir);
+    }
+    let data = std::env::var("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".local/share"));
+    data.join("weir").join("test-signing")
+}
+
+fn signing_cert(opts: &SignOptions) -> Result<SigningCert> {
+    match (&opts.pfx, &opts.cert, &opts.key) {
+        (Some(pfx), None, None) => {
+            let password = std::env::var(&opts.pfx_password_env).with_context(|| {
+                format!("--pfx needs the password in the environment variable {}", opts.pfx_password_env)
+            })?;
+            Ok(SigningCert::from_pfx(pfx, &password)?)
+        }
+        (None, Some(cert), Some(key)) => Ok(SigningCert::from_pem_files(cert, key)?),
+        (None, None, None) => {
+            let dir = test_cert_dir();
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            Ok(TestCert::load_or_create(&dir)?)
+        }
+        _ => bail!("pass either --pfx FILE, or --cert FILE and --key FILE, or neither (test certificate)"),
+    }
+}
+
+/// Signing and stamping time: SOURCE_DATE_EPOCH, else the last commit's
+/// time, never in the future. A fixed time gives a byte-identical package.
+fn package_time() -> Result<i64> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        if !epoch.trim().is_empty() {
+            let t: i64 = epoch.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH={epoch:?} is not a number"))?;
+            return Ok(t.min(now));
+        }
+    }
+    let commit = Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .current_dir(repo_root())
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<i64>().ok());
+    Ok(commit.unwrap_or(now).min(now))
+}
+
+fn crate_version() -> Result<String> {
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml"))?;
+    let doc: toml::Table = manifest.parse().context("parsing Cargo.toml")?;
+    doc.get("package")
+        .and_then(|p| p.get("version"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .context("no [package] version in Cargo.toml")
+}
+
+fn step(n: u32, text: &str) {
+    println!("\n==> [{n}/5] {text}");
+}
+
+/// `cargo xtask package`.
+pub fn package(opts: &SignOptions) -> Result<PathBuf> {
+    step(1, "build");
+    let image = build::build(true)?;
+    let osslsigncode = toolchain::osslsigncode()?;
+    let signer = signing_cert(opts)?;
+    let time = package_time()?;
+    let dir = package_dir();
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+
+    step(2, "stamp driver.inx -> weir.inf");
+    let inx = std::fs::read_to_string(repo_root().join("driver.inx")).context("reading driver.inx")?;
+    let date = weir_inf::build_date(None, Some(time), time)?;
+    let version = weir_inf::version_from_crate(&crate_version()?)?;
+    let inf = weir_inf::stamp(
+        &inx,
+        &weir_inf::StampOptions { arch: "amd64", date, version, catalog_file: Some(CAT.into()) },
+    )?;
+    std::fs::write(dir.join(INF), &inf)?;
+    println!("DriverVer {}", weir_inf::format_driver_ver(date, version));
+    let diagnostics = weir_inf::lint(&inf, INF);
+    if !diagnostics.is_empty() {
+        for d in &diagnostics {
+            eprintln!("{d}");
+        }
+        bail!("weir.inf fails {} lint rule(s)", diagnostics.len());
+    }
+
+    step(3, "sign weir.sys (Authenticode SHA-256, page hashes)");
+    let scratch = build::output_dir().join("sign-scratch");
+    std::fs::create_dir_all(&scratch)?;
+    let pem = signer.pem_files(&scratch)?;
+    let status = Command::new(&osslsigncode)
+        .arg("sign")
+        .arg("-certs")
+        .arg(&pem.cert)
+        .arg("-key")
+        .arg(&pem.key)
+        .args(["-h", "sha256", "-ph", "-n", "Weir"])
+        .args(["-time", &time.to_string()])
+        .arg("-in")
+        .arg(&image)
+        .arg("-out")
+        .arg(dir.join(SYS))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running osslsigncode")?;
+    if !status.success() {
+        bail!("osslsigncode sign failed ({status})");
+    }
+    drop(pem);
+
+    step(4, if opts.catalog_v1 { "catalog weir.cat (v1, SHA-1)" } else { "catalog weir.cat (v2, SHA-256 + SHA-1 compat)" });
+    let mut builder = CatalogBuilder::new(if opts.catalog_v1 { CatalogVersion::V1 } else { CatalogVersion::V2 });
+    builder.add_pe_file(&dir.join(SYS))?;
+    builder.add_flat_file(&dir.join(INF))?;
+    let cat = builder.build_signed(&signer, u64::try_from(time).unwrap_or(0))?;
+    std::fs::write(dir.join(CAT), cat)?;
+    std::fs::copy(build::pdb_path(), dir.join(PDB))?;
+    signer.write_cer(&dir.join(CER))?;
+
+    step(5, "verify");
+    verify(&dir, Some(&build::pdb_path()))?;
+
+    println!("\npackage: {}", rel(&dir));
+    for f in FILES {
+        println!("  {f}");
+    }
+    println!("signed by: {} (SHA-1 thumbprint {})", signer.subject(), signer.thumbprint_sha1());
+    if opts.cert.is_none() && opts.pfx.is_none() {
+        println!("test certificate kept in {} (import weir-test.cer on the VM once)", test_cert_dir().display());
+    }
+    Ok(dir)
+}
+
+fn ossl_verify(osslsigncode: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
+    let out = Command::new(osslsigncode).arg("verify").args(args).output().context("running osslsigncode")?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !text.contains("Succeeded") {
+        let tail: Vec<&str> = text.lines().rev().take(6).collect();
+        bail!("osslsigncode verify {:?} failed:\n{}", args, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    Ok(())
+}
+
+/// Every check of a package directory; `built_pdb` is the build's PDB, which
+/// the packaged copy must equal byte for byte.
+pub fn verify(dir: &Path, built_pdb: Option<&Path>) -> Result<()> {
+    for f in FILES {
+        if !dir.join(f).is_file() {
+            bail!("{} is missing from {}", f, dir.display());
+        }
+    }
+    let osslsigncode = toolchain::osslsigncode()?;
+    let (sys, inf, cat, pdb, cer) = (dir.join(SYS), dir.join(INF), dir.join(CAT), dir.join(PDB), dir.join(CER));
+
+    // osslsigncode wants the trust anchor as PEM; convert the packaged .cer
+    // (so a changed .cer fails too).
+    let cer_der = std::fs::read(&cer)?;
+    let ca_pem = dir.parent().unwrap_or(dir).join("verify-ca.pem");
+    std::fs::write(&ca_pem, pem_encode("CERTIFICATE", &cer_der))?;
+    let ca = ca_pem.as_os_str();
+    ossl_verify(&osslsigncode, &["-CAfile".as_ref(), ca, "-in".as_ref(), sys.as_os_str()])?;
+    println!("  [ok] osslsigncode: weir.sys Authenticode signature");
+    ossl_verify(&osslsigncode, &["-CAfile".as_ref(), ca, "-in".as_ref(), cat.as_os_str()])?;
+    println!("  [ok] osslsigncode: weir.cat signature");
+    ossl_verify(&osslsigncode, &["-CAfile".as_ref(), ca, "-catalog".as_ref(), cat.as_os_str(), "-in".as_ref(), sys.as_os_str()])?;
+    println!("  [ok] osslsigncode: weir.sys listed in weir.cat");
+    let _ = std::fs::remove_file(&ca_pem);
+
+    let catalog = Catalog::read_file(&cat)?;
+    let report = weir_sign::verify_members(&catalog, &[&sys, &inf])?;
+    if !report.unchecked_members.is_empty() {
+        bail!("weir.cat lists files not in the package: {:?}", report.unchecked_members);
+    }
+    for v in &report.verified {
+        println!("  [ok] catalog member {} ({:?}, {:?}) = {}", v.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), v.kind, v.algorithm, v.digest);
+    }
+
+    let inf_text = std::fs::read_to_string(&inf)?;
+    let mut diagnostics = weir_inf::lint(&inf_text, INF);
+    let names: Vec<String> = catalog.members.iter().filter_map(|m| m.file_name.clone()).collect();
+    diagnostics.extend(weir_inf::check_catalog_coverage(&inf_text, INF, &names));
+    if !diagnostics.is_empty() {
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        bail!("weir.inf:\n{}", text.join("\n"));
+    }
+    println!("  [ok] weir.inf lint and catalog coverage");
+
+    let image = weir_image::check_driver(&sys, Some(&pdb))?;
+    if !image.ok() {
+        let text: Vec<String> = image.failures().map(ToString::to_string).collect();
+        bail!("signed weir.sys:\n{}", text.join("\n"));
+    }
+    println!("  [ok] weir.sys image checks ({} properties), PDB GUID/age match", image.checks.len());
+
+    if let Some(built) = built_pdb.filter(|p| p.is_file()) {
+        if std::fs::read(built)? != std::fs::read(&pdb)? {
+            bail!("weir.pdb differs from the build's {}", built.display());
+        }
+        println!("  [ok] weir.pdb equals the build's PDB");
+    }
+    Ok(())
+}
+
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out + &format!("-----END {label}-----\n")
+}
+
+/// `cargo xtask verify-package [DIR]`.
+pub fn verify_cmd(dir: Option<PathBuf>, against_build: bool) -> Result<()> {
+    let dir = dir.unwrap_or_else(package_dir);
+    println!("verifying {}", rel(&dir));
+    verify(&dir, against_build.then(build::pdb_path).as_deref())?;
+    println!("package verified");
+    Ok(())
+}
