@@ -8,19 +8,11 @@
 use crate::build::{self, rel};
 use crate::{repo_root, toolchain};
 use anyhow::{bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
-use weir_sign::{Catalog, CatalogBuilder, CatalogVersion, SigningCert, TestCert};
-
-pub const SYS: &str = "weir.sys";
-pub const INF: &str = "weir.inf";
-pub const CAT: &str = "weir.cat";
-pub const PDB: &str = "weir.pdb";
-pub const CER: &str = "weir-test.cer";
-
-/// The five files of a package.
-pub const FILES: [&str; 5] = [SYS, INF, CAT, PDB, CER];
+use weir_package::{verify, CAT, CER, FILES, INF, PDB, SYS};
+use weir_sign::{CatalogBuilder, CatalogVersion, SigningCert, TestCert};
 
 /// How the package is signed.
 #[derive(Clone, Debug, Default)]
@@ -168,6 +160,7 @@ pub fn package(opts: &SignOptions) -> Result<PathBuf> {
     signer.write_cer(&dir.join(CER))?;
 
     step(5, "verify");
+    toolchain::osslsigncode()?;
     verify(&dir, Some(&build::pdb_path()))?;
 
     println!("\npackage: {}", rel(&dir));
@@ -181,90 +174,10 @@ pub fn package(opts: &SignOptions) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn ossl_verify(osslsigncode: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
-    let out = Command::new(osslsigncode).arg("verify").args(args).output().context("running osslsigncode")?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || !text.contains("Succeeded") {
-        let tail: Vec<&str> = text.lines().rev().take(6).collect();
-        bail!("osslsigncode verify {:?} failed:\n{}", args, tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-    }
-    Ok(())
-}
-
-/// Every check of a package directory; `built_pdb` is the build's PDB, which
-/// the packaged copy must equal byte for byte.
-pub fn verify(dir: &Path, built_pdb: Option<&Path>) -> Result<()> {
-    for f in FILES {
-        if !dir.join(f).is_file() {
-            bail!("{} is missing from {}", f, dir.display());
-        }
-    }
-    let osslsigncode = toolchain::osslsigncode()?;
-    let (sys, inf, cat, pdb, cer) = (dir.join(SYS), dir.join(INF), dir.join(CAT), dir.join(PDB), dir.join(CER));
-
-    // osslsigncode wants the trust anchor as PEM; convert the packaged .cer
-    // (so a changed .cer fails too).
-    let cer_der = std::fs::read(&cer)?;
-    let ca_pem = dir.parent().unwrap_or(dir).join("verify-ca.pem");
-    std::fs::write(&ca_pem, pem_encode("CERTIFICATE", &cer_der))?;
-    let ca = ca_pem.as_os_str();
-    ossl_verify(&osslsigncode, &["-CAfile".as_ref(), ca, "-in".as_ref(), sys.as_os_str()])?;
-    println!("  [ok] osslsigncode: weir.sys Authenticode signature");
-    ossl_verify(&osslsigncode, &["-CAfile".as_ref(), ca, "-in".as_ref(), cat.as_os_str()])?;
-    println!("  [ok] osslsigncode: weir.cat signature");
-    ossl_verify(&osslsigncode, &["-CAfile".as_ref(), ca, "-catalog".as_ref(), cat.as_os_str(), "-in".as_ref(), sys.as_os_str()])?;
-    println!("  [ok] osslsigncode: weir.sys listed in weir.cat");
-    let _ = std::fs::remove_file(&ca_pem);
-
-    let catalog = Catalog::read_file(&cat)?;
-    let report = weir_sign::verify_members(&catalog, &[&sys, &inf])?;
-    if !report.unchecked_members.is_empty() {
-        bail!("weir.cat lists files not in the package: {:?}", report.unchecked_members);
-    }
-    for v in &report.verified {
-        println!("  [ok] catalog member {} ({:?}, {:?}) = {}", v.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), v.kind, v.algorithm, v.digest);
-    }
-
-    let inf_text = std::fs::read_to_string(&inf)?;
-    let mut diagnostics = weir_inf::lint(&inf_text, INF);
-    let names: Vec<String> = catalog.members.iter().filter_map(|m| m.file_name.clone()).collect();
-    diagnostics.extend(weir_inf::check_catalog_coverage(&inf_text, INF, &names));
-    if !diagnostics.is_empty() {
-        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-        bail!("weir.inf:\n{}", text.join("\n"));
-    }
-    println!("  [ok] weir.inf lint and catalog coverage");
-
-    let image = weir_image::check_driver(&sys, Some(&pdb))?;
-    if !image.ok() {
-        let text: Vec<String> = image.failures().map(ToString::to_string).collect();
-        bail!("signed weir.sys:\n{}", text.join("\n"));
-    }
-    println!("  [ok] weir.sys image checks ({} properties), PDB GUID/age match", image.checks.len());
-
-    if let Some(built) = built_pdb.filter(|p| p.is_file()) {
-        if std::fs::read(built)? != std::fs::read(&pdb)? {
-            bail!("weir.pdb differs from the build's {}", built.display());
-        }
-        println!("  [ok] weir.pdb equals the build's PDB");
-    }
-    Ok(())
-}
-
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out + &format!("-----END {label}-----\n")
-}
-
 /// `cargo xtask verify-package [DIR]`.
 pub fn verify_cmd(dir: Option<PathBuf>, against_build: bool) -> Result<()> {
     let dir = dir.unwrap_or_else(package_dir);
+    toolchain::osslsigncode()?;
     println!("verifying {}", rel(&dir));
     verify(&dir, against_build.then(build::pdb_path).as_deref())?;
     println!("package verified");

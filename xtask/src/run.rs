@@ -24,6 +24,23 @@ pub fn test_all(emulation: bool) -> Result<()> {
     }
     outcomes.push(Outcome { name: "image build + static checks", ok: built.is_ok() });
 
+    step("driver package (cargo xtask package), twice: it must be byte-identical");
+    let first = crate::package::package(&crate::package::SignOptions::default()).and_then(|dir| hashes(&dir));
+    let second = crate::package::package(&crate::package::SignOptions::default())
+        .and_then(|dir| hashes(&dir));
+    let packaged = match (&first, &second) {
+        (Ok(a), Ok(b)) if a == b => true,
+        (Ok(_), Ok(_)) => {
+            eprintln!("error: two package runs with the same inputs differ");
+            false
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e:#}");
+            false
+        }
+    };
+    outcomes.push(Outcome { name: "signed package + verification + reproducibility", ok: packaged });
+
     step("host tests (cargo test --workspace), including the image tests");
     let ok = cargo()
         .current_dir(&root)
@@ -70,4 +87,12 @@ pub fn test_all(emulation: bool) -> Result<()> {
         bail!("{failed} test stage(s) failed");
     }
     Ok(())
+}
+
+/// Contents of every packaged file, for the reproducibility check.
+fn hashes(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
+    weir_package::FILES
+        .iter()
+        .map(|f| Ok(((*f).to_string(), std::fs::read(dir.join(f))?)))
+        .collect()
 }
