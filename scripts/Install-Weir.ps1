@@ -14,7 +14,7 @@
 
     Weir is a primitive (non-PnP) driver: pnputil processes the INF's
     DefaultInstall.NTamd64 sections, which copy weir.sys into the driver store
-    and create the demand-start kernel service "weir". Windows 10 1903 or later
+    and create the demand-start kernel service "weir". Windows 10 2004 or later
     is needed for that.
 
     Test signing must be on and the test certificate trusted first
