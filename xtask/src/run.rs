@@ -68,8 +68,14 @@ pub fn test_all(emulation: bool) -> Result<()> {
     let scripts_tests = root.join("tests/scripts");
     if scripts_tests.is_dir() {
         step("test-VM script checks (tests/scripts)");
-        let ok = Command::new("python3")
-            .args(["-m", "pytest", "-q", "tests/scripts"])
+        // pytest from the emulation suite's virtual environment (pinned in
+        // tests/emulation/requirements.txt), else the system's.
+        let venv_python = std::env::var_os("WEIR_EMU_VENV")
+            .map_or_else(|| root.join(".venv-emu"), std::path::PathBuf::from)
+            .join("bin/python");
+        let python = if venv_python.is_file() { venv_python } else { "python3".into() };
+        let ok = Command::new(python)
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/scripts"])
             .current_dir(&root)
             .status()
             .map(|s| s.success())
