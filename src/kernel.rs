@@ -6,6 +6,7 @@ use crate::classify::{on_classify, Outcome, COUNTERS};
 use crate::driver::{Callbacks, Driver};
 use crate::{ids, ioctl};
 use core::ffi::c_void;
+use core::net::SocketAddr;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, Ordering};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
@@ -128,8 +129,13 @@ fn trace_outcome(o: &Outcome) {
     let pid = o.process_id.unwrap_or(0);
     match o.connection {
         Some(c) => trace::info(format_args!(
-            "weir: {} {} proto {} local {}:{} remote {}:{} pid {}",
-            o.layer.name(), verdict, c.protocol, c.local, c.local_port, c.remote, c.remote_port, pid
+            "weir: {} {} proto {} local {} remote {} pid {}",
+            o.layer.name(),
+            verdict,
+            c.protocol,
+            SocketAddr::new(c.local, c.local_port),
+            SocketAddr::new(c.remote, c.remote_port),
+            pid
         )),
         None => trace::info(format_args!("weir: {} {} (incomplete fields) pid {}", o.layer.name(), verdict, pid)),
     }

@@ -124,3 +124,24 @@ fn metadata_field_bits() {
     assert_eq!(FWPS_METADATA_FIELD_PROCESS_PATH, 0x08);
     assert_eq!(FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE, 0x400);
 }
+
+/// The IRP fields Weir's dispatch code reads (windows-sys types), and the
+/// padded DeviceIoControl parameters it reads instead of windows-sys' own.
+#[test]
+fn irp_and_stack_location() {
+    use crate::ntos::DEVICE_IO_CONTROL_PARAMETERS;
+    use windows_sys::Wdk::Foundation::{IO_STACK_LOCATION, IRP};
+    assert_eq!(offset_of!(IRP, AssociatedIrp), 0x18);
+    assert_eq!(offset_of!(IRP, IoStatus), 0x30);
+    assert_eq!(offset_of!(IRP, Tail), 0x78);
+    // Tail.Overlay.CurrentStackLocation at IRP + 0xB8.
+    assert_eq!(offset_of!(IRP, Tail) + 0x40, 0xB8);
+    assert_eq!(offset_of!(IO_STACK_LOCATION, MajorFunction), 0);
+    assert_eq!(offset_of!(IO_STACK_LOCATION, Parameters), 8);
+    assert_eq!(size_of::<IO_STACK_LOCATION>(), 0x48);
+    assert_layout!(DEVICE_IO_CONTROL_PARAMETERS, size = 32, align = 8, {
+        OutputBufferLength = 0, InputBufferLength = 8, IoControlCode = 16, Type3InputBuffer = 24,
+    });
+    // The union is large enough to read the padded view from.
+    assert!(8 + size_of::<DEVICE_IO_CONTROL_PARAMETERS>() <= offset_of!(IO_STACK_LOCATION, DeviceObject));
+}

@@ -34,3 +34,21 @@ pub const KERNEL_MODE: i8 = 0;
 
 /// `FILE_DEVICE_NETWORK`.
 pub const FILE_DEVICE_NETWORK: u32 = 0x0000_0012;
+
+/// `IO_STACK_LOCATION.Parameters.DeviceIoControl` as the WDK lays it out.
+///
+/// wdm.h marks `InputBufferLength` and `IoControlCode` `POINTER_ALIGNMENT`
+/// (8 on x64), so the fields sit at 0, 8, 16 and 24. windows-sys 0.61's
+/// `IO_STACK_LOCATION_0_16` omits that alignment and would read them at 0, 4,
+/// 8 and 16; read the union through this type instead.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DEVICE_IO_CONTROL_PARAMETERS {
+    pub OutputBufferLength: u32,
+    pub _pad0: u32,
+    pub InputBufferLength: u32,
+    pub _pad1: u32,
+    pub IoControlCode: u32,
+    pub _pad2: u32,
+    pub Type3InputBuffer: *mut core::ffi::c_void,
+}

@@ -3,6 +3,7 @@
 use crate::status::NtStatus;
 use core::ptr::NonNull;
 use windows_sys::Wdk::Foundation::{IO_STACK_LOCATION, IRP};
+use wfp_km_sys::ntos::DEVICE_IO_CONTROL_PARAMETERS;
 use windows_sys::Wdk::System::SystemServices::{IofCompleteRequest, KeDelayExecutionThread};
 
 /// `METHOD_BUFFERED` transfer type (low two bits of an IOCTL code).
@@ -52,10 +53,13 @@ impl Irp {
     /// For `IRP_MJ_DEVICE_CONTROL`: code and buffer lengths.
     pub fn device_control(&self) -> Option<DeviceControl> {
         let stack = self.stack()?;
-        // SAFETY: for a device-control IRP the Parameters union holds the
-        // DeviceIoControl member; callers only ask after checking the major
-        // function, and every bit pattern is a valid u32 anyway.
-        let p = unsafe { stack.Parameters.DeviceIoControl };
+        let params = core::ptr::addr_of!(stack.Parameters).cast::<DEVICE_IO_CONTROL_PARAMETERS>();
+        // SAFETY: the Parameters union is 32 bytes and 8-aligned (layout test
+        // `irp_and_stack_location`), so reading the WDK's padded
+        // DeviceIoControl view from it is in bounds and aligned; any bit
+        // pattern is a valid value of these integer and pointer fields.
+        // Callers ask only for device-control IRPs.
+        let p = unsafe { params.read() };
         Some(DeviceControl {
             code: p.IoControlCode,
             input_len: p.InputBufferLength,

@@ -1,0 +1,207 @@
+"""The kernel model's own rules, exercised directly (no driver, no emulator).
+
+These show that the model catches what the driver tests rely on it to catch:
+a driver that breaks a rule produces a violation naming the call and argument,
+and gets the error status the real API would return.
+"""
+
+import struct
+import uuid
+
+import pytest
+
+import layouts as L
+from kernel_model import KernelModel
+
+
+class FakeEmu:
+    """Flat memory with a bump allocator; enough for the model's decoders."""
+
+    def __init__(self):
+        self.mem = bytearray(0x10000)
+        self.next = 0x100
+
+    def mem_read(self, addr, size):
+        return bytes(self.mem[addr:addr + size])
+
+    def mem_write(self, addr, data):
+        self.mem[addr:addr + len(data)] = data
+
+    def alloc(self, data: bytes) -> int:
+        addr = self.next
+        self.next += (len(data) + 15) & ~15
+        self.mem_write(addr, data)
+        return addr
+
+    def wstr(self, text: str) -> int:
+        return self.alloc((text + "\0").encode("utf-16-le"))
+
+
+SUB = uuid.UUID("11111111-2222-3333-4444-555555555555")
+KEY = uuid.UUID("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+V4 = L.FWPM_LAYER_ALE_AUTH_CONNECT_V4
+V6 = L.FWPM_LAYER_ALE_AUTH_CONNECT_V6
+
+
+class Rig:
+    def __init__(self):
+        self.model = KernelModel()
+        self.model.phase = "test"
+        self.emu = FakeEmu()
+        self.table = self.model.hook_table()
+
+    def call(self, api, *argv, orig=None):
+        mod = "fwpkclnt" if api.startswith("Fwp") else "ntoskrnl"
+        _, handler = self.table[(mod, api)]
+        return self.model.make_hook(mod, api, handler)(self.emu, api, orig, list(argv))
+
+    def display(self, name="n"):
+        return struct.pack("<QQ", self.emu.wstr(name) if name else 0, 0)
+
+    def session(self, dynamic=True):
+        s = bytearray(72)
+        struct.pack_into("<I", s, 32, L.FWPM_SESSION_FLAG_DYNAMIC if dynamic else 0)
+        out = self.emu.alloc(bytes(8))
+        assert self.call("FwpmEngineOpen0", 0, L.RPC_C_AUTHN_WINNT, 0, self.emu.alloc(bytes(s)), out) == 0
+        return struct.unpack("<Q", self.emu.mem_read(out, 8))[0]
+
+    def device(self):
+        return 0x5000
+
+    def register(self, key=KEY):
+        self.model.devices[self.device()] = {"name": "\\Device\\T", "live": True}
+        c = key.bytes_le + struct.pack("<IIQQQ", 0, 0, 0x1000, 0x1100, 0)
+        idp = self.emu.alloc(bytes(4))
+        status = self.call("FwpsCalloutRegister3", self.device(), self.emu.alloc(c), idp)
+        return status, struct.unpack("<I", self.emu.mem_read(idp, 4))[0]
+
+    def sublayer(self, h, key=SUB):
+        s = key.bytes_le + self.display() + bytes(40)
+        return self.call("FwpmSubLayerAdd0", h, self.emu.alloc(s), 0)
+
+    def callout(self, h, key=KEY, layer=V4):
+        c = key.bytes_le + self.display() + bytes(4 + 4 + 8 + 16) + layer.bytes_le + bytes(8)
+        return self.call("FwpmCalloutAdd0", h, self.emu.alloc(c), 0, self.emu.alloc(bytes(4)))
+
+    def filter(self, h, key=uuid.UUID(int=7), layer=V4, sub=SUB, callout=KEY, action=L.FWP_ACTION_CALLOUT_TERMINATING):
+        f = bytearray(200)
+        f[0:16] = key.bytes_le
+        f[16:32] = self.display()
+        f[64:80] = layer.bytes_le
+        f[80:96] = sub.bytes_le
+        struct.pack_into("<I", f, 128, action)
+        f[132:148] = callout.bytes_le
+        return self.call("FwpmFilterAdd0", h, self.emu.alloc(bytes(f)), 0, self.emu.alloc(bytes(8)))
+
+    def violations(self):
+        return [str(v) for v in self.model.violations]
+
+
+@pytest.fixture
+def rig():
+    return Rig()
+
+
+def test_model_accepts_the_documented_sequence(rig):
+    assert rig.register()[0] == 0
+    h = rig.session()
+    assert rig.call("FwpmTransactionBegin0", h, 0) == 0
+    assert rig.sublayer(h) == 0
+    assert rig.callout(h) == 0
+    assert rig.filter(h) == 0
+    assert rig.call("FwpmTransactionCommit0", h) == 0
+    assert len(rig.model.engine_objects()["filters"]) == 1
+    assert rig.call("FwpmEngineClose0", h) == 0
+    assert rig.model.engine_objects() == {"sublayers": {}, "callouts": {}, "filters": {}}, "dynamic objects must go with the session"
+    assert rig.violations() == []
+
+
+def test_model_refuses_adds_outside_a_transaction(rig):
+    rig.register()
+    h = rig.session()
+    assert rig.sublayer(h) == L.STATUS_FWP_NO_TXN_IN_PROGRESS
+    assert any("FwpmSubLayerAdd0" in v and "no open transaction" in v for v in rig.violations()), rig.violations()
+
+
+def test_model_checks_filter_layer_against_callout(rig):
+    rig.register()
+    h = rig.session()
+    rig.call("FwpmTransactionBegin0", h, 0)
+    rig.sublayer(h)
+    rig.callout(h, layer=V4)
+    assert rig.filter(h, layer=V6) == L.STATUS_FWP_INCOMPATIBLE_LAYER
+    assert any("filter->layerKey" in v for v in rig.violations()), rig.violations()
+
+
+def test_model_checks_sublayer_and_callout_references(rig):
+    rig.register()
+    h = rig.session()
+    rig.call("FwpmTransactionBegin0", h, 0)
+    assert rig.filter(h) == L.STATUS_FWP_SUBLAYER_NOT_FOUND
+    rig.sublayer(h)
+    assert rig.filter(h) == L.STATUS_FWP_CALLOUT_NOT_FOUND  # no FwpmCalloutAdd0 yet
+    other = uuid.UUID(int=99)
+    assert rig.callout(h, key=other) == L.STATUS_FWP_CALLOUT_NOT_FOUND  # never registered with FwpsCalloutRegister3
+    assert any("filter->subLayerKey" in v for v in rig.violations())
+    assert any("callout->calloutKey" in v and "FwpsCalloutRegister3" in v for v in rig.violations())
+
+
+def test_model_requires_transactions_to_end(rig):
+    rig.register()
+    h = rig.session()
+    rig.call("FwpmTransactionBegin0", h, 0)
+    rig.model.end_of_driver_entry(0)
+    assert any("transaction still open" in v for v in rig.violations()), rig.violations()
+    rig.call("FwpmEngineClose0", h)
+    assert any("FwpmEngineClose0" in v and "transaction" in v for v in rig.violations()), rig.violations()
+
+
+def test_model_accepts_abort_after_a_failed_commit(rig):
+    rig.register()
+    h = rig.session()
+    rig.call("FwpmTransactionBegin0", h, 0)
+    rig.model.fail("test", "FwpmTransactionCommit0", 1)
+    assert rig.call("FwpmTransactionCommit0", h) == L.STATUS_FWP_TXN_ABORTED
+    assert any("never ended" in leak for leak in rig.model.leaks()), rig.model.leaks()
+    assert rig.call("FwpmTransactionAbort0", h) == 0
+    assert rig.call("FwpmTransactionAbort0", h) == L.STATUS_FWP_NO_TXN_IN_PROGRESS  # only once
+    assert rig.call("FwpmEngineClose0", h) == 0
+    assert rig.violations() == ["FwpmTransactionAbort0#2 (test): engineHandle: no transaction to abort"]
+
+
+def test_model_validates_handles_and_callout_ids(rig):
+    assert rig.call("FwpmTransactionBegin0", 0xBAD, 0) == L.STATUS_INVALID_HANDLE
+    assert rig.call("FwpmEngineClose0", 0xBAD) == L.STATUS_INVALID_HANDLE
+    assert rig.call("FwpsCalloutUnregisterById0", 12345) == L.STATUS_FWP_CALLOUT_NOT_FOUND
+    status, cid = rig.register()
+    assert rig.call("FwpsCalloutUnregisterById0", cid) == 0
+    assert rig.call("FwpsCalloutUnregisterById0", cid) == L.STATUS_FWP_CALLOUT_NOT_FOUND
+    assert len(rig.violations()) == 4, rig.violations()
+
+
+def test_model_scripts_busy_unregistration(rig):
+    _, cid = rig.register()
+    rig.model.unregister_script[cid] = [L.STATUS_DEVICE_BUSY, L.STATUS_DEVICE_BUSY]
+    assert [rig.call("FwpsCalloutUnregisterById0", cid) for _ in range(3)] == [L.STATUS_DEVICE_BUSY] * 2 + [0]
+    assert rig.model.callouts_rt == {}
+    assert rig.violations() == []
+
+
+def test_model_tracks_pool_blocks(rig):
+    rig.call("ExAllocatePool2", L.POOL_FLAG_NON_PAGED, 64, 0x72696557, orig=lambda argv: 0x9000)
+    assert rig.model.leaks() and "pool block 0x9000" in rig.model.leaks()[0]
+    rig.call("ExFreePoolWithTag", 0x9000, 0x72696557, orig=lambda argv: None)
+    assert rig.model.leaks() == []
+    rig.call("ExFreePoolWithTag", 0x9000, 0x72696557, orig=lambda argv: None)
+    assert any("double free" in v for v in rig.violations()), rig.violations()
+
+
+def test_model_injects_faults_once(rig):
+    rig.model.fail("test", "FwpmEngineOpen0", 2)
+    h1 = rig.session()
+    out = rig.emu.alloc(bytes(8))
+    s = rig.emu.alloc(bytes(72))
+    assert rig.call("FwpmEngineOpen0", 0, L.RPC_C_AUTHN_WINNT, 0, s, out) == L.STATUS_FWP_TIMEOUT
+    assert rig.call("FwpmEngineOpen0", 0, L.RPC_C_AUTHN_WINNT, 0, s, out) == 0
+    assert [c.injected for c in rig.model.calls] == [False, True, False]
+    assert h1

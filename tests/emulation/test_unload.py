@@ -1,0 +1,122 @@
+"""DriverUnload: the documented WFP teardown order, and nothing left behind."""
+
+import harness
+import layouts as L
+from kernel_model import KernelModel
+
+
+def _entry_facts(driver):
+    m = driver.model
+    (open_call,) = m.calls_in("DriverEntry", "FwpmEngineOpen0")
+    (dev_call,) = m.calls_in("DriverEntry", "IoCreateDevice")
+    (alloc,) = m.calls_in("DriverEntry", "ExAllocatePool2")
+    return {
+        "handle": open_call.args["assigned_handle"],
+        "ids": [r["id"] for r in driver.registrations()],
+        "device": dev_call.args["created_device"],
+        "state": alloc.args["returned"],
+    }
+
+
+def test_unload_tears_down_in_order_and_releases_everything(driver):
+    facts = _entry_facts(driver)
+    # Some traffic first, so that unload happens on a driver that did work.
+    for layer in L.LAYERS:
+        driver.classify(layer.layer_id, driver.values_for(layer))
+    driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_GET_STATS, out_len=L.STATS_SIZE)
+    res = driver.unload()
+    driver.expect_no_fault(res)
+
+    m = driver.model
+    ck = harness.Checker("DriverUnload")
+    calls = m.effective_calls("DriverUnload")
+    apis = [c.api for c in calls]
+    where = "DriverUnload"
+
+    closes = [c for c in calls if c.api == "FwpmEngineClose0"]
+    ck.eq([c.args["engineHandle"] for c in closes], [facts["handle"]], where, "FwpmEngineClose0 engineHandle(s) (the session DriverEntry opened, once)")
+    unregs = [c for c in calls if c.api == "FwpsCalloutUnregisterById0"]
+    ck.eq(sorted(c.args["calloutId"] for c in unregs), sorted(facts["ids"]), where, "FwpsCalloutUnregisterById0 calloutIds")
+    for c in unregs:
+        ck.eq(c.args.get("filters_referencing_callout", []), [], c.label,
+              "filters still referencing the callout at unregistration (the session must be closed first)")
+    links = [c for c in calls if c.api == "IoDeleteSymbolicLink"]
+    ck.eq([c.args["SymbolicLinkName"] for c in links], ["\\??\\Weir"], where, "IoDeleteSymbolicLink SymbolicLinkName(s)")
+    devs = [c for c in calls if c.api == "IoDeleteDevice"]
+    ck.eq([c.args["DeviceObject"] for c in devs], [facts["device"]], where, "IoDeleteDevice DeviceObject(s)")
+    frees = [c for c in calls if c.api == "ExFreePoolWithTag"]
+    ck.eq([c.args["P"] for c in frees], [facts["state"]], where, "ExFreePoolWithTag P (the driver state from DriverEntry)")
+
+    def pos(api, first=True):
+        idx = [i for i, a in enumerate(apis) if a == api]
+        return (idx[0] if first else idx[-1]) if idx else None
+
+    order = [("FwpmEngineClose0", True), ("FwpsCalloutUnregisterById0", False), ("IoDeleteSymbolicLink", True), ("IoDeleteDevice", True)]
+    positions = [(api, pos(api, first)) for api, first in order]
+    present = [(a, p) for a, p in positions if p is not None]
+    ck.eq([a for a, _ in sorted(present, key=lambda x: x[1])], [a for a, _ in present], where,
+          f"teardown order (close session, unregister every callout, delete link, delete device); actual calls {apis}")
+    ck.true(not set(apis) - {"FwpmEngineClose0", "FwpsCalloutUnregisterById0", "IoDeleteSymbolicLink", "IoDeleteDevice",
+                             "ExFreePoolWithTag", "KeDelayExecutionThread"}, where, f"unexpected calls {apis}")
+    ck.eq(m.leaks(), [], where, "resources still held after DriverUnload")
+    ck.done()
+    driver.expect_clean()
+
+
+def test_unload_twice_does_nothing_the_second_time(driver):
+    driver.expect_no_fault(driver.unload())
+    n = len(driver.model.calls)
+    res = driver.unload()
+    driver.expect_no_fault(res)
+    second = [c.label for c in driver.model.calls[n:] if c.api not in ("DbgPrintEx", "DbgPrint")]
+    assert second == [], f"second DriverUnload made kernel/WFP calls {second}"
+    assert driver.model.leaks() == [], f"leaks after two unloads: {driver.model.leaks()}"
+    driver.expect_clean()
+
+
+def test_unload_retries_a_busy_callout(new_run):
+    model = KernelModel()
+    run = new_run("busy", model).start()
+    ids = [r["id"] for r in run.registrations()]
+    busy = ids[1]
+    model.unregister_script[busy] = [L.STATUS_DEVICE_BUSY, L.STATUS_DEVICE_BUSY]
+    res = run.unload()
+    run.expect_no_fault(res)
+    ck = harness.Checker(f"DriverUnload with FwpsCalloutUnregisterById0({busy}) busy twice")
+    calls = model.effective_calls("DriverUnload")
+    tries = [i for i, c in enumerate(calls) if c.api == "FwpsCalloutUnregisterById0" and c.args["calloutId"] == busy]
+    ck.eq(len(tries), 3, "FwpsCalloutUnregisterById0", f"tries for calloutId {busy} (2 x STATUS_DEVICE_BUSY, then success)")
+    for a, b in zip(tries, tries[1:]):
+        between = [c for c in calls[a + 1:b] if c.api == "KeDelayExecutionThread"]
+        where = f"between {calls[a].label} and {calls[b].label}"
+        if ck.true(between, where, "no KeDelayExecutionThread between tries (busy loop)"):
+            d = between[0].args
+            ck.true(d["Interval"] is not None and d["Interval"] < 0, between[0].label, f"Interval {d['Interval']} is not a relative (negative) wait")
+            ck.eq(d["WaitMode"], 0, between[0].label, "WaitMode (KernelMode)")
+            ck.eq(d["Alertable"], 0, between[0].label, "Alertable")
+        others = [c.label for c in calls[a + 1:b] if c.api == "FwpsCalloutUnregisterById0"]
+        ck.eq(others, [], where, "other unregistrations interleaved with the retry")
+    for cid in ids:
+        n = sum(1 for c in calls if c.api == "FwpsCalloutUnregisterById0" and c.args["calloutId"] == cid)
+        if cid != busy:
+            ck.eq(n, 1, "FwpsCalloutUnregisterById0", f"tries for calloutId {cid}")
+    ck.eq(model.leaks(), [], "DriverUnload", "resources still held")
+    ck.done()
+    run.expect_clean()
+
+
+def test_unload_treats_callout_not_found_as_done(new_run):
+    model = KernelModel()
+    run = new_run("not-found", model).start()
+    gone = run.registrations()[2]["id"]
+    model.unregister_script[gone] = [L.STATUS_FWP_CALLOUT_NOT_FOUND]
+    run.expect_no_fault(run.unload())
+    ck = harness.Checker(f"DriverUnload with FwpsCalloutUnregisterById0({gone}) -> STATUS_FWP_CALLOUT_NOT_FOUND")
+    calls = model.effective_calls("DriverUnload")
+    n = sum(1 for c in calls if c.api == "FwpsCalloutUnregisterById0" and c.args["calloutId"] == gone)
+    ck.eq(n, 1, "FwpsCalloutUnregisterById0", f"tries for calloutId {gone}")
+    ck.eq([c.label for c in calls if c.api == "KeDelayExecutionThread"], [], "DriverUnload", "waits")
+    ck.eq(model.leaks(), [], "DriverUnload", "resources still held")
+    ck.true(any(c.api == "IoDeleteDevice" for c in calls), "DriverUnload", "stopped before IoDeleteDevice")
+    ck.done()
+    run.expect_clean()
