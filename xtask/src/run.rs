@@ -53,12 +53,16 @@ pub fn test_all(emulation: bool) -> Result<()> {
 
     let emulation_runner = root.join("tests/emulation/run.sh");
     if emulation && emulation_runner.is_file() {
-        step("emulation suite (tests/emulation)");
+        // The shipped bytes: the signed image from the package when there is
+        // one, else the unsigned build output.
+        let signed = crate::package::package_dir().join(weir_package::SYS);
+        let image = if packaged && signed.is_file() { signed } else { build::image_path() };
+        step(&format!("emulation suite (tests/emulation) on {}", build::rel(&image)));
         let ok = built.is_ok()
             && Command::new("bash")
                 .arg(&emulation_runner)
                 .current_dir(&root)
-                .env("WEIR_IMAGE", build::image_path())
+                .env("WEIR_IMAGE", &image)
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
