@@ -71,7 +71,7 @@ pub fn verify_with(osslsigncode: &Path, dir: &Path, built_pdb: Option<&Path>) ->
     // OpenSSL does not check a trust anchor's own signature, so a changed
     // byte there would pass osslsigncode: the packaged certificate must be
     // exactly the one that signed the catalog.
-    if !catalog.certificates.iter().any(|c| *c == cer_der) {
+    if !catalog.certificates.contains(&cer_der) {
         bail!("{CER} is not the certificate carried by {CAT}");
     }
     println!("  [ok] {CER} is the catalog's signing certificate");
