@@ -104,54 +104,39 @@ pub fn on_classify(
 
 #[cfg(test)]
 mod tests {
-    #![allow(unsafe_code)]
     use super::*;
-    use wfp_km::sys::fwp_types::{
-        FWP_ACTION_BLOCK, FWP_ACTION_PERMIT, FWP_UINT16, FWP_UINT32, FWP_UINT8, FWP_VALUE0, FWP_VALUE0_0,
-    };
-    use wfp_km::sys::fwps::{
-        FWPS_CLASSIFY_OUT0, FWPS_FILTER3, FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT, FWPS_INCOMING_VALUE0,
-        FWPS_INCOMING_VALUES0, FWPS_RIGHT_ACTION_WRITE,
-    };
+    use wfp_km::classify::testing::{Classification, Value};
+    use wfp_km::sys::fwp_types::{FWP_ACTION_BLOCK, FWP_ACTION_PERMIT};
+    use wfp_km::sys::fwps::{FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT, FWPS_RIGHT_ACTION_WRITE};
 
-    fn v(ty: i32, bits: u32) -> FWPS_INCOMING_VALUE0 {
-        let anon = match ty {
-            FWP_UINT8 => FWP_VALUE0_0 { uint8: bits as u8 },
-            FWP_UINT16 => FWP_VALUE0_0 { uint16: bits as u16 },
-            _ => FWP_VALUE0_0 { uint32: bits },
-        };
-        FWPS_INCOMING_VALUE0 { value: FWP_VALUE0 { r#type: ty, Anonymous: anon } }
+    /// local 127.0.0.1:1234 -> remote 10.0.0.1:80, TCP, in the ALE order.
+    fn v4_values() -> Vec<Value> {
+        vec![
+            Value::Empty,
+            Value::Empty,
+            Value::U32(0x7f00_0001),
+            Value::Empty,
+            Value::U16(1234),
+            Value::U8(6),
+            Value::U32(0x0a00_0001),
+            Value::U16(80),
+        ]
     }
 
-    fn v4_values() -> Vec<FWPS_INCOMING_VALUE0> {
-        vec![v(0, 0), v(0, 0), v(FWP_UINT32, 0x7f00_0001), v(0, 0), v(FWP_UINT16, 1234), v(FWP_UINT8, 6), v(FWP_UINT32, 0x0a00_0001), v(FWP_UINT16, 80)]
-    }
-
-    fn run(counters: &Counters, layer: u16, vals: &mut [FWPS_INCOMING_VALUE0], rights: u32, filter_flags: u16) -> (Option<Outcome>, FWPS_CLASSIFY_OUT0) {
-        let fixed = FWPS_INCOMING_VALUES0 { layerId: layer, valueCount: vals.len() as u32, incomingValue: vals.as_mut_ptr() };
-        let mut out = FWPS_CLASSIFY_OUT0 { actionType: FWP_ACTION_BLOCK, outContext: 0, filterId: 0, rights, flags: 0, reserved: 0 };
-        // SAFETY: all-zero is a valid filter.
-        let mut filter: FWPS_FILTER3 = unsafe { core::mem::zeroed() };
-        filter.flags = filter_flags;
-        // SAFETY: every pointer refers to a local that outlives the views.
-        let outcome = unsafe {
-            let values = IncomingValues::from_raw(&fixed).unwrap();
-            let f = Filter::from_raw(&filter);
-            let mut o = ClassifyOut::from_raw(&mut out).unwrap();
-            on_classify(counters, &values, None, f.as_ref(), &mut o)
-        };
-        (outcome, out)
+    fn run(counters: &Counters, c: &mut Classification) -> Option<Outcome> {
+        c.run(|values, meta, filter, out| on_classify(counters, values, meta, filter, out))
     }
 
     #[test]
     fn permits_and_counts_when_writable() {
         let counters = Counters::new();
-        let (outcome, out) = run(&counters, 48, &mut v4_values(), FWPS_RIGHT_ACTION_WRITE, 0);
-        let outcome = outcome.unwrap();
+        let mut c = Classification::new(48, &v4_values()).rights(FWPS_RIGHT_ACTION_WRITE).action(FWP_ACTION_BLOCK).process_id(77);
+        let outcome = run(&counters, &mut c).unwrap();
         assert!(outcome.permitted);
+        assert_eq!(outcome.process_id, Some(77));
         assert_eq!(outcome.connection.unwrap().remote_port, 80);
-        assert_eq!(out.actionType, FWP_ACTION_PERMIT);
-        assert_eq!(out.rights, FWPS_RIGHT_ACTION_WRITE);
+        assert_eq!(c.out().actionType, FWP_ACTION_PERMIT);
+        assert_eq!(c.out().rights, FWPS_RIGHT_ACTION_WRITE);
         let s = counters.snapshot();
         assert_eq!(s[AleLayer::ConnectV4.index()], LayerSnapshot { classified: 1, permitted: 1, write_right_absent: 0 });
         assert_eq!(s[AleLayer::ConnectV6.index()], LayerSnapshot::default());
@@ -160,38 +145,74 @@ mod tests {
     #[test]
     fn leaves_action_alone_without_write_right() {
         let counters = Counters::new();
-        let (outcome, out) = run(&counters, 44, &mut v4_values(), 0, 0);
-        assert!(!outcome.unwrap().permitted);
-        assert_eq!(out.actionType, FWP_ACTION_BLOCK);
+        let mut c = Classification::new(44, &v4_values()).action(FWP_ACTION_BLOCK);
+        assert!(!run(&counters, &mut c).unwrap().permitted);
+        assert_eq!(c.out().actionType, FWP_ACTION_BLOCK);
         assert_eq!(counters.snapshot()[AleLayer::RecvAcceptV4.index()], LayerSnapshot { classified: 1, permitted: 0, write_right_absent: 1 });
     }
 
     #[test]
     fn clears_the_right_when_the_filter_asks() {
         let counters = Counters::new();
-        let (_, out) = run(&counters, 48, &mut v4_values(), FWPS_RIGHT_ACTION_WRITE, FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT);
-        assert_eq!(out.actionType, FWP_ACTION_PERMIT);
-        assert_eq!(out.rights, 0);
+        let mut c = Classification::new(48, &v4_values())
+            .rights(FWPS_RIGHT_ACTION_WRITE)
+            .filter_flags(FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT);
+        run(&counters, &mut c).unwrap();
+        assert_eq!(c.out().actionType, FWP_ACTION_PERMIT);
+        assert_eq!(c.out().rights, 0);
     }
 
     #[test]
     fn foreign_layers_are_untouched() {
         let counters = Counters::new();
-        let (outcome, out) = run(&counters, 20, &mut v4_values(), FWPS_RIGHT_ACTION_WRITE, 0);
-        assert!(outcome.is_none());
-        assert_eq!(out.actionType, FWP_ACTION_BLOCK);
+        let mut c = Classification::new(20, &v4_values()).rights(FWPS_RIGHT_ACTION_WRITE).action(FWP_ACTION_BLOCK);
+        assert!(run(&counters, &mut c).is_none());
+        assert_eq!(c.out().actionType, FWP_ACTION_BLOCK);
         assert!(counters.snapshot().iter().all(|s| *s == LayerSnapshot::default()));
     }
 
     #[test]
     fn malformed_values_still_permit_but_have_no_tuple() {
         let counters = Counters::new();
-        let mut vals = v4_values();
-        vals.truncate(3);
-        let (outcome, out) = run(&counters, 50, &mut vals, FWPS_RIGHT_ACTION_WRITE, 0);
-        let outcome = outcome.unwrap();
+        let mut c = Classification::new(50, &v4_values()[..3]).rights(FWPS_RIGHT_ACTION_WRITE);
+        let outcome = run(&counters, &mut c).unwrap();
         assert!(outcome.connection.is_none());
         assert!(outcome.permitted);
-        assert_eq!(out.actionType, FWP_ACTION_PERMIT);
+        assert_eq!(c.out().actionType, FWP_ACTION_PERMIT);
+    }
+
+    #[test]
+    fn ipv6_tuple_is_read_at_v6_layers() {
+        let counters = Counters::new();
+        let local = "fe80::1".parse::<core::net::Ipv6Addr>().unwrap().octets();
+        let remote = "2001:db8::2".parse::<core::net::Ipv6Addr>().unwrap().octets();
+        let values = [Value::Empty, Value::Empty, Value::Bytes16(local), Value::Empty, Value::U16(5353), Value::U8(17), Value::Bytes16(remote), Value::U16(53)];
+        let mut c = Classification::new(50, &values).rights(FWPS_RIGHT_ACTION_WRITE);
+        let conn = run(&counters, &mut c).unwrap().connection.unwrap();
+        assert_eq!(conn.remote.to_string(), "2001:db8::2");
+        assert_eq!((conn.local_port, conn.remote_port, conn.protocol), (5353, 53, 17));
+        assert_eq!(counters.snapshot()[AleLayer::ConnectV6.index()].permitted, 1);
+    }
+
+    proptest::proptest! {
+        /// Any values at any layer: never a panic; counters move only for
+        /// Weir's layers; the action changes only with the write right.
+        #[test]
+        fn arbitrary_classifications(layer in 0u16..60, rights in 0u32..4, kinds in proptest::collection::vec(0u8..7, 0..12), bits in proptest::num::u32::ANY) {
+            let values: Vec<Value> = kinds.iter().map(|k| match k {
+                0 => Value::Empty, 1 => Value::U8(bits as u8), 2 => Value::U16(bits as u16), 3 => Value::U32(bits),
+                4 => Value::Bytes16([bits as u8; 16]), 5 => Value::OtherType(12), _ => Value::OtherType(i32::from(*k) * 1000),
+            }).collect();
+            let counters = Counters::new();
+            let mut c = Classification::new(layer, &values).rights(rights).action(FWP_ACTION_BLOCK);
+            let outcome = run(&counters, &mut c);
+            let ours = AleLayer::from_layer_id(layer).is_some();
+            proptest::prop_assert_eq!(outcome.is_some(), ours);
+            let total: u64 = counters.snapshot().iter().map(|s| s.classified).sum();
+            proptest::prop_assert_eq!(total, u64::from(ours));
+            let writable = rights & FWPS_RIGHT_ACTION_WRITE != 0;
+            let expected = if ours && writable { FWP_ACTION_PERMIT } else { FWP_ACTION_BLOCK };
+            proptest::prop_assert_eq!(c.out().actionType, expected);
+        }
     }
 }

@@ -214,6 +214,153 @@ impl<'a> ClassifyOut<'a> {
     }
 }
 
+/// Synthetic classifications for host tests of classify logic built on these
+/// views (feature `test-util`): owns every buffer the engine would own and
+/// hands out the same views classifyFn gets, so callers need no `unsafe`.
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing {
+    extern crate std;
+    use super::{ClassifyOut, Filter, IncomingValues, Metadata};
+    use core::ptr;
+    use std::boxed::Box;
+    use std::vec::Vec;
+    use wfp_km_sys::fwp_types::{
+        FWP_BYTE_ARRAY16, FWP_BYTE_ARRAY16_TYPE, FWP_EMPTY, FWP_UINT16, FWP_UINT32, FWP_UINT8,
+        FWP_VALUE0, FWP_VALUE0_0,
+    };
+    use wfp_km_sys::fwps::{
+        FWPS_CLASSIFY_OUT0, FWPS_FILTER3, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUE0,
+        FWPS_INCOMING_VALUES0, FWPS_METADATA_FIELD_PROCESS_ID,
+    };
+
+    /// One incoming value.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Value {
+        Empty,
+        U8(u8),
+        U16(u16),
+        U32(u32),
+        Bytes16([u8; 16]),
+        /// A value of any other `FWP_DATA_TYPE`, with a null payload.
+        OtherType(i32),
+    }
+
+    /// A classification: fixed values, metadata, filter and classify output.
+    pub struct Classification {
+        layer_id: u16,
+        values: Vec<Value>,
+        arrays: Vec<Box<FWP_BYTE_ARRAY16>>,
+        meta: Box<FWPS_INCOMING_METADATA_VALUES0>,
+        filter: Box<FWPS_FILTER3>,
+        out: Box<FWPS_CLASSIFY_OUT0>,
+    }
+
+    impl Classification {
+        /// A classification at `layer_id` with `values`; no rights, action 0.
+        pub fn new(layer_id: u16, values: &[Value]) -> Self {
+            let arrays = values
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Bytes16(b) => Some(Box::new(FWP_BYTE_ARRAY16 { byteArray16: *b })),
+                    _ => None,
+                })
+                .collect();
+            Self {
+                layer_id,
+                values: values.to_vec(),
+                arrays,
+                // SAFETY: all-zero is a valid value of these plain C structs.
+                meta: Box::new(unsafe { core::mem::zeroed() }),
+                // SAFETY: as above.
+                filter: Box::new(unsafe { core::mem::zeroed() }),
+                out: Box::new(FWPS_CLASSIFY_OUT0 {
+                    actionType: 0,
+                    outContext: 0,
+                    filterId: 0,
+                    rights: 0,
+                    flags: 0,
+                    reserved: 0,
+                }),
+            }
+        }
+
+        pub fn rights(mut self, rights: u32) -> Self {
+            self.out.rights = rights;
+            self
+        }
+
+        pub fn action(mut self, action_type: u32) -> Self {
+            self.out.actionType = action_type;
+            self
+        }
+
+        pub fn filter_flags(mut self, flags: u16) -> Self {
+            self.filter.flags = flags;
+            self
+        }
+
+        pub fn process_id(mut self, pid: u64) -> Self {
+            self.meta.currentMetadataValues |= FWPS_METADATA_FIELD_PROCESS_ID;
+            self.meta.processId = pid;
+            self
+        }
+
+        /// The classify output as the engine would read it afterwards.
+        pub fn out(&self) -> &FWPS_CLASSIFY_OUT0 {
+            &self.out
+        }
+
+        /// Calls `f` with the views classifyFn would build.
+        pub fn run<R>(
+            &mut self,
+            f: impl FnOnce(&IncomingValues<'_>, Option<&Metadata<'_>>, Option<&Filter<'_>>, &mut ClassifyOut<'_>) -> R,
+        ) -> R {
+            let mut arrays = self.arrays.iter_mut();
+            let mut raw: Vec<FWPS_INCOMING_VALUE0> = self
+                .values
+                .iter()
+                .map(|v| {
+                    let (ty, anon) = match *v {
+                        Value::Empty => (FWP_EMPTY, FWP_VALUE0_0 { uint64: ptr::null_mut() }),
+                        Value::U8(x) => (FWP_UINT8, FWP_VALUE0_0 { uint8: x }),
+                        Value::U16(x) => (FWP_UINT16, FWP_VALUE0_0 { uint16: x }),
+                        Value::U32(x) => (FWP_UINT32, FWP_VALUE0_0 { uint32: x }),
+                        Value::Bytes16(_) => (
+                            FWP_BYTE_ARRAY16_TYPE,
+                            FWP_VALUE0_0 {
+                                byteArray16: arrays.next().map_or(ptr::null_mut(), |a| &raw mut **a),
+                            },
+                        ),
+                        Value::OtherType(t) => (t, FWP_VALUE0_0 { uint64: ptr::null_mut() }),
+                    };
+                    FWPS_INCOMING_VALUE0 { value: FWP_VALUE0 { r#type: ty, Anonymous: anon } }
+                })
+                .collect();
+            let fixed = FWPS_INCOMING_VALUES0 {
+                layerId: self.layer_id,
+                valueCount: u32::try_from(raw.len()).unwrap_or(u32::MAX),
+                incomingValue: raw.as_mut_ptr(),
+            };
+            // SAFETY: every pointer refers to buffers owned by `self` or this
+            // frame, alive and unaliased until `f` returns; byte-array values
+            // point to boxed arrays, other values carry no pointer that the
+            // views dereference without checking the type first.
+            let (values, meta, filter, mut out) = unsafe {
+                (
+                    IncomingValues::from_raw(&fixed),
+                    Metadata::from_raw(&*self.meta),
+                    Filter::from_raw(&*self.filter),
+                    ClassifyOut::from_raw(&mut *self.out),
+                )
+            };
+            match (values, out.as_mut()) {
+                (Some(values), Some(out)) => f(&values, meta.as_ref(), filter.as_ref(), out),
+                _ => unreachable!("the synthetic classification's pointers are never null"),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
