@@ -249,7 +249,7 @@ pub mod testing {
     pub struct Classification {
         layer_id: u16,
         values: Vec<Value>,
-        arrays: Vec<Box<FWP_BYTE_ARRAY16>>,
+        arrays: Vec<FWP_BYTE_ARRAY16>,
         meta: Box<FWPS_INCOMING_METADATA_VALUES0>,
         filter: Box<FWPS_FILTER3>,
         out: Box<FWPS_CLASSIFY_OUT0>,
@@ -261,7 +261,7 @@ pub mod testing {
             let arrays = values
                 .iter()
                 .filter_map(|v| match v {
-                    Value::Bytes16(b) => Some(Box::new(FWP_BYTE_ARRAY16 { byteArray16: *b })),
+                    Value::Bytes16(b) => Some(FWP_BYTE_ARRAY16 { byteArray16: *b }),
                     _ => None,
                 })
                 .collect();
@@ -328,7 +328,7 @@ pub mod testing {
                         Value::Bytes16(_) => (
                             FWP_BYTE_ARRAY16_TYPE,
                             FWP_VALUE0_0 {
-                                byteArray16: arrays.next().map_or(ptr::null_mut(), |a| &raw mut **a),
+                                byteArray16: arrays.next().map_or(ptr::null_mut(), ptr::from_mut),
                             },
                         ),
                         Value::OtherType(t) => (t, FWP_VALUE0_0 { uint64: ptr::null_mut() }),
@@ -343,7 +343,7 @@ pub mod testing {
             };
             // SAFETY: every pointer refers to buffers owned by `self` or this
             // frame, alive and unaliased until `f` returns; byte-array values
-            // point to boxed arrays, other values carry no pointer that the
+            // point into `self.arrays`, which is not resized while borrowed, other values carry no pointer that the
             // views dereference without checking the type first.
             let (values, meta, filter, mut out) = unsafe {
                 (
