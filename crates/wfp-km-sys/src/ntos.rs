@@ -5,6 +5,11 @@ kernel_import!("ntoskrnl.exe", "system" {
     /// Stops the system. Declared here because `windows-sys` does not mark it
     /// as never returning.
     pub fn KeBugCheckEx(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> !;
+
+    /// Whether a token is an administrator's (or SYSTEM's). Returns a
+    /// `BOOLEAN` (u8): declared here because `windows-sys` returns it as a
+    /// Rust `bool`, which would be undefined behaviour for any value but 0/1.
+    pub fn SeTokenIsAdmin(token: *const core::ffi::c_void) -> u8;
 });
 
 kernel_import!("ntoskrnl.exe", "C" {

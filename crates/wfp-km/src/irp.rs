@@ -116,7 +116,7 @@ impl Irp {
             if token.is_null() {
                 return false;
             }
-            windows_sys::Wdk::Storage::FileSystem::SeTokenIsAdmin(token)
+            wfp_km_sys::ntos::SeTokenIsAdmin(token) != 0
         }
     }
 
