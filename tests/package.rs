@@ -2,7 +2,7 @@
 //! its five files (or a missing file) makes verification fail.
 //!
 //! Uses the package `cargo xtask package` made (`cargo xtask test` makes it
-//! first); builds it if missing.
+//! first); makes it if it is missing or older than the last build.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -18,7 +18,10 @@ fn package_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = root().join("target/x86_64-pc-windows-msvc/release/weir_package");
-        if !weir_package::FILES.iter().all(|f| dir.join(f).is_file()) {
+        let complete = weir_package::FILES.iter().all(|f| dir.join(f).is_file());
+        // A package made before the last `cargo xtask build` is stale.
+        let stale = complete && std::fs::read(dir.join("weir.pdb")).ok() != std::fs::read(built_pdb()).ok();
+        if !complete || stale {
             // A separate target dir: the outer `cargo test` holds this one's lock.
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
