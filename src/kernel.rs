@@ -120,7 +120,9 @@ unsafe extern "system" fn classify(
     };
     let (Some(values), Some(mut out)) = (values, out) else { return };
     if let Some(outcome) = on_classify(&COUNTERS, &values, meta.as_ref(), filter.as_ref(), &mut out) {
-        trace_outcome(&outcome);
+        if trace::info_enabled() {
+            trace_outcome(&outcome);
+        }
     }
 }
 

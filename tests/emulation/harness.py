@@ -327,9 +327,13 @@ class DriverRun:
             if not null_access_state:
                 access = self.alloc(0x80, tag="weir.test.access_state")
                 tokens = dict([create_token]) if isinstance(create_token, tuple) else dict(create_token or {})
+                # An impersonation token defaults to SecurityImpersonation (2);
+                # "level" overrides it.
+                level = tokens.pop("level", L.SECURITY_IMPERSONATION if "client" in tokens else 0)
                 for which, value in tokens.items():
                     off = {"client": L.SUBJECT_CLIENT_TOKEN, "primary": L.SUBJECT_PRIMARY_TOKEN}[which]
                     m.w64(access + L.ACCESS_STATE_SUBJECT_CONTEXT + off, value)
+                m.w32(access + L.ACCESS_STATE_SUBJECT_CONTEXT + L.SUBJECT_IMPERSONATION_LEVEL, level)
             sec = self.alloc(0x20, tag="weir.test.io_security_context")
             m.w64(sec + L.IO_SECURITY_CONTEXT_ACCESS_STATE, access)
             m.w64(stack + L.IOSL_CREATE_SECURITY_CONTEXT, sec)

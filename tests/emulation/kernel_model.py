@@ -57,7 +57,7 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
 
 # Calls that have no effect besides diagnostics or pure computation: they are
 # recorded but left out of the fault-injection list.
-DIAGNOSTIC_APIS = {"DbgPrint", "DbgPrintEx", "vDbgPrintEx", "KdRefreshDebuggerNotPresent"}
+DIAGNOSTIC_APIS = {"DbgPrint", "DbgPrintEx", "vDbgPrintEx", "KdRefreshDebuggerNotPresent", "DbgQueryDebugFilterState"}
 PURE_APIS = {"memcpy", "memset", "memmove", "memcmp", "RtlCompareMemory", "__chkstk", "__C_specific_handler"}
 
 
@@ -143,6 +143,10 @@ class KernelModel:
         self.unregister_script: dict[int, list[int]] = {}
         # Token values SeTokenIsAdmin answers TRUE for.
         self.admin_tokens: set[int] = set()
+        # The kernel debugger's print filter: which (component, level) pairs
+        # DbgQueryDebugFilterState reports as enabled (all, by default, so
+        # traces are visible to the tests).
+        self.debug_filter_enabled = True
         self.driver_object: int | None = None
         self.bugchecks: list[dict] = []
         self.debug_messages: list[dict] = []
@@ -246,7 +250,7 @@ class KernelModel:
             "IoCreateDevice", "IoDeleteDevice", "IoCreateSymbolicLink", "IoDeleteSymbolicLink",
             "ExAllocatePool2", "ExAllocatePoolWithTag", "ExFreePoolWithTag", "ExFreePool",
             "SeTokenIsAdmin", "KeDelayExecutionThread", "KeBugCheckEx", "KeBugCheck",
-            "IofCompleteRequest", "DbgPrintEx", "DbgPrint",
+            "IofCompleteRequest", "DbgPrintEx", "DbgPrint", "DbgQueryDebugFilterState",
             "memcpy", "memset", "memmove", "memcmp",
         ):
             t[("ntoskrnl", name)] = (_ARGC[name], getattr(self, "_" + name))
@@ -852,6 +856,11 @@ class KernelModel:
             text = mem.cstr(args[fixed + 1])
         return args, fmt, text
 
+    def _DbgQueryDebugFilterState(self, emu, mem, call, orig, argv):
+        call.args = {"ComponentId": argv[0] & 0xFFFFFFFF, "Level": argv[1] & 0xFFFFFFFF,
+                     "model_answer": self.debug_filter_enabled}
+        return 1 if self.debug_filter_enabled else 0
+
     def _DbgPrintEx(self, emu, mem, call, orig, argv):
         args, fmt, text = self._dbgprint(emu, mem, call, 2)
         call.args = {"ComponentId": args[0] & 0xFFFFFFFF, "Level": args[1] & 0xFFFFFFFF, "Format": fmt, "text": text}
@@ -879,7 +888,7 @@ _ARGC = {
     "IoCreateDevice": 7, "IoDeleteDevice": 1, "IoCreateSymbolicLink": 2, "IoDeleteSymbolicLink": 1,
     "ExAllocatePool2": 3, "ExAllocatePoolWithTag": 3, "ExFreePoolWithTag": 2, "ExFreePool": 1,
     "SeTokenIsAdmin": 1, "KeDelayExecutionThread": 3, "KeBugCheckEx": 5, "KeBugCheck": 1,
-    "IofCompleteRequest": 2, "DbgPrintEx": 3, "DbgPrint": 1,
+    "IofCompleteRequest": 2, "DbgPrintEx": 3, "DbgPrint": 1, "DbgQueryDebugFilterState": 2,
     "memcpy": 3, "memset": 3, "memmove": 3, "memcmp": 3,
 }
 

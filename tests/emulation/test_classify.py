@@ -199,3 +199,26 @@ def test_notify_and_flow_delete_callbacks(driver):
             ck.true(res.error is None, res.what, f"emulator fault {res.error}")
     ck.done()
     driver.expect_clean()
+
+
+def test_classify_skips_tracing_when_the_debug_filter_is_off(driver):
+    """With IHVNETWORK INFO filtered out (the default on a real machine), classify
+    asks DbgQueryDebugFilterState, formats nothing and prints nothing, and still
+    permits and counts."""
+    driver.model.debug_filter_enabled = False
+    layer = L.LAYERS[0]
+    ck = harness.Checker(f"classify at {layer.name} with the debug print filter off")
+    before = len(driver.model.calls_in("classify", "DbgPrintEx"))
+    r = driver.classify(layer.layer_id, driver.values_for(layer, **_tuple(layer)), rights=L.FWPS_RIGHT_ACTION_WRITE)
+    driver.expect_no_fault(r.run)
+    ck.eq(r.action, L.FWP_ACTION_PERMIT, "classifyFn", "classifyOut->actionType")
+    ck.eq(len(driver.model.calls_in("classify", "DbgPrintEx")) - before, 0, "classifyFn", "DbgPrintEx calls")
+    asked = driver.model.calls_in("classify", "DbgQueryDebugFilterState")
+    ck.true(asked, "classifyFn", "DbgQueryDebugFilterState was not consulted")
+    for c in asked:
+        ck.eq((c.args["ComponentId"], c.args["Level"]), (L.DPFLTR_IHVNETWORK_ID, L.DPFLTR_INFO_LEVEL),
+              "DbgQueryDebugFilterState", "(ComponentId, Level)")
+    stats = driver.stats(ck)
+    _expect_counters(ck, stats, {layer.name: {"classified": 1, "permitted": 1, "write_right_absent": 0}}, "IOCTL_WEIR_GET_STATS")
+    ck.done()
+    driver.expect_clean()

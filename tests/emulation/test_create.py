@@ -52,3 +52,19 @@ def test_create_prefers_the_impersonation_token(driver):
         ck.eq(asked, [client], where, "SeTokenIsAdmin Token argument")
     ck.done()
     driver.expect_clean()
+
+
+def test_create_refuses_identification_level_impersonation(driver):
+    """An administrator's token held only at SecurityIdentification level does
+    not let its holder open the device; at SecurityImpersonation it does."""
+    driver.model.admin_tokens.add(ADMIN)
+    ck = harness.Checker("IRP_MJ_CREATE impersonation level")
+    for level, expected in ((L.SECURITY_IDENTIFICATION, L.STATUS_ACCESS_DENIED), (L.SECURITY_IMPERSONATION, L.STATUS_SUCCESS)):
+        where = f"IRP_MJ_CREATE [admin ClientToken at level {level}]"
+        r = driver.irp(L.IRP_MJ_CREATE, create_token={"client": ADMIN, "primary": USER, "level": level})
+        if not ck.true(r.run.error is None, where, f"emulator fault {r.run.error}"):
+            continue
+        ck.eq(r.status, expected, where, "dispatch return value")
+        ck.eq(len(r.completions), 1, where, "IofCompleteRequest calls for this IRP")
+    ck.done()
+    driver.expect_clean()

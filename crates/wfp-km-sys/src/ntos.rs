@@ -10,6 +10,10 @@ kernel_import!("ntoskrnl.exe", "system" {
     /// `BOOLEAN` (u8): declared here because `windows-sys` returns it as a
     /// Rust `bool`, which would be undefined behaviour for any value but 0/1.
     pub fn SeTokenIsAdmin(token: *const core::ffi::c_void) -> u8;
+
+    /// Whether `DbgPrintEx(component_id, level, ...)` would print: `TRUE` (1)
+    /// or `FALSE` (0), or an error status for a bad component.
+    pub fn DbgQueryDebugFilterState(component_id: u32, level: u32) -> i32;
 });
 
 kernel_import!("ntoskrnl.exe", "C" {

@@ -21,9 +21,8 @@ pub struct Engine {
 
 // SAFETY: engine handles are not thread-affine.
 unsafe impl Send for Engine {}
-// SAFETY: &Engine only allows starting transactions, which the engine
-// serialises per session.
-unsafe impl Sync for Engine {}
+// Not Sync: a transaction belongs to the session, not to a thread, so two
+// holders of &Engine could mix their adds into one transaction.
 
 impl Engine {
     /// Opens a **dynamic** session: every object added through it is deleted

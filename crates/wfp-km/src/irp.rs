@@ -6,6 +6,9 @@ use windows_sys::Wdk::Foundation::{IO_STACK_LOCATION, IRP};
 use wfp_km_sys::ntos::DEVICE_IO_CONTROL_PARAMETERS;
 use windows_sys::Wdk::System::SystemServices::{IofCompleteRequest, KeDelayExecutionThread};
 
+/// `SecurityImpersonation` in `SECURITY_IMPERSONATION_LEVEL`.
+const SECURITY_IMPERSONATION: i32 = 2;
+
 /// `METHOD_BUFFERED` transfer type (low two bits of an IOCTL code).
 pub const METHOD_BUFFERED: u32 = 0;
 
@@ -36,12 +39,16 @@ impl Irp {
     }
 
     fn stack(&self) -> Option<&IO_STACK_LOCATION> {
-        // SAFETY: invariant: the IRP is live; CurrentStackLocation is the
-        // I/O manager's pointer into the IRP's own stack array (or null in a
-        // malformed IRP, which we refuse).
+        // SAFETY: invariant: the IRP is live. The field is read through a raw
+        // place, without a reference to the whole IRP (other threads may write
+        // fields such as `Cancel`). CurrentStackLocation is the I/O manager's
+        // pointer into the IRP's own stack array, which only this dispatch
+        // routine uses, or null in a malformed IRP, which we refuse.
         unsafe {
-            let irp = self.raw.as_ref();
-            irp.Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation.as_ref()
+            let irp = self.raw.as_ptr();
+            core::ptr::addr_of!((*irp).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation)
+                .read()
+                .as_ref()
         }
     }
 
@@ -85,7 +92,8 @@ impl Irp {
         // null or a non-paged buffer of at least `max` bytes owned by the IRP
         // until completion, and `&mut self` keeps this the only reference.
         unsafe {
-            let buffer = self.raw.as_ref().AssociatedIrp.SystemBuffer.cast::<u8>();
+            let irp = self.raw.as_ptr();
+            let buffer = core::ptr::addr_of!((*irp).AssociatedIrp.SystemBuffer).read().cast::<u8>();
             if buffer.is_null() {
                 return None;
             }
@@ -95,7 +103,9 @@ impl Irp {
 
     /// For `IRP_MJ_CREATE`: whether the requestor's token (the impersonation
     /// token if any, else the primary token) is an administrator's or
-    /// SYSTEM's. Anything missing counts as "no".
+    /// SYSTEM's. An impersonation token below `SecurityImpersonation` (an
+    /// identification-only token) does not count. Anything missing counts as
+    /// "no".
     pub fn create_requestor_is_admin(&self) -> bool {
         let Some(stack) = self.stack() else { return false };
         // SAFETY: for a create IRP the Parameters union holds Create, whose
@@ -107,11 +117,15 @@ impl Irp {
             };
             let Some(access) = security.AccessState.as_ref() else { return false };
             let subject = &access.SubjectSecurityContext;
-            // SeQuerySubjectContextToken.
+            // SeQuerySubjectContextToken, refusing identification-only
+            // impersonation (a server holding an administrator's
+            // identification token must not pass as that administrator).
             let token = if subject.ClientToken.is_null() {
                 subject.PrimaryToken
-            } else {
+            } else if subject.ImpersonationLevel >= SECURITY_IMPERSONATION {
                 subject.ClientToken
+            } else {
+                return false;
             };
             if token.is_null() {
                 return false;

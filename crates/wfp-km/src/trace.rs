@@ -10,7 +10,9 @@
 //! which is silent until enabled (`ed nt!Kd_IHVNETWORK_Mask 0xf`).
 
 use core::fmt::{self, Write};
-use wfp_km_sys::ntos::{DbgPrintEx, DPFLTR_ERROR_LEVEL, DPFLTR_IHVNETWORK_ID, DPFLTR_INFO_LEVEL};
+use wfp_km_sys::ntos::{
+    DbgPrintEx, DbgQueryDebugFilterState, DPFLTR_ERROR_LEVEL, DPFLTR_IHVNETWORK_ID, DPFLTR_INFO_LEVEL,
+};
 
 /// Capacity of one message, including the newline and NUL.
 pub const MESSAGE_CAPACITY: usize = 192;
@@ -78,6 +80,14 @@ fn print(level: u32, args: fmt::Arguments<'_>) {
 /// Prints at error level (always shown).
 pub fn error(args: fmt::Arguments<'_>) {
     print(DPFLTR_ERROR_LEVEL, args);
+}
+
+/// Whether info-level traces would be shown. Hot paths (classify) ask first
+/// so that a disabled trace costs one call, not a formatting pass.
+pub fn info_enabled() -> bool {
+    // SAFETY: DbgQueryDebugFilterState only reads the kernel's filter masks;
+    // callable at any IRQL.
+    unsafe { DbgQueryDebugFilterState(DPFLTR_IHVNETWORK_ID, DPFLTR_INFO_LEVEL) == 1 }
 }
 
 /// Prints at info level (silent by default).
