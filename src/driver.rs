@@ -90,8 +90,8 @@ fn add_filtering_objects(engine: &Engine) -> Result<()> {
 
 fn management_callout(layer: AleLayer) -> Callout {
     Callout {
-        key: ids::callout_key(layer),
-        name: ids::CALLOUT_NAMES.get(layer.index()).copied().unwrap_or(ids::SESSION_NAME),
+        key: ids::layer_ids(layer).callout_key,
+        name: ids::layer_ids(layer).callout_name,
         description: ids::CALLOUT_DESCRIPTION,
         layer: layer.layer_key(),
     }
@@ -103,12 +103,12 @@ fn management_callout(layer: AleLayer) -> Callout {
 /// monitor, it must never cut a machine off the network).
 pub fn filter(layer: AleLayer) -> CalloutFilter {
     CalloutFilter {
-        key: ids::filter_key(layer),
-        name: ids::FILTER_NAMES.get(layer.index()).copied().unwrap_or(ids::SESSION_NAME),
+        key: ids::layer_ids(layer).filter_key,
+        name: ids::layer_ids(layer).filter_name,
         description: ids::FILTER_DESCRIPTION,
         layer: layer.layer_key(),
         sublayer: ids::SUBLAYER_KEY,
-        callout: ids::callout_key(layer),
+        callout: ids::layer_ids(layer).callout_key,
         action_type: FWP_ACTION_CALLOUT_TERMINATING,
         flags: FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED,
         weight: None,
@@ -125,7 +125,7 @@ impl Callouts {
         let mut set = Self { registrations: [None, None, None, None] };
         for (layer, slot) in AleLayer::ALL.into_iter().zip(set.registrations.iter_mut()) {
             let fns = CalloutFns {
-                key: ids::callout_key(layer),
+                key: ids::layer_ids(layer).callout_key,
                 classify: callbacks.classify,
                 notify: callbacks.notify,
                 flow_delete: callbacks.flow_delete,

@@ -23,45 +23,46 @@ pub const SUBLAYER_DESCRIPTION: WStr = wstr!("Weir connection monitor");
 /// Windows Firewall's sublayers by construction.
 pub const SUBLAYER_WEIGHT: u16 = 0x8000;
 
-/// Callout keys, one per hooked layer, in [`AleLayer::ALL`] order.
-pub const CALLOUT_KEYS: [GUID; 4] = [
-    GUID::from_u128(0xeee93924_3cb7_494c_b765_d26e85c4381b),
-    GUID::from_u128(0x02b4a1c3_29dc_4468_a3f2_36b6d5921a15),
-    GUID::from_u128(0x76b58f62_7d39_430d_9210_9eb149182838),
-    GUID::from_u128(0x116fcbf6_6346_4dce_8230_fd91672f3de5),
-];
-
-/// Filter keys, one per hooked layer, in [`AleLayer::ALL`] order.
-pub const FILTER_KEYS: [GUID; 4] = [
-    GUID::from_u128(0x302224c4_c856_4458_95f2_a18d605315ae),
-    GUID::from_u128(0xb423841f_5949_41bc_b756_01afb567d896),
-    GUID::from_u128(0x1704c9f5_9d9f_4307_91c1_8e87b4898e6f),
-    GUID::from_u128(0x0977b719_0820_448c_8014_c52759dd7772),
-];
-
-pub const CALLOUT_NAMES: [WStr; 4] = [
-    wstr!("Weir connect v4"),
-    wstr!("Weir connect v6"),
-    wstr!("Weir accept v4"),
-    wstr!("Weir accept v6"),
-];
-pub const CALLOUT_DESCRIPTION: WStr = wstr!("Weir: counts and traces ALE authorizations");
-pub const FILTER_NAMES: [WStr; 4] = [
-    wstr!("Weir connect v4 filter"),
-    wstr!("Weir connect v6 filter"),
-    wstr!("Weir accept v4 filter"),
-    wstr!("Weir accept v6 filter"),
-];
-pub const FILTER_DESCRIPTION: WStr = wstr!("Weir: sends every ALE authorization to its callout");
-
-/// Callout key for a layer.
-pub fn callout_key(layer: AleLayer) -> GUID {
-    CALLOUT_KEYS.get(layer.index()).copied().unwrap_or(GUID::from_u128(0))
+/// The WFP identity of Weir's objects at one layer.
+#[derive(Clone, Copy)]
+pub struct LayerIds {
+    pub callout_key: GUID,
+    pub callout_name: WStr,
+    pub filter_key: GUID,
+    pub filter_name: WStr,
 }
 
-/// Filter key for a layer.
-pub fn filter_key(layer: AleLayer) -> GUID {
-    FILTER_KEYS.get(layer.index()).copied().unwrap_or(GUID::from_u128(0))
+pub const CALLOUT_DESCRIPTION: WStr = wstr!("Weir: counts and traces ALE authorizations");
+pub const FILTER_DESCRIPTION: WStr = wstr!("Weir: sends every ALE authorization to its callout");
+
+/// Keys and names of the callout and filter at `layer`.
+pub const fn layer_ids(layer: AleLayer) -> LayerIds {
+    match layer {
+        AleLayer::ConnectV4 => LayerIds {
+            callout_key: GUID::from_u128(0xeee93924_3cb7_494c_b765_d26e85c4381b),
+            callout_name: wstr!("Weir connect v4"),
+            filter_key: GUID::from_u128(0x302224c4_c856_4458_95f2_a18d605315ae),
+            filter_name: wstr!("Weir connect v4 filter"),
+        },
+        AleLayer::ConnectV6 => LayerIds {
+            callout_key: GUID::from_u128(0x02b4a1c3_29dc_4468_a3f2_36b6d5921a15),
+            callout_name: wstr!("Weir connect v6"),
+            filter_key: GUID::from_u128(0xb423841f_5949_41bc_b756_01afb567d896),
+            filter_name: wstr!("Weir connect v6 filter"),
+        },
+        AleLayer::RecvAcceptV4 => LayerIds {
+            callout_key: GUID::from_u128(0x76b58f62_7d39_430d_9210_9eb149182838),
+            callout_name: wstr!("Weir accept v4"),
+            filter_key: GUID::from_u128(0x1704c9f5_9d9f_4307_91c1_8e87b4898e6f),
+            filter_name: wstr!("Weir accept v4 filter"),
+        },
+        AleLayer::RecvAcceptV6 => LayerIds {
+            callout_key: GUID::from_u128(0x116fcbf6_6346_4dce_8230_fd91672f3de5),
+            callout_name: wstr!("Weir accept v6"),
+            filter_key: GUID::from_u128(0x0977b719_0820_448c_8014_c52759dd7772),
+            filter_name: wstr!("Weir accept v6 filter"),
+        },
+    }
 }
 
 /// The driver's version, from the crate version, as `[major, minor, patch, 0]`.
@@ -96,7 +97,8 @@ mod tests {
 
     #[test]
     fn keys_are_distinct() {
-        let mut all: Vec<u128> = CALLOUT_KEYS.iter().chain(FILTER_KEYS.iter()).chain([SUBLAYER_KEY].iter())
+        let keys = AleLayer::ALL.iter().flat_map(|l| [layer_ids(*l).callout_key, layer_ids(*l).filter_key]);
+        let mut all: Vec<u128> = keys.chain([SUBLAYER_KEY])
             .map(|g| (u128::from(g.data1) << 96) | (u128::from(g.data2) << 80) | (u128::from(g.data3) << 64) | u128::from(u64::from_be_bytes(g.data4)))
             .collect();
         all.sort_unstable();
@@ -115,7 +117,8 @@ mod tests {
     fn names() {
         assert_eq!(String::from_utf16_lossy(DEVICE_NAME.units()), "\\Device\\Weir");
         assert_eq!(String::from_utf16_lossy(LINK_NAME.units()), "\\??\\Weir");
-        assert_eq!(callout_key(AleLayer::RecvAcceptV6).data1, 0x116fcbf6);
-        assert_eq!(filter_key(AleLayer::ConnectV4).data1, 0x302224c4);
+        assert_eq!(layer_ids(AleLayer::RecvAcceptV6).callout_key.data1, 0x116fcbf6);
+        assert_eq!(layer_ids(AleLayer::ConnectV4).filter_key.data1, 0x302224c4);
+        assert_eq!(String::from_utf16_lossy(layer_ids(AleLayer::ConnectV6).callout_name.units()), "Weir connect v6");
     }
 }

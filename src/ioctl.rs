@@ -9,20 +9,11 @@
 
 use crate::classify::{Counters, LayerSnapshot};
 use core::mem::{offset_of, size_of};
-use wfp_km::irp::DeviceControl;
+use wfp_km::irp::{ctl_code, DeviceControl, FILE_READ_ACCESS, METHOD_BUFFERED};
 use wfp_km::NtStatus;
 
 /// Device type of the control device's IOCTL codes (vendor range >= 0x8000).
 pub const WEIR_DEVICE_TYPE: u32 = 0x8057;
-/// `FILE_READ_ACCESS`: the handle must be open for reading.
-const FILE_READ_ACCESS: u32 = 0x0001;
-/// `METHOD_BUFFERED`.
-const METHOD_BUFFERED: u32 = 0;
-
-/// `CTL_CODE` from the WDK.
-pub const fn ctl_code(device_type: u32, function: u32, method: u32, access: u32) -> u32 {
-    (device_type << 16) | (access << 14) | (function << 2) | method
-}
 
 /// Returns a [`StatsReply`]. `0x80576004`.
 pub const IOCTL_WEIR_GET_STATS: u32 = ctl_code(WEIR_DEVICE_TYPE, 0x801, METHOD_BUFFERED, FILE_READ_ACCESS);

@@ -8,7 +8,7 @@
 
 use core::slice;
 use wfp_km_sys::fwp_types::{
-    FWP_BYTE_ARRAY16_TYPE, FWP_DATA_TYPE, FWP_UINT16, FWP_UINT32, FWP_UINT64, FWP_UINT8, FWP_VALUE0,
+    FWP_BYTE_ARRAY16_TYPE, FWP_DATA_TYPE, FWP_UINT16, FWP_UINT32, FWP_UINT8, FWP_VALUE0,
 };
 use wfp_km_sys::fwps::{
     FWPS_CLASSIFY_OUT0, FWPS_FILTER3, FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT,
@@ -84,14 +84,6 @@ impl<'a> IncomingValues<'a> {
     pub fn u32(&self, index: u32) -> Option<u32> {
         // SAFETY: the type tag says the union holds uint32.
         self.typed(index, FWP_UINT32).map(|v| unsafe { v.Anonymous.uint32 })
-    }
-
-    /// An `FWP_UINT64` field (stored by pointer).
-    pub fn u64(&self, index: u32) -> Option<u64> {
-        let v = self.typed(index, FWP_UINT64)?;
-        // SAFETY: the type tag says the union holds a uint64 pointer, which
-        // the invariant makes null or valid.
-        unsafe { v.Anonymous.uint64.as_ref() }.copied()
     }
 
     /// An `FWP_BYTE_ARRAY16_TYPE` field (an IPv6 address).

@@ -58,10 +58,6 @@ impl Engine {
         Ok(Transaction { engine: self, ended: false })
     }
 
-    /// The raw session handle (for diagnostics).
-    pub fn raw_handle(&self) -> HANDLE {
-        self.handle
-    }
 }
 
 impl Drop for Engine {
@@ -121,10 +117,6 @@ impl Transaction<'_> {
         Ok(())
     }
 
-    /// The session this transaction belongs to.
-    pub fn engine(&self) -> &Engine {
-        self.engine
-    }
 }
 
 impl Drop for Transaction<'_> {

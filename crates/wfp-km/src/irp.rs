@@ -11,6 +11,13 @@ const SECURITY_IMPERSONATION: i32 = 2;
 
 /// `METHOD_BUFFERED` transfer type (low two bits of an IOCTL code).
 pub const METHOD_BUFFERED: u32 = 0;
+/// `FILE_READ_ACCESS` required-access bits of an IOCTL code.
+pub const FILE_READ_ACCESS: u32 = 0x0001;
+
+/// `CTL_CODE` from the WDK.
+pub const fn ctl_code(device_type: u32, function: u32, method: u32, access: u32) -> u32 {
+    (device_type << 16) | (access << 14) | (function << 2) | method
+}
 
 /// An IRP owned by a dispatch routine until it is completed.
 ///
