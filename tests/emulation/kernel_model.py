@@ -516,24 +516,37 @@ class KernelModel:
         s.txn = None
         return L.STATUS_SUCCESS
 
+    def _add_prologue(self, call, handle, ptr, arg, layer_field=None):
+        """The checks every Fwpm*Add0 makes first: a live session with an open
+        transaction, a non-null object with a display name and, where it has
+        one, a layer the model knows. Returns (session, object, None) or
+        (None, None, failure status)."""
+        s = self._session(call, handle)
+        if s is None:
+            return None, None, L.STATUS_INVALID_HANDLE
+        if not self._need_txn(call, s):
+            return None, None, L.STATUS_FWP_NO_TXN_IN_PROGRESS
+        if not ptr:
+            self.violation(call, arg, "null pointer")
+            return None, None, L.STATUS_FWP_NULL_POINTER
+        obj = call.args[arg]
+        if obj["displayData"]["name"] is None:
+            self.violation(call, f"{arg}->displayData.name", "null display name")
+            return None, None, L.STATUS_FWP_NULL_DISPLAY_NAME
+        if layer_field is not None and uuid.UUID(obj[layer_field]) not in L.KNOWN_LAYER_KEYS:
+            self.violation(call, f"{arg}->{layer_field}", f"{obj[layer_field]} is not a layer the model knows")
+            return None, None, L.STATUS_FWP_LAYER_NOT_FOUND
+        return s, obj, None
+
     def _decode_FwpmSubLayerAdd0(self, mem, argv):
         return {"engineHandle": hex(argv[0]), "subLayer": mem.fwpm_sublayer0(argv[1]), "sd": hex(argv[2])}
 
     def _FwpmSubLayerAdd0(self, emu, mem, call, orig, argv):
         h, ptr = argv[0], argv[1]
         call.args = self._decode_FwpmSubLayerAdd0(mem, argv)
-        s = self._session(call, h)
-        if s is None:
-            return L.STATUS_INVALID_HANDLE
-        if not self._need_txn(call, s):
-            return L.STATUS_FWP_NO_TXN_IN_PROGRESS
-        if not ptr:
-            self.violation(call, "subLayer", "null pointer")
-            return L.STATUS_FWP_NULL_POINTER
-        sl = call.args["subLayer"]
-        if sl["displayData"]["name"] is None:
-            self.violation(call, "subLayer->displayData.name", "null display name")
-            return L.STATUS_FWP_NULL_DISPLAY_NAME
+        s, sl, failed = self._add_prologue(call, h, ptr, "subLayer")
+        if failed is not None:
+            return failed
         key = sl["subLayerKey"]
         if key in self._all_objects("sublayers"):
             self.violation(call, "subLayer->subLayerKey", f"{key} already exists")
@@ -547,22 +560,10 @@ class KernelModel:
     def _FwpmCalloutAdd0(self, emu, mem, call, orig, argv):
         h, ptr, _sd, idp = argv[:4]
         call.args = self._decode_FwpmCalloutAdd0(mem, argv)
-        s = self._session(call, h)
-        if s is None:
-            return L.STATUS_INVALID_HANDLE
-        if not self._need_txn(call, s):
-            return L.STATUS_FWP_NO_TXN_IN_PROGRESS
-        if not ptr:
-            self.violation(call, "callout", "null pointer")
-            return L.STATUS_FWP_NULL_POINTER
-        co = call.args["callout"]
+        s, co, failed = self._add_prologue(call, h, ptr, "callout", "applicableLayer")
+        if failed is not None:
+            return failed
         key = co["calloutKey"]
-        if co["displayData"]["name"] is None:
-            self.violation(call, "callout->displayData.name", "null display name")
-            return L.STATUS_FWP_NULL_DISPLAY_NAME
-        if uuid.UUID(co["applicableLayer"]) not in L.KNOWN_LAYER_KEYS:
-            self.violation(call, "callout->applicableLayer", f"{co['applicableLayer']} is not a layer the model knows")
-            return L.STATUS_FWP_LAYER_NOT_FOUND
         if key in self._all_objects("callouts"):
             self.violation(call, "callout->calloutKey", f"{key} already exists")
             return L.STATUS_FWP_ALREADY_EXISTS
@@ -582,22 +583,10 @@ class KernelModel:
     def _FwpmFilterAdd0(self, emu, mem, call, orig, argv):
         h, ptr, _sd, idp = argv[:4]
         call.args = self._decode_FwpmFilterAdd0(mem, argv)
-        s = self._session(call, h)
-        if s is None:
-            return L.STATUS_INVALID_HANDLE
-        if not self._need_txn(call, s):
-            return L.STATUS_FWP_NO_TXN_IN_PROGRESS
-        if not ptr:
-            self.violation(call, "filter", "null pointer")
-            return L.STATUS_FWP_NULL_POINTER
-        f = call.args["filter"]
+        s, f, failed = self._add_prologue(call, h, ptr, "filter", "layerKey")
+        if failed is not None:
+            return failed
         key = f["filterKey"]
-        if f["displayData"]["name"] is None:
-            self.violation(call, "filter->displayData.name", "null display name")
-            return L.STATUS_FWP_NULL_DISPLAY_NAME
-        if uuid.UUID(f["layerKey"]) not in L.KNOWN_LAYER_KEYS:
-            self.violation(call, "filter->layerKey", f"{f['layerKey']} is not a layer the model knows")
-            return L.STATUS_FWP_LAYER_NOT_FOUND
         sub = f["subLayerKey"]
         if uuid.UUID(sub) != ZERO_GUID and sub not in self._visible(s, "sublayers"):
             self.violation(call, "filter->subLayerKey", f"{sub} is not an existing sublayer")
