@@ -51,6 +51,8 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 $PSNativeCommandUseErrorActionPreference = $false
+# Read-only helpers shared with the other scripts (keep it next to this one).
+Import-Module -Name (Join-Path $PSScriptRoot 'WeirCommon.psm1') -Force -DisableNameChecking
 
 $ServiceName = 'weir'
 $PackageFiles = @('weir.sys', 'weir.inf', 'weir.cat', 'weir.pdb', 'weir-test.cer')
@@ -89,37 +91,13 @@ if ($signature.Status -ne 'Valid') {
 # --- Helpers ------------------------------------------------------------------
 
 function Get-WeirPublishedName {
-    # Published names (oemNN.inf) of driver-store packages whose original name
-    # is weir.inf. pnputil's labels are localized, so each blank-line separated
-    # record is matched on its values: one that looks like oemNN.inf and one
-    # that equals weir.inf.
+    # Published names (oemNN.inf) of the weir.inf packages in the driver store.
     $text = & pnputil.exe /enum-drivers
     if ($LASTEXITCODE -ne 0) {
         Write-Warning "pnputil /enum-drivers failed with exit code $LASTEXITCODE."
         return @()
     }
-    $names = New-Object System.Collections.Generic.List[string]
-    $record = New-Object System.Collections.Generic.List[string]
-    foreach ($line in @($text) + @('')) {
-        if ($line -match '^\s*$') {
-            $values = @($record | ForEach-Object { ($_ -split ':', 2)[-1].Trim() })
-            $published = @($values | Where-Object { $_ -match '^oem\d+\.inf$' })
-            if ($published.Count -gt 0 -and ($values -contains 'weir.inf')) {
-                $names.Add($published[0].ToLowerInvariant())
-            }
-            $record.Clear()
-        }
-        else {
-            $record.Add($line)
-        }
-    }
-    return @($names | Sort-Object -Unique)
-}
-
-function Get-WeirServiceState {
-    $driver = Get-CimInstance -ClassName Win32_SystemDriver -Filter "Name='$ServiceName'" -ErrorAction SilentlyContinue
-    if ($null -eq $driver) { return 'Absent' }
-    return [string]$driver.State
+    return @(ConvertFrom-WeirEnumDrivers -Text $text)
 }
 
 $StartHints = @{
@@ -151,7 +129,7 @@ if ($PSCmdlet.ShouldProcess($infPath, 'pnputil /add-driver /install')) {
     if ($published.Count -eq 0) {
         $published = Get-WeirPublishedName
     }
-    if ((Get-WeirServiceState) -eq 'Absent') {
+    if ((Get-WeirServiceState -Name $ServiceName) -eq 'Absent') {
         throw "pnputil added the package (exit code $code) but the service '$ServiceName' does not exist. Check setupapi.dev.log (Collect-WeirLogs.ps1) for the DefaultInstall section."
     }
 }
@@ -161,7 +139,7 @@ if ($PSCmdlet.ShouldProcess($infPath, 'pnputil /add-driver /install')) {
 if ($NoStart) {
     Write-Host 'Not starting the service (-NoStart). Start it with: sc.exe start weir'
 }
-elseif ((Get-WeirServiceState) -eq 'Running') {
+elseif ((Get-WeirServiceState -Name $ServiceName) -eq 'Running') {
     Write-Host 'Service weir is already running.'
 }
 elseif ($PSCmdlet.ShouldProcess($ServiceName, 'sc.exe start')) {
@@ -180,7 +158,7 @@ if (-not $WhatIfPreference) {
     if ($published.Count -eq 0) {
         $published = Get-WeirPublishedName
     }
-    Write-Host "Service weir: $(Get-WeirServiceState)"
+    Write-Host "Service weir: $(Get-WeirServiceState -Name $ServiceName)"
     if ($published.Count -gt 0) {
         Write-Host "Driver store package: $($published -join ', ') (original name weir.inf)"
     }

@@ -61,6 +61,8 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 $PSNativeCommandUseErrorActionPreference = $false
+# Read-only helpers shared with the other scripts (keep it next to this one).
+Import-Module -Name (Join-Path $PSScriptRoot 'WeirCommon.psm1') -Force -DisableNameChecking
 
 function Test-IsElevated {
     $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
@@ -101,30 +103,12 @@ function Find-Devcon {
 }
 
 function Get-WeirPublishedName {
-    # Published names (oemNN.inf) of driver-store packages whose original name
-    # is weir.inf. pnputil's labels are localized, so each blank-line separated
-    # record is matched on its values: one that looks like oemNN.inf and one
-    # that equals weir.inf.
+    # Published names (oemNN.inf) of the weir.inf packages in the driver store.
     $text = & pnputil.exe /enum-drivers
     if ($LASTEXITCODE -ne 0) {
         throw "pnputil /enum-drivers failed with exit code $LASTEXITCODE."
     }
-    $names = New-Object System.Collections.Generic.List[string]
-    $record = New-Object System.Collections.Generic.List[string]
-    foreach ($line in @($text) + @('')) {
-        if ($line -match '^\s*$') {
-            $values = @($record | ForEach-Object { ($_ -split ':', 2)[-1].Trim() })
-            $published = @($values | Where-Object { $_ -match '^oem\d+\.inf$' })
-            if ($published.Count -gt 0 -and ($values -contains 'weir.inf')) {
-                $names.Add($published[0].ToLowerInvariant())
-            }
-            $record.Clear()
-        }
-        else {
-            $record.Add($line)
-        }
-    }
-    return @($names | Sort-Object -Unique)
+    return @(ConvertFrom-WeirEnumDrivers -Text $text)
 }
 
 $devcon = Find-Devcon

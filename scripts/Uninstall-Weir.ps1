@@ -44,6 +44,8 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 $PSNativeCommandUseErrorActionPreference = $false
+# Read-only helpers shared with the other scripts (keep it next to this one).
+Import-Module -Name (Join-Path $PSScriptRoot 'WeirCommon.psm1') -Force -DisableNameChecking
 
 $ServiceName = 'weir'
 $failures = New-Object System.Collections.Generic.List[string]
@@ -59,13 +61,6 @@ if (-not (Test-IsElevated)) {
     throw 'Uninstall-Weir.ps1 must run elevated: open PowerShell with "Run as administrator" and try again.'
 }
 
-function Get-WeirServiceState {
-    # 'Absent', or the WMI state: Running, Stopped, Stop Pending, Start Pending...
-    $driver = Get-CimInstance -ClassName Win32_SystemDriver -Filter "Name='$ServiceName'" -ErrorAction SilentlyContinue
-    if ($null -eq $driver) { return 'Absent' }
-    return [string]$driver.State
-}
-
 function Get-WeirPublishedName {
     # Published names (oemNN.inf) of driver-store packages whose original name
     # is weir.inf. pnputil's labels are localized, so each blank-line separated
@@ -77,20 +72,7 @@ function Get-WeirPublishedName {
         Write-Warning "pnputil /enum-drivers failed with exit code $LASTEXITCODE; falling back to Get-WindowsDriver."
         $text = @()
     }
-    $record = New-Object System.Collections.Generic.List[string]
-    foreach ($line in @($text) + @('')) {
-        if ($line -match '^\s*$') {
-            $values = @($record | ForEach-Object { ($_ -split ':', 2)[-1].Trim() })
-            $published = @($values | Where-Object { $_ -match '^oem\d+\.inf$' })
-            if ($published.Count -gt 0 -and ($values -contains 'weir.inf')) {
-                $names.Add($published[0].ToLowerInvariant())
-            }
-            $record.Clear()
-        }
-        else {
-            $record.Add($line)
-        }
-    }
+    foreach ($published in @(ConvertFrom-WeirEnumDrivers -Text $text)) { $names.Add($published) }
     # Cross-check with DISM, whose property names are not localized.
     try {
         Get-WindowsDriver -Online -ErrorAction Stop |
@@ -105,7 +87,7 @@ function Get-WeirPublishedName {
 
 # --- 1. Stop ------------------------------------------------------------------
 
-$state = Get-WeirServiceState
+$state = Get-WeirServiceState -Name $ServiceName
 Write-Host "Service weir: $state"
 if ($state -eq 'Absent' -or $state -eq 'Stopped') {
     Write-Host 'Nothing to stop.'
@@ -122,10 +104,10 @@ else {
     }
     if (-not $WhatIfPreference) {
         $deadline = (Get-Date).AddSeconds($StopTimeoutSeconds)
-        while (@('Absent', 'Stopped') -notcontains (Get-WeirServiceState) -and (Get-Date) -lt $deadline) {
+        while (@('Absent', 'Stopped') -notcontains (Get-WeirServiceState -Name $ServiceName) -and (Get-Date) -lt $deadline) {
             Start-Sleep -Milliseconds 500
         }
-        $state = Get-WeirServiceState
+        $state = Get-WeirServiceState -Name $ServiceName
         if (@('Absent', 'Stopped') -notcontains $state) {
             Write-Warning ("Service weir is still '$state' after $StopTimeoutSeconds s: its DriverUnload has not returned " +
                 '(WFP waits for classify calls in flight). Continuing; the service will be marked for deletion and a reboot finishes the job. ' +
@@ -140,7 +122,7 @@ else {
 
 # --- 2. Delete the service ----------------------------------------------------
 
-if ((Get-WeirServiceState) -eq 'Absent') {
+if ((Get-WeirServiceState -Name $ServiceName) -eq 'Absent') {
     Write-Host 'No service to delete.'
 }
 elseif ($PSCmdlet.ShouldProcess($ServiceName, 'sc.exe delete')) {

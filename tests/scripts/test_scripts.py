@@ -729,6 +729,37 @@ def test_scripts_are_ascii_and_have_no_machine_paths(name):
     assert not re.search(r"/work/|/home/|/root/|[A-Z]:\\Users\\", text), name
 
 
+COMMON_MODULE = SCRIPTS_DIR / "WeirCommon.psm1"
+COMMON_FUNCTIONS = ["ConvertFrom-WeirEnumDrivers", "Get-WeirServiceState"]
+
+
+def test_common_module_is_read_only_and_well_formed():
+    text = read(COMMON_MODULE)
+    assert text.isascii(), "WeirCommon.psm1 has non-ASCII characters"
+    assert check_balance(text) == [], check_balance(text)
+    assert check_strict_mode(text) == [], "WeirCommon.psm1 must set StrictMode"
+    # The module is imported by scripts that promise -WhatIf; it may not change
+    # anything itself.
+    assert state_changing_calls(text) == [], state_changing_calls(text)
+    for fn in COMMON_FUNCTIONS:
+        assert re.search(rf"^function {re.escape(fn)}\b", text, re.M), f"{fn} not defined"
+        assert fn in text.split("Export-ModuleMember", 1)[-1], f"{fn} not exported"
+
+
+@pytest.mark.parametrize("name", EXPECTED_SCRIPTS)
+def test_shared_helpers_come_from_the_module(name):
+    # A script that uses a shared helper imports the module from its own
+    # directory and does not carry its own copy.
+    text = read(SCRIPTS_DIR / name)
+    code = mask(text)
+    used = [fn for fn in COMMON_FUNCTIONS if re.search(re.escape(fn), code)]
+    if used:
+        assert re.search(r"Import-Module\s+-Name\s+\(Join-Path\s+\$PSScriptRoot\s+'WeirCommon\.psm1'\)", text), \
+            f"{name} uses {used} without importing WeirCommon.psm1"
+    for fn in COMMON_FUNCTIONS:
+        assert not re.search(rf"^function {re.escape(fn)}\b", text, re.M), f"{name} redefines {fn}"
+
+
 def test_expected_commands_are_in_the_scripts(script_texts):
     shapes = script_command_shapes(list(script_texts.values()))
     for expected in [
