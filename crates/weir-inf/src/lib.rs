@@ -42,8 +42,8 @@ pub mod parse;
 pub mod stamp;
 
 pub use lint::{
-    check_catalog_coverage, copied_files, lint, lint_parsed, CopiedFile, Diagnostic, Rule,
-    WFPCALLOUTS_GUID,
+    check_catalog_coverage, copied_files, lint, lint_bytes, lint_parsed, CopiedFile, Diagnostic,
+    Rule, WFPCALLOUTS_GUID,
 };
 pub use parse::{decode, parse, parse_bytes, Entry, Inf, ParseError, Section, Value};
 pub use stamp::{
