@@ -18,8 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-import tree_sitter_powershell
-from tree_sitter import Language, Node, Parser
+try:
+    import tree_sitter_powershell
+    from tree_sitter import Language, Node, Parser
+except ImportError as exc:  # pragma: no cover - environment problem, not a check
+    raise ImportError(
+        "the script checks need tree-sitter and tree-sitter-powershell from "
+        "tests/emulation/requirements.txt: run them with the venv that "
+        "'bash tests/emulation/run.sh' creates (.venv-emu/bin/python -m pytest tests/scripts)"
+    ) from exc
 
 LANGUAGE = Language(tree_sitter_powershell.language())
 _PARSER = Parser(LANGUAGE)

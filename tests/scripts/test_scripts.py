@@ -379,7 +379,9 @@ def check_certificate_finder(text: str) -> list[str]:
     fn = psast.functions(root).get(CERTIFICATE_FINDER)
     if fn is None:
         return [f"{CERTIFICATE_FINDER} is not defined"]
-    body = next(n for n in psast.walk(fn) if n.type == "script_block")
+    body = next((n for n in psast.walk(fn) if n.type == "script_block"), None)
+    if body is None:
+        return [f"{CERTIFICATE_FINDER} has an empty body"]
     names_var = None
     loop = None
     for n in psast.walk(body):
@@ -391,8 +393,9 @@ def check_certificate_finder(text: str) -> list[str]:
             elif any(v.lower().endswith(".cer") for v in values):
                 return [f"{CERTIFICATE_FINDER} accepts {values}, expected {CERTIFICATE_NAMES} in this order"]
         if n.type == "foreach_statement" and loop is None:
-            source = psast.unwrap(next(c for c in n.named_children if c.type == "pipeline"))
-            if names_var is not None and psast.node_text(source).lower() == names_var:
+            source = next((c for c in n.named_children if c.type == "pipeline"), None)
+            if source is not None and names_var is not None and \
+                    psast.node_text(psast.unwrap(source)).lower() == names_var:
                 loop = n
     if names_var is None:
         return [f"{CERTIFICATE_FINDER} has no list {CERTIFICATE_NAMES}"]
@@ -438,6 +441,29 @@ def check_certificate_user(text: str) -> list[str]:
             # place that decides which certificate names are accepted.
             if re.fullmatch(r"(?:.*[\\/])?" + re.escape(name), value, re.I):
                 problems.append(f"line {psast.line(n)}: hard-codes {name}; use {CERTIFICATE_FINDER}")
+    return problems
+
+
+def check_package_files(text: str) -> list[str]:
+    """A top-level ``$PackageFiles = @(...)`` (the files a package must
+    have) names no certificate: the finder decides which one is there."""
+    problems = []
+    for stmt in psast.top_level_statements(psast.parse(text)):
+        assigned = psast.assignment(stmt)
+        if assigned is None or assigned[0].lower() != "$packagefiles":
+            continue
+        for value in _strings_in(assigned[1]):
+            if value.lower() in {c.lower() for c in CERTIFICATE_NAMES}:
+                problems.append(f"line {psast.line(stmt)}: $PackageFiles requires {value}; a package has one of {CERTIFICATE_NAMES}")
+    return problems
+
+
+def check_ascii_and_paths(text: str) -> list[str]:
+    problems = []
+    if not text.isascii():
+        problems.append("non-ASCII characters (Windows PowerShell 5.1 reads BOM-less files as ANSI)")
+    if re.search(r"/work/|/home/|/root/|[A-Z]:\\Users\\", text):
+        problems.append("a path of a build or user machine")
     return problems
 
 
@@ -710,9 +736,8 @@ def test_script_actually_changes_something_under_a_guard(name):
 
 @pytest.mark.parametrize("name", EXPECTED_SCRIPTS + ["WeirCommon.psm1"])
 def test_scripts_are_ascii_and_have_no_machine_paths(name):
-    text = read(SCRIPTS_DIR / name)
-    assert text.isascii(), f"{name} has non-ASCII characters (Windows PowerShell 5.1 reads BOM-less files as ANSI)"
-    assert not re.search(r"/work/|/home/|/root/|[A-Z]:\\Users\\", text), name
+    problems = check_ascii_and_paths(read(SCRIPTS_DIR / name))
+    assert problems == [], f"{name}: {problems}"
 
 
 def test_common_module_is_read_only_and_well_formed():
@@ -740,10 +765,10 @@ def test_scripts_needing_the_certificate_use_the_finder(name):
 def test_no_script_requires_one_certificate_name(script_texts):
     # Install-Weir's list of required package files must not name either
     # certificate: the finder decides.
+    assert "$PackageFiles" in script_texts["Install-Weir.ps1"]
     for name, text in script_texts.items():
-        for cmd_line in re.findall(r"^\s*\$PackageFiles\s*=.*$", text, re.M):
-            for cer in CERTIFICATE_NAMES:
-                assert cer not in cmd_line, f"{name}: {cmd_line.strip()}"
+        problems = check_package_files(text)
+        assert problems == [], f"{name}: {problems}"
 
 
 def test_expected_commands_are_in_the_scripts(script_texts):
@@ -904,6 +929,8 @@ def test_state_change_detector(snippet, changing):
 
 @pytest.mark.parametrize("mutate, expected", [
     (lambda t: _without(t, "[CmdletBinding(SupportsShouldProcess)]\n"), "CmdletBinding"),
+    (lambda t: _without(t, "[CmdletBinding(SupportsShouldProcess)]\n").replace(
+        "Set-StrictMode", "[CmdletBinding(SupportsShouldProcess)]\nSet-StrictMode", 1), "syntax error"),
     (lambda t: _without(t, "SupportsShouldProcess)]", ")]"), "SupportsShouldProcess"),
     (lambda t: _without(t, "SupportsShouldProcess)]", "SupportsShouldProcess = $false)]"), "SupportsShouldProcess"),
     (lambda t: _without(t, "SupportsShouldProcess)]", "ConfirmImpact = 'High')]"), "SupportsShouldProcess"),
@@ -1002,6 +1029,26 @@ def test_certificate_finder_checker_rejects(mutate, expected):
 ])
 def test_certificate_user_checker_rejects(snippet, expected):
     problems = check_certificate_user(snippet)
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("$PackageFiles = @('weir.sys', 'weir.inf', 'weir-test.cer')\n", "requires weir-test.cer"),
+    ("$PackageFiles = @('weir.sys', \"WDRLocalTestCert.cer\")\n", "requires WDRLocalTestCert.cer"),
+])
+def test_package_files_checker_rejects(snippet, expected):
+    problems = check_package_files(snippet)
+    assert any(expected in p for p in problems), problems
+    assert check_package_files("$PackageFiles = @('weir.sys', 'weir.inf')\n") == []
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("Write-Host 'caf\u00e9'\n", "non-ASCII"),
+    ("$p = '/home/me/weir'\n", "path of a build"),
+    ("$p = 'C:\\Users\\me\\weir'\n", "path of a build"),
+])
+def test_ascii_checker_rejects(snippet, expected):
+    problems = check_ascii_and_paths(snippet)
     assert any(expected in p for p in problems), problems
 
 
