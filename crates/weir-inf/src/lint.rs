@@ -391,7 +391,11 @@ struct Linter<'a> {
     uses: HashMap<String, &'static str>,
     /// Add-registry sections reached from a service-install section (lower-case).
     service_registry: HashSet<String>,
-    /// Service name (lower-case) -> (service-install section, line) of its first AddService.
+    /// Add-registry section (lower-case) -> the section whose AddReg first
+    /// referenced it: HKR means a different key in each install context.
+    registry_owner: HashMap<String, String>,
+    /// (.Services section, service name), lower-case -> (service-install
+    /// section, line) of the service's first AddService there.
     service_sections: HashMap<String, (String, usize)>,
 }
 
@@ -427,6 +431,7 @@ impl<'a> Linter<'a> {
             used: HashSet::new(),
             uses: HashMap::new(),
             service_registry: HashSet::new(),
+            registry_owner: HashMap::new(),
             service_sections: HashMap::new(),
         }
     }
@@ -724,6 +729,12 @@ impl<'a> Linter<'a> {
 
     fn check_banned(&mut self) {
         let inf = self.inf;
+        // The one Microsoft-defined class this lint knows (InfVerif 1285
+        // applies to ClassInstall32 in an INF of a Microsoft class).
+        let ms_class = inf.entries("Version", "Class").next().is_some_and(|e| {
+            self.resolve(e.value_or_empty(0))
+                .eq_ignore_ascii_case("WFPCALLOUTS")
+        });
         for s in &inf.sections {
             let l = lower(&s.name);
             let banned = if is_family(&s.name, "ClassInstall32") {
@@ -740,7 +751,7 @@ impl<'a> Linter<'a> {
             if let Some(kind) = banned {
                 self.report(
                     Rule::BannedSection,
-                    banned_section_code(kind, s),
+                    banned_section_code(kind, s, ms_class),
                     s.line,
                     format!(
                         "section [{}] is not allowed ({kind} sections are banned)",
@@ -920,6 +931,15 @@ impl<'a> Linter<'a> {
             for e in s.entries.iter().filter(|e| e.key_is("AddService")) {
                 let svc = e.value_or_empty(0).to_owned();
                 let section = e.value_or_empty(2);
+                // "AddService = ,0x2": the documented null driver (a device
+                // that needs no function driver), not a service.
+                let null_driver = svc.is_empty()
+                    && section.is_empty()
+                    && parse_number(&self.resolve(e.value_or_empty(1)))
+                        .is_some_and(|f| f & SPSVCINST_ASSOCSERVICE != 0);
+                if null_driver {
+                    continue;
+                }
                 if svc.is_empty() {
                     self.report(
                         Rule::ServiceInstall,
@@ -942,9 +962,14 @@ impl<'a> Linter<'a> {
                     );
                 }
                 if !svc.is_empty() && !section.is_empty() {
-                    let resolved = lower(&self.resolve(&svc));
+                    // Per .Services section: .Services sections for other
+                    // architectures or OS versions install on other systems.
+                    let resolved = format!("{}\n{}", lower(&s.name), lower(&self.resolve(&svc)));
                     match self.service_sections.get(&resolved) {
-                        Some((first, first_line)) if !first.eq_ignore_ascii_case(section) => {
+                        Some((first, first_line))
+                            if !first.eq_ignore_ascii_case(section)
+                                && self.service_config(first) != self.service_config(section) =>
+                        {
                             let text = format!(
                                 "service {svc} is installed by [{section}] here and by [{first}] on line {first_line}"
                             );
@@ -992,15 +1017,37 @@ impl<'a> Linter<'a> {
         }
     }
 
+    /// The single-valued settings of a service-install section, resolved and
+    /// lower-cased, sorted: two sections configure a service the same way
+    /// when these are equal.
+    fn service_config(&self, section: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .inf
+            .sections
+            .iter()
+            .filter(|s| s.is(section))
+            .flat_map(|s| s.entries.iter())
+            .filter_map(|e| {
+                let k = e.key()?;
+                SINGLE_VALUED_SERVICE_KEYS
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(k))
+                    .then(|| (lower(k), lower(&self.resolve(e.value_or_empty(0)))))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// AddService flags (InfVerif 1081, 1211, 1251) in one .Services section.
     fn check_add_service_flags(&mut self, s: &'a Section) {
         let mut associated: Vec<(usize, String)> = Vec::new();
         for e in s.entries.iter().filter(|e| e.key_is("AddService")) {
-            let raw = e.value_or_empty(1);
+            let raw = self.resolve(e.value_or_empty(1));
             if raw.trim().is_empty() {
                 continue;
             }
-            let Some(flags) = parse_number(raw) else {
+            let Some(flags) = parse_number(&raw) else {
                 self.report(
                     Rule::ServiceInstall,
                     1081,
@@ -1020,7 +1067,7 @@ impl<'a> Linter<'a> {
                 .iter()
                 .filter(|t| !section.is_empty() && t.is(section))
                 .filter_map(|t| t.get("StartType"))
-                .any(|st| parse_number(st.value_or_empty(0)) == Some(4));
+                .any(|st| parse_number(&self.resolve(st.value_or_empty(0))) == Some(4));
             if disabled {
                 self.report(
                     Rule::ServiceInstall,
@@ -1085,6 +1132,9 @@ impl<'a> Linter<'a> {
                         }
                         let what = if k == "addreg" { "AddReg" } else { "BitReg" };
                         for t in self.referenced(name, what, e.line) {
+                            self.registry_owner
+                                .entry(lower(&t.name))
+                                .or_insert_with(|| lower(&s.name));
                             if from_service {
                                 self.service_registry.insert(lower(&t.name));
                             }
@@ -1130,8 +1180,8 @@ impl<'a> Linter<'a> {
                     }
                 }
                 Some(e) => {
-                    let v = e.value_or_empty(0);
-                    if parse_number(v).is_none() {
+                    let v = self.resolve(e.value_or_empty(0));
+                    if parse_number(&v).is_none() {
                         self.report(
                             Rule::ServiceInstall,
                             1014,
@@ -1160,12 +1210,15 @@ impl<'a> Linter<'a> {
                     source
                 };
                 out.push(CopiedFile {
-                    name: name.trim().to_owned(),
+                    name: self.resolve(name.trim()),
                     line: e.line,
                 });
             }
         }
-        out.extend(self.single_files.iter().cloned());
+        out.extend(self.single_files.iter().map(|f| CopiedFile {
+            name: self.resolve(&f.name),
+            line: f.line,
+        }));
         out
     }
 
@@ -1186,7 +1239,7 @@ impl<'a> Linter<'a> {
             .collect();
         let known: HashSet<String> = source_files
             .iter()
-            .filter_map(|e| e.key().map(lower))
+            .filter_map(|e| e.key().map(|k| lower(&self.resolve(k.trim()))))
             .collect();
         for f in self.copied_files() {
             if f.name.is_empty() {
@@ -1477,22 +1530,26 @@ impl<'a> Linter<'a> {
             .file_lists
             .iter()
             .flat_map(|(s, _)| s.entries.iter())
-            .map(|e| lower(e.key().unwrap_or_else(|| e.value_or_empty(0)).trim()))
+            .map(|e| lower(&self.resolve(e.key().unwrap_or_else(|| e.value_or_empty(0)).trim())))
             .chain(copied)
             .collect();
         let service_install = self.service_install.clone();
         for s in service_install {
             if let Some(e) = s.get("ServiceBinary") {
-                let v = e.value_or_empty(0);
-                let file = v.rsplit('\\').next().unwrap_or(v);
-                if !file.is_empty() && !dest_names.contains(&lower(file)) {
+                let v = self.resolve(e.value_or_empty(0));
+                let file = v.rsplit('\\').next().unwrap_or(&v);
+                // Only a binary in the driver store must come from this
+                // package; %12%\WUDFRd.sys and the like are inbox files.
+                let in_store = lower(&v).starts_with("%13%\\");
+                if in_store && !file.is_empty() && !dest_names.contains(&lower(file)) {
                     let text = format!("ServiceBinary {v:?} names no file this INF copies");
                     self.report(Rule::ServiceInstall, 2084, e.line, text);
                 }
             }
             let number = |key: &str| {
-                s.get(key)
-                    .and_then(|e| parse_number(e.value_or_empty(0)).map(|n| (n, e.line)))
+                s.get(key).and_then(|e| {
+                    parse_number(&self.resolve(e.value_or_empty(0))).map(|n| (n, e.line))
+                })
             };
             let service_type = number("ServiceType");
             let start_type = number("StartType");
@@ -1644,7 +1701,9 @@ impl<'a> Linter<'a> {
                 .is_some_and(|u| *u == "BitReg");
             let service = self.service_registry.contains(&lower(&s.name));
             for e in &s.entries {
-                let fields = entry_fields(e);
+                let resolved: Vec<String> =
+                    entry_fields(e).iter().map(|f| self.resolve(f)).collect();
+                let fields: Vec<&str> = resolved.iter().map(String::as_str).collect();
                 let field = |i: usize| fields.get(i).copied().unwrap_or("").trim();
                 let root = field(0);
                 if !root.eq_ignore_ascii_case("HKR") {
@@ -1746,10 +1805,13 @@ impl<'a> Linter<'a> {
                 self.report(Rule::AddRegEntry, 1268, e.line, text);
             }
         } else if kind == FLG_ADDREG_BINVALUETYPE {
-            let bad = data
-                .iter()
-                .map(|d| d.trim())
-                .find(|d| d.is_empty() || d.len() > 2 || !d.bytes().all(|b| b.is_ascii_hexdigit()));
+            let bad = data.iter().map(|d| d.trim()).find(|d| {
+                let hex = d
+                    .strip_prefix("0x")
+                    .or_else(|| d.strip_prefix("0X"))
+                    .unwrap_or(d);
+                hex.is_empty() || hex.len() > 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+            });
             if let Some(bad) = bad {
                 let text = format!("REG_BINARY data {bad:?} is not a byte 00-FF");
                 self.report(Rule::AddRegEntry, 1267, e.line, text);
@@ -1760,7 +1822,9 @@ impl<'a> Linter<'a> {
     /// InfVerif 1331/1332: one registry value set to different data by two sections.
     fn check_registry_conflicts(&mut self) {
         let registry = self.registry.clone();
-        let mut values: HashMap<(bool, String, String, String), (String, String)> = HashMap::new();
+        // (owner install section, root, subkey, value name) -> (section, data)
+        let mut values: HashMap<(String, String, String, String), (String, String)> =
+            HashMap::new();
         for s in registry {
             if self
                 .uses
@@ -1770,10 +1834,22 @@ impl<'a> Linter<'a> {
                 continue;
             }
             let service = self.service_registry.contains(&lower(&s.name));
+            let owner = self
+                .registry_owner
+                .get(&lower(&s.name))
+                .cloned()
+                .unwrap_or_default();
             for e in &s.entries {
-                let fields = entry_fields(e);
+                let resolved: Vec<String> =
+                    entry_fields(e).iter().map(|f| self.resolve(f)).collect();
+                let fields: Vec<&str> = resolved.iter().map(String::as_str).collect();
                 let field = |i: usize| fields.get(i).copied().unwrap_or("").trim();
-                let key = (service, lower(field(0)), lower(field(1)), lower(field(2)));
+                let key = (
+                    owner.clone(),
+                    lower(field(0)),
+                    lower(field(1)),
+                    lower(field(2)),
+                );
                 let data = fields
                     .get(3..)
                     .unwrap_or(&[])
@@ -1828,17 +1904,38 @@ impl<'a> Linter<'a> {
         }
     }
 
-    /// InfVerif 2083: a section nothing references.
+    /// InfVerif 2083: a section nothing references. Besides the sections the
+    /// walk reached, a section counts as referenced when any field outside
+    /// [Strings] and [DestinationDirs] names it (directives this lint does
+    /// not model, such as KmdfService or AddInterface, reference sections
+    /// too), or when it extends such a section by a suffix (`X.HW`, `X.AddReg`).
     fn check_unused(&mut self) {
         let inf = self.inf;
+        let mentioned: HashSet<String> = inf
+            .sections
+            .iter()
+            .filter(|s| !is_family(&s.name, "Strings") && !s.is("DestinationDirs"))
+            .flat_map(|s| {
+                let own = lower(&s.name);
+                s.entries
+                    .iter()
+                    .flat_map(|e| e.key.iter().chain(e.values.iter()))
+                    .map(|v| lower(v.text.trim()))
+                    .filter(move |v| *v != own)
+            })
+            .collect();
+        let names: HashSet<String> = inf.sections.iter().map(|s| lower(&s.name)).collect();
+        let used = self.used.clone();
+        let referenced = |name: &str| used.contains(name) || mentioned.contains(name);
         for s in &inf.sections {
             let name = lower(&s.name);
-            let security_of_used = name
-                .strip_suffix(".security")
-                .is_some_and(|base| self.used.contains(base));
+            let extends_referenced = name
+                .match_indices('.')
+                .map(|(i, _)| name.get(..i).unwrap_or(""))
+                .any(|prefix| names.contains(prefix) && referenced(prefix));
             let reserved = RESERVED_SECTIONS.iter().any(|k| is_family(&s.name, k))
                 || UNREFERENCED_OK.iter().any(|k| is_family(&s.name, k));
-            if !reserved && !security_of_used && !self.used.contains(&name) {
+            if !reserved && !extends_referenced && !referenced(&name) {
                 let text = format!(
                     "section [{}] is not referenced by anything, so Windows never reads it",
                     s.name
@@ -1903,9 +2000,10 @@ fn driver_ver_code(why: &str) -> u16 {
     }
 }
 
-fn banned_section_code(kind: &str, s: &Section) -> Option<u16> {
+fn banned_section_code(kind: &str, s: &Section, ms_class: bool) -> Option<u16> {
     match kind {
-        "ClassInstall32" => Some(1285),
+        // Weir's rule bans it for any class; InfVerif only for Microsoft's.
+        "ClassInstall32" => ms_class.then_some(1285),
         "DefaultUninstall" => {
             // InfVerif accepts one with LegacyUninstall=1; Weir's rule bans it outright.
             let legacy = s

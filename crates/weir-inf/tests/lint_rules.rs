@@ -489,7 +489,7 @@ fn cases() -> Vec<Case> {
 
     // More InfVerif codes, one bad INF each (the code is the InfVerif number
     // from Microsoft's "INF Validation Errors and Warnings" page).
-    let svc2 = "[T.Service2]\nServiceType = 1\nStartType = 3\nErrorControl = 1\nServiceBinary = %13%\\t.sys\n\n[Strings]";
+    let svc2 = "[T.Service2]\nServiceType = 1\nStartType = 2\nErrorControl = 1\nServiceBinary = %13%\\t.sys\n\n[Strings]";
     let more: Vec<(&'static str, String, Rule, u16, &str)> = vec![
         // 1003: encoding (lint_bytes)
         ("UTF-8 byte-order mark", format!("\u{feff}{GOOD}"), Rule::Encoding, 1003, "; test INF"),
@@ -1032,4 +1032,95 @@ fn docs_table_lists_every_code_once_and_matches_the_rules() {
             );
         }
     }
+}
+
+/// Valid INF variants seen in Microsoft's driver samples that an earlier
+/// version of these rules flagged: each must not produce the given finding.
+#[test]
+fn valid_variants_are_not_flagged() {
+    let variants: Vec<(&str, String, Rule, Option<u16>)> = vec![
+        (
+            "numbers given as %strings%",
+            good_with("StartType = 3", "StartType = %DEMAND%")
+                .replacen("AddService = %Svc%,,T.Service", "AddService = %Svc%,%FLAGS%,T.Service", 1)
+                .replacen("HKR,Parameters,Level,0x00010001,1", "HKR,Parameters,Level,%DWORD%,1", 1)
+                .replacen("Svc = \"t\"", "Svc = \"t\"\nDEMAND = 3\nFLAGS = 0x0\nDWORD = 0x00010001", 1),
+            Rule::ServiceInstall,
+            Some(1014),
+        ),
+        (
+            "copied file named by a %string%",
+            good_with("[T.Files]\nt.sys", "[T.Files]\n%File%").replacen(
+                "t.sys = 1,,",
+                "%File% = 1,,",
+                1,
+            ).replacen("Svc = \"t\"", "Svc = \"t\"\nFile = \"t.sys\"", 1),
+            Rule::CopyFilesSource,
+            Some(1230),
+        ),
+        (
+            "the documented null driver",
+            good_with("AddService = %Svc%,,T.Service", "AddService = %Svc%,,T.Service\nAddService = ,0x2"),
+            Rule::ServiceInstall,
+            Some(1253),
+        ),
+        (
+            "the null driver has no install section",
+            good_with("AddService = %Svc%,,T.Service", "AddService = %Svc%,,T.Service\nAddService = ,0x2"),
+            Rule::ServiceInstall,
+            Some(1005),
+        ),
+        (
+            "same service, same configuration, two sections",
+            good_with("AddService = %Svc%,,T.Service", "AddService = %Svc%,,T.Service\nAddService = %Svc%,,T.Service2")
+                .replacen("[Strings]", "[T.Service2]\nServiceType = 1\nStartType = 3\nErrorControl = 1\nServiceBinary = %13%\\t.sys\n\n[Strings]", 1),
+            Rule::ServiceInstall,
+            Some(1333),
+        ),
+        (
+            "section referenced by a directive the lint does not model",
+            good_with("CopyFiles = T.Files", "CopyFiles = T.Files\nKmdfService = t, T.Wdf")
+                .replacen("[T.Reg]\n", "[T.Wdf]\nKmdfLibraryVersion = 1.15\n\n[T.Reg]\n", 1),
+            Rule::UnusedSection,
+            Some(2083),
+        ),
+        (
+            "inbox service binary",
+            good_with("ServiceBinary = %13%\\t.sys", "ServiceBinary = %12%\\WUDFRd.sys"),
+            Rule::ServiceInstall,
+            Some(2084),
+        ),
+        (
+            "0x-prefixed binary bytes",
+            good_with("HKR,Parameters,Level,0x00010001,1", "HKR,Parameters,Level,0x00010001,1\nHKR,Parameters,Blob,0x00000001,0x01,0a"),
+            Rule::AddRegEntry,
+            Some(1267),
+        ),
+    ];
+    for (name, text, rule, code) in variants {
+        let d = lint(&text, "t.inf");
+        assert!(
+            !d.iter().any(|d| d.rule == rule && d.infverif == code),
+            "{name}: {d:#?}"
+        );
+    }
+    // ClassInstall32 stays banned (Weir's rule), but InfVerif 1285 is only
+    // for Microsoft-defined classes.
+    let custom = good_with("Class = WFPCALLOUTS", "Class = WeirClass")
+        .replacen(
+            "{57465043-616C-6C6F-7574-5F636C617373}",
+            "{12345678-1234-1234-1234-123456789ABC}",
+            1,
+        )
+        .replacen(
+            "[Strings]",
+            "[ClassInstall32]\nAddReg = T.Reg\n\n[Strings]",
+            1,
+        );
+    let d = lint(&custom, "t.inf");
+    assert!(
+        d.iter()
+            .any(|d| d.rule == Rule::BannedSection && d.infverif.is_none()),
+        "{d:#?}"
+    );
 }
