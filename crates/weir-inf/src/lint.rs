@@ -80,7 +80,8 @@ pub enum Rule {
     /// [Strings], an install section...).
     SectionKind,
     /// A directive stands in a section that does not take it (AddService in
-    /// an install section, CopyFiles in a .Services section...).
+    /// an install section, CopyFiles in a .Services section...), or its name
+    /// contains `\` or `,`.
     SectionDirective,
     /// A malformed or disallowed add-registry entry: non-numeric flags or
     /// DWORD data, bad binary data, append flags, co-installer or filter
@@ -205,7 +206,7 @@ impl Rule {
             Rule::DriverStoreCopy => &[1100, 1101, 1330],
             Rule::SectionReuse => &[1205],
             Rule::SectionKind => &[1206],
-            Rule::SectionDirective => &[1290],
+            Rule::SectionDirective => &[1150, 1290],
             Rule::AddRegEntry => &[1257, 1262, 1265, 1267, 1268, 1303, 1305, 1329],
             Rule::RegistryConflict => &[1331, 1332],
             Rule::LocalizedStrings => &[1295],
@@ -1479,6 +1480,32 @@ impl<'a> Linter<'a> {
 
     /// InfVerif 1290: directives in sections that do not take them.
     fn check_section_directives(&mut self) {
+        let sections: Vec<&'a Section> = self
+            .install
+            .iter()
+            .chain(self.services.iter())
+            .chain(self.service_install.iter())
+            .copied()
+            .collect();
+        for s in sections {
+            for e in &s.entries {
+                if let Some(k) = e.key().filter(|k| k.contains(['\\', ','])) {
+                    let text = format!("directive {k:?} in [{}] contains '\\' or ','", s.name);
+                    self.report(Rule::SectionDirective, 1150, e.line, text);
+                }
+                // "A,B = x" parses as a key-less entry whose later field holds
+                // the '=': the directive name "A,B" has a comma.
+                let comma_key = e.key.is_none()
+                    && e.values
+                        .iter()
+                        .skip(1)
+                        .any(|v| !v.quoted && v.raw.contains('='));
+                if comma_key {
+                    let text = format!("directive name in [{}] contains ','", s.name);
+                    self.report(Rule::SectionDirective, 1150, e.line, text);
+                }
+            }
+        }
         let install = self.install.clone();
         for s in install {
             for e in &s.entries {

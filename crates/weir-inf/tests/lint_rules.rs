@@ -581,6 +581,8 @@ fn cases() -> Vec<Case> {
         ("file list also used as AddReg", good_with("CopyFiles = T.Files", "CopyFiles = T.Files\nAddReg = T.Files"), Rule::SectionReuse, 1205, "AddReg = T.Files"),
         ("CopyFiles names [Strings]", good_with("CopyFiles = T.Files", "CopyFiles = T.Files, Strings"), Rule::SectionKind, 1206, "CopyFiles"),
         ("AddService in an install section", good_with("CopyFiles = T.Files", "CopyFiles = T.Files\nAddService = %Svc%,,T.Service"), Rule::SectionDirective, 1290, "AddService = %Svc%,,T.Service\n\n[DefaultInstall.NTamd64.Services]"),
+        ("directive name with a backslash", good_with("CopyFiles = T.Files", "CopyFiles = T.Files\nCopy\\Files = T.Files"), Rule::SectionDirective, 1150, "Copy\\Files"),
+        ("directive name with a comma", good_with("CopyFiles = T.Files", "CopyFiles = T.Files\nCopy,Files = T.Files"), Rule::SectionDirective, 1150, "Copy,Files"),
         ("CopyFiles in a .Services section", good_with("AddService = %Svc%,,T.Service", "AddService = %Svc%,,T.Service\nCopyFiles = T.Files"), Rule::SectionDirective, 1290, "CopyFiles = T.Files\n\n[T.Files]"),
         ("CopyFiles in a service-install section", good_with("AddReg = T.Reg", "AddReg = T.Reg\nCopyFiles = T.Files"), Rule::SectionDirective, 1290, "CopyFiles = T.Files\n\n[T.Reg]"),
         // addreg-entry
@@ -1122,5 +1124,32 @@ fn valid_variants_are_not_flagged() {
         d.iter()
             .any(|d| d.rule == Rule::BannedSection && d.infverif.is_none()),
         "{d:#?}"
+    );
+}
+
+#[test]
+fn readme_counts_and_uncovered_list_match_the_docs_table() {
+    const README: &str = include_str!("../../../README.md");
+    let rows = doc_rows();
+    let count = |s: &str| rows.iter().filter(|r| r.1 == s).count();
+    let prose = README.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in [
+        format!("Of the {} codes", rows.len()),
+        format!("it reports {},", count("covered")),
+        format!("{} more are rejected", count("subsumed")),
+        format!("{} are for other INF kinds", count("n/a")),
+        format!("It does not cover these {},", count("not covered")),
+    ] {
+        assert!(prose.contains(&needle), "README lacks {needle:?}");
+    }
+    let uncovered: Vec<String> = rows
+        .iter()
+        .filter(|r| r.1 == "not covered")
+        .map(|r| r.0.to_string())
+        .collect();
+    assert!(
+        prose.contains(&format!("{}.", uncovered.join(", "))),
+        "README's list of uncovered codes differs from docs/inf-lint.md: {}",
+        uncovered.join(", ")
     );
 }
