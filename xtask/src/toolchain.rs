@@ -252,7 +252,7 @@ pub mod apt {
     /// backports.
     pub fn backports_source(sources: &[Repository], codename: &str) -> Result<BackportsPlan> {
         let suite = format!("{codename}-backports");
-        if sources.iter().any(|r| usable(r) && r.suites.iter().any(|s| *s == suite)) {
+        if sources.iter().any(|r| usable(r) && r.suites.contains(&suite)) {
             return Ok(BackportsPlan { suite, new_stanza: None });
         }
         let Some(release) = sources.iter().find(|r| {
