@@ -38,6 +38,9 @@ pub const STATS_ABI_VERSION: u32 = 2;
 /// Size of the whole version-1 reply, which version-1 tools pass as their
 /// output buffer length.
 pub const STATS_V1_REPLY_SIZE: usize = 112;
+// A v1 tool's buffer can never hold a v2 header.
+const _: () = assert!(STATS_V1_REPLY_SIZE < STATS_HEADER_SIZE);
+
 /// Number of layers reported.
 pub const LAYER_COUNT: usize = 4;
 
@@ -270,7 +273,7 @@ pub enum StatsError {
     Malformed,
     /// A valid header of a reply that was cut short (`STATUS_BUFFER_OVERFLOW`):
     /// retry with `needed` bytes.
-    Truncated { header: StatsHeader, needed: u32 },
+    Truncated { needed: u32, policy_generation: u64, rule_count: u32 },
 }
 
 impl core::fmt::Display for StatsError {
@@ -317,7 +320,7 @@ pub fn decode_reply(bytes: &[u8]) -> Result<StatsReply<'_>, StatsError> {
     }
     let total = size as usize;
     if bytes.len() < total {
-        return Err(StatsError::Truncated { header, needed: size });
+        return Err(StatsError::Truncated { needed: size, policy_generation: header.policy_generation, rule_count: header.rule_count });
     }
     let rules = bytes.get(STATS_HEADER_SIZE..total).ok_or(StatsError::Malformed)?;
     Ok(StatsReply { header, rules })
@@ -355,8 +358,6 @@ mod tests {
         assert_eq!(offset_of!(RuleHits, rule_id), 0);
         assert_eq!(offset_of!(RuleHits, rule_index), 4);
         assert_eq!(offset_of!(RuleHits, hits), 8);
-        // A v1 tool's buffer can never hold a v2 header.
-        assert!(STATS_V1_REPLY_SIZE < STATS_HEADER_SIZE);
     }
 
     fn sample_header() -> StatsHeader {
@@ -410,10 +411,10 @@ mod tests {
             assert_eq!(write_reply(&mut b, sample_header(), rules(2).into_iter()), Written::HeaderOnly(208));
             assert!(b[208..].iter().all(|x| *x == 0xEE));
             match decode_reply(&b[..208]) {
-                Err(StatsError::Truncated { needed, header }) => {
+                Err(StatsError::Truncated { needed, policy_generation, rule_count }) => {
                     assert_eq!(needed, 240);
-                    assert_eq!(header.rule_count, 2);
-                    assert_eq!(header.policy_generation, 7);
+                    assert_eq!(rule_count, 2);
+                    assert_eq!(policy_generation, 7);
                 }
                 other => panic!("{other:?}"),
             }
