@@ -247,7 +247,6 @@ impl<O: Owner> Drop for Rcu<O> {
     }
 }
 
-#[cfg(not(loom))]
 impl<O: Owner> Default for Rcu<O> {
     fn default() -> Self {
         Self::new()
@@ -255,6 +254,7 @@ impl<O: Owner> Default for Rcu<O> {
 }
 
 #[cfg(all(test, not(loom)))]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::boxed::Box;
@@ -340,6 +340,7 @@ mod tests {
 }
 
 #[cfg(all(test, loom))]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod loom_tests {
     use super::*;
     use loom::cell::UnsafeCell;
