@@ -118,6 +118,40 @@ unsafe impl<T: Send + Sync> Owner for crate::pool::PoolBox<T> {
     }
 }
 
+/// A heap owner for host tests of code built on [`Rcu`] (feature
+/// `test-util`): the kernel owner is `PoolBox`, whose allocator exists only
+/// in the kernel.
+#[cfg(any(test, feature = "test-util"))]
+pub mod host {
+    extern crate std;
+    use super::Owner;
+    use core::ptr::NonNull;
+    use std::boxed::Box;
+
+    /// `Box<T>` as an [`Owner`].
+    pub struct HeapBox<T>(pub Box<T>);
+
+    // SAFETY: Box::leak/from_raw transfer ownership of a live heap block
+    // without moving it.
+    unsafe impl<T: Send + Sync> Owner for HeapBox<T> {
+        type Target = T;
+        fn into_raw(self) -> NonNull<T> {
+            NonNull::from(Box::leak(self.0))
+        }
+        unsafe fn from_raw(raw: NonNull<T>) -> Self {
+            // SAFETY: caller contract: raw came from into_raw.
+            Self(unsafe { Box::from_raw(raw.as_ptr()) })
+        }
+    }
+
+    impl<T> core::ops::Deref for HeapBox<T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.0
+        }
+    }
+}
+
 #[repr(align(64))]
 struct CacheLine<T>(T);
 
