@@ -51,6 +51,13 @@ pub fn test_all(emulation: bool) -> Result<()> {
         .unwrap_or(false);
     outcomes.push(Outcome { name: "cargo test --workspace", ok });
 
+    // The WDK flow cannot run here; cargo-make's own plan of it can.
+    let graph = crate::wdk_flow::task_graph();
+    if let Err(e) = &graph {
+        eprintln!("error: {e:#}");
+    }
+    outcomes.push(Outcome { name: "WDK flow task graph (cargo-make)", ok: graph.is_ok() });
+
     let emulation_runner = root.join("tests/emulation/run.sh");
     if emulation && emulation_runner.is_file() {
         // The shipped bytes: the signed image from the package when there is
