@@ -4,7 +4,8 @@
 //! - [`driver`]: what DriverEntry sets up and DriverUnload tears down — a
 //!   short list of steps whose undo order follows from the types.
 //! - [`classify`]: the decision taken for each connection, and its counters.
-//! - [`ioctl`]: the control device's request handling and reply format.
+//! - [`ioctl`]: the control device's request handling (formats in `weir-abi`).
+//! - [`policy`]: the active policy, its replacement and its hit counters.
 //! - [`ids`]: the GUIDs, names and numbers Weir registers under.
 //! - `kernel` (Windows targets only): the kernel boundary — DriverEntry,
 //!   DriverUnload, dispatch routines and WFP callbacks converting raw pointers
@@ -20,6 +21,7 @@ pub mod classify;
 pub mod driver;
 pub mod ids;
 pub mod ioctl;
+pub mod policy;
 
 #[cfg(any(all(target_os = "windows", not(test)), clippy))]
 #[allow(unsafe_code)]
