@@ -384,3 +384,28 @@ fn no_package_registry_host_in_tracked_files() {
     }
     assert!(hits.is_empty(), "{hits:?}");
 }
+
+// Finding 9: the test-VM scripts find the certificate of either package:
+// the Linux flow's (weir_package::CER) and the one wdk-build's makecert task
+// writes and copies into the package (name read from its makefile).
+#[test]
+fn the_scripts_accept_the_certificate_of_either_flow() {
+    let (path, upstream) = upstream_makefile(&plain_metadata_());
+    let args = upstream["tasks"]["generate-certificate"]["args"].as_array().unwrap();
+    let output = args.last().and_then(|a| a.as_str()).unwrap();
+    let wdk_cer = output.rsplit('/').next().unwrap();
+    assert!(wdk_cer.ends_with(".cer"), "{}: makecert writes {output}", path.display());
+    let copy = upstream["tasks"]["copy-certificate-to-package"]["script"].as_str().unwrap();
+    assert!(copy.contains(wdk_cer), "{}: the package gets {wdk_cer}", path.display());
+
+    // Every script that takes a package finds its certificate through this
+    // one function (tests/scripts checks that); its list must name both.
+    let module = read("scripts/WeirCommon.psm1");
+    let names = module
+        .lines()
+        .find(|l| l.trim_start().starts_with("$names = @("))
+        .expect("Find-WeirTestCertificate's $names list");
+    for cer in [weir_package::CER, wdk_cer] {
+        assert!(names.contains(&format!("'{cer}'")), "scripts do not accept {cer}: {names}");
+    }
+}
