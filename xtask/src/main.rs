@@ -4,6 +4,7 @@
 //! - `cargo xtask test`    host tests, image build and checks, emulation, scripts
 //! - `cargo xtask check-image [PATH]` prints the static image report
 //! - `cargo xtask setup`   installs (as root) or lists what the build needs
+//! - `cargo xtask wdk-task-graph` checks cargo-make's plan of the WDK flow
 
 mod build;
 mod package;
@@ -72,6 +73,9 @@ enum Command {
     },
     /// Install (when root) or list the packages the Linux flow needs.
     Setup,
+    /// Print and check cargo-make's plan of the WDK flow (`cargo make`) for
+    /// the driver, on this host (part of `test`).
+    WdkTaskGraph,
 }
 
 fn main() {
@@ -90,6 +94,7 @@ fn main() {
         Command::VerifyPackage { dir, no_build_pdb } => package::verify_cmd(dir, !no_build_pdb),
         Command::CheckImage { image, pdb } => build::check_image_cmd(image, pdb),
         Command::Setup => toolchain::setup(),
+        Command::WdkTaskGraph => wdk_flow::task_graph(),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
