@@ -4,11 +4,13 @@
 //! - `cargo xtask test`    host tests, image build and checks, emulation, scripts
 //! - `cargo xtask check-image [PATH]` prints the static image report
 //! - `cargo xtask setup`   installs (as root) or lists what the build needs
+//! - `cargo xtask wine-test` builds weirctl.exe and runs its Wine tests
 
 mod build;
 mod package;
 mod run;
 mod toolchain;
+mod weirctl;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -71,6 +73,8 @@ enum Command {
     },
     /// Install (when root) or list the packages the Linux flow needs.
     Setup,
+    /// Build weirctl.exe (unsigned) and run its tests under Wine (a stage of `test`).
+    WineTest,
 }
 
 fn main() {
@@ -89,6 +93,7 @@ fn main() {
         Command::VerifyPackage { dir, no_build_pdb } => package::verify_cmd(dir, !no_build_pdb),
         Command::CheckImage { image, pdb } => build::check_image_cmd(image, pdb),
         Command::Setup => toolchain::setup(),
+        Command::WineTest => weirctl::build_exe().and_then(|exe| weirctl::wine_tests(&exe)),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
