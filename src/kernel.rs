@@ -2,9 +2,9 @@
 //! pointers into `wfp-km`'s safe views and handing them to the safe modules.
 //! This is the driver's only module with `unsafe` code.
 
-use crate::classify::{on_classify, Outcome, COUNTERS};
+use crate::classify::{on_classify, Applied, Outcome, COUNTERS};
 use crate::driver::{Callbacks, Driver};
-use crate::{ids, ioctl};
+use crate::{ids, ioctl, policy};
 use core::ffi::c_void;
 use core::net::SocketAddr;
 use core::ptr::{self, NonNull};
@@ -65,6 +65,9 @@ unsafe extern "system" fn driver_unload(_driver_object: *const DRIVER_OBJECT) {
         // swap above gave us sole ownership.
         drop(unsafe { PoolBox::from_raw(raw) });
     }
+    // Callouts are unregistered and the device is gone: nothing reads or
+    // sets the policy any more.
+    policy::STORE.release();
     trace::info(format_args!("weir: unloaded"));
 }
 
@@ -86,9 +89,16 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
         Some(major::CLOSE | major::CLEANUP) => (NtStatus::SUCCESS, 0),
         Some(major::DEVICE_CONTROL) => match irp.device_control() {
             Some(request) => {
-                let len = usize::try_from(request.output_len).unwrap_or(0);
-                let output = irp.buffered(len);
-                ioctl::device_control(request, output, ids::VERSION, &COUNTERS)
+                let len = usize::try_from(request.input_len.max(request.output_len)).unwrap_or(0);
+                let buffer = irp.buffered(len);
+                let ctx = ioctl::Context {
+                    version: ids::VERSION,
+                    counters: &COUNTERS,
+                    store: &policy::STORE,
+                    filtering: weir_abi::stats::FILTERING_ACTIVE,
+                    event_drops: 0,
+                };
+                ioctl::device_control(request, buffer, &ctx)
             }
             None => (NtStatus::INVALID_PARAMETER, 0),
         },
@@ -119,7 +129,7 @@ unsafe extern "system" fn classify(
         )
     };
     let (Some(values), Some(mut out)) = (values, out) else { return };
-    if let Some(outcome) = on_classify(&COUNTERS, &values, meta.as_ref(), filter.as_ref(), &mut out) {
+    if let Some(outcome) = on_classify(&COUNTERS, &policy::STORE, &values, meta.as_ref(), filter.as_ref(), &mut out) {
         if trace::info_enabled() {
             trace_outcome(&outcome);
         }
@@ -127,19 +137,25 @@ unsafe extern "system" fn classify(
 }
 
 fn trace_outcome(o: &Outcome) {
-    let verdict = if o.permitted { "permit" } else { "no-write-right" };
+    let verdict = match o.applied {
+        Applied::Permitted => "permit",
+        Applied::Blocked => "block",
+        Applied::WriteRightAbsent => "no-write-right",
+    };
+    let rule = o.decision.and_then(|d| d.rule).map_or(-1, |(_, id)| i64::from(id));
     let pid = o.process_id.unwrap_or(0);
     match o.connection {
         Some(c) => trace::info(format_args!(
-            "weir: {} {} proto {} local {} remote {} pid {}",
+            "weir: {} {} rule {} proto {} local {} remote {} pid {}",
             o.layer.name(),
             verdict,
+            rule,
             c.protocol,
             SocketAddr::new(c.local, c.local_port),
             SocketAddr::new(c.remote, c.remote_port),
             pid
         )),
-        None => trace::info(format_args!("weir: {} {} (incomplete fields) pid {}", o.layer.name(), verdict, pid)),
+        None => trace::info(format_args!("weir: {} {} rule {} (incomplete fields) pid {}", o.layer.name(), verdict, rule, pid)),
     }
 }
 

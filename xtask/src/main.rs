@@ -10,6 +10,7 @@ mod build;
 mod package;
 mod run;
 mod toolchain;
+mod wdk_flow;
 mod weirctl;
 
 use anyhow::Result;

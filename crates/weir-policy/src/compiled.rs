@@ -500,6 +500,18 @@ impl CompiledPolicy {
         }
     }
 
+    /// Compiles with one entry per rule and partition (every range list and port list as a
+    /// predicate): the fallback `compile` uses over [`ENTRY_BUDGET`]. Public so tests can check
+    /// that path against the reference too.
+    #[doc(hidden)]
+    pub fn compile_coarse(p: &Policy) -> Result<CompiledPolicy, CompileError> {
+        p.validate().map_err(|e| match e {
+            ValidationError::OutOfMemory => CompileError::OutOfMemory,
+            e => CompileError::Invalid(e),
+        })?;
+        Self::compile_with(p, 1)?.ok_or(CompileError::OutOfMemory)
+    }
+
     fn compile_with(p: &Policy, expand: usize) -> Result<Option<CompiledPolicy>, CompileError> {
         let sets4 = SetIndex::<u32>::build(p)?;
         let sets6 = SetIndex::<u128>::build(p)?;
