@@ -51,17 +51,26 @@ impl<T: Transport> Client<T> {
                 Reply::Retry(size) => {
                     return Err(ClientError::Malformed {
                         request: request.name,
-                        detail: format!("the driver asked for {size} bytes after getting {}", request.output_len),
+                        detail: format!(
+                            "the driver asked for {size} bytes after getting {}",
+                            request.output_len
+                        ),
                     })
                 }
             }
         }
-        Err(ClientError::Malformed { request: request.name, detail: "the reply kept growing".into() })
+        Err(ClientError::Malformed {
+            request: request.name,
+            detail: "the reply kept growing".into(),
+        })
     }
 
     /// Counters, policy generation, per-rule hits, event drops.
     pub fn stats(&self) -> Result<Stats, ClientError> {
-        self.with_retry(proto::stats_request(proto::STATS_FIRST_RULES), proto::decode_stats)
+        self.with_retry(
+            proto::stats_request(proto::STATS_FIRST_RULES),
+            proto::decode_stats,
+        )
     }
 
     /// Encodes `policy` and makes it the active policy (atomic replace).
@@ -82,7 +91,10 @@ impl<T: Transport> Client<T> {
 
     /// The active blob and its generation.
     pub fn get_policy_blob(&self) -> Result<ActivePolicy, ClientError> {
-        self.with_retry(proto::get_policy_request(proto::POLICY_FIRST_BYTES), proto::decode_get_policy)
+        self.with_retry(
+            proto::get_policy_request(proto::POLICY_FIRST_BYTES),
+            proto::decode_get_policy,
+        )
     }
 
     /// The active policy, decoded (`None` when no policy is loaded).
@@ -91,15 +103,19 @@ impl<T: Transport> Client<T> {
         if active.blob.is_empty() {
             return Ok((active.generation, None));
         }
-        let policy = wire::decode(&active.blob)
-            .map_err(|e| ClientError::Malformed { request: "get policy", detail: format!("the active blob does not decode: {e}") })?;
+        let policy = wire::decode(&active.blob).map_err(|e| ClientError::Malformed {
+            request: "get policy",
+            detail: format!("the active blob does not decode: {e}"),
+        })?;
         Ok((active.generation, Some(policy)))
     }
 
     /// One read of whole event records; blocks (pended in the driver) until there is at
     /// least one, or until cancelled ([`ClientError::Cancelled`]).
     pub fn read_event_bytes(&self) -> Result<Vec<u8>, ClientError> {
-        let c = self.transport.call(&proto::read_events_request(proto::EVENTS_BUFFER_BYTES))?;
+        let c = self
+            .transport
+            .call(&proto::read_events_request(proto::EVENTS_BUFFER_BYTES))?;
         proto::decode_events_bytes(&c).map(<[u8]>::to_vec)
     }
 }
@@ -107,10 +123,14 @@ impl<T: Transport> Client<T> {
 /// The wire blob of `policy`, with the size limit as a [`ClientError`].
 pub fn encode(policy: &Policy) -> Result<Vec<u8>, ClientError> {
     wire::encode(policy).map_err(|e| match e {
-        wire::EncodeError::TooLarge => {
-            ClientError::PolicyTooLarge { bytes: 0, limit: weir_policy::limits::MAX_BLOB_BYTES }
-        }
-        other => ClientError::Malformed { request: "set policy", detail: other.to_string() },
+        wire::EncodeError::TooLarge => ClientError::PolicyTooLarge {
+            bytes: 0,
+            limit: weir_policy::limits::MAX_BLOB_BYTES,
+        },
+        other => ClientError::Malformed {
+            request: "set policy",
+            detail: other.to_string(),
+        },
     })
 }
 
@@ -135,33 +155,65 @@ mod tests {
                 weir_abi::IOCTL_WEIR_SET_POLICY => {
                     *self.blob.borrow_mut() = r.input.clone();
                     *self.generation.borrow_mut() += 1;
-                    let n = SetPolicyReply::new(*self.generation.borrow(), 0, 0).encode_into(&mut out).unwrap();
-                    Ok(Completion { status: 0, output: out[..n].to_vec() })
+                    let n = SetPolicyReply::new(*self.generation.borrow(), 0, 0)
+                        .encode_into(&mut out)
+                        .unwrap();
+                    Ok(Completion {
+                        status: 0,
+                        output: out[..n].to_vec(),
+                    })
                 }
-                weir_abi::IOCTL_WEIR_GET_POLICY => match write_policy_reply(&mut out, *self.generation.borrow(), &self.blob.borrow()) {
-                    PolicyWritten::Complete(n) => Ok(Completion { status: 0, output: out[..n].to_vec() }),
-                    PolicyWritten::HeaderOnly(n) => Ok(Completion { status: weir_abi::STATUS_BUFFER_OVERFLOW, output: out[..n].to_vec() }),
+                weir_abi::IOCTL_WEIR_GET_POLICY => match write_policy_reply(
+                    &mut out,
+                    *self.generation.borrow(),
+                    &self.blob.borrow(),
+                ) {
+                    PolicyWritten::Complete(n) => Ok(Completion {
+                        status: 0,
+                        output: out[..n].to_vec(),
+                    }),
+                    PolicyWritten::HeaderOnly(n) => Ok(Completion {
+                        status: weir_abi::STATUS_BUFFER_OVERFLOW,
+                        output: out[..n].to_vec(),
+                    }),
                     w => panic!("{w:?}"),
                 },
-                _ => Ok(Completion { status: weir_abi::STATUS_INVALID_DEVICE_REQUEST, output: vec![] }),
+                _ => Ok(Completion {
+                    status: weir_abi::STATUS_INVALID_DEVICE_REQUEST,
+                    output: vec![],
+                }),
             }
         }
     }
 
     #[test]
     fn set_get_clear_round_trip_with_a_retry_for_large_blobs() {
-        let driver = FakeDriver { blob: RefCell::default(), generation: RefCell::default(), seen: RefCell::default() };
+        let driver = FakeDriver {
+            blob: RefCell::default(),
+            generation: RefCell::default(),
+            seen: RefCell::default(),
+        };
         let client = Client::new(&driver);
         let mut policy = Policy::permit_all();
         policy.sets.push(weir_policy::AddressSet {
             name: "big".into(),
-            entries: (0..20_000u32).map(|i| weir_policy::AddrRange::V4 { lo: i * 4, hi: i * 4 + 1 }).collect(),
+            entries: (0..20_000u32)
+                .map(|i| weir_policy::AddrRange::V4 {
+                    lo: i * 4,
+                    hi: i * 4 + 1,
+                })
+                .collect(),
         });
         assert_eq!(client.set_policy(&policy).unwrap().generation, 1);
         let (generation, got) = client.get_policy().unwrap();
         assert_eq!((generation, got), (1, Some(policy)));
         // The blob is larger than the first buffer: two get requests.
-        let gets = driver.seen.borrow().iter().filter(|r| r.code == weir_abi::IOCTL_WEIR_GET_POLICY).count();
+        let gets = driver
+            .seen
+            .borrow()
+            .iter()
+            .filter(|r| r.code == weir_abi::IOCTL_WEIR_GET_POLICY)
+            .count();
         assert_eq!(gets, 2);
         assert_eq!(client.clear_policy().unwrap().generation, 2);
         assert_eq!(client.get_policy().unwrap(), (2, None));

@@ -3,7 +3,8 @@
 
 use std::fmt;
 use weir_abi::status::{
-    decode_code_of, describe, STATUS_WEIR_POLICY_COMPILE, STATUS_WEIR_POLICY_TOO_LARGE, STATUS_WEIR_STATS_ABI_V1,
+    decode_code_of, describe, STATUS_WEIR_POLICY_COMPILE, STATUS_WEIR_POLICY_TOO_LARGE,
+    STATUS_WEIR_STATS_ABI_V1,
 };
 use weir_policy::limits::MAX_BLOB_BYTES;
 
@@ -99,8 +100,14 @@ impl ClientError {
                 detail: "the driver refused a stats-ABI-v1 request".into(),
                 upgrade: Upgrade::Tool,
             },
-            STATUS_WEIR_POLICY_TOO_LARGE => ClientError::PolicyTooLarge { bytes: 0, limit: MAX_BLOB_BYTES },
-            s if s == STATUS_WEIR_POLICY_COMPILE || decode_code_of(s).is_some() || s == weir_abi::STATUS_WEIR_POLICY_INVALID => {
+            STATUS_WEIR_POLICY_TOO_LARGE => ClientError::PolicyTooLarge {
+                bytes: 0,
+                limit: MAX_BLOB_BYTES,
+            },
+            s if s == STATUS_WEIR_POLICY_COMPILE
+                || decode_code_of(s).is_some()
+                || s == weir_abi::STATUS_WEIR_POLICY_INVALID =>
+            {
                 ClientError::PolicyRefused { status: s }
             }
             s => ClientError::Status { request, status: s },
@@ -182,29 +189,81 @@ mod tests {
 
     #[test]
     fn statuses_map_to_what_users_can_act_on() {
-        assert_eq!(ClientError::from_status("x", STATUS_ACCESS_DENIED), ClientError::AccessDenied);
-        assert_eq!(ClientError::from_status("x", STATUS_CANCELLED), ClientError::Cancelled);
+        assert_eq!(
+            ClientError::from_status("x", STATUS_ACCESS_DENIED),
+            ClientError::AccessDenied
+        );
+        assert_eq!(
+            ClientError::from_status("x", STATUS_CANCELLED),
+            ClientError::Cancelled
+        );
         assert_eq!(
             ClientError::from_status("x", STATUS_WEIR_POLICY_TOO_LARGE),
-            ClientError::PolicyTooLarge { bytes: 0, limit: MAX_BLOB_BYTES }
+            ClientError::PolicyTooLarge {
+                bytes: 0,
+                limit: MAX_BLOB_BYTES
+            }
         );
-        assert_eq!(ClientError::from_status("x", 0xE057_0005), ClientError::PolicyRefused { status: 0xE057_0005 });
+        assert_eq!(
+            ClientError::from_status("x", 0xE057_0005),
+            ClientError::PolicyRefused {
+                status: 0xE057_0005
+            }
+        );
         let e = ClientError::from_status("x", STATUS_WEIR_STATS_ABI_V1);
-        assert!(matches!(e, ClientError::AbiMismatch { upgrade: Upgrade::Tool, .. }));
-        assert_eq!(ClientError::from_status("get stats", 0xC000_0001), ClientError::Status { request: "get stats", status: 0xC000_0001 });
+        assert!(matches!(
+            e,
+            ClientError::AbiMismatch {
+                upgrade: Upgrade::Tool,
+                ..
+            }
+        ));
+        assert_eq!(
+            ClientError::from_status("get stats", 0xC000_0001),
+            ClientError::Status {
+                request: "get stats",
+                status: 0xC000_0001
+            }
+        );
     }
 
     #[test]
     fn messages_name_the_fix() {
-        assert!(ClientError::NotInstalled.to_string().contains("Install-Weir.ps1"));
-        assert!(ClientError::NotStarted { state: "stopped".into() }.to_string().contains("sc.exe start weir"));
-        assert!(ClientError::NotLoaded.to_string().contains("sc.exe start weir"));
+        assert!(ClientError::NotInstalled
+            .to_string()
+            .contains("Install-Weir.ps1"));
+        assert!(ClientError::NotStarted {
+            state: "stopped".into()
+        }
+        .to_string()
+        .contains("sc.exe start weir"));
+        assert!(ClientError::NotLoaded
+            .to_string()
+            .contains("sc.exe start weir"));
         assert!(ClientError::AccessDenied.to_string().contains("elevated"));
-        let m = ClientError::PolicyTooLarge { bytes: 70_000_000, limit: MAX_BLOB_BYTES }.to_string();
-        assert!(m.contains(&MAX_BLOB_BYTES.to_string()) && m.contains("70000000"), "{m}");
-        let m = ClientError::AbiMismatch { what: "statistics", detail: "v1".into(), upgrade: Upgrade::Driver }.to_string();
+        let m = ClientError::PolicyTooLarge {
+            bytes: 70_000_000,
+            limit: MAX_BLOB_BYTES,
+        }
+        .to_string();
+        assert!(
+            m.contains(&MAX_BLOB_BYTES.to_string()) && m.contains("70000000"),
+            "{m}"
+        );
+        let m = ClientError::AbiMismatch {
+            what: "statistics",
+            detail: "v1".into(),
+            upgrade: Upgrade::Driver,
+        }
+        .to_string();
         assert!(m.contains("driver is older"), "{m}");
-        let m = ClientError::PolicyRefused { status: 0xE057_0002 }.to_string();
-        assert!(m.contains("0xE0570002") && m.contains("previous policy stays active"), "{m}");
+        let m = ClientError::PolicyRefused {
+            status: 0xE057_0002,
+        }
+        .to_string();
+        assert!(
+            m.contains("0xE0570002") && m.contains("previous policy stays active"),
+            "{m}"
+        );
     }
 }

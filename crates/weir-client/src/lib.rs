@@ -23,6 +23,7 @@ pub mod win32;
 pub use client::{Client, Transport};
 pub use error::{ClientError, Upgrade};
 pub use weir_abi;
+pub use weir_events;
 pub use weir_policy;
 
 /// Opens `\\.\Weir`.

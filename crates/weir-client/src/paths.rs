@@ -42,13 +42,21 @@ impl FixedDriveMap {
         A: Into<String>,
         B: Into<String>,
     {
-        Self { entries: entries.into_iter().map(|(a, b)| (a.into(), b.into())).collect() }
+        Self {
+            entries: entries
+                .into_iter()
+                .map(|(a, b)| (a.into(), b.into()))
+                .collect(),
+        }
     }
 }
 
 impl DriveMap for FixedDriveMap {
     fn device_of(&self, drive: &str) -> Option<String> {
-        self.entries.iter().find(|(d, _)| d.eq_ignore_ascii_case(drive)).map(|(_, dev)| dev.clone())
+        self.entries
+            .iter()
+            .find(|(d, _)| d.eq_ignore_ascii_case(drive))
+            .map(|(_, dev)| dev.clone())
     }
 }
 
@@ -85,7 +93,9 @@ impl std::error::Error for PathError {}
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| s.get(prefix.len()..)).flatten()
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| s.get(prefix.len()..))
+        .flatten()
 }
 
 fn check_components(rest: &str) -> Result<(), PathError> {
@@ -131,7 +141,9 @@ pub fn to_nt_path(path: &str, drives: &dyn DriveMap) -> Result<String, PathError
         }
         return Ok(format!("\\Device\\Mup{full}"));
     }
-    let local = strip_prefix_ci(&path, "\\\\?\\").or_else(|| strip_prefix_ci(&path, "\\\\.\\")).unwrap_or(&path);
+    let local = strip_prefix_ci(&path, "\\\\?\\")
+        .or_else(|| strip_prefix_ci(&path, "\\\\.\\"))
+        .unwrap_or(&path);
     resolve_drive_path(local, drives, 0)
 }
 
@@ -146,7 +158,9 @@ fn resolve_drive_path(local: &str, drives: &dyn DriveMap, depth: u32) -> Result<
     let drive = format!("{}:", letter.to_ascii_uppercase());
     let rest = local.get(2..).unwrap_or("");
     check_components(rest)?;
-    let device = drives.device_of(&drive).ok_or_else(|| PathError::UnknownDrive(drive.clone()))?;
+    let device = drives
+        .device_of(&drive)
+        .ok_or_else(|| PathError::UnknownDrive(drive.clone()))?;
     // `subst X: C:\dir` maps X: to `\??\C:\dir`: resolve through the other drive.
     if let Some(target) = strip_prefix_ci(&device, "\\??\\") {
         if depth >= 4 {
@@ -164,7 +178,9 @@ fn resolve_drive_path(local: &str, drives: &dyn DriveMap, depth: u32) -> Result<
 pub fn to_dos_path(nt: &str, drives: &dyn DriveMap) -> Option<String> {
     for letter in 'A'..='Z' {
         let drive = format!("{letter}:");
-        let Some(device) = drives.device_of(&drive) else { continue };
+        let Some(device) = drives.device_of(&drive) else {
+            continue;
+        };
         if !is_nt_path(&device) {
             continue;
         }
@@ -198,25 +214,55 @@ mod tests {
             to_nt_path("C:\\Program Files\\App\\app.exe", &m).unwrap(),
             "\\Device\\HarddiskVolume3\\Program Files\\App\\app.exe"
         );
-        assert_eq!(to_nt_path("c:/tools/x.exe", &m).unwrap(), "\\Device\\HarddiskVolume3\\tools\\x.exe");
-        assert_eq!(to_nt_path("D:\\a.exe", &m).unwrap(), "\\Device\\HarddiskVolume7\\a.exe");
-        assert_eq!(to_nt_path("\\\\?\\C:\\a.exe", &m).unwrap(), "\\Device\\HarddiskVolume3\\a.exe");
-        assert_eq!(to_nt_path("\\\\.\\C:\\a.exe", &m).unwrap(), "\\Device\\HarddiskVolume3\\a.exe");
+        assert_eq!(
+            to_nt_path("c:/tools/x.exe", &m).unwrap(),
+            "\\Device\\HarddiskVolume3\\tools\\x.exe"
+        );
+        assert_eq!(
+            to_nt_path("D:\\a.exe", &m).unwrap(),
+            "\\Device\\HarddiskVolume7\\a.exe"
+        );
+        assert_eq!(
+            to_nt_path("\\\\?\\C:\\a.exe", &m).unwrap(),
+            "\\Device\\HarddiskVolume3\\a.exe"
+        );
+        assert_eq!(
+            to_nt_path("\\\\.\\C:\\a.exe", &m).unwrap(),
+            "\\Device\\HarddiskVolume3\\a.exe"
+        );
     }
 
     #[test]
     fn subst_drives_resolve_through_their_target() {
-        assert_eq!(to_nt_path("S:\\bin\\t.exe", &map()).unwrap(), "\\Device\\HarddiskVolume3\\Shared\\bin\\t.exe");
-        assert_eq!(to_nt_path("L:\\t.exe", &map()), Err(PathError::SubstLoop("L:".into())));
+        assert_eq!(
+            to_nt_path("S:\\bin\\t.exe", &map()).unwrap(),
+            "\\Device\\HarddiskVolume3\\Shared\\bin\\t.exe"
+        );
+        assert_eq!(
+            to_nt_path("L:\\t.exe", &map()),
+            Err(PathError::SubstLoop("L:".into()))
+        );
     }
 
     #[test]
     fn unc_and_nt_paths() {
         let m = map();
-        assert_eq!(to_nt_path("\\\\srv\\share\\a.exe", &m).unwrap(), "\\Device\\Mup\\srv\\share\\a.exe");
-        assert_eq!(to_nt_path("\\\\?\\UNC\\srv\\share\\a.exe", &m).unwrap(), "\\Device\\Mup\\srv\\share\\a.exe");
-        assert_eq!(to_nt_path("\\\\srv\\share", &m), Err(PathError::NotAbsolute));
-        assert_eq!(to_nt_path("\\device\\harddiskvolume1\\x.exe", &m).unwrap(), "\\device\\harddiskvolume1\\x.exe");
+        assert_eq!(
+            to_nt_path("\\\\srv\\share\\a.exe", &m).unwrap(),
+            "\\Device\\Mup\\srv\\share\\a.exe"
+        );
+        assert_eq!(
+            to_nt_path("\\\\?\\UNC\\srv\\share\\a.exe", &m).unwrap(),
+            "\\Device\\Mup\\srv\\share\\a.exe"
+        );
+        assert_eq!(
+            to_nt_path("\\\\srv\\share", &m),
+            Err(PathError::NotAbsolute)
+        );
+        assert_eq!(
+            to_nt_path("\\device\\harddiskvolume1\\x.exe", &m).unwrap(),
+            "\\device\\harddiskvolume1\\x.exe"
+        );
     }
 
     #[test]
@@ -224,13 +270,31 @@ mod tests {
         let m = map();
         assert_eq!(to_nt_path("app.exe", &m), Err(PathError::NotAbsolute));
         assert_eq!(to_nt_path("C:app.exe", &m), Err(PathError::NotAbsolute));
-        assert_eq!(to_nt_path("\\dir\\app.exe", &m), Err(PathError::NotAbsolute));
+        assert_eq!(
+            to_nt_path("\\dir\\app.exe", &m),
+            Err(PathError::NotAbsolute)
+        );
         assert_eq!(to_nt_path("1:\\app.exe", &m), Err(PathError::NotAbsolute));
-        assert_eq!(to_nt_path("Z:\\app.exe", &m), Err(PathError::UnknownDrive("Z:".into())));
-        assert_eq!(to_nt_path("C:\\a\\..\\b.exe", &m), Err(PathError::NotCanonical));
-        assert_eq!(to_nt_path("C:\\a\\.\\b.exe", &m), Err(PathError::NotCanonical));
-        assert_eq!(to_nt_path("C:\\a\\\\b.exe", &m), Err(PathError::NotCanonical));
-        assert_eq!(to_nt_path("\\Device\\X\\..\\b.exe", &m), Err(PathError::NotCanonical));
+        assert_eq!(
+            to_nt_path("Z:\\app.exe", &m),
+            Err(PathError::UnknownDrive("Z:".into()))
+        );
+        assert_eq!(
+            to_nt_path("C:\\a\\..\\b.exe", &m),
+            Err(PathError::NotCanonical)
+        );
+        assert_eq!(
+            to_nt_path("C:\\a\\.\\b.exe", &m),
+            Err(PathError::NotCanonical)
+        );
+        assert_eq!(
+            to_nt_path("C:\\a\\\\b.exe", &m),
+            Err(PathError::NotCanonical)
+        );
+        assert_eq!(
+            to_nt_path("\\Device\\X\\..\\b.exe", &m),
+            Err(PathError::NotCanonical)
+        );
     }
 
     #[test]
@@ -241,7 +305,10 @@ mod tests {
             assert_eq!(to_dos_path(&nt, &m).as_deref(), Some(p));
         }
         // Lower case, as WFP reports it.
-        assert_eq!(to_dos_path("\\device\\harddiskvolume3\\x.exe", &m).as_deref(), Some("C:\\x.exe"));
+        assert_eq!(
+            to_dos_path("\\device\\harddiskvolume3\\x.exe", &m).as_deref(),
+            Some("C:\\x.exe")
+        );
         // A prefix that stops mid-component is not a match.
         assert_eq!(to_dos_path("\\Device\\HarddiskVolume30\\x.exe", &m), None);
     }

@@ -62,7 +62,11 @@ impl fmt::Display for Diagnostic {
         if self.line == 0 {
             write!(f, "{}: {}", self.file, self.message)
         } else {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
         }
     }
 }
@@ -130,14 +134,26 @@ impl<'a> Positions<'a> {
     fn new(file: &str, text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self { file: file.to_string(), text, line_starts }
+        Self {
+            file: file.to_string(),
+            text,
+            line_starts,
+        }
     }
 
     fn at(&self, offset: usize, message: impl Into<String>) -> Diagnostic {
         let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
         let start = self.line_starts.get(line - 1).copied().unwrap_or(0);
-        let column = self.text.get(start..offset.min(self.text.len())).map_or(1, |s| s.chars().count() + 1);
-        Diagnostic { file: self.file.clone(), line, column, message: message.into() }
+        let column = self
+            .text
+            .get(start..offset.min(self.text.len()))
+            .map_or(1, |s| s.chars().count() + 1);
+        Diagnostic {
+            file: self.file.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 
     fn span(&self, span: &Range<usize>, message: impl Into<String>) -> Diagnostic {
@@ -219,7 +235,9 @@ impl<'de> Visitor<'de> for ValuesVisitor {
         Ok(Values::One(Scalar::Int(v)))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Values, E> {
-        Ok(Values::One(Scalar::Int(i64::try_from(v).unwrap_or(i64::MAX))))
+        Ok(Values::One(Scalar::Int(
+            i64::try_from(v).unwrap_or(i64::MAX),
+        )))
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Values, E> {
         Ok(Values::One(Scalar::Bool(v)))
@@ -292,17 +310,28 @@ fn addr_bits(a: IpAddr) -> (bool, u128) {
 pub fn parse_address(s: &str) -> Result<AddrRange, String> {
     let s = s.trim();
     if s.contains('/') {
-        let net: ipnet::IpNet =
-            s.parse().map_err(|_| format!("`{s}` is not a valid CIDR (a.b.c.d/0-32 or IPv6/0-128)"))?;
+        let net: ipnet::IpNet = s
+            .parse()
+            .map_err(|_| format!("`{s}` is not a valid CIDR (a.b.c.d/0-32 or IPv6/0-128)"))?;
         return Ok(match net {
-            ipnet::IpNet::V4(n) => AddrRange::V4 { lo: n.network().to_bits(), hi: n.broadcast().to_bits() },
-            ipnet::IpNet::V6(n) => AddrRange::V6 { lo: n.network().to_bits(), hi: n.broadcast().to_bits() },
+            ipnet::IpNet::V4(n) => AddrRange::V4 {
+                lo: n.network().to_bits(),
+                hi: n.broadcast().to_bits(),
+            },
+            ipnet::IpNet::V6(n) => AddrRange::V6 {
+                lo: n.network().to_bits(),
+                hi: n.broadcast().to_bits(),
+            },
         });
     }
     if let Some((a, b)) = s.split_once('-') {
         let (a, b) = (a.trim(), b.trim());
-        let lo: IpAddr = a.parse().map_err(|_| format!("`{a}` in range `{s}` is not an IP address"))?;
-        let hi: IpAddr = b.parse().map_err(|_| format!("`{b}` in range `{s}` is not an IP address"))?;
+        let lo: IpAddr = a
+            .parse()
+            .map_err(|_| format!("`{a}` in range `{s}` is not an IP address"))?;
+        let hi: IpAddr = b
+            .parse()
+            .map_err(|_| format!("`{b}` in range `{s}` is not an IP address"))?;
         let ((v6a, x), (v6b, y)) = (addr_bits(lo), addr_bits(hi));
         if v6a != v6b {
             return Err(format!("address range {s} mixes IPv4 and IPv6"));
@@ -312,8 +341,9 @@ pub fn parse_address(s: &str) -> Result<AddrRange, String> {
         }
         return Ok(range_of(v6a, x, y));
     }
-    let a: IpAddr =
-        s.parse().map_err(|_| format!("`{s}` is not an IP address, CIDR (addr/len) or range (first-last)"))?;
+    let a: IpAddr = s.parse().map_err(|_| {
+        format!("`{s}` is not an IP address, CIDR (addr/len) or range (first-last)")
+    })?;
     let (v6, x) = addr_bits(a);
     Ok(range_of(v6, x, x))
 }
@@ -323,12 +353,18 @@ fn range_of(v6: bool, lo: u128, hi: u128) -> AddrRange {
         AddrRange::V6 { lo, hi }
     } else {
         // Both came from u32 values.
-        AddrRange::V4 { lo: u32::try_from(lo).unwrap_or(u32::MAX), hi: u32::try_from(hi).unwrap_or(u32::MAX) }
+        AddrRange::V4 {
+            lo: u32::try_from(lo).unwrap_or(u32::MAX),
+            hi: u32::try_from(hi).unwrap_or(u32::MAX),
+        }
     }
 }
 
 fn parse_port_number(s: &str) -> Result<u16, String> {
-    let n: i64 = s.trim().parse().map_err(|_| format!("`{s}` is not a port number"))?;
+    let n: i64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a port number"))?;
     u16::try_from(n).map_err(|_| format!("port {n} is out of range (0 to 65535)"))
 }
 
@@ -336,7 +372,8 @@ fn parse_port_number(s: &str) -> Result<u16, String> {
 fn parse_port(v: &Scalar) -> Result<(u16, u16), String> {
     match v {
         Scalar::Int(n) => {
-            let p = u16::try_from(*n).map_err(|_| format!("port {n} is out of range (0 to 65535)"))?;
+            let p =
+                u16::try_from(*n).map_err(|_| format!("port {n} is out of range (0 to 65535)"))?;
             Ok((p, p))
         }
         Scalar::Str(s) => {
@@ -351,7 +388,10 @@ fn parse_port(v: &Scalar) -> Result<(u16, u16), String> {
                 Ok((p, p))
             }
         }
-        other => Err(format!("a port is a number or a \"first-last\" string, not {}", other.kind())),
+        other => Err(format!(
+            "a port is a number or a \"first-last\" string, not {}",
+            other.kind()
+        )),
     }
 }
 
@@ -365,7 +405,10 @@ fn as_str<'s>(v: &'s Scalar, what: &str) -> Result<&'s str, String> {
 fn as_bool(v: &Scalar, what: &str) -> Result<bool, String> {
     match v {
         Scalar::Bool(b) => Ok(*b),
-        other => Err(format!("{what} must be true or false, not {}", other.kind())),
+        other => Err(format!(
+            "{what} must be true or false, not {}",
+            other.kind()
+        )),
     }
 }
 
@@ -373,19 +416,25 @@ fn parse_action(v: &Scalar, what: &str) -> Result<Action, String> {
     match as_str(v, what)? {
         "permit" => Ok(Action::Permit),
         "block" => Ok(Action::Block),
-        s => Err(format!("{what} must be \"permit\" or \"block\", not \"{s}\"")),
+        s => Err(format!(
+            "{what} must be \"permit\" or \"block\", not \"{s}\""
+        )),
     }
 }
 
 fn parse_protocol(v: &Scalar) -> Result<u8, String> {
     match v {
-        Scalar::Int(n) => u8::try_from(*n).map_err(|_| format!("protocol {n} is out of range (0 to 255)")),
+        Scalar::Int(n) => {
+            u8::try_from(*n).map_err(|_| format!("protocol {n} is out of range (0 to 255)"))
+        }
         Scalar::Str(s) => match s.to_ascii_lowercase().as_str() {
             "tcp" => Ok(6),
             "udp" => Ok(17),
             "icmp" => Ok(1),
             "icmpv6" => Ok(58),
-            _ => Err(format!("protocol must be tcp, udp, icmp, icmpv6 or a number 0-255, not \"{s}\"")),
+            _ => Err(format!(
+                "protocol must be tcp, udp, icmp, icmpv6 or a number 0-255, not \"{s}\""
+            )),
         },
         Scalar::Bool(_) => Err("protocol must be a name or a number, not a boolean".into()),
     }
@@ -405,7 +454,9 @@ fn parse_direction(v: &Scalar) -> Result<Direction, String> {
     match as_str(v, "direction")? {
         "outbound" => Ok(Direction::Outbound),
         "inbound" => Ok(Direction::Inbound),
-        s => Err(format!("direction must be \"outbound\" or \"inbound\", not \"{s}\"")),
+        s => Err(format!(
+            "direction must be \"outbound\" or \"inbound\", not \"{s}\""
+        )),
     }
 }
 
@@ -434,7 +485,11 @@ impl Parser<'_> {
     }
 
     /// `Some(value)` or records the error at the field.
-    fn field<T>(&mut self, f: &Field, parse: impl FnOnce(&Scalar) -> Result<T, String>) -> Option<T> {
+    fn field<T>(
+        &mut self,
+        f: &Field,
+        parse: impl FnOnce(&Scalar) -> Result<T, String>,
+    ) -> Option<T> {
         let f = f.as_ref()?;
         match parse(f.get_ref()) {
             Ok(v) => Some(v),
@@ -456,7 +511,12 @@ struct SetSource {
 /// Errors name the list file and its line.
 pub fn read_address_list(path: &Path, display: &str) -> Result<Vec<AddrRange>, Diagnostics> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic { file: display.to_string(), line: 0, column: 0, message: format!("cannot read: {e}") }])
+        Diagnostics(vec![Diagnostic {
+            file: display.to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        }])
     })?;
     parse_address_list(&text, display)
 }
@@ -474,9 +534,16 @@ pub fn parse_address_list(text: &str, display: &str) -> Result<Vec<AddrRange>, D
         match parse_address(entry) {
             Ok(r) => out.push(r),
             Err(message) => {
-                let column = line.find(entry).map_or(1, |b| line.get(..b).map_or(0, |s| s.chars().count()) + 1);
+                let column = line
+                    .find(entry)
+                    .map_or(1, |b| line.get(..b).map_or(0, |s| s.chars().count()) + 1);
                 if errors.len() < MAX_DIAGNOSTICS {
-                    errors.push(Diagnostic { file: display.to_string(), line: i + 1, column, message });
+                    errors.push(Diagnostic {
+                        file: display.to_string(),
+                        line: i + 1,
+                        column,
+                        message,
+                    });
                 }
             }
         }
@@ -490,15 +557,28 @@ pub fn parse_address_list(text: &str, display: &str) -> Result<Vec<AddrRange>, D
 
 /// Parses policy text. `file` names it in errors; `@file` lists are resolved relative to
 /// `base_dir` (the policy file's directory).
-pub fn parse(file: &str, text: &str, base_dir: Option<&Path>, opts: &LoadOptions<'_>) -> Result<Loaded, Diagnostics> {
-    let mut p = Parser { pos: Positions::new(file, text), errors: Vec::new() };
+pub fn parse(
+    file: &str,
+    text: &str,
+    base_dir: Option<&Path>,
+    opts: &LoadOptions<'_>,
+) -> Result<Loaded, Diagnostics> {
+    let mut p = Parser {
+        pos: Positions::new(file, text),
+        errors: Vec::new(),
+    };
     let raw: RawPolicy = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
             let message = e.message().trim_end().replace('\n', "; ");
             let d = match e.span() {
                 Some(span) => p.pos.span(&span, message),
-                None => Diagnostic { file: file.to_string(), line: 0, column: 0, message },
+                None => Diagnostic {
+                    file: file.to_string(),
+                    line: 0,
+                    column: 0,
+                    message,
+                },
             };
             return Err(Diagnostics(vec![d]));
         }
@@ -547,7 +627,10 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>, opts: &LoadOptions
             }
             Values::One(_) => p.err(
                 &value.span(),
-                format!("set `{}` must be an array of addresses or \"@file\"", name.get_ref()),
+                format!(
+                    "set `{}` must be an array of addresses or \"@file\"",
+                    name.get_ref()
+                ),
             ),
             Values::Many(_) => {
                 for (span, v) in elements(value) {
@@ -560,8 +643,14 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>, opts: &LoadOptions
         }
         let index = u32::try_from(set_sources.len()).unwrap_or(u32::MAX);
         set_index.insert(name.get_ref().clone(), index);
-        set_sources.push(SetSource { name: name.get_ref().clone(), span: name.span() });
-        policy.sets.push(AddressSet { name: name.get_ref().clone(), entries });
+        set_sources.push(SetSource {
+            name: name.get_ref().clone(),
+            span: name.span(),
+        });
+        policy.sets.push(AddressSet {
+            name: name.get_ref().clone(),
+            entries,
+        });
     }
 
     let mut kept_paths = Vec::new();
@@ -573,14 +662,20 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>, opts: &LoadOptions
         let default_id = u32::try_from(position + 1).unwrap_or(u32::MAX);
         let id = p
             .field(&r.id, |v| match v {
-                Scalar::Int(n) => u32::try_from(*n).map_err(|_| format!("rule id {n} is out of range (0 to 4294967295)")),
+                Scalar::Int(n) => u32::try_from(*n)
+                    .map_err(|_| format!("rule id {n} is out of range (0 to 4294967295)")),
                 other => Err(format!("rule id must be an integer, not {}", other.kind())),
             })
             .unwrap_or(default_id);
         let action = match &r.action {
-            Some(_) => p.field(&r.action, |v| parse_action(v, "action")).unwrap_or(Action::Block),
+            Some(_) => p
+                .field(&r.action, |v| parse_action(v, "action"))
+                .unwrap_or(Action::Block),
             None => {
-                p.err(&span, format!("rule {id} has no `action` (\"permit\" or \"block\")"));
+                p.err(
+                    &span,
+                    format!("rule {id} has no `action` (\"permit\" or \"block\")"),
+                );
                 Action::Block
             }
         };
@@ -590,7 +685,8 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>, opts: &LoadOptions
         out.direction = p.field(&r.direction, parse_direction);
         out.ip_version = p.field(&r.ip_version, parse_ip_version);
         out.protocol = p.field(&r.protocol, parse_protocol);
-        out.remote_addr = address_condition(&mut p, &r.remote, "remote", &set_index, out.ip_version);
+        out.remote_addr =
+            address_condition(&mut p, &r.remote, "remote", &set_index, out.ip_version);
         out.local_addr = address_condition(&mut p, &r.local, "local", &set_index, out.ip_version);
         out.remote_port = port_condition(&mut p, &r.remote_port);
         out.local_port = port_condition(&mut p, &r.local_port);
@@ -599,7 +695,9 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>, opts: &LoadOptions
                 Err(e) => p.err(&app.span(), e),
                 Ok(written) => {
                     let converted = match opts.app_paths {
-                        AppPaths::Convert(drives) => paths::to_nt_path(written, drives).map_err(|e| e.to_string()),
+                        AppPaths::Convert(drives) => {
+                            paths::to_nt_path(written, drives).map_err(|e| e.to_string())
+                        }
                         AppPaths::Keep => {
                             if !paths::is_nt_path(written) {
                                 kept_paths.push(written.to_string());
@@ -623,12 +721,21 @@ pub fn parse(file: &str, text: &str, base_dir: Option<&Path>, opts: &LoadOptions
             let (span, message) = locate_validation(&v, &rule_spans, &set_sources);
             match span {
                 Some(s) => p.err(&s, message),
-                None => p.errors.push(Diagnostic { file: file.to_string(), line: 0, column: 0, message }),
+                None => p.errors.push(Diagnostic {
+                    file: file.to_string(),
+                    line: 0,
+                    column: 0,
+                    message,
+                }),
             }
         }
     }
     if p.errors.is_empty() {
-        Ok(Loaded { policy, kept_paths, file_entries })
+        Ok(Loaded {
+            policy,
+            kept_paths,
+            file_entries,
+        })
     } else {
         p.errors.sort_by_key(|d| (d.file != file, d.line, d.column));
         Err(Diagnostics(p.errors))
@@ -701,7 +808,10 @@ fn address_condition(
             }
             match sets.get(name) {
                 Some(i) => set_ref = Some(*i),
-                None => p.err(span, format!("no address set named `{name}` (define it under [sets])")),
+                None => p.err(
+                    span,
+                    format!("no address set named `{name}` (define it under [sets])"),
+                ),
             }
             continue;
         }
@@ -726,7 +836,10 @@ fn address_condition(
         return Some(AddrCond::Set(i));
     }
     if items.is_empty() {
-        p.err(&field.span(), format!("`{what}` is an empty list (omit it to match any address)"));
+        p.err(
+            &field.span(),
+            format!("`{what}` is an empty list (omit it to match any address)"),
+        );
         return None;
     }
     (!ranges.is_empty()).then_some(AddrCond::Ranges(ranges))
@@ -736,7 +849,10 @@ fn port_condition(p: &mut Parser<'_>, field: &ListField) -> Option<PortCond> {
     let field = field.as_ref()?;
     let items = elements(field);
     if items.is_empty() {
-        p.err(&field.span(), "empty port list (omit the field to match any port)");
+        p.err(
+            &field.span(),
+            "empty port list (omit the field to match any port)",
+        );
         return None;
     }
     let mut ranges = Vec::new();
@@ -753,7 +869,12 @@ fn port_condition(p: &mut Parser<'_>, field: &ListField) -> Option<PortCond> {
 pub fn load_file(path: &Path, opts: &LoadOptions<'_>) -> Result<Loaded, Diagnostics> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic { file: display.clone(), line: 0, column: 0, message: format!("cannot read: {e}") }])
+        Diagnostics(vec![Diagnostic {
+            file: display.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        }])
     })?;
     parse(&display, &text, path.parent(), opts)
 }
@@ -783,7 +904,10 @@ fn quote(s: &str) -> String {
 }
 
 fn key(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         s.to_string()
     } else {
         quote(s)
@@ -800,7 +924,10 @@ pub fn format_range(r: &AddrRange) -> String {
     }
     match *r {
         AddrRange::V4 { lo, hi } => {
-            let (a, b) = (std::net::Ipv4Addr::from_bits(lo), std::net::Ipv4Addr::from_bits(hi));
+            let (a, b) = (
+                std::net::Ipv4Addr::from_bits(lo),
+                std::net::Ipv4Addr::from_bits(hi),
+            );
             if lo == hi {
                 a.to_string()
             } else if let Some(n) = prefix(lo.into(), hi.into(), 32) {
@@ -810,7 +937,10 @@ pub fn format_range(r: &AddrRange) -> String {
             }
         }
         AddrRange::V6 { lo, hi } => {
-            let (a, b) = (std::net::Ipv6Addr::from_bits(lo), std::net::Ipv6Addr::from_bits(hi));
+            let (a, b) = (
+                std::net::Ipv6Addr::from_bits(lo),
+                std::net::Ipv6Addr::from_bits(hi),
+            );
             if lo == hi {
                 a.to_string()
             } else if let Some(n) = prefix(lo, hi, 128) {
@@ -843,7 +973,13 @@ fn ports_text(c: &PortCond) -> String {
     let items: Vec<String> = c
         .ranges
         .iter()
-        .map(|&(lo, hi)| if lo == hi { lo.to_string() } else { format!("\"{lo}-{hi}\"") })
+        .map(|&(lo, hi)| {
+            if lo == hi {
+                lo.to_string()
+            } else {
+                format!("\"{lo}-{hi}\"")
+            }
+        })
         .collect();
     if items.len() == 1 {
         items.concat()
@@ -859,7 +995,11 @@ fn ports_text(c: &PortCond) -> String {
 pub fn format(policy: &Policy, drives: Option<&dyn DriveMap>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "[defaults]");
-    let _ = writeln!(out, "outbound = \"{}\"", action_name(policy.default_outbound));
+    let _ = writeln!(
+        out,
+        "outbound = \"{}\"",
+        action_name(policy.default_outbound)
+    );
     let _ = writeln!(out, "inbound = \"{}\"", action_name(policy.default_inbound));
     let _ = writeln!(out, "log_all = {}", policy.log_all);
 
@@ -896,7 +1036,10 @@ pub fn format(policy: &Policy, drives: Option<&dyn DriveMap>) -> String {
                 quote(&format!("@{name}"))
             }
             AddrCond::Ranges(rs) => {
-                let items: Vec<String> = rs.iter().map(|r| format!("\"{}\"", format_range(r))).collect();
+                let items: Vec<String> = rs
+                    .iter()
+                    .map(|r| format!("\"{}\"", format_range(r)))
+                    .collect();
                 if items.len() == 1 {
                     items.concat()
                 } else {
@@ -913,10 +1056,22 @@ pub fn format(policy: &Policy, drives: Option<&dyn DriveMap>) -> String {
             let _ = writeln!(out, "log = true");
         }
         if let Some(d) = r.direction {
-            let _ = writeln!(out, "direction = \"{}\"", if d == Direction::Outbound { "outbound" } else { "inbound" });
+            let _ = writeln!(
+                out,
+                "direction = \"{}\"",
+                if d == Direction::Outbound {
+                    "outbound"
+                } else {
+                    "inbound"
+                }
+            );
         }
         if let Some(v) = r.ip_version {
-            let _ = writeln!(out, "ip_version = \"{}\"", if v == IpVersion::V4 { "v4" } else { "v6" });
+            let _ = writeln!(
+                out,
+                "ip_version = \"{}\"",
+                if v == IpVersion::V4 { "v4" } else { "v6" }
+            );
         }
         if let Some(p) = r.protocol {
             let _ = writeln!(out, "protocol = {}", protocol_text(p));
@@ -958,7 +1113,14 @@ mod tests {
 
     fn parse_with(text: &str) -> Result<Loaded, Diagnostics> {
         let d = drives();
-        parse("p.toml", text, None, &LoadOptions { app_paths: AppPaths::Convert(&d) })
+        parse(
+            "p.toml",
+            text,
+            None,
+            &LoadOptions {
+                app_paths: AppPaths::Convert(&d),
+            },
+        )
     }
 
     fn one_error(text: &str) -> Diagnostic {
@@ -998,16 +1160,31 @@ local = ["::1", "fe80::/10"]
 "#;
         let l = parse_with(text).unwrap();
         let p = &l.policy;
-        assert_eq!((p.default_outbound, p.default_inbound, p.log_all), (Action::Block, Action::Block, true));
+        assert_eq!(
+            (p.default_outbound, p.default_inbound, p.log_all),
+            (Action::Block, Action::Block, true)
+        );
         assert_eq!(p.sets.len(), 1);
         assert_eq!(p.sets[0].name, "lan");
         assert_eq!(
             p.sets[0].entries,
             vec![
-                AddrRange::V4 { lo: 0x0A00_0000, hi: 0x0AFF_FFFF },
-                AddrRange::V4 { lo: 0xC0A8_0101, hi: 0xC0A8_0109 },
-                AddrRange::V6 { lo: 0xfd << 120, hi: (0xfd << 120) | (u128::MAX >> 8) },
-                AddrRange::V4 { lo: 0x0102_0304, hi: 0x0102_0304 },
+                AddrRange::V4 {
+                    lo: 0x0A00_0000,
+                    hi: 0x0AFF_FFFF
+                },
+                AddrRange::V4 {
+                    lo: 0xC0A8_0101,
+                    hi: 0xC0A8_0109
+                },
+                AddrRange::V6 {
+                    lo: 0xfd << 120,
+                    hi: (0xfd << 120) | (u128::MAX >> 8)
+                },
+                AddrRange::V4 {
+                    lo: 0x0102_0304,
+                    hi: 0x0102_0304
+                },
             ]
         );
         let r = &p.rules[0];
@@ -1015,10 +1192,23 @@ local = ["::1", "fe80::/10"]
         assert_eq!(r.direction, Some(Direction::Outbound));
         assert_eq!(r.protocol, Some(6));
         assert_eq!(r.remote_addr, Some(AddrCond::Set(0)));
-        assert_eq!(r.remote_port, Some(PortCond { ranges: vec![(80, 80), (8000, 8080)] }));
-        assert_eq!(r.local_port, Some(PortCond { ranges: vec![(5000, 5000)] }));
+        assert_eq!(
+            r.remote_port,
+            Some(PortCond {
+                ranges: vec![(80, 80), (8000, 8080)]
+            })
+        );
+        assert_eq!(
+            r.local_port,
+            Some(PortCond {
+                ranges: vec![(5000, 5000)]
+            })
+        );
         let app = String::from_utf16(r.app.as_ref().unwrap().units()).unwrap();
-        assert_eq!(app, "\\Device\\HarddiskVolume3\\Program Files\\App\\app.exe");
+        assert_eq!(
+            app,
+            "\\Device\\HarddiskVolume3\\Program Files\\App\\app.exe"
+        );
         assert_eq!(r.loopback, Some(false));
         let r = &p.rules[1];
         assert_eq!(r.id, 2, "an absent id is the 1-based position");
@@ -1027,7 +1217,10 @@ local = ["::1", "fe80::/10"]
             r.local_addr,
             Some(AddrCond::Ranges(vec![
                 AddrRange::V6 { lo: 1, hi: 1 },
-                AddrRange::V6 { lo: 0xfe80 << 112, hi: (0xfe80 << 112) | (u128::MAX >> 10) },
+                AddrRange::V6 {
+                    lo: 0xfe80 << 112,
+                    hi: (0xfe80 << 112) | (u128::MAX >> 10)
+                },
             ]))
         );
         assert!(l.kept_paths.is_empty());
@@ -1065,7 +1258,11 @@ local = ["::1", "fe80::/10"]
         ];
         for (text, (line, column), message) in cases {
             let d = one_error(text);
-            assert_eq!((d.line, d.column, d.message.as_str()), (*line, *column, *message), "{text}");
+            assert_eq!(
+                (d.line, d.column, d.message.as_str()),
+                (*line, *column, *message),
+                "{text}"
+            );
         }
     }
 
@@ -1073,14 +1270,26 @@ local = ["::1", "fe80::/10"]
     fn toml_and_shape_errors_have_positions() {
         let d = one_error("[[rule]]\naction = \"block\"\nremote_prot = 80\n");
         assert_eq!(d.line, 3);
-        assert!(d.message.contains("unknown field `remote_prot`"), "{}", d.message);
+        assert!(
+            d.message.contains("unknown field `remote_prot`"),
+            "{}",
+            d.message
+        );
         let d = one_error("[[rule]\n");
         assert_eq!(d.line, 1);
         let d = one_error("[[rule]]\nid = 3\n");
-        assert_eq!((d.line, d.message.as_str()), (1, "rule 3 has no `action` (\"permit\" or \"block\")"));
+        assert_eq!(
+            (d.line, d.message.as_str()),
+            (1, "rule 3 has no `action` (\"permit\" or \"block\")")
+        );
         let d = one_error("[[rule]]\naction = \"block\"\nremote = [\"@a\", \"1.2.3.4\"]\n[sets]\na = [\"1.1.1.1\"]\n");
         assert_eq!((d.line, d.column), (3, 11));
-        assert!(d.message.starts_with("a set reference must be the only value"), "{}", d.message);
+        assert!(
+            d.message
+                .starts_with("a set reference must be the only value"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]
@@ -1092,28 +1301,56 @@ local = ["::1", "fe80::/10"]
 
     #[test]
     fn limits_are_reported_with_the_limit() {
-        let ports: Vec<String> = (0..=weir_policy::limits::MAX_PORT_RANGES).map(|p| p.to_string()).collect();
-        let d = one_error(&format!("[[rule]]\naction = \"block\"\nremote_port = [{}]\n", ports.join(",")));
+        let ports: Vec<String> = (0..=weir_policy::limits::MAX_PORT_RANGES)
+            .map(|p| p.to_string())
+            .collect();
+        let d = one_error(&format!(
+            "[[rule]]\naction = \"block\"\nremote_port = [{}]\n",
+            ports.join(",")
+        ));
         assert_eq!(d.line, 1);
-        assert!(d.message.contains(&weir_policy::limits::MAX_PORT_RANGES.to_string()), "{}", d.message);
+        assert!(
+            d.message
+                .contains(&weir_policy::limits::MAX_PORT_RANGES.to_string()),
+            "{}",
+            d.message
+        );
     }
 
     #[test]
     fn keep_mode_keeps_paths_and_lists_them() {
         let text = "[[rule]]\naction = \"permit\"\napp = 'C:\\App\\a.exe'\n[[rule]]\naction = \"permit\"\napp = '\\Device\\X\\b.exe'\n";
-        let l = parse("p.toml", text, None, &LoadOptions { app_paths: AppPaths::Keep }).unwrap();
+        let l = parse(
+            "p.toml",
+            text,
+            None,
+            &LoadOptions {
+                app_paths: AppPaths::Keep,
+            },
+        )
+        .unwrap();
         assert_eq!(l.kept_paths, vec!["C:\\App\\a.exe".to_string()]);
-        assert_eq!(String::from_utf16(l.policy.rules[0].app.as_ref().unwrap().units()).unwrap(), "C:\\App\\a.exe");
+        assert_eq!(
+            String::from_utf16(l.policy.rules[0].app.as_ref().unwrap().units()).unwrap(),
+            "C:\\App\\a.exe"
+        );
     }
 
     #[test]
     fn address_list_files_parse_with_comments_and_report_their_lines() {
-        let ok = parse_address_list("# header\n1.2.3.4\n\n  10.0.0.0/8  # lan\n::1-::5\n", "l.txt").unwrap();
+        let ok = parse_address_list(
+            "# header\n1.2.3.4\n\n  10.0.0.0/8  # lan\n::1-::5\n",
+            "l.txt",
+        )
+        .unwrap();
         assert_eq!(ok.len(), 3);
         let e = parse_address_list("1.2.3.4\n  bogus\n5.6.7.8-5.6.7.1\n", "l.txt").unwrap_err();
         let got: Vec<(usize, usize)> = e.0.iter().map(|d| (d.line, d.column)).collect();
         assert_eq!(got, vec![(2, 3), (3, 1)]);
-        assert_eq!(e.0[1].to_string(), "l.txt:3:1: address range 5.6.7.8-5.6.7.1 is reversed");
+        assert_eq!(
+            e.0[1].to_string(),
+            "l.txt:3:1: address range 5.6.7.8-5.6.7.1 is reversed"
+        );
     }
 
     #[test]
@@ -1122,10 +1359,16 @@ local = ["::1", "fe80::/10"]
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("list.txt"), "1.1.1.1\n2.2.2.0/24\n").unwrap();
         std::fs::write(dir.join("bad.txt"), "1.1.1.1\nnope\n").unwrap();
-        std::fs::write(dir.join("p.toml"), "[sets]\nb = \"@list.txt\"\n[[rule]]\naction = \"block\"\nremote = \"@b\"\n").unwrap();
+        std::fs::write(
+            dir.join("p.toml"),
+            "[sets]\nb = \"@list.txt\"\n[[rule]]\naction = \"block\"\nremote = \"@b\"\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("q.toml"), "[sets]\nb = \"@bad.txt\"\n").unwrap();
         let d = drives();
-        let opts = LoadOptions { app_paths: AppPaths::Convert(&d) };
+        let opts = LoadOptions {
+            app_paths: AppPaths::Convert(&d),
+        };
         let l = load_file(&dir.join("p.toml"), &opts).unwrap();
         assert_eq!(l.policy.sets[0].entries.len(), 2);
         assert_eq!(l.file_entries, 2);
@@ -1139,7 +1382,17 @@ local = ["::1", "fe80::/10"]
 
     #[test]
     fn ranges_print_in_their_shortest_form() {
-        for s in ["1.2.3.4", "10.0.0.0/8", "0.0.0.0/0", "10.0.0.1-10.0.0.9", "::1", "fd00::/8", "::/0", "::1-::5", "10.0.0.0-10.0.1.0"] {
+        for s in [
+            "1.2.3.4",
+            "10.0.0.0/8",
+            "0.0.0.0/0",
+            "10.0.0.1-10.0.0.9",
+            "::1",
+            "fd00::/8",
+            "::/0",
+            "::1-::5",
+            "10.0.0.0-10.0.1.0",
+        ] {
             assert_eq!(format_range(&parse_address(s).unwrap()), s);
         }
     }

@@ -20,15 +20,18 @@ use std::sync::{Arc, Mutex};
 use windows_sys::Wdk::System::IO::NtDeviceIoControlFile;
 use windows_sys::Win32::Foundation::{
     CloseHandle, GetLastError, ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND,
-    ERROR_SERVICE_DOES_NOT_EXIST, GENERIC_READ, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
+    ERROR_SERVICE_DOES_NOT_EXIST, GENERIC_READ, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE,
+    WAIT_OBJECT_0,
 };
 use windows_sys::Win32::Storage::FileSystem::{
-    CreateFileW, QueryDosDeviceW, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE, OPEN_EXISTING,
+    CreateFileW, QueryDosDeviceW, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    OPEN_EXISTING,
 };
 use windows_sys::Win32::System::Console::{SetConsoleCtrlHandler, CTRL_BREAK_EVENT, CTRL_C_EVENT};
 use windows_sys::Win32::System::Services::{
-    CloseServiceHandle, OpenSCManagerW, OpenServiceW, QueryServiceStatus, SC_MANAGER_CONNECT, SERVICE_QUERY_STATUS,
-    SERVICE_RUNNING, SERVICE_START_PENDING, SERVICE_STATUS, SERVICE_STOPPED, SERVICE_STOP_PENDING,
+    CloseServiceHandle, OpenSCManagerW, OpenServiceW, QueryServiceStatus, SC_MANAGER_CONNECT,
+    SERVICE_QUERY_STATUS, SERVICE_RUNNING, SERVICE_START_PENDING, SERVICE_STATUS, SERVICE_STOPPED,
+    SERVICE_STOP_PENDING,
 };
 use windows_sys::Win32::System::Threading::{CreateEventW, WaitForSingleObject, INFINITE};
 use windows_sys::Win32::System::IO::{CancelIoEx, IO_STATUS_BLOCK};
@@ -164,37 +167,63 @@ impl Device {
             return Err(match code {
                 ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => match service_state() {
                     ServiceState::NotInstalled => ClientError::NotInstalled,
-                    ServiceState::Installed(state) if state != "running" => ClientError::NotStarted { state },
+                    ServiceState::Installed(state) if state != "running" => {
+                        ClientError::NotStarted { state }
+                    }
                     _ => ClientError::NotLoaded,
                 },
                 ERROR_ACCESS_DENIED => ClientError::AccessDenied,
-                code => ClientError::Os { call: "CreateFileW(\\\\.\\Weir)", code },
+                code => ClientError::Os {
+                    call: "CreateFileW(\\\\.\\Weir)",
+                    code,
+                },
             });
         }
-        Ok(Self { handle: Arc::new(OwnedHandle(h as isize)) })
+        Ok(Self {
+            handle: Arc::new(OwnedHandle(h as isize)),
+        })
     }
 
     /// A handle for cancelling this device's pending requests from another thread.
     pub fn canceller(&self) -> Canceller {
-        Canceller { handle: Arc::clone(&self.handle) }
+        Canceller {
+            handle: Arc::clone(&self.handle),
+        }
     }
 }
 
 impl Transport for Device {
     fn call(&self, request: &Request) -> Result<Completion, ClientError> {
-        let (Ok(in_len), Ok(out_len)) = (u32::try_from(request.input.len()), u32::try_from(request.output_len)) else {
-            return Err(ClientError::Malformed { request: request.name, detail: "buffer larger than 4 GiB".into() });
+        let (Ok(in_len), Ok(out_len)) = (
+            u32::try_from(request.input.len()),
+            u32::try_from(request.output_len),
+        ) else {
+            return Err(ClientError::Malformed {
+                request: request.name,
+                detail: "buffer larger than 4 GiB".into(),
+            });
         };
         let mut output = vec![0u8; request.output_len];
         // SAFETY: default security, manual reset, initially non-signalled, unnamed; checked below.
         let event = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
         if event.is_null() {
-            return Err(ClientError::Os { call: "CreateEventW", code: last_error() });
+            return Err(ClientError::Os {
+                call: "CreateEventW",
+                code: last_error(),
+            });
         }
         let event = OwnedHandle(event as isize);
         let mut iosb = IO_STATUS_BLOCK::default();
-        let input_ptr = if request.input.is_empty() { std::ptr::null() } else { request.input.as_ptr().cast() };
-        let output_ptr = if output.is_empty() { std::ptr::null_mut() } else { output.as_mut_ptr().cast() };
+        let input_ptr = if request.input.is_empty() {
+            std::ptr::null()
+        } else {
+            request.input.as_ptr().cast()
+        };
+        let output_ptr = if output.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            output.as_mut_ptr().cast()
+        };
         // SAFETY: the device handle is open (owned by `self`); `event`, `iosb`, the input and
         // the output buffer all outlive the request: when it pends we wait on `event` below
         // until the I/O manager has completed it (cancellation completes it too) before any
@@ -224,7 +253,10 @@ impl Transport for Device {
                     CancelIoEx(self.handle.raw(), std::ptr::null());
                     WaitForSingleObject(event.raw(), INFINITE);
                 }
-                return Err(ClientError::Os { call: "WaitForSingleObject", code: last_error() });
+                return Err(ClientError::Os {
+                    call: "WaitForSingleObject",
+                    code: last_error(),
+                });
             }
             // SAFETY: the request completed (event signalled), so the I/O manager wrote the
             // status member of the union.
@@ -234,7 +266,11 @@ impl Transport for Device {
         };
         // NT_ERROR statuses carry no output; success and warnings (BUFFER_OVERFLOW) carry
         // `Information` bytes.
-        let written = if status >> 30 == 0b11 { 0 } else { iosb.Information.min(output.len()) };
+        let written = if status >> 30 == 0b11 {
+            0
+        } else {
+            iosb.Information.min(output.len())
+        };
         output.truncate(written);
         Ok(Completion { status, output })
     }
@@ -293,7 +329,10 @@ impl CtrlCGuard {
             if let Ok(mut target) = CTRL_C_TARGET.lock() {
                 *target = None;
             }
-            return Err(ClientError::Os { call: "SetConsoleCtrlHandler", code: last_error() });
+            return Err(ClientError::Os {
+                call: "SetConsoleCtrlHandler",
+                code: last_error(),
+            });
         }
         Ok(Self(()))
     }

@@ -1,6 +1,6 @@
 //! The commands other than `events`.
 
-use crate::output::{Failure, Output};
+use crate::output::{set, Failure, Output};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -35,7 +35,12 @@ fn app_paths(keep: bool) -> AppPaths<'static> {
 }
 
 fn file_error(file: &Path, message: String) -> Failure {
-    Failure::Policy(Diagnostics(vec![Diagnostic { file: file.display().to_string(), line: 0, column: 0, message }]))
+    Failure::Policy(Diagnostics(vec![Diagnostic {
+        file: file.display().to_string(),
+        line: 0,
+        column: 0,
+        message,
+    }]))
 }
 
 /// A checked policy: parsed, encoded, compiled.
@@ -52,20 +57,29 @@ fn check_file(file: &Path, paths: AppPaths<'_>) -> Result<Checked, Failure> {
     let loaded = text::load_file(file, &LoadOptions { app_paths: paths })?;
     let parse_ms = started.elapsed().as_secs_f64() * 1e3;
     let blob = client::encode(&loaded.policy).map_err(|e| match e {
-        ClientError::PolicyTooLarge { limit, .. } => {
-            file_error(file, format!("policy too large: its blob would exceed the limit of {limit} bytes"))
-        }
+        ClientError::PolicyTooLarge { limit, .. } => file_error(
+            file,
+            format!("policy too large: its blob would exceed the limit of {limit} bytes"),
+        ),
         other => Failure::Client(other),
     })?;
     let started = Instant::now();
-    let compiled = CompiledPolicy::compile(&loaded.policy).map_err(|e| file_error(file, format!("does not compile: {e}")))?;
+    let compiled = CompiledPolicy::compile(&loaded.policy)
+        .map_err(|e| file_error(file, format!("does not compile: {e}")))?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-    Ok(Checked { compiled_bytes: compiled.memory_bytes(), loaded, blob, parse_ms, compile_ms })
+    Ok(Checked {
+        compiled_bytes: compiled.memory_bytes(),
+        loaded,
+        blob,
+        parse_ms,
+        compile_ms,
+    })
 }
 
 fn summary(p: &Policy) -> String {
     let entries: usize = p.sets.iter().map(|s| s.entries.len()).sum();
-    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     format!(
         "{}, {} ({}), default outbound {}, inbound {}{}",
         plural(p.rules.len(), "rule", "rules"),
@@ -112,14 +126,18 @@ pub fn policy_check(out: &Output, file: &Path, keep_paths: bool) -> Result<(), F
         "kept_paths": c.loaded.kept_paths,
     });
     if !c.loaded.kept_paths.is_empty() {
-        let why = if cfg!(windows) { "--keep-paths" } else { "this is not Windows" };
+        let why = if cfg!(windows) {
+            "--keep-paths"
+        } else {
+            "this is not Windows"
+        };
         let note = format!(
             "{} application path(s) kept as written, not converted to NT device paths ({why}); `weirctl policy load` \
              converts them on the target machine: {}",
             c.loaded.kept_paths.len(),
             c.loaded.kept_paths.join(", ")
         );
-        doc["note"] = json!(note);
+        set(&mut doc, "note", json!(note));
         out.result(&human, &doc);
         out.note(&note);
         return Ok(());
@@ -157,8 +175,13 @@ pub fn policy_show(out: &Output) -> Result<(), Failure> {
     let client = weir_client::open()?;
     let (generation, policy) = client.get_policy()?;
     let Some(policy) = policy else {
-        let human = format!("# no policy loaded (generation {generation}): Weir permits every connection\n");
-        out.result(&human, &json!({ "ok": true, "generation": generation, "loaded": false }));
+        let human = format!(
+            "# no policy loaded (generation {generation}): Weir permits every connection\n"
+        );
+        out.result(
+            &human,
+            &json!({ "ok": true, "generation": generation, "loaded": false }),
+        );
         return Ok(());
     };
     #[cfg(windows)]
@@ -176,8 +199,14 @@ pub fn policy_show(out: &Output) -> Result<(), Failure> {
 pub fn policy_clear(out: &Output) -> Result<(), Failure> {
     let client = weir_client::open()?;
     let reply = client.clear_policy()?;
-    let human = format!("policy cleared: generation {}; Weir permits every connection", reply.generation);
-    out.result(&human, &json!({ "ok": true, "generation": reply.generation }));
+    let human = format!(
+        "policy cleared: generation {}; Weir permits every connection",
+        reply.generation
+    );
+    out.result(
+        &human,
+        &json!({ "ok": true, "generation": reply.generation }),
+    );
     Ok(())
 }
 
@@ -194,7 +223,11 @@ fn layer_json(l: &LayerStats) -> Value {
 /// The stats as text (`rules`: with the per-rule table).
 pub fn stats_text(s: &Stats, rules: bool) -> String {
     let mut t = String::new();
-    let _ = writeln!(t, "{:<12} {:>12} {:>12} {:>12} {:>12} {:>12}", "layer", "new", "reauth", "permitted", "blocked", "no-write");
+    let _ = writeln!(
+        t,
+        "{:<12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "layer", "new", "reauth", "permitted", "blocked", "no-write"
+    );
     for (name, l) in LAYERS.iter().zip(&s.header.layers) {
         let _ = writeln!(
             t,
@@ -228,16 +261,19 @@ pub fn stats_json(s: &Stats, rules: bool) -> Value {
         "event_drops": h.event_drops,
         "layers": LAYERS.iter().zip(&h.layers).map(|(n, l)| {
             let mut v = layer_json(l);
-            v["layer"] = json!(n);
+            set(&mut v, "layer", json!(n));
             v
         }).collect::<Vec<_>>(),
     });
     if rules {
-        doc["rules"] = s
-            .rules
-            .iter()
-            .map(|r| json!({ "index": r.rule_index, "id": r.rule_id, "hits": r.hits }))
-            .collect();
+        set(
+            &mut doc,
+            "rules",
+            s.rules
+                .iter()
+                .map(|r| json!({ "index": r.rule_index, "id": r.rule_id, "hits": r.hits }))
+                .collect(),
+        );
     }
     doc
 }
@@ -255,22 +291,42 @@ pub fn status(out: &Output) -> Result<(), Failure> {
     let client = weir_client::open()?;
     let s = client.stats()?;
     let h = &s.header;
-    let version = h.version.iter().map(ToString::to_string).collect::<Vec<_>>().join(".");
+    let version = h
+        .version
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(".");
     let mut human = String::new();
     let _ = writeln!(human, "driver:     loaded, version {version}");
-    let _ = writeln!(human, "abi:        stats v{} (this weirctl reads v{STATS_ABI_VERSION})", h.abi_version);
+    let _ = writeln!(
+        human,
+        "abi:        stats v{} (this weirctl reads v{STATS_ABI_VERSION})",
+        h.abi_version
+    );
     let _ = writeln!(
         human,
         "filtering:  {}",
-        if h.filtering & FILTERING_ACTIVE != 0 { "active" } else { "inactive" }
+        if h.filtering & FILTERING_ACTIVE != 0 {
+            "active"
+        } else {
+            "inactive"
+        }
     );
-    let _ = writeln!(human, "policy:     generation {}, {} rules", h.policy_generation, h.rule_count);
+    let _ = writeln!(
+        human,
+        "policy:     generation {}, {} rules",
+        h.policy_generation, h.rule_count
+    );
     let _ = writeln!(human, "events:     {} dropped", h.event_drops);
     let total: u64 = h.layers.iter().map(|l| l.new_connections).sum();
     let blocked: u64 = h.layers.iter().map(|l| l.blocked).sum();
-    let _ = writeln!(human, "connections: {total} new, {blocked} blocked (weirctl stats for each layer)");
+    let _ = writeln!(
+        human,
+        "connections: {total} new, {blocked} blocked (weirctl stats for each layer)"
+    );
     let mut doc = stats_json(&s, false);
-    doc["loaded"] = json!(true);
+    set(&mut doc, "loaded", json!(true));
     out.result(&human, &doc);
     Ok(())
 }
@@ -281,9 +337,37 @@ mod tests {
     use weir_client::weir_abi::stats::{RuleHits, StatsHeader};
 
     fn sample() -> Stats {
-        let mut header = StatsHeader { version: [0, 1, 0, 0], abi_version: 2, policy_generation: 7, event_drops: 3, rule_count: 2, filtering: FILTERING_ACTIVE, ..StatsHeader::default() };
-        header.layers[0] = LayerStats { new_connections: 10, reauthorizations: 1, permitted: 8, blocked: 2, write_right_absent: 0 };
-        Stats { header, rules: vec![RuleHits { rule_id: 10, rule_index: 0, hits: 5 }, RuleHits { rule_id: 20, rule_index: 1, hits: 0 }] }
+        let mut header = StatsHeader {
+            version: [0, 1, 0, 0],
+            abi_version: 2,
+            policy_generation: 7,
+            event_drops: 3,
+            rule_count: 2,
+            filtering: FILTERING_ACTIVE,
+            ..StatsHeader::default()
+        };
+        header.layers[0] = LayerStats {
+            new_connections: 10,
+            reauthorizations: 1,
+            permitted: 8,
+            blocked: 2,
+            write_right_absent: 0,
+        };
+        Stats {
+            header,
+            rules: vec![
+                RuleHits {
+                    rule_id: 10,
+                    rule_index: 0,
+                    hits: 5,
+                },
+                RuleHits {
+                    rule_id: 20,
+                    rule_index: 1,
+                    hits: 0,
+                },
+            ],
+        }
     }
 
     #[test]
@@ -292,8 +376,14 @@ mod tests {
         assert_eq!(j["driver_version"], "0.1.0.0");
         assert_eq!(j["policy_generation"], 7);
         assert_eq!(j["filtering"], true);
-        assert_eq!(j["layers"][0], json!({"layer": "connect v4", "new_connections": 10, "reauthorizations": 1, "permitted": 8, "blocked": 2, "write_right_absent": 0}));
-        assert_eq!(j["rules"], json!([{"index": 0, "id": 10, "hits": 5}, {"index": 1, "id": 20, "hits": 0}]));
+        assert_eq!(
+            j["layers"][0],
+            json!({"layer": "connect v4", "new_connections": 10, "reauthorizations": 1, "permitted": 8, "blocked": 2, "write_right_absent": 0})
+        );
+        assert_eq!(
+            j["rules"],
+            json!([{"index": 0, "id": 10, "hits": 5}, {"index": 1, "id": 20, "hits": 0}])
+        );
         assert!(stats_json(&sample(), false).get("rules").is_none());
     }
 
@@ -302,6 +392,10 @@ mod tests {
         let t = stats_text(&sample(), true);
         assert!(t.lines().nth(1).unwrap().starts_with("connect v4"), "{t}");
         assert!(t.contains("event drops: 3"));
-        assert!(t.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["0", "10", "5"]), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["0", "10", "5"]),
+            "{t}"
+        );
     }
 }

@@ -81,7 +81,9 @@ fn main() -> ExitCode {
     let out = output::Output::new(cli.json);
     let result = match cli.command {
         Command::Status => commands::status(&out),
-        Command::Policy(PolicyCommand::Check { file, keep_paths }) => commands::policy_check(&out, &file, keep_paths),
+        Command::Policy(PolicyCommand::Check { file, keep_paths }) => {
+            commands::policy_check(&out, &file, keep_paths)
+        }
         Command::Policy(PolicyCommand::Load { file }) => commands::policy_load(&out, &file),
         Command::Policy(PolicyCommand::Show) => commands::policy_show(&out),
         Command::Policy(PolicyCommand::Clear) => commands::policy_clear(&out),

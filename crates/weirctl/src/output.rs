@@ -25,6 +25,14 @@ impl From<Diagnostics> for Failure {
     }
 }
 
+/// Sets `key` of a JSON object (`doc` is always an object here; anything else is left as is,
+/// where `doc[key] = ...` would panic).
+pub fn set(doc: &mut Value, key: &str, value: Value) {
+    if let Value::Object(map) = doc {
+        map.insert(key.to_string(), value);
+    }
+}
+
 /// A stable name of each failure for scripts (`--json`'s `error.kind`).
 pub fn kind(f: &Failure) -> &'static str {
     match f {
@@ -51,18 +59,18 @@ pub fn failure_json(f: &Failure) -> Value {
     let mut error = json!({ "kind": kind(f) });
     match f {
         Failure::Client(e) => {
-            error["message"] = json!(e.to_string());
+            set(&mut error, "message", json!(e.to_string()));
             if let ClientError::Status { status, .. } | ClientError::PolicyRefused { status } = e {
-                error["status"] = json!(format!("0x{status:08X}"));
+                set(&mut error, "status", json!(format!("0x{status:08X}")));
             }
         }
         Failure::Policy(d) => {
-            error["message"] = json!("the policy file is invalid");
-            error["diagnostics"] = Value::Array(
+            set(&mut error, "message", json!("the policy file is invalid"));
+            set(&mut error, "diagnostics", Value::Array(
                 d.0.iter()
                     .map(|d| json!({ "file": d.file, "line": d.line, "column": d.column, "message": d.message }))
                     .collect(),
-            );
+            ));
         }
     }
     json!({ "ok": false, "error": error })
@@ -125,12 +133,25 @@ mod tests {
         let j = failure_json(&f);
         assert_eq!(j["ok"], false);
         assert_eq!(j["error"]["kind"], "not_installed");
-        assert!(j["error"]["message"].as_str().unwrap().contains("not loaded"));
-        let j = failure_json(&Failure::Client(ClientError::PolicyRefused { status: 0xE057_0002 }));
+        assert!(j["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not loaded"));
+        let j = failure_json(&Failure::Client(ClientError::PolicyRefused {
+            status: 0xE057_0002,
+        }));
         assert_eq!(j["error"]["status"], "0xE0570002");
-        let d = Diagnostic { file: "p.toml".into(), line: 3, column: 20, message: "port range 9000-80 is reversed".into() };
+        let d = Diagnostic {
+            file: "p.toml".into(),
+            line: 3,
+            column: 20,
+            message: "port range 9000-80 is reversed".into(),
+        };
         let j = failure_json(&Failure::Policy(Diagnostics(vec![d])));
         assert_eq!(j["error"]["kind"], "policy_invalid");
-        assert_eq!(j["error"]["diagnostics"][0], json!({"file": "p.toml", "line": 3, "column": 20, "message": "port range 9000-80 is reversed"}));
+        assert_eq!(
+            j["error"]["diagnostics"][0],
+            json!({"file": "p.toml", "line": 3, "column": 20, "message": "port range 9000-80 is reversed"})
+        );
     }
 }

@@ -5,13 +5,23 @@
 //! Wine (`#[ignore]`d here; `cargo xtask test` runs them with `--ignored`, pointing
 //! `WEIRCTL_WINE_EXE` at the cross-built exe and `WEIRCTL_WINE` at Debian's wine64).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use serde_json::Value;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 struct Runner {
@@ -28,14 +38,23 @@ struct Run {
 
 impl Runner {
     fn native() -> Self {
-        Self { program: env!("CARGO_BIN_EXE_weirctl").into(), leading: vec![], windows: cfg!(windows) }
+        Self {
+            program: env!("CARGO_BIN_EXE_weirctl").into(),
+            leading: vec![],
+            windows: cfg!(windows),
+        }
     }
 
     fn wine() -> Self {
         let exe = std::env::var_os("WEIRCTL_WINE_EXE")
             .expect("WEIRCTL_WINE_EXE must name the cross-built weirctl.exe (cargo xtask wine-test sets it)");
-        let wine = std::env::var_os("WEIRCTL_WINE").unwrap_or_else(|| "/usr/lib/wine/wine64".into());
-        Self { program: wine, leading: vec![exe], windows: true }
+        let wine =
+            std::env::var_os("WEIRCTL_WINE").unwrap_or_else(|| "/usr/lib/wine/wine64".into());
+        Self {
+            program: wine,
+            leading: vec![exe],
+            windows: true,
+        }
     }
 
     fn run(&self, args: &[&str]) -> Run {
@@ -50,23 +69,44 @@ impl Runner {
             stdout: String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
             stderr: String::from_utf8_lossy(&out.stderr).replace("\r\n", "\n"),
         };
-        eprintln!("$ weirctl {}\n-> {}\n{}{}", args.join(" "), run.code, run.stdout, run.stderr);
+        eprintln!(
+            "$ weirctl {}\n-> {}\n{}{}",
+            args.join(" "),
+            run.code,
+            run.stdout,
+            run.stderr
+        );
         run
     }
 
     fn json(&self, args: &[&str]) -> (i32, Value) {
         let r = self.run(args);
-        let line = r.stdout.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in {:?}", r.stdout));
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("no JSON in {:?}", r.stdout));
         (r.code, serde_json::from_str(line).unwrap())
     }
 }
 
-const EXAMPLES: [&str; 3] = ["examples/app-allowlist.toml", "examples/blocklist.toml", "examples/server-ports.toml"];
+const EXAMPLES: [&str; 3] = [
+    "examples/app-allowlist.toml",
+    "examples/blocklist.toml",
+    "examples/server-ports.toml",
+];
 
 fn help_and_version(w: &Runner) {
     let r = w.run(&["--help"]);
     assert_eq!(r.code, 0);
-    for word in ["status", "policy", "events", "stats", "--json", "Exit codes: 0 success, 1 operation failed, 2 usage error"] {
+    for word in [
+        "status",
+        "policy",
+        "events",
+        "stats",
+        "--json",
+        "Exit codes: 0 success, 1 operation failed, 2 usage error",
+    ] {
         assert!(r.stdout.contains(word), "help lacks {word}");
     }
     let r = w.run(&["policy", "--help"]);
@@ -75,11 +115,20 @@ fn help_and_version(w: &Runner) {
         assert!(r.stdout.contains(word), "policy help lacks {word}");
     }
     let r = w.run(&["--version"]);
-    assert_eq!((r.code, r.stdout.trim()), (0, concat!("weirctl ", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (0, concat!("weirctl ", env!("CARGO_PKG_VERSION")))
+    );
 }
 
 fn usage_errors_exit_2(w: &Runner) {
-    for args in [&[][..], &["bogus"], &["policy"], &["policy", "check"], &["stats", "--rulez"]] {
+    for args in [
+        &[][..],
+        &["bogus"],
+        &["policy"],
+        &["policy", "check"],
+        &["stats", "--rulez"],
+    ] {
         let r = w.run(args);
         assert_eq!(r.code, 2, "{args:?}");
         assert!(r.stderr.contains("Usage:"), "{args:?}: {}", r.stderr);
@@ -90,7 +139,11 @@ fn examples_check(w: &Runner) {
     for file in EXAMPLES {
         let r = w.run(&["policy", "check", file]);
         assert_eq!(r.code, 0, "{file}: {}", r.stderr);
-        assert!(r.stdout.starts_with(&format!("{file}: ok: ")), "{}", r.stdout);
+        assert!(
+            r.stdout.starts_with(&format!("{file}: ok: ")),
+            "{}",
+            r.stdout
+        );
     }
     let (code, j) = w.json(&["policy", "check", "--json", "examples/blocklist.toml"]);
     assert_eq!(code, 0);
@@ -107,12 +160,31 @@ fn examples_check(w: &Runner) {
     if w.windows {
         assert!(!r.stderr.contains("kept as written"), "{}", r.stderr);
         assert_eq!(j["kept_paths"], serde_json::json!([]));
-        let r = w.run(&["policy", "check", "--keep-paths", "examples/app-allowlist.toml"]);
-        assert!(r.stderr.contains("3 application path(s) kept as written"), "{}", r.stderr);
+        let r = w.run(&[
+            "policy",
+            "check",
+            "--keep-paths",
+            "examples/app-allowlist.toml",
+        ]);
+        assert!(
+            r.stderr.contains("3 application path(s) kept as written"),
+            "{}",
+            r.stderr
+        );
     } else {
-        assert!(r.stderr.contains("note: 3 application path(s) kept as written"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("note: 3 application path(s) kept as written"),
+            "{}",
+            r.stderr
+        );
         assert!(r.stderr.contains("this is not Windows"), "{}", r.stderr);
-        assert!(r.stderr.contains("C:\\Program Files\\Mozilla Firefox\\firefox.exe"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("C:\\Program Files\\Mozilla Firefox\\firefox.exe"),
+            "{}",
+            r.stderr
+        );
         assert_eq!(j["kept_paths"].as_array().unwrap().len(), 3);
     }
 }
@@ -131,32 +203,70 @@ fn bad_policies_fail_with_positions(w: &Runner) {
         let r = w.run(&["policy", "check", &path]);
         assert_eq!(r.code, 1, "{file}");
         assert!(r.stdout.is_empty(), "{file}: {}", r.stdout);
-        let line = r.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{file}: {}", r.stderr));
-        assert!(line.ends_with(message) || line.contains(message), "{file}: {line}");
+        let line = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("{file}: {}", r.stderr));
+        assert!(
+            line.ends_with(message) || line.contains(message),
+            "{file}: {line}"
+        );
     }
-    let (code, j) = w.json(&["policy", "check", "--json", &format!("{dir}/bad-port-range.toml")]);
+    let (code, j) = w.json(&[
+        "policy",
+        "check",
+        "--json",
+        &format!("{dir}/bad-port-range.toml"),
+    ]);
     assert_eq!(code, 1);
     assert_eq!(j["ok"], false);
     assert_eq!(j["error"]["kind"], "policy_invalid");
     let d = &j["error"]["diagnostics"][0];
-    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(5), Some(20)));
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(5), Some(20))
+    );
     assert_eq!(d["message"], "port range 9000-80 is reversed");
 
     let r = w.run(&["policy", "check", "no-such-file.toml"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("error: no-such-file.toml: cannot read"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("error: no-such-file.toml: cannot read"),
+        "{}",
+        r.stderr
+    );
 }
 
 fn driver_commands_without_a_driver(w: &Runner) {
-    for args in [&["status"][..], &["stats"], &["policy", "show"], &["policy", "clear"], &["events"]] {
+    for args in [
+        &["status"][..],
+        &["stats"],
+        &["policy", "show"],
+        &["policy", "clear"],
+        &["events"],
+    ] {
         let r = w.run(args);
         assert_eq!(r.code, 1, "{args:?}");
         assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
         if w.windows {
-            assert!(r.stderr.contains("error: the Weir driver is not loaded"), "{args:?}: {}", r.stderr);
-            assert!(r.stderr.contains("Install-Weir.ps1") || r.stderr.contains("sc.exe start weir"), "{}", r.stderr);
+            assert!(
+                r.stderr.contains("error: the Weir driver is not loaded"),
+                "{args:?}: {}",
+                r.stderr
+            );
+            assert!(
+                r.stderr.contains("Install-Weir.ps1") || r.stderr.contains("sc.exe start weir"),
+                "{}",
+                r.stderr
+            );
         } else {
-            assert!(r.stderr.contains("error: talking to the Weir driver needs Windows"), "{args:?}: {}", r.stderr);
+            assert!(
+                r.stderr
+                    .contains("error: talking to the Weir driver needs Windows"),
+                "{args:?}: {}",
+                r.stderr
+            );
         }
     }
     let (code, j) = w.json(&["status", "--json"]);
@@ -164,7 +274,10 @@ fn driver_commands_without_a_driver(w: &Runner) {
     assert_eq!(j["ok"], false);
     let kind = j["error"]["kind"].as_str().unwrap();
     if w.windows {
-        assert!(["not_installed", "not_started", "not_loaded"].contains(&kind), "{kind}");
+        assert!(
+            ["not_installed", "not_started", "not_loaded"].contains(&kind),
+            "{kind}"
+        );
     } else {
         assert_eq!(kind, "unsupported");
     }
