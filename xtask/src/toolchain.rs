@@ -9,8 +9,9 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Debian packages the cross build needs.
-pub const BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
+/// Debian packages the cross builds and their tests need: the compiler and library source
+/// (driver and weirctl.exe), mingw-w64 (weirctl.exe's linker), Wine (weirctl.exe's tests).
+pub const BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "gcc-mingw-w64-x86-64", "wine64"];
 
 /// Everything the cross build invokes.
 pub struct Toolchain {
