@@ -10,8 +10,9 @@
 //! - `kernel` (Windows targets only): the kernel boundary — DriverEntry,
 //!   DriverUnload, dispatch routines and WFP callbacks converting raw pointers
 //!   into `wfp-km`'s safe views. It is the driver's only `unsafe` code.
-//! - `platform` (Windows targets only): the one place where the Linux flow and
-//!   the WDK flow differ at run time (allocator, panic handler).
+//! - `platform` (Windows targets only): the panic handler and the allocator,
+//!   the same in the Linux flow and the WDK flow, and the WDK flow's link of
+//!   wdk-sys.
 
 #![cfg_attr(all(target_os = "windows", not(test)), no_std)]
 #![deny(unsafe_code)]
