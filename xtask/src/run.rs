@@ -51,6 +51,13 @@ pub fn test_all(emulation: bool) -> Result<()> {
         .unwrap_or(false);
     outcomes.push(Outcome { name: "cargo test --workspace", ok });
 
+    // The WDK flow cannot run here; cargo-make's own plan of it can.
+    let graph = crate::wdk_flow::task_graph();
+    if let Err(e) = &graph {
+        eprintln!("error: {e:#}");
+    }
+    outcomes.push(Outcome { name: "WDK flow task graph (cargo-make)", ok: graph.is_ok() });
+
     step("model check of the policy swap (loom): RUSTFLAGS=\"--cfg loom\" cargo test -p wfp-km --release --lib rcu");
     // Own target directory: --cfg loom changes every crate's build, and must
     // not invalidate the normal one.

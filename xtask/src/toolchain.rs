@@ -165,6 +165,42 @@ pub fn osslsigncode() -> Result<PathBuf> {
     Ok(PathBuf::from("osslsigncode"))
 }
 
+/// cargo-make, pinned: the version the Windows workflow installs, at least
+/// wdk-build 0.6.0's `min_version` (0.37.16); `wdk_flow` tests check both.
+pub const CARGO_MAKE_VERSION: &str = "0.37.24";
+
+/// cargo-make for the WDK flow's task-graph check, installed with
+/// `cargo install --locked` when missing or of another version (no root
+/// needed). Without default features: the check needs no TLS. Returns the
+/// cargo to run it through, as users do: `cargo make ...`.
+pub fn cargo_make() -> Result<PathBuf> {
+    let cargo = PathBuf::from(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let wanted = format!("cargo-make {CARGO_MAKE_VERSION}");
+    let installed = || {
+        Command::new(&cargo)
+            .args(["make", "--version"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match installed() {
+        Some(v) if v == wanted => return Ok(cargo),
+        Some(v) => println!("found {v}, want {wanted}"),
+        None => println!("cargo-make not found"),
+    }
+    let args = ["install", "--locked", "cargo-make", "--version", CARGO_MAKE_VERSION, "--no-default-features"];
+    println!("running: cargo {}", args.join(" "));
+    let status = Command::new(&cargo).args(args).status().context("running cargo install")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    match installed() {
+        Some(v) if v == wanted => Ok(cargo),
+        other => bail!("after installing, `cargo make --version` gives {other:?}: is cargo's bin directory on PATH?"),
+    }
+}
+
 /// The backports source, derived from the machine's own apt configuration
 /// rather than from a mirror written into this repository: whichever mirror
 /// (and key) the machine already trusts for its release also serves the
@@ -388,5 +424,7 @@ pub fn setup() -> Result<()> {
     println!("cross cargo:    {}", tc.cargo.display());
     println!("linker:         {}", tc.lld.display());
     println!("osslsigncode:   {}", osslsigncode()?.display());
+    cargo_make()?;
+    println!("cargo-make:     {CARGO_MAKE_VERSION} (WDK flow task-graph check)");
     Ok(())
 }
