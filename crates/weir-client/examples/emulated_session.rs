@@ -16,56 +16,14 @@
 
 #![allow(clippy::indexing_slicing)]
 
-use serde_json::{json, Value};
-use std::io::{BufRead, Write};
-use weir_client::proto::{Completion, Request};
+use serde_json::json;
+use weir_client::line::LineTransport;
 use weir_client::text::{self, AppPaths, LoadOptions};
 use weir_client::weir_policy::{wire, AddrRange, AddressSet};
-use weir_client::{Client, ClientError, Transport};
+use weir_client::{Client, ClientError};
 
-/// Requests over stdin/stdout.
-struct Pipe;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
-        return Err("odd hex length".into());
-    }
-    (0..s.len() / 2)
-        .map(|i| s.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(|| "bad hex".to_string()))
-        .collect()
-}
-
-/// Sends one JSON line and reads the answer line.
-fn exchange(line: &str) -> Result<Value, String> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").map_err(|e| e.to_string())?;
-    out.flush().map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|e| e.to_string())?;
-    if answer.is_empty() {
-        return Err("the suite closed the pipe".into());
-    }
-    serde_json::from_str(&answer).map_err(|e| format!("answer {answer:?}: {e}"))
-}
-
-impl Transport for Pipe {
-    fn call(&self, r: &Request) -> Result<Completion, ClientError> {
-        let fail = |detail: String| ClientError::Malformed { request: r.name, detail };
-        let request =
-            json!({ "op": "call", "name": r.name, "code": r.code, "input": hex(&r.input), "output_len": r.output_len });
-        let answer = exchange(&request.to_string()).map_err(fail)?;
-        let status = answer["status"].as_u64().and_then(|s| u32::try_from(s).ok()).ok_or_else(|| fail(answer.to_string()))?;
-        let output = unhex(answer["output"].as_str().unwrap_or("")).map_err(fail)?;
-        if output.len() > r.output_len {
-            return Err(fail(format!("{} output bytes for a {}-byte buffer", output.len(), r.output_len)));
-        }
-        Ok(Completion { status, output })
-    }
-}
+/// Requests as JSON lines on stdout, answers on stdin.
+type Pipe = LineTransport<std::io::StdinLock<'static>, std::io::Stdout>;
 
 fn check(cond: bool, what: &str) -> Result<(), String> {
     if cond {
@@ -77,44 +35,88 @@ fn check(cond: bool, what: &str) -> Result<(), String> {
 }
 
 fn session(events: bool) -> Result<(), String> {
-    let client = Client::new(Pipe);
+    let client = Client::new(LineTransport::new(
+        std::io::stdin().lock(),
+        std::io::stdout(),
+    ));
     let e = |e: ClientError| e.to_string();
 
     let s = client.stats().map_err(e)?;
-    check(s.header.abi_version == 2, "stats reply is ABI v2 and decodes")?;
+    check(
+        s.header.abi_version == 2,
+        "stats reply is ABI v2 and decodes",
+    )?;
     let g0 = s.header.policy_generation;
-    check(s.header.rule_count == 0 && s.rules.is_empty(), "a fresh driver has no rules")?;
+    check(
+        s.header.rule_count == 0 && s.rules.is_empty(),
+        "a fresh driver has no rules",
+    )?;
 
     let file = std::path::Path::new("examples/server-ports.toml");
-    let loaded = text::load_file(file, &LoadOptions { app_paths: AppPaths::Keep }).map_err(|d| d.to_string())?;
+    let loaded = text::load_file(
+        file,
+        &LoadOptions {
+            app_paths: AppPaths::Keep,
+        },
+    )
+    .map_err(|d| d.to_string())?;
     let reply = client.set_policy(&loaded.policy).map_err(e)?;
-    check(reply.generation == g0 + 1, "set policy returns the next generation")?;
-    check(reply.rule_count == 4 && reply.set_count == 1, "set policy reply counts 4 rules and 1 set")?;
+    check(
+        reply.generation == g0 + 1,
+        "set policy returns the next generation",
+    )?;
+    check(
+        reply.rule_count == 4 && reply.set_count == 1,
+        "set policy reply counts 4 rules and 1 set",
+    )?;
 
     let active = client.get_policy_blob().map_err(e)?;
     let blob = wire::encode(&loaded.policy).map_err(|e| e.to_string())?;
-    check(active.blob == blob, "get policy returns the blob byte-identical")?;
+    check(
+        active.blob == blob,
+        "get policy returns the blob byte-identical",
+    )?;
     let (generation, policy) = client.get_policy().map_err(e)?;
-    check(generation == g0 + 1 && policy.as_ref() == Some(&loaded.policy), "the active policy decodes to the file's")?;
+    check(
+        generation == g0 + 1 && policy.as_ref() == Some(&loaded.policy),
+        "the active policy decodes to the file's",
+    )?;
 
     let s = client.stats().map_err(e)?;
     let ids: Vec<u32> = s.rules.iter().map(|r| r.rule_id).collect();
-    check(ids == [1, 2, 3, 9], "stats list the rules' hit counters in order")?;
-    check(s.header.policy_generation == g0 + 1, "stats report the generation")?;
+    check(
+        ids == [1, 2, 3, 9],
+        "stats list the rules' hit counters in order",
+    )?;
+    check(
+        s.header.policy_generation == g0 + 1,
+        "stats report the generation",
+    )?;
 
     // Larger than the first get-policy buffer: the client must retry with the size the
     // driver names.
     let mut big = loaded.policy.clone();
     big.sets.push(AddressSet {
         name: "big".into(),
-        entries: (0..8_000u32).map(|i| AddrRange::V4 { lo: 0x0B00_0000 + 4 * i, hi: 0x0B00_0001 + 4 * i }).collect(),
+        entries: (0..8_000u32)
+            .map(|i| AddrRange::V4 {
+                lo: 0x0B00_0000 + 4 * i,
+                hi: 0x0B00_0001 + 4 * i,
+            })
+            .collect(),
     });
     let big_blob = wire::encode(&big).map_err(|e| e.to_string())?;
-    check(big_blob.len() > weir_client::proto::POLICY_FIRST_BYTES, "the large blob exceeds the first get buffer")?;
+    check(
+        big_blob.len() > weir_client::proto::POLICY_FIRST_BYTES,
+        "the large blob exceeds the first get buffer",
+    )?;
     let reply = client.set_policy(&big).map_err(e)?;
     check(reply.generation == g0 + 2, "the large policy is accepted")?;
     let active = client.get_policy_blob().map_err(e)?;
-    check(active.blob == big_blob, "the large blob comes back byte-identical (after a retry)")?;
+    check(
+        active.blob == big_blob,
+        "the large blob comes back byte-identical (after a retry)",
+    )?;
 
     // A malformed blob: refused with the decoder's own code; nothing changes.
     let mut junk = big_blob.clone();
@@ -123,13 +125,17 @@ fn session(events: bool) -> Result<(), String> {
     }
     match client.set_policy_blob(junk) {
         Err(ClientError::PolicyRefused { status }) => check(
-            weir_client::weir_abi::decode_code_of(status) == Some(wire::DecodeError::BadMagic.code()),
+            weir_client::weir_abi::decode_code_of(status)
+                == Some(wire::DecodeError::BadMagic.code()),
             "a blob with a bad magic is refused with 0xE057_0000 | BadMagic.code()",
         )?,
         other => return Err(format!("FAILED: malformed blob answered with {other:?}")),
     }
     let active = client.get_policy_blob().map_err(e)?;
-    check(active.generation == g0 + 2 && active.blob == big_blob, "after the refusal the previous policy is intact")?;
+    check(
+        active.generation == g0 + 2 && active.blob == big_blob,
+        "after the refusal the previous policy is intact",
+    )?;
 
     if events {
         events_session(&client)?;
@@ -137,8 +143,14 @@ fn session(events: bool) -> Result<(), String> {
 
     let reply = client.clear_policy().map_err(e)?;
     let (generation, policy) = client.get_policy().map_err(e)?;
-    check(policy.is_none() && generation == reply.generation, "clear leaves no policy")?;
-    check(client.stats().map_err(e)?.header.rule_count == 0, "stats after clear list no rules")?;
+    check(
+        policy.is_none() && generation == reply.generation,
+        "clear leaves no policy",
+    )?;
+    check(
+        client.stats().map_err(e)?.header.rule_count == 0,
+        "stats after clear list no rules",
+    )?;
     Ok(())
 }
 
@@ -148,23 +160,46 @@ fn events_session(client: &Client<Pipe>) -> Result<(), String> {
     use weir_client::weir_events::{decode, Decision, Direction, Record};
     let e = |e: ClientError| e.to_string();
     let text = "[[rule]]\nid = 77\naction = \"block\"\nremote = \"203.0.113.5\"\n";
-    let loaded = text::parse("events.toml", text, None, &LoadOptions { app_paths: AppPaths::Keep }).map_err(|d| d.to_string())?;
+    let loaded = text::parse(
+        "events.toml",
+        text,
+        None,
+        &LoadOptions {
+            app_paths: AppPaths::Keep,
+        },
+    )
+    .map_err(|d| d.to_string())?;
     client.set_policy(&loaded.policy).map_err(e)?;
-    let answer = exchange(
+    let answer = client.transport().exchange(
         &json!({ "op": "connect", "layer": "connect-v4", "remote": "203.0.113.5", "remote_port": 443, "local": "10.0.0.2", "local_port": 50000 })
-            .to_string(),
     )?;
-    check(answer["action"] == "block", "the driver blocks the connection the rule names")?;
+    check(
+        answer["action"] == "block",
+        "the driver blocks the connection the rule names",
+    )?;
     let bytes = client.read_event_bytes().map_err(e)?;
-    let records: Vec<Record> = decode(&bytes).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let records: Vec<Record> = decode(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
     let event = records.iter().find_map(|r| match r {
         Record::Connection(ev) => Some(*ev),
         _ => None,
     });
-    let Some(ev) = event else { return Err("FAILED: no connection record in the read".into()) };
-    check(ev.decision == Decision::Block && ev.rule_id == Some(77), "the event says blocked by rule 77")?;
-    check(ev.direction == Direction::Outbound && ev.remote_port == 443, "the event has the direction and port")?;
-    check(ev.remote_addr.get(..4) == Some(&[203, 0, 113, 5][..]), "the event has the remote address")?;
+    let Some(ev) = event else {
+        return Err("FAILED: no connection record in the read".into());
+    };
+    check(
+        ev.decision == Decision::Block && ev.rule_id == Some(77),
+        "the event says blocked by rule 77",
+    )?;
+    check(
+        ev.direction == Direction::Outbound && ev.remote_port == 443,
+        "the event has the direction and port",
+    )?;
+    check(
+        ev.remote_addr.get(..4) == Some(&[203, 0, 113, 5][..]),
+        "the event has the remote address",
+    )?;
     Ok(())
 }
 
