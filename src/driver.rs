@@ -224,21 +224,22 @@ pub fn on_bfe_state(state: BfeState) {
 /// returned status and byte count (exactly once: the kernel boundary consumes
 /// the IRP when completing it). `major` is the stack location's `IRP_MJ_*`
 /// code, `control` the device-control parameters (for DEVICE_CONTROL), and
-/// `buffer` the METHOD_BUFFERED system buffer viewed as `output_len` bytes,
-/// already initialised. Access control happened before: the I/O manager
+/// `buffer` the METHOD_BUFFERED system buffer viewed as max(input, output)
+/// bytes, input first, already initialised. Access control happened before: the I/O manager
 /// checked the device's DACL on IRP_MJ_CREATE and each IOCTL's required
 /// access against the handle.
 pub fn dispatch(
     major: Option<u8>,
     control: Option<wfp_km::irp::DeviceControl>,
     buffer: Option<&mut [u8]>,
+    ctx: &crate::ioctl::Context<'_>,
 ) -> (wfp_km::NtStatus, usize) {
     use wfp_km::device::major as mj;
     use wfp_km::NtStatus;
     match major {
         Some(mj::CREATE | mj::CLOSE | mj::CLEANUP) => (NtStatus::SUCCESS, 0),
         Some(mj::DEVICE_CONTROL) => match control {
-            Some(request) => crate::ioctl::device_control(request, buffer, ids::VERSION, &crate::classify::COUNTERS),
+            Some(request) => crate::ioctl::device_control(request, buffer, ctx),
             None => (NtStatus::INVALID_PARAMETER, 0),
         },
         _ => (NtStatus::INVALID_DEVICE_REQUEST, 0),

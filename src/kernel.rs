@@ -2,9 +2,9 @@
 //! pointers into `wfp-km`'s safe views and handing them to the safe modules.
 //! This is the driver's only module with `unsafe` code.
 
-use crate::classify::{on_classify, Outcome, COUNTERS};
+use crate::classify::{on_classify, Applied, Outcome, COUNTERS};
 use crate::driver::{self, Callbacks, Driver, Teardown};
-use crate::ids;
+use crate::{ids, ioctl, policy};
 use core::ffi::c_void;
 use core::net::SocketAddr;
 use core::ptr::{self, NonNull};
@@ -87,6 +87,9 @@ unsafe extern "system" fn driver_unload(_driver_object: *const DRIVER_OBJECT) {
             }
         }
     }
+    // Callouts are unregistered and the device is gone: nothing reads or
+    // sets the policy any more.
+    policy::STORE.release();
     trace::info(format_args!("weir: unloaded"));
 }
 
@@ -103,10 +106,17 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
     let Some(mut irp) = (unsafe { Irp::from_raw(irp) }) else {
         return NtStatus::INVALID_PARAMETER.raw();
     };
-    let control = irp.device_control().filter(|_| irp.major_function() == Some(major::DEVICE_CONTROL));
-    let len = control.map_or(0, |c| usize::try_from(c.output_len).unwrap_or(0));
     let major_function = irp.major_function();
-    let (status, information) = driver::dispatch(major_function, control, irp.buffered(len));
+    let control = irp.device_control().filter(|_| major_function == Some(major::DEVICE_CONTROL));
+    let len = control.map_or(0, |c| usize::try_from(c.input_len.max(c.output_len)).unwrap_or(0));
+    let ctx = ioctl::Context {
+        version: ids::VERSION,
+        counters: &COUNTERS,
+        store: &policy::STORE,
+        filtering: if driver::filtering() { weir_abi::stats::FILTERING_ACTIVE } else { 0 },
+        event_drops: 0,
+    };
+    let (status, information) = driver::dispatch(major_function, control, irp.buffered(len), &ctx);
     irp.complete(status, information).raw()
 }
 
@@ -132,7 +142,7 @@ unsafe extern "system" fn classify(
         )
     };
     let (Some(values), Some(mut out)) = (values, out) else { return };
-    if let Some(outcome) = on_classify(&COUNTERS, &values, meta.as_ref(), filter.as_ref(), &mut out) {
+    if let Some(outcome) = on_classify(&COUNTERS, &policy::STORE, &values, meta.as_ref(), filter.as_ref(), &mut out) {
         if trace::connection_traces() {
             trace_outcome(&outcome);
         }
@@ -140,19 +150,25 @@ unsafe extern "system" fn classify(
 }
 
 fn trace_outcome(o: &Outcome) {
-    let verdict = if o.permitted { "permit" } else { "no-write-right" };
+    let verdict = match o.applied {
+        Applied::Permitted => "permit",
+        Applied::Blocked => "block",
+        Applied::WriteRightAbsent => "no-write-right",
+    };
+    let rule = o.decision.and_then(|d| d.rule).map_or(-1, |(_, id)| i64::from(id));
     let pid = o.process_id.unwrap_or(0);
     match o.connection {
         Some(c) => trace::info(format_args!(
-            "weir: {} {} proto {} local {} remote {} pid {}",
+            "weir: {} {} rule {} proto {} local {} remote {} pid {}",
             o.layer.name(),
             verdict,
+            rule,
             c.protocol,
             SocketAddr::new(c.local, c.local_port),
             SocketAddr::new(c.remote, c.remote_port),
             pid
         )),
-        None => trace::info(format_args!("weir: {} {} (incomplete fields) pid {}", o.layer.name(), verdict, pid)),
+        None => trace::info(format_args!("weir: {} {} rule {} (incomplete fields) pid {}", o.layer.name(), verdict, rule, pid)),
     }
 }
 

@@ -407,7 +407,7 @@ class DriverRun:
         elif r.status != L.STATUS_SUCCESS:
             problem = f"returned {L.status_name(r.status)} (Information {r.information})"
         if problem:
-            where = "IRP_MJ_DEVICE_CONTROL IOCTL_WEIR_GET_STATS (in 0, out 112)"
+            where = f"IRP_MJ_DEVICE_CONTROL IOCTL_WEIR_GET_STATS (in 0, out {L.STATS_SIZE})"
             if ck is None:
                 raise AssertionError(f"{where}: {problem}")
             ck.true(False, where, problem)

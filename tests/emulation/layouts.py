@@ -211,8 +211,13 @@ CLASSIFY_OUT_FLAGS = 28
 
 # IOCTL
 IOCTL_WEIR_GET_STATS = 0x80576004
-STATS_SIZE = 112
-STATS_ABI_VERSION = 1
+# IOCTL_WEIR_GET_STATS reply version 2 (crates/weir-abi/src/stats.rs): a
+# 208-byte header, then 16 bytes per rule of the active policy.
+STATS_SIZE = 208
+STATS_ABI_VERSION = 2
+STATS_V1_SIZE = 112
+FILTERING_ACTIVE = 0x1
+STATUS_WEIR_STATS_ABI_V1 = 0xE0572001
 
 
 # --------------------------------------------------------------------------
@@ -491,11 +496,26 @@ class Memory:
 
 
 def decode_stats(data: bytes) -> dict:
-    """Decodes a WEIR_STATS reply (112 bytes)."""
+    """Decodes a stats reply v2 header (and rule entries, when present).
+    `layers[i]` keeps the v1 view (classified = new + reauthorized)."""
     size, abi = struct.unpack_from("<II", data, 0)
     version = list(struct.unpack_from("<4H", data, 8))
-    layers = []
+    header_size, filtering = struct.unpack_from("<II", data, 16)
+    generation, drops = struct.unpack_from("<QQ", data, 24)
+    rule_count, entry_size = struct.unpack_from("<II", data, 40)
+    layers, full = [], []
     for i in range(4):
-        c, p, w = struct.unpack_from("<QQQ", data, 16 + 24 * i)
-        layers.append({"classified": c, "permitted": p, "write_right_absent": w})
-    return {"size": size, "abi_version": abi, "version": version, "layers": layers}
+        new, reauth, permitted, blocked, absent = struct.unpack_from("<5Q", data, 48 + 40 * i)
+        layers.append({"classified": new + reauth, "permitted": permitted, "write_right_absent": absent})
+        full.append({"new_connections": new, "reauthorizations": reauth, "permitted": permitted, "blocked": blocked,
+                     "write_right_absent": absent})
+    rules = []
+    for i in range(rule_count):
+        off = header_size + entry_size * i
+        if off + 16 > len(data):
+            break
+        rid, idx, hits = struct.unpack_from("<IIQ", data, off)
+        rules.append({"rule_id": rid, "rule_index": idx, "hits": hits})
+    return {"size": size, "abi_version": abi, "version": version, "header_size": header_size, "filtering": filtering,
+            "policy_generation": generation, "event_drops": drops, "rule_count": rule_count, "layers": layers,
+            "layers_v2": full, "rules": rules}

@@ -13,13 +13,6 @@ def _objects(model):
     return (len(objs["sublayers"]), len(objs["callouts"]), len(objs["filters"]))
 
 
-def _filtering_flag(run):
-    """The driver's own answer: a classification reaches Weir only while its
-    filters exist; the model tells whether they exist, the counters whether
-    classify ran. Here: the driver's state is read back through the model."""
-    return _objects(run.model) == (1, 4, 4)
-
-
 def test_subscribes_with_the_control_device(driver):
     (sub,) = driver.model.bfe_subscriptions.values()
     assert sub["device"] == driver.device_object()
@@ -35,12 +28,16 @@ def test_restart_cycles_reopen_and_readd_everything(driver):
         for res in driver.bfe_transition(L.FWPM_SERVICE_STOP_PENDING) + driver.bfe_transition(L.FWPM_SERVICE_STOPPED):
             ck.eq(res.error, None, where, "emulator fault in the state callback")
         ck.eq(_objects(m), (0, 0, 0), where, "objects while BFE is stopped")
+        st = driver.stats(ck)
+        ck.eq(st and st["filtering"], 0, where, "stats filtering flag while BFE is stopped (\"not filtering\")")
         ck.eq(list(m.open_sessions()), [], where, "sessions left open while BFE is stopped (close on STOP_PENDING/STOPPED)")
         for res in driver.bfe_transition(L.FWPM_SERVICE_START_PENDING) + driver.bfe_transition(L.FWPM_SERVICE_RUNNING):
             ck.eq(res.error, None, where, "emulator fault in the state callback")
         ck.eq(_objects(m), (1, 4, 4), where, "(sublayers, callouts, filters) after BFE runs again")
         ck.eq(set(m.engine_objects()["filters"]), first, where, "filter keys re-added")
         ck.eq(len(m.open_sessions()), 1, where, "open sessions")
+        st = driver.stats(ck)
+        ck.eq(st and st["filtering"], L.FILTERING_ACTIVE, where, "stats filtering flag after BFE runs again")
         # Classification still reaches the callouts and counts.
         layer = L.LAYERS[0]
         r = driver.classify(layer.layer_id, driver.values_for(layer))
@@ -93,11 +90,15 @@ def test_driver_entry_with_bfe_not_running_waits_for_it(new_run):
     ck = harness.Checker("DriverEntry with BFE stopped")
     ck.eq(model.calls_in("DriverEntry", "FwpmEngineOpen0"), [], "DriverEntry", "FwpmEngineOpen0 calls (BFE is not running)")
     ck.eq(_objects(model), (0, 0, 0), "DriverEntry", "objects")
+    st = run.stats(ck)
+    ck.eq(st and st["filtering"], 0, "stats before BFE runs", "filtering flag")
     ck.eq(len(model.bfe_subscriptions), 1, "DriverEntry", "subscriptions")
     ck.true(any("not running" in m["text"] for m in model.debug_messages), "DriverEntry", "no trace saying BFE is not running")
     run.bfe_transition(L.FWPM_SERVICE_START_PENDING)
     run.bfe_transition(L.FWPM_SERVICE_RUNNING)
     ck.eq(_objects(model), (1, 4, 4), "after RUNNING", "objects")
+    st = run.stats(ck)
+    ck.eq(st and st["filtering"], L.FILTERING_ACTIVE, "stats after RUNNING", "filtering flag")
     ck.eq(model.violations, [], "kernel model", "violations")
     ck.done()
 

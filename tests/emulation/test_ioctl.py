@@ -24,11 +24,12 @@ def test_get_stats_reports_version_and_zero_counters(driver):
     ck = harness.Checker("IOCTL_WEIR_GET_STATS on a fresh driver")
     r = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_GET_STATS, out_len=L.STATS_SIZE)
     driver.expect_no_fault(r.run)
-    where = "IRP_MJ_DEVICE_CONTROL IOCTL_WEIR_GET_STATS (out 112)"
+    where = f"IRP_MJ_DEVICE_CONTROL IOCTL_WEIR_GET_STATS (out {L.STATS_SIZE})"
     _check_completion(ck, r, where, L.STATUS_SUCCESS, L.STATS_SIZE)
     if r.status == L.STATUS_SUCCESS:
         s = L.decode_stats(r.buffer_after)
         ck.eq(s["size"], L.STATS_SIZE, where, "WEIR_STATS.size")
+        ck.eq(s["filtering"], L.FILTERING_ACTIVE, where, "WEIR_STATS.filtering (BFE runs, filters added)")
         ck.eq(s["abi_version"], L.STATS_ABI_VERSION, where, "WEIR_STATS.abi_version")
         ck.eq(s["version"], _crate_version(), where, "WEIR_STATS.version (crate version from Cargo.toml)")
         for i, layer in enumerate(s["layers"]):
@@ -70,9 +71,9 @@ BAD_REQUESTS = [
     ("empty output (0)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=0), L.STATUS_BUFFER_TOO_SMALL),
     ("short output (4)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=4), L.STATUS_BUFFER_TOO_SMALL),
     ("short output (111)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=111), L.STATUS_BUFFER_TOO_SMALL),
-    ("oversized output (113)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=113), L.STATUS_INVALID_BUFFER_SIZE),
-    ("oversized output (4096)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=4096), L.STATUS_INVALID_BUFFER_SIZE),
-    ("NULL SystemBuffer with output length 112", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=112, null_buffer=True), L.STATUS_INVALID_PARAMETER),
+    ("version-1 tool (112)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=L.STATS_V1_SIZE), L.STATUS_WEIR_STATS_ABI_V1),
+    ("short of the header (207)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=L.STATS_SIZE - 1), L.STATUS_BUFFER_TOO_SMALL),
+    ("NULL SystemBuffer with output length 208", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=L.STATS_SIZE, null_buffer=True), L.STATUS_INVALID_PARAMETER),
 ]
 
 

@@ -9,6 +9,7 @@ mod build;
 mod package;
 mod run;
 mod toolchain;
+mod wdk_flow;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

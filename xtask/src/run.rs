@@ -51,6 +51,19 @@ pub fn test_all(emulation: bool) -> Result<()> {
         .unwrap_or(false);
     outcomes.push(Outcome { name: "cargo test --workspace", ok });
 
+    step("model check of the policy swap (loom): RUSTFLAGS=\"--cfg loom\" cargo test -p wfp-km --release --lib rcu");
+    // Own target directory: --cfg loom changes every crate's build, and must
+    // not invalidate the normal one.
+    let ok = cargo()
+        .current_dir(&root)
+        .args(["test", "-p", "wfp-km", "--release", "--lib", "rcu"])
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", root.join("target/loom"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    outcomes.push(Outcome { name: "loom model check (wfp-km rcu)", ok });
+
     let emulation_runner = root.join("tests/emulation/run.sh");
     if emulation && emulation_runner.is_file() {
         // The shipped bytes: the signed image from the package when there is

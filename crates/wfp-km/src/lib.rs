@@ -22,7 +22,7 @@
 //! kernel-boundary module in the driver. Every `unsafe` block carries a
 //! `// SAFETY:` comment.
 
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 
 pub mod ale;
 pub mod bfe;
@@ -34,6 +34,7 @@ pub mod engine;
 pub mod irp;
 pub mod objects;
 pub mod pool;
+pub mod rcu;
 pub mod security;
 pub mod status;
 pub mod strings;
