@@ -335,7 +335,53 @@ impl Callouts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use wfp_km::GUID;
+
+    const GUARD: usize = 16;
+
+    fn ctx() -> crate::ioctl::Context<'static> {
+        crate::ioctl::Context {
+            version: ids::VERSION,
+            counters: &crate::classify::COUNTERS,
+            store: &crate::policy::STORE,
+            filtering: 0,
+            event_drops: 0,
+        }
+    }
+
+    proptest! {
+        /// The whole request path as the kernel boundary drives it (the same
+        /// shape as the cargo-fuzz target fuzz/fuzz_targets/control_request.rs,
+        /// run by `cargo test`): any major function, code, lengths and bytes
+        /// give one completion, no panic, 0 bytes on error, never more bytes
+        /// than the output length, nothing written past the system buffer.
+        #[test]
+        fn any_request_completes_once_within_bounds(
+            major_function in prop_oneof![Just(0u8), Just(2), Just(0x0e), Just(0x12), any::<u8>()],
+            code in prop_oneof![
+                Just(weir_abi::ioctl::IOCTL_WEIR_GET_STATS), Just(weir_abi::ioctl::IOCTL_WEIR_SET_POLICY),
+                Just(weir_abi::ioctl::IOCTL_WEIR_GET_POLICY), Just(weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS), any::<u32>()],
+            input_len in 0u32..600,
+            output_len in 0u32..600,
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let max = input_len.max(output_len) as usize;
+            let mut system = vec![0xA5u8; max + GUARD];
+            for (d, s) in system.iter_mut().zip(bytes.iter().take(input_len as usize)) { *d = *s; }
+            for b in system.iter_mut().take(max).skip(input_len as usize) { *b = 0; }
+            let (head, guard) = system.split_at_mut(max);
+            let control = (major_function == 0x0e).then_some(wfp_km::irp::DeviceControl { code, input_len, output_len });
+            let buffer = if max == 0 { None } else { Some(head) };
+            let (status, information) = dispatch(Some(major_function), control, buffer, &ctx());
+            prop_assert_ne!(status.raw(), 0x103, "left pending");
+            if (status.raw() as u32) >> 30 == 3 {
+                prop_assert_eq!(information, 0);
+            }
+            prop_assert!(information <= output_len as usize);
+            prop_assert!(guard.iter().all(|b| *b == 0xA5));
+        }
+    }
 
     fn g(x: GUID) -> (u32, u16, u16, [u8; 8]) {
         (x.data1, x.data2, x.data3, x.data4)
