@@ -21,11 +21,12 @@
 //! `POOL_FLAG_NON_PAGED`, tag `'Weir'`, `ExFreePoolWithTag`). windows-drivers-rs'
 //! `wdk-alloc` 0.4.2 makes the same pool call with tag `'rust'`, but ignores
 //! `Layout::align()` (its own FIXME): pool blocks are 16-byte aligned on x64,
-//! so any type aligned above 16 (a `#[repr(align(64))]` cache-line padded
-//! counter, crossbeam's `CachePadded`) would get a misaligned block, which
-//! is undefined behaviour. Weir's allocator over-allocates for those
-//! (proptest-checked in `wfp_km::pool`). `PoolBox` never goes through the
-//! global allocator; it calls the same aligned pool path directly.
+//! so any type aligned above 16 would get a misaligned block, which is
+//! undefined behaviour. Weir has such types: `wfp_km::rcu::Rcu` (the policy
+//! swap) keeps its reader counters in `#[repr(align(64))]` cache lines.
+//! Weir's allocator over-allocates for those (proptest-checked in
+//! `wfp_km::pool`). `PoolBox` never goes through the global allocator; it
+//! calls the same aligned pool path directly.
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {

@@ -334,7 +334,7 @@ class DriverRun:
     def irp(self, major: int, *, code: int = 0, in_len: int = 0, out_len: int = 0, buffer_size: int | None = None,
             null_buffer: bool = False, create_token: tuple[str, int] | dict | None = None,
             null_security_context: bool = False, null_access_state: bool = False,
-            dispatch: int | None = None) -> IrpResult:
+            dispatch: int | None = None, input: bytes | None = None) -> IrpResult:
         """Builds an IRP with one IO_STACK_LOCATION and calls MajorFunction[major]
         at PASSIVE_LEVEL (a top-level driver's dispatch routines run there)."""
         prev_phase = self.model.phase
@@ -360,7 +360,9 @@ class DriverRun:
             if not null_buffer:
                 size = buffer_size if buffer_size is not None else max(in_len, out_len)
                 if size:
-                    before = b"\xEE" * size
+                    # METHOD_BUFFERED: the input (if any) at the start of the system buffer.
+                    data = (input or b"")[:size]
+                    before = data + b"\xEE" * (size - len(data))
                     buf = self.alloc(size + len(guard), before + guard, tag="weir.test.systembuffer")
             m.w64(irp + L.IRP_SYSTEM_BUFFER, buf)
         elif major == L.IRP_MJ_CREATE and not null_security_context:
@@ -398,16 +400,16 @@ class DriverRun:
         devs = list(self.model.live_devices())
         return devs[0] if devs else 0
 
-    def stats(self, ck: "Checker | None" = None) -> dict | None:
+    def stats(self, ck: "Checker | None" = None, out_len: int = 1 << 16) -> dict | None:
         """IOCTL_WEIR_GET_STATS, decoded. With a Checker, a failure is recorded there and None returned."""
-        r = self.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_GET_STATS, out_len=L.STATS_SIZE)
+        r = self.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_GET_STATS, out_len=out_len)
         problem = None
         if r.run.error:
             problem = f"emulator fault {r.run.error}"
         elif r.status != L.STATUS_SUCCESS:
             problem = f"returned {L.status_name(r.status)} (Information {r.information})"
         if problem:
-            where = f"IRP_MJ_DEVICE_CONTROL IOCTL_WEIR_GET_STATS (in 0, out {L.STATS_SIZE})"
+            where = f"IRP_MJ_DEVICE_CONTROL IOCTL_WEIR_GET_STATS (in 0, out {out_len})"
             if ck is None:
                 raise AssertionError(f"{where}: {problem}")
             ck.true(False, where, problem)

@@ -820,13 +820,40 @@ def test_windbg_script():
     assert problems == [], "\n".join(problems)
 
 
+def check_workflow(text: str) -> list[str]:
+    """The shipped GitHub workflow: a Linux job running the project's CI
+    script and a Windows job running the WDK flow and uploading its package."""
+    problems = []
+    if "bash .ci/run" not in text:
+        problems.append("no job runs bash .ci/run")
+    if not re.search(r"^\s*runs-on:\s*windows-\S+", text, re.M):
+        problems.append("no Windows job (runs-on: windows-...)")
+    if not re.search(r"^\s*run:\s*cargo make\b", text, re.M):
+        problems.append("no step runs cargo make")
+    if not re.search(r"^\s*path:.*weir_package", text, re.M):
+        problems.append("no artifact path with weir_package")
+    if "\t" in text:
+        problems.append("YAML must not contain tabs")
+    return problems
+
+
 def test_workflow_shape():
+    problems = check_workflow(read(WORKFLOW))
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("bash .ci/run", "bash ci.sh", ".ci/run"),
+    ("runs-on: windows-", "runs-on: macos-", "Windows job"),
+    ("run: cargo make", "run: cargo build", "cargo make"),
+    ("weir_package", "package", "weir_package"),
+])
+def test_workflow_checker_rejects(old, new, expected):
     text = read(WORKFLOW)
-    assert "bash .ci/run" in text
-    assert "windows-latest" in text
-    assert "cargo make" in text
-    assert "weir_package" in text
-    assert "\t" not in text, "YAML must not contain tabs"
+    assert old in text, old
+    problems = check_workflow(text.replace(old, new))
+    assert any(expected in p for p in problems), problems
+    assert any("tabs" in p for p in check_workflow(text + "\tx: 1\n"))
 
 
 # ---------------------------------------------------------------------------

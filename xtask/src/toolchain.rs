@@ -9,8 +9,9 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Debian packages the cross build needs.
-pub const BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
+/// Debian packages the cross builds and their tests need: the compiler and library source
+/// (driver and weirctl.exe), mingw-w64 (weirctl.exe's linker), Wine (weirctl.exe's tests).
+pub const BUILD_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "gcc-mingw-w64-x86-64", "wine64"];
 
 /// Everything the cross build invokes.
 pub struct Toolchain {
@@ -162,6 +163,42 @@ pub fn osslsigncode() -> Result<PathBuf> {
         bail!("installing osslsigncode failed; run: {install}");
     }
     Ok(PathBuf::from("osslsigncode"))
+}
+
+/// cargo-make, pinned: the version the Windows workflow installs, at least
+/// wdk-build 0.6.0's `min_version` (0.37.16); `wdk_flow` tests check both.
+pub const CARGO_MAKE_VERSION: &str = "0.37.24";
+
+/// cargo-make for the WDK flow's task-graph check, installed with
+/// `cargo install --locked` when missing or of another version (no root
+/// needed). Without default features: the check needs no TLS. Returns the
+/// cargo to run it through, as users do: `cargo make ...`.
+pub fn cargo_make() -> Result<PathBuf> {
+    let cargo = PathBuf::from(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let wanted = format!("cargo-make {CARGO_MAKE_VERSION}");
+    let installed = || {
+        Command::new(&cargo)
+            .args(["make", "--version"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match installed() {
+        Some(v) if v == wanted => return Ok(cargo),
+        Some(v) => println!("found {v}, want {wanted}"),
+        None => println!("cargo-make not found"),
+    }
+    let args = ["install", "--locked", "cargo-make", "--version", CARGO_MAKE_VERSION, "--no-default-features"];
+    println!("running: cargo {}", args.join(" "));
+    let status = Command::new(&cargo).args(args).status().context("running cargo install")?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    match installed() {
+        Some(v) if v == wanted => Ok(cargo),
+        other => bail!("after installing, `cargo make --version` gives {other:?}: is cargo's bin directory on PATH?"),
+    }
 }
 
 /// The backports source, derived from the machine's own apt configuration
@@ -387,5 +424,7 @@ pub fn setup() -> Result<()> {
     println!("cross cargo:    {}", tc.cargo.display());
     println!("linker:         {}", tc.lld.display());
     println!("osslsigncode:   {}", osslsigncode()?.display());
+    cargo_make()?;
+    println!("cargo-make:     {CARGO_MAKE_VERSION} (WDK flow task-graph check)");
     Ok(())
 }

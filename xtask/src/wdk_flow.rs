@@ -1,391 +1,158 @@
-//! Conformance of the WDK flow (windows-drivers-rs' `cargo make`, Windows
-//! only) with the sources of wdk-build 0.6.0, checked on Linux.
+//! The WDK flow (windows-drivers-rs' `cargo make`, Windows only), checked on
+//! Linux as far as it goes without the WDK.
 //!
-//! Nothing here can run the WDK. What can be checked without Windows is
-//! checked against the real inputs: cargo's own resolution (`cargo metadata`
-//! through the `cargo_metadata` crate, as wdk-build calls it; `cargo tree`
-//! with the flow's arguments), the files of wdk-build's makefile as the
-//! registry ships it, and this repository's Makefile.toml, .cargo/config.toml
-//! and GitHub workflow. The numbers refer to the findings of the issue that
-//! asked for this ("The Windows flow: `cargo make` in an eWDK prompt must work
-//! exactly as windows-drivers-rs defines it"). Run by `cargo test --workspace`
-//! (and so by `cargo xtask test`).
+//! - [`task_graph`] (a `cargo xtask test` stage) asks cargo-make itself,
+//!   with `--print-steps`, which tasks `cargo make` runs for the driver, in
+//!   which order, and what our override of `copy-inx-to-output` resolves to.
+//! - `tests` (in `cargo test --workspace`) check resolution, arguments,
+//!   crt-static, the INF task, the workflow and rust-version.
 
-#![cfg(test)]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#[cfg(test)]
+mod tests;
 
-use crate::repo_root;
-use cargo_metadata::{Metadata, MetadataCommand, Package};
-use std::path::{Path, PathBuf};
+use crate::{repo_root, step, toolchain};
+use anyhow::{bail, Context, Result};
+use cargo_metadata::{Metadata, MetadataCommand};
+use std::path::PathBuf;
 use std::process::Command;
 
-const WINDOWS_TARGET: &str = "x86_64-pc-windows-msvc";
-const DRIVER: &str = "weir";
+/// What `cargo make` runs for the driver package once `package-driver-flow`'s
+/// condition holds (wdk-build 0.6.0's rust-driver-makefile.toml with
+/// cargo-make 0.37.24), in order. A change of either shows up here first.
+pub const PACKAGE_DRIVER_STEPS: &[&str] = &[
+    "wdk-build-init",
+    "setup-wdk-config-env-vars",
+    "build",
+    "generate-driver-binary-file",
+    "copy-driver-binary-to-package",
+    "copy-pdb-to-package",
+    "copy-inx-to-output",
+    "stampinf",
+    "copy-inf-to-package",
+    "generate-certificate",
+    "copy-certificate-to-package",
+    "sign-driver-binary",
+    "verify-signature-driver-binary",
+    "inf2cat",
+    "sign-cat",
+    "verify-signature-cat",
+    "infverif",
+    "package-driver",
+];
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+/// Plain `cargo metadata` (no features, every platform): the call
+/// `wdk_build::cargo_make::load_rust_driver_makefile()` makes.
+pub fn plain_metadata() -> Result<Metadata> {
+    MetadataCommand::new().current_dir(repo_root()).exec().context("cargo metadata")
 }
 
-/// Plain `cargo metadata`: no features, every platform, exactly what
-/// `wdk_build::cargo_make::load_rust_driver_makefile()` runs.
-fn plain_metadata() -> Metadata {
-    MetadataCommand::new().current_dir(repo_root()).exec().unwrap()
+/// wdk-build's rust-driver-makefile.toml, as load_rust_driver_makefile()
+/// finds it: next to the manifest of the one wdk-build in the metadata.
+pub fn upstream_makefile_path(metadata: &Metadata) -> Result<PathBuf> {
+    let found: Vec<_> = metadata.packages.iter().filter(|p| p.name.as_str() == "wdk-build").collect();
+    let [wdk_build] = found.as_slice() else {
+        bail!("plain `cargo metadata` lists {} wdk-build packages; load_rust_driver_makefile() needs exactly one", found.len());
+    };
+    let dir = wdk_build.manifest_path.parent().context("wdk-build manifest path")?;
+    Ok(dir.join("rust-driver-makefile.toml").into_std_path_buf())
 }
 
-fn package<'a>(metadata: &'a Metadata, name: &str) -> &'a Package {
-    metadata.packages.iter().find(|p| p.name.as_str() == name).unwrap()
+/// Lays out what `load_script` would make, in a scratch directory: our
+/// Makefile.toml without its `load_script` (it compiles wdk-build with
+/// rust-script, and wdk-build refuses non-Windows hosts), extending a copy
+/// of the rust-driver-makefile.toml that load_rust_driver_makefile() would
+/// symlink, plus one public task depending on the private `package-driver`
+/// so that cargo-make prints its plan.
+fn scratch_makefile() -> Result<PathBuf> {
+    let upstream = upstream_makefile_path(&plain_metadata()?)?;
+    let dir = repo_root().join("target/tmp/wdk-flow-graph");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(&upstream, dir.join("rust-driver-makefile.toml"))
+        .with_context(|| format!("copying {}", upstream.display()))?;
+    let mut ours: toml::Table = std::fs::read_to_string(repo_root().join("Makefile.toml"))?.parse()?;
+    if ours.get("extend").and_then(|e| e.as_str()) != Some("target/rust-driver-makefile.toml") {
+        bail!("Makefile.toml must extend target/rust-driver-makefile.toml (where load_rust_driver_makefile() links it)");
+    }
+    ours.insert("extend".into(), "rust-driver-makefile.toml".into());
+    let config = ours.get_mut("config").and_then(|c| c.as_table_mut()).context("Makefile.toml [config]")?;
+    config.remove("load_script").context("Makefile.toml has no load_script")?;
+    let tasks = ours
+        .entry("tasks")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .context("Makefile.toml's `tasks` is not a table")?;
+    let mut probe = toml::Table::new();
+    probe.insert("dependencies".into(), toml::Value::Array(vec!["package-driver".into()]));
+    tasks.insert("weir-print-package-driver".into(), toml::Value::Table(probe));
+    let path = dir.join("Makefile.toml");
+    std::fs::write(&path, toml::to_string(&ours)?)?;
+    Ok(path)
 }
 
-fn read(path: impl AsRef<Path>) -> String {
-    let path = repo_root().join(path);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn toml_file(path: &str) -> toml::Table {
-    read(path).parse().unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// wdk-build's rust-driver-makefile.toml, the file Makefile.toml extends.
-fn upstream_makefile(metadata: &Metadata) -> (PathBuf, toml::Table) {
-    let wdk_build = package(metadata, "wdk-build");
-    let path = wdk_build.manifest_path.parent().unwrap().join("rust-driver-makefile.toml").into_std_path_buf();
-    let text = std::fs::read_to_string(&path).unwrap();
-    (path, text.parse().unwrap())
-}
-
-/// `cargo tree` of the driver's non-dev dependencies for `target`, with
-/// `rustflags` as CARGO_ENCODED_RUSTFLAGS (None: .cargo/config.toml's apply).
-fn tree(extra: &[&str], rustflags: Option<&str>) -> String {
-    let mut cmd = cargo();
+/// `cargo make --print-steps`: the plan, nothing run.
+fn print_steps(cargo: &PathBuf, makefile: &PathBuf, task: &str, short: bool) -> Result<String> {
+    let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_root())
-        .args(["tree", "--locked", "-e", "normal,build", "--prefix", "none", "--format", "{p}"])
-        .args(extra)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
-    if let Some(flags) = rustflags {
-        cmd.env("CARGO_ENCODED_RUSTFLAGS", flags);
+        .args(["make", "--disable-check-for-updates", "--no-workspace", "--makefile"])
+        .arg(makefile)
+        .arg("--print-steps");
+    if short {
+        cmd.args(["--output-format", "short-description"]);
     }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "cargo tree {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    let out = cmd.arg(task).output().context("running cargo-make")?;
+    if !out.status.success() {
+        bail!("cargo make --print-steps {task} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn wdk_crates(tree: &str) -> Vec<&str> {
-    let mut found: Vec<&str> =
-        tree.lines().filter_map(|l| l.split_whitespace().next()).filter(|n| n.starts_with("wdk")).collect();
-    found.sort_unstable();
-    found.dedup();
-    found
+/// Task names of `--output-format short-description` lines (`N. name - text`).
+fn step_names(plan: &str) -> Vec<String> {
+    plan.lines()
+        .filter_map(|l| {
+            let (number, rest) = l.split_once(". ")?;
+            number.trim().parse::<u32>().ok()?;
+            Some(rest.split(" - ").next()?.trim().to_string())
+        })
+        .collect()
 }
 
-/// The one `cargo make` step of the GitHub workflow's Windows job and the
-/// job's `env:` values.
-struct WindowsJob {
-    /// The job's text, from `  windows:` to the end of the file.
-    text: String,
-    env: Vec<(String, String)>,
-    cargo_make_args: Vec<String>,
-    upload_path: String,
-}
+/// `cargo xtask test` stage: cargo-make's own plan for the driver package.
+pub fn task_graph() -> Result<()> {
+    step("WDK flow task graph (cargo-make --print-steps on our Makefile.toml)");
+    let cargo = toolchain::cargo_make()?;
+    let makefile = scratch_makefile()?;
 
-impl WindowsJob {
-    fn parse() -> Self {
-        let text = read(".github/workflows/ci.yml");
-        let job = &text[text.find("\n  windows:\n").expect("a `windows` job")..];
-        let mut env = Vec::new();
-        let mut in_env = false;
-        for line in job.lines() {
-            if line == "    env:" {
-                in_env = true;
-                continue;
-            }
-            if in_env {
-                if !line.starts_with("      ") {
-                    in_env = false;
-                    continue;
-                }
-                let line = line.trim();
-                if line.starts_with('#') {
-                    continue;
-                }
-                if let Some((k, v)) = line.split_once(':') {
-                    env.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
-                }
-            }
+    let plan = step_names(&print_steps(&cargo, &makefile, "weir-print-package-driver", true)?);
+    let mut expected: Vec<String> = PACKAGE_DRIVER_STEPS.iter().map(|s| (*s).to_string()).collect();
+    expected.extend(["weir-print-package-driver".to_string(), "end".to_string()]);
+    println!("  package-driver plan: {}", plan.join(" -> "));
+    if plan != expected {
+        bail!("cargo-make's plan differs from the one this repository was checked against:\n  got      {plan:?}\n  expected {expected:?}");
+    }
+
+    // `cargo make` = `default`, wdk-build's alias of package-driver-flow,
+    // which builds first and then runs package-driver as a sub-flow.
+    let default = step_names(&print_steps(&cargo, &makefile, "default", true)?);
+    println!("  default plan: {}", default.join(" -> "));
+    if default != ["wdk-build-init", "build", "default", "end"] {
+        bail!("`cargo make` (default) plan is {default:?}");
+    }
+
+    // The resolved copy-inx-to-output is ours (wdk-build's runner and args,
+    // our script reading driver.inx) and runs before stampinf.
+    let full = print_steps(&cargo, &makefile, "weir-print-package-driver", false)?;
+    let start = full.find("name: \"copy-inx-to-output\"").context("no copy-inx-to-output step")?;
+    let end = full[start..].find("name: \"stampinf\"").map_or(full.len(), |e| start + e);
+    let task = &full[start..end];
+    for needed in ["driver.inx", "WDK_BUILD_OUTPUT_DIRECTORY", "CARGO_MAKE_CRATE_FS_NAME", "\"@rust\""] {
+        if !task.contains(needed) {
+            bail!("resolved copy-inx-to-output lacks {needed}:\n{task}");
         }
-        let mut job_ = Self { text: job.to_string(), env, cargo_make_args: Vec::new(), upload_path: String::new() };
-        let runs: Vec<&str> = job.lines().filter_map(|l| l.trim().strip_prefix("run: ")).collect();
-        let make: Vec<&&str> = runs.iter().filter(|r| r.starts_with("cargo make")).collect();
-        assert_eq!(make.len(), 1, "exactly one `run: cargo make ...` step: {make:?}");
-        job_.cargo_make_args = job_.expand(make[0]).split_whitespace().skip(2).map(String::from).collect();
-        let path = job.lines().find_map(|l| l.trim().strip_prefix("path: ")).expect("an upload `path:`");
-        job_.upload_path = job_.expand(path);
-        job_
     }
-
-    fn var(&self, name: &str) -> &str {
-        self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_else(|| panic!("env {name}"))
+    if task.contains("{}.inx") {
+        bail!("cargo-make resolved wdk-build's copy-inx-to-output, not ours:\n{task}");
     }
-
-    /// Expands `${{ env.NAME }}`.
-    fn expand(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        while let Some(start) = out.find("${{ env.") {
-            let end = out[start..].find("}}").unwrap() + start;
-            let name = out[start + 8..end].trim();
-            out.replace_range(start..end + 2, self.var(name));
-        }
-        out
-    }
-}
-
-/// Cargo's option value, `--name value` or `--name=value`.
-fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().enumerate().find_map(|(i, a)| {
-        if a == name {
-            args.get(i + 1).map(String::as_str)
-        } else {
-            a.strip_prefix(name).and_then(|r| r.strip_prefix('='))
-        }
-    })
-}
-
-// Finding 1: load_rust_driver_makefile() needs wdk-build in plain
-// `cargo metadata`, exactly once (it fails on none and on several).
-#[test]
-fn plain_cargo_metadata_lists_exactly_one_wdk_build_with_its_makefile() {
-    let metadata = plain_metadata();
-    let wdk_build: Vec<_> = metadata.packages.iter().filter(|p| p.name.as_str() == "wdk-build").collect();
-    assert_eq!(wdk_build.len(), 1, "wdk-build versions: {:?}", wdk_build.iter().map(|p| &p.version).collect::<Vec<_>>());
-    let (path, makefile) = upstream_makefile(&metadata);
-    assert!(makefile["tasks"]["package-driver-flow"].is_table(), "{}", path.display());
-    // And it is the driver's own build dependency, not only a transitive one.
-    let driver = package(&metadata, DRIVER);
-    let dep = driver.dependencies.iter().find(|d| d.name == "wdk-build").expect("weir build-depends on wdk-build");
-    assert_eq!(dep.kind, cargo_metadata::DependencyKind::Build);
-    assert!(!dep.optional, "an optional dependency is absent from plain `cargo metadata`");
-    // Makefile.toml's load_script asks for the same major.minor.
-    let ours = toml_file("Makefile.toml");
-    let script = ours["config"]["load_script"].as_str().unwrap();
-    assert!(script.contains(&format!("wdk-build = \"{}.{}.", wdk_build[0].version.major, wdk_build[0].version.minor)));
-    assert!(script.contains("load_rust_driver_makefile()"));
-    assert_eq!(ours["extend"].as_str(), Some("target/rust-driver-makefile.toml"));
-}
-
-// wdk-build takes the driver model from exactly one `[package.metadata.wdk]`
-// in the graph and packages only cdylibs that have one.
-#[test]
-fn the_driver_is_the_only_wdk_package_and_a_wdm_cdylib() {
-    let metadata = plain_metadata();
-    let with_wdk: Vec<&str> =
-        metadata.packages.iter().filter(|p| !p.metadata["wdk"].is_null()).map(|p| p.name.as_str()).collect();
-    assert_eq!(with_wdk, [DRIVER]);
-    assert!(metadata.workspace_metadata["wdk"].is_null());
-    let driver = package(&metadata, DRIVER);
-    assert_eq!(driver.metadata["wdk"]["driver-model"]["driver-type"], "WDM");
-    assert!(driver.targets.iter().any(|t| t.kind.contains(&cargo_metadata::TargetKind::CDyLib)));
-}
-
-// Finding 2: the flow passes no feature, so no member can reject one; and
-// every member accepts the cargo arguments the workflow passes.
-#[test]
-fn no_feature_is_passed_and_every_member_accepts_the_flows_arguments() {
-    let ours = toml_file("Makefile.toml");
-    let env = ours.get("env").and_then(|e| e.as_table()).cloned().unwrap_or_default();
-    assert!(
-        !env.contains_key("CARGO_MAKE_CARGO_BUILD_TEST_FLAGS"),
-        "wdk-build unsets CARGO_MAKE_CARGO_BUILD_TEST_FLAGS (cargo-make's default is --all-features); keep it so"
-    );
-    let (_, upstream) = upstream_makefile(&plain_metadata());
-    assert_eq!(upstream["env"]["CARGO_MAKE_CARGO_BUILD_TEST_FLAGS"]["unset"].as_bool(), Some(true));
-    let job = WindowsJob::parse();
-    for arg in &job.cargo_make_args {
-        assert!(
-            !(arg.starts_with("--features") || arg == "-F" || arg == "--all-features" || arg.starts_with("--env")),
-            "the workflow passes {arg}: cargo-make forwards it to every workspace member"
-        );
-    }
-    let target = option(&job.cargo_make_args, "--target").unwrap_or(WINDOWS_TARGET);
-    // cargo-make runs `cargo build <args>` in each member's directory.
-    let metadata = plain_metadata();
-    for id in &metadata.workspace_members {
-        let member = metadata.packages.iter().find(|p| &p.id == id).unwrap();
-        let manifest = member.manifest_path.as_str();
-        tree(&["--manifest-path", manifest, "--target", target], None);
-    }
-    assert!(package(&metadata, DRIVER).features.is_empty(), "no feature selects a flow");
-}
-
-// Finding 3: crt-static for the Windows MSVC target only; the Linux flow's
-// image never sees it, nor any windows-drivers-rs crate.
-#[test]
-fn crt_static_is_set_for_the_windows_target_only_and_selects_the_wdk_crates() {
-    let config = toml_file(".cargo/config.toml");
-    let flags: Vec<&str> = config["target"][WINDOWS_TARGET]["rustflags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert!(flags.windows(2).any(|w| w == ["-C", "target-feature=+crt-static"]), "{flags:?}");
-    assert!(config.get("build").and_then(|b| b.get("rustflags")).is_none(), "[build] rustflags would reach host proc-macros");
-    assert!(config.get("host").is_none());
-    let targets = config["target"].as_table().unwrap();
-    assert_eq!(targets.keys().collect::<Vec<_>>(), [WINDOWS_TARGET], "no other target (or cfg) table gets rustflags");
-
-    // The WDK flow: config rustflags apply -> wdk-sys (and its wdk-build).
-    let wdk = tree(&["-p", DRIVER, "--target", WINDOWS_TARGET], None);
-    assert_eq!(wdk_crates(&wdk), ["wdk-build", "wdk-macros", "wdk-sys"], "{wdk}");
-    // The Linux flow: xtask's CARGO_ENCODED_RUSTFLAGS replace them.
-    let xtask_flags = crate::build::cross_rustflags(&repo_root());
-    let linux = tree(&["-p", DRIVER, "--target", WINDOWS_TARGET], Some(&xtask_flags));
-    assert_eq!(wdk_crates(&linux), Vec::<&str>::new(), "{linux}");
-    // Host builds (unit tests): none either.
-    let host = tree(&["-p", DRIVER], None);
-    assert_eq!(wdk_crates(&host), Vec::<&str>::new(), "{host}");
-}
-
-// Finding 4: wdk-build copies `<crate fs name>.inx`; Makefile.toml replaces
-// that one task so driver.inx stays the source. The replacement is run here.
-#[test]
-fn the_inx_task_copies_driver_inx_to_the_crates_inf() {
-    let metadata = plain_metadata();
-    let (path, upstream) = upstream_makefile(&metadata);
-    let base = upstream["tasks"]["copy-inx-to-output"]["script"].as_str().unwrap();
-    assert!(base.contains("{}.inx"), "{}: wdk-build's task changed; re-check the override", path.display());
-    let stampinf = upstream["tasks"]["stampinf"]["dependencies"].as_array().unwrap();
-    assert!(stampinf.iter().any(|d| d.as_str() == Some("copy-inx-to-output")));
-
-    let ours = toml_file("Makefile.toml");
-    let task = ours["tasks"]["copy-inx-to-output"].as_table().unwrap();
-    assert_eq!(task["script_runner"].as_str(), Some("@rust"));
-    let script = task["script"].as_str().unwrap();
-
-    // CARGO_MAKE_CRATE_FS_NAME is the package name with `-` as `_`: the
-    // cdylib's file name, so weir.dll -> weir.sys, weir.inf, weir.cat.
-    let driver = package(&metadata, DRIVER);
-    let fs_name = driver.name.replace('-', "_");
-    let cdylib = driver.targets.iter().find(|t| t.kind.contains(&cargo_metadata::TargetKind::CDyLib)).unwrap();
-    assert_eq!(cdylib.name, fs_name);
-    let inx = read("driver.inx");
-    assert!(inx.contains(&format!("{fs_name}.sys")) && inx.contains(&format!("CatalogFile = {fs_name}.cat")));
-
-    // Compile and run the task's script as rust-script would (a plain
-    // program with main).
-    let dir = repo_root().join("target/tmp/wdk-flow-inx");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("task.rs"), script).unwrap();
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let built = Command::new(rustc)
-        .args(["--edition", "2021", "-o"])
-        .arg(dir.join("task"))
-        .arg(dir.join("task.rs"))
-        .output()
-        .unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-    let out = dir.join("target/release");
-    let run = Command::new(dir.join("task"))
-        .env("CARGO_MAKE_WORKING_DIRECTORY", repo_root())
-        .env("WDK_BUILD_OUTPUT_DIRECTORY", &out)
-        .env("CARGO_MAKE_CRATE_FS_NAME", &fs_name)
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    assert_eq!(std::fs::read(out.join(format!("{fs_name}.inf"))).unwrap(), inx.as_bytes());
-    // A missing variable is an error, not a panic or a stray file.
-    let bad = Command::new(dir.join("task")).env_remove("WDK_BUILD_OUTPUT_DIRECTORY").env("CARGO_MAKE_WORKING_DIRECTORY", repo_root()).env("CARGO_MAKE_CRATE_FS_NAME", &fs_name).output().unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("WDK_BUILD_OUTPUT_DIRECTORY is not set"));
-}
-
-// Findings 5 and 6: cargo arguments after the task name, one profile for
-// cargo and packaging, and upstream CI's setup with pinned versions.
-#[test]
-fn the_workflow_invokes_cargo_make_as_upstream_ci_does() {
-    let job = WindowsJob::parse();
-    let args = &job.cargo_make_args;
-    let task = args.first().expect("a task name");
-    assert!(!task.starts_with('-'), "the task name comes first; cargo-make options before it are cargo-make's: {args:?}");
-    let (_, upstream) = upstream_makefile(&plain_metadata());
-    assert!(upstream["tasks"][task.as_str()].is_table(), "{task} is a task of rust-driver-makefile.toml");
-
-    // `--profile` after the task is cargo's (wdk-build-init forwards it and
-    // sets WDK_BUILD_OUTPUT_DIRECTORY from it); cargo-make's `production`
-    // would give cargo no profile and the packaging tasks another directory.
-    let profile = option(args, "--profile").expect("--profile after the task name");
-    assert!(!args.iter().any(|a| a == "production" || a == "--release"));
-    let cargo_toml = toml_file("Cargo.toml");
-    assert!(
-        ["dev", "release"].contains(&profile) || cargo_toml["profile"].get(profile).is_some(),
-        "profile {profile} is defined"
-    );
-    let target = option(args, "--target").expect("--target, as upstream CI passes");
-    assert_eq!(target, WINDOWS_TARGET);
-    let dir = if profile == "dev" { "debug" } else { profile };
-    assert_eq!(job.upload_path, format!("target/{target}/{dir}/weir_package"));
-
-    // Upstream's pins (windows-drivers-rs .github/workflows/build.yaml).
-    assert_eq!(job.var("LLVM_VERSION"), "17.0.6");
-    let wdk = job.var("WDK_VERSION");
-    assert!(wdk.starts_with("10.0.") && wdk.split('.').count() == 3, "{wdk}");
-    let text = &job.text;
-    assert!(text.contains("Microsoft.WindowsSDK.$env:WDK_VERSION") && text.contains("Microsoft.WindowsWDK.$env:WDK_VERSION"));
-    assert!(text.contains("\"Version_Number=$env:WDK_VERSION.0\""));
-    assert!(text.contains("--id LLVM.LLVM --version $env:LLVM_VERSION"));
-    assert!(text.contains("cargo install --locked cargo-make --version $env:CARGO_MAKE_VERSION"));
-    let pinned: Vec<u32> = job.var("CARGO_MAKE_VERSION").split('.').map(|p| p.parse().unwrap()).collect();
-    let min: Vec<u32> =
-        upstream["config"]["min_version"].as_str().unwrap().split('.').map(|p| p.parse().unwrap()).collect();
-    assert!(pinned >= min, "cargo-make {pinned:?} < wdk-build's min_version {min:?}");
-    // No RUSTFLAGS in the job: it would replace config's crt-static.
-    assert!(!text.contains("RUSTFLAGS:"));
-}
-
-// Finding 10: rust-version covers what the WDK crates declare.
-#[test]
-fn rust_version_covers_the_wdk_crates() {
-    let metadata = plain_metadata();
-    let ours = package(&metadata, DRIVER).rust_version.clone().expect("weir declares rust-version");
-    let needed = metadata
-        .packages
-        .iter()
-        .filter(|p| p.name.starts_with("wdk"))
-        .filter_map(|p| p.rust_version.clone().map(|v| (p.name.to_string(), v)))
-        .collect::<Vec<_>>();
-    assert!(needed.iter().any(|(n, _)| n == "wdk-build"), "wdk-build declares one: {needed:?}");
-    for (name, version) in needed {
-        assert!(ours >= version, "{name} needs Rust {version}, weir declares {ours}");
-    }
-}
-
-// No package-registry host in the repository. The names are put together
-// here so that this file does not contain them either.
-#[test]
-fn no_package_registry_host_in_tracked_files() {
-    let hosts: Vec<String> = [
-        ["deb", "debian", "org"].join("."),
-        ["security", "debian", "org"].join("."),
-        ["static", "crates", "io"].join("."),
-        ["index", "crates", "io"].join("."),
-        ["pypi", "org"].join("."),
-        ["files", "pythonhosted", "org"].join("."),
-        ["registry", "npmjs", "org"].join("."),
-        ["proxy", "golang", "org"].join("."),
-    ]
-    .to_vec();
-    let out = Command::new("git").current_dir(repo_root()).args(["ls-files", "-z"]).output().unwrap();
-    assert!(out.status.success());
-    let mut hits = Vec::new();
-    for file in String::from_utf8(out.stdout).unwrap().split('\0').filter(|f| !f.is_empty()) {
-        // Cargo.lock's `source` lines name the registry index; cargo writes them.
-        if file == "Cargo.lock" || file.ends_with("/Cargo.lock") {
-            continue;
-        }
-        let Ok(text) = std::fs::read_to_string(repo_root().join(file)) else { continue };
-        let lower = text.to_ascii_lowercase();
-        hits.extend(hosts.iter().filter(|h| lower.contains(h.as_str())).map(|h| format!("{file}: {h}")));
-    }
-    assert!(hits.is_empty(), "{hits:?}");
+    println!("  copy-inx-to-output resolves to Makefile.toml's script (driver.inx -> weir.inf)");
+    Ok(())
 }

@@ -77,6 +77,10 @@ pub const BUCKET_LIMIT: u32 = 8;
 /// per rule and partition (all long lists as predicates), which always fits.
 pub const ENTRY_BUDGET: usize = 4_000_000;
 
+/// Hash slots per distinct key (rounded up to a power of two per table): sparse enough that a
+/// probe for a key no entry has usually lands on an empty slot.
+pub const SLOTS_PER_KEY: usize = 8;
+
 const NONE: u32 = u32::MAX;
 
 /// Why a policy could not be compiled.
@@ -437,10 +441,8 @@ fn small_key(proto: u8, rp: u16, lp: u16) -> u64 {
 fn key_hash(r: u64, l: u64, small: u64) -> u64 {
     const K1: u64 = 0x9E37_79B9_7F4A_7C15;
     const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
-    const K3: u64 = 0x1656_67B1_9E37_79F9;
-    let a = (u128::from(r ^ K1)) * u128::from(l ^ K2);
-    let x = (a as u64) ^ ((a >> 64) as u64) ^ small.wrapping_mul(K3);
-    let b = u128::from(x ^ K3) * u128::from(K1);
+    let x = r.wrapping_mul(K1) ^ l.rotate_left(23) ^ small.rotate_left(41);
+    let b = u128::from(x) * u128::from(K2);
     (b as u64) ^ ((b >> 64) as u64)
 }
 
@@ -477,6 +479,34 @@ impl fmt::Debug for CompiledPolicy {
             .field("stats", &self.stats())
             .field("memory_bytes", &self.memory_bytes())
             .finish()
+    }
+}
+
+/// Counts lookup work (no-op for `()`, so `lookup` pays nothing).
+trait Counter {
+    fn probe(&mut self);
+    fn entry(&mut self);
+}
+
+impl Counter for () {
+    #[inline(always)]
+    fn probe(&mut self) {}
+    #[inline(always)]
+    fn entry(&mut self) {}
+}
+
+#[derive(Default)]
+struct Work {
+    probes: u32,
+    entries: u32,
+}
+
+impl Counter for Work {
+    fn probe(&mut self) {
+        self.probes += 1;
+    }
+    fn entry(&mut self) {
+        self.entries += 1;
     }
 }
 
@@ -609,14 +639,14 @@ impl CompiledPolicy {
             Addr::V4(r) => {
                 let l = u32::addr(q.local_normalized()).unwrap_or(0);
                 match self.v4.get(di) {
-                    Some(part) => self.lookup_in(part, &self.sets4, r, l, q, &mut app),
+                    Some(part) => self.lookup_in(part, &self.sets4, r, l, q, &mut app, &mut ()),
                     None => NONE,
                 }
             }
             Addr::V6(r) => {
                 let l = u128::addr(q.local_normalized()).unwrap_or(0);
                 match self.v6.get(di) {
-                    Some(part) => self.lookup_in(part, &self.sets6, r, l, q, &mut app),
+                    Some(part) => self.lookup_in(part, &self.sets6, r, l, q, &mut app, &mut ()),
                     None => NONE,
                 }
             }
@@ -640,8 +670,29 @@ impl CompiledPolicy {
         }
     }
 
+    /// Work one lookup does: `(tables probed, entries checked)`. For benchmarks and the
+    /// design notes; same result as [`Self::lookup`].
+    #[doc(hidden)]
+    pub fn lookup_work(&self, q: &Query<'_>) -> (Verdict, u32, u32) {
+        let mut w = Work::default();
+        let di = usize::from(q.direction == Direction::Inbound);
+        let mut app = AppCache { app: q.app, hash: None };
+        let _ = match q.remote {
+            Addr::V4(r) => {
+                let l = u32::addr(q.local_normalized()).unwrap_or(0);
+                self.v4.get(di).map(|p| self.lookup_in(p, &self.sets4, r, l, q, &mut app, &mut w))
+            }
+            Addr::V6(r) => {
+                let l = u128::addr(q.local_normalized()).unwrap_or(0);
+                self.v6.get(di).map(|p| self.lookup_in(p, &self.sets6, r, l, q, &mut app, &mut w))
+            }
+        };
+        (self.lookup(q), w.probes, w.entries)
+    }
+
     #[inline]
-    fn lookup_in<W: Word>(
+    #[allow(clippy::too_many_arguments)]
+    fn lookup_in<W: Word, C: Counter>(
         &self,
         part: &Partition<W>,
         sets: &SetIndex<W>,
@@ -649,6 +700,7 @@ impl CompiledPolicy {
         l: W,
         q: &Query<'_>,
         app: &mut AppCache<'_>,
+        counter: &mut C,
     ) -> u32 {
         let mut best = NONE;
         let small = small_key(q.protocol, q.remote_port, q.local_port);
@@ -656,6 +708,7 @@ impl CompiledPolicy {
             if t.min_rule >= best {
                 break;
             }
+            counter.probe();
             let h = key_hash(r.and(t.mask_r).fold64(), l.and(t.mask_l).fold64(), small & t.small_mask);
             let slot = (t.slot_base as usize).wrapping_add(h.checked_shr(t.shift).unwrap_or(0) as usize);
             let (Some(&s), Some(&e)) = (part.offsets.get(slot), part.offsets.get(slot.wrapping_add(1)))
@@ -667,6 +720,7 @@ impl CompiledPolicy {
                 if en.rule >= best {
                     break;
                 }
+                counter.entry();
                 if self.entry_matches(part, sets, en, r, l, q, app) {
                     best = en.rule;
                     break;
@@ -676,7 +730,7 @@ impl CompiledPolicy {
         best
     }
 
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn entry_matches<W: Word>(
         &self,
@@ -699,6 +753,7 @@ impl CompiledPolicy {
             && (e.residual == NONE || self.residual_ok(part, sets, e.residual, r, l, q, app))
     }
 
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn residual_ok<W: Word>(
         &self,
@@ -1182,7 +1237,7 @@ fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<
         let (Some(s), Some(&keys), Some(&mr)) = (specs.get(si), keys_per_spec.get(si), min_rule.get(si)) else {
             continue;
         };
-        let bits = (keys as usize * 2).max(2).next_power_of_two().trailing_zeros();
+        let bits = (keys as usize * SLOTS_PER_KEY).max(2).next_power_of_two().trailing_zeros();
         if let Some(t) = table_of_spec.get_mut(si) {
             *t = ti as u32;
         }
