@@ -783,6 +783,11 @@ impl CompiledPolicy {
         if res.app != NONE {
             let Some(meta) = self.app_meta.get(res.app as usize) else { return false };
             let Some(qa) = app.app else { return false };
+            // Length first: it rejects most application conditions without hashing the
+            // query's path (the hash walks the whole path; lengths of paths mostly differ).
+            if qa.len() != meta.len as usize {
+                return false;
+            }
             let h = match app.hash {
                 Some(h) => h,
                 None => {
@@ -791,7 +796,7 @@ impl CompiledPolicy {
                     h
                 }
             };
-            if h != meta.hash || qa.len() != meta.len as usize {
+            if h != meta.hash {
                 return false;
             }
             let stored = Span { start: meta.start, len: meta.len }.of(&self.apps);
