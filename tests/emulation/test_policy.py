@@ -231,10 +231,13 @@ def _measure_classify(driver, v: dict) -> tuple[int, int]:
             rsp[1] = sp
 
     hook = uc.hook_add(UC_HOOK_CODE, on_code, begin=base, end=base + size - 1)
+    # Code translated before the hook existed would run without it: drop the translation cache.
+    uc.ctl_flush_tb()
     try:
         r = classify_vector(driver, v)
     finally:
         uc.hook_del(hook)
+        uc.ctl_flush_tb()
     assert r.run.error is None, f"classifyFn [{v['name']}]: emulator fault {r.run.error}"
     # + 8: the return address the caller pushed (part of classify's stack use).
     return count[0], (rsp[0] - rsp[1] + 8) if rsp[0] is not None else 0
