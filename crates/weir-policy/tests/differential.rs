@@ -62,7 +62,7 @@ fn larger_classbench_sets_agree() {
     for (i, profile) in [Profile::Acl, Profile::Fw, Profile::Ipc].into_iter().enumerate() {
         let extras = Extras { set_percent: 5, set_entries: 5000, app_percent: 5, loopback_percent: 5, v6_percent: 20 };
         let p = testing::classbench(3000, profile, extras, 77 + i as u64);
-        let qs = testing::trace(&p, 3000, 99);
+        let qs = testing::trace(&p, 1000, 99);
         let c = CompiledPolicy::compile(&p).unwrap();
         let mut matched = 0;
         for q in &qs {
