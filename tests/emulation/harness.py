@@ -295,7 +295,7 @@ class DriverRun:
     def irp(self, major: int, *, code: int = 0, in_len: int = 0, out_len: int = 0, buffer_size: int | None = None,
             null_buffer: bool = False, create_token: tuple[str, int] | dict | None = None,
             null_security_context: bool = False, null_access_state: bool = False,
-            dispatch: int | None = None) -> IrpResult:
+            dispatch: int | None = None, input: bytes | None = None) -> IrpResult:
         """Builds an IRP with one IO_STACK_LOCATION and calls MajorFunction[major]."""
         prev_phase, self.model.phase = self.model.phase, "dispatch"
         n_comp = len(self.model.irp_completions)
@@ -319,7 +319,9 @@ class DriverRun:
             if not null_buffer:
                 size = buffer_size if buffer_size is not None else max(in_len, out_len)
                 if size:
-                    before = b"\xEE" * size
+                    # METHOD_BUFFERED: the input (if any) at the start of the system buffer.
+                    data = (input or b"")[:size]
+                    before = data + b"\xEE" * (size - len(data))
                     buf = self.alloc(size + len(guard), before + guard, tag="weir.test.systembuffer")
             m.w64(irp + L.IRP_SYSTEM_BUFFER, buf)
         elif major == L.IRP_MJ_CREATE and not null_security_context:
