@@ -80,6 +80,12 @@ def _answer(d: harness.DriverRun, msg: dict, calls: list) -> dict:
     assert r.run.error is None, f"{msg['name']}: emulator fault {r.run.error}"
     assert r.guard_intact, f"{msg['name']}: the driver wrote past the system buffer"
     status = r.status & 0xFFFFFFFF
+    if status == getattr(L, "STATUS_PENDING", 0x103) and hasattr(d, "cancel_irp"):
+        # A read with no events waiting is parked; nothing else will complete it here, so cancel
+        # it (as Ctrl-C does) and answer with the status it completes with.
+        d.cancel_irp(r.irp)
+        done = [c for c in d.model.irp_completions if c.get("irp") == r.irp]
+        status = d.mem.u32(r.irp + L.IRP_IO_STATUS_STATUS) if done else status
     is_error = status >> 30 == 0b11
     out = b"" if is_error or not r.buffer_after else r.buffer_after[: min(r.information, msg["output_len"])]
     calls.append((msg["name"], L.status_name(status), len(data), len(out)))
