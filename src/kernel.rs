@@ -3,7 +3,7 @@
 //! This is the driver's only module with `unsafe` code.
 
 use crate::classify::{on_classify, Applied, Outcome, COUNTERS};
-use crate::driver::{Callbacks, Driver};
+use crate::driver::{self, Callbacks, Driver, Teardown};
 use crate::{ids, ioctl, policy};
 use core::ffi::c_void;
 use core::net::SocketAddr;
@@ -12,7 +12,9 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
 use windows_sys::Win32::Foundation::UNICODE_STRING;
 use wfp_km::classify::{ClassifyOut, Filter, IncomingValues, Metadata};
+use wfp_km::bfe::BfeState;
 use wfp_km::device::{major, DriverObject};
+use wfp_km::sys::fwpm::FWPM_SERVICE_STATE;
 use wfp_km::irp::Irp;
 use wfp_km::pool::PoolBox;
 use wfp_km::sys::fwps::{
@@ -32,8 +34,13 @@ static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(ptr::null_mut());
 #[unsafe(export_name = "DriverEntry")]
 pub unsafe extern "system" fn driver_entry(
     driver_object: *mut DRIVER_OBJECT,
-    _registry_path: *const UNICODE_STRING,
+    registry_path: *const UNICODE_STRING,
 ) -> i32 {
+    // SAFETY: the I/O manager passes the service key's name (or null),
+    // valid during DriverEntry.
+    if let Some(key) = unsafe { registry_path.as_ref() } {
+        trace::set_trace_level(trace::load_trace_level(key).unwrap_or(0));
+    }
     // SAFETY: the I/O manager passes our DRIVER_OBJECT; we are DriverEntry.
     let Some(mut driver) = (unsafe { DriverObject::from_raw(driver_object) }) else {
         return NtStatus::INVALID_PARAMETER.raw();
@@ -42,7 +49,12 @@ pub unsafe extern "system" fn driver_entry(
     for code in [major::CREATE, major::CLOSE, major::CLEANUP, major::DEVICE_CONTROL] {
         driver.set_dispatch(code, Some(dispatch));
     }
-    let callbacks = Callbacks { classify: Some(classify), notify: Some(notify), flow_delete: Some(flow_delete) };
+    let callbacks = Callbacks {
+        classify: Some(classify),
+        notify: Some(notify),
+        flow_delete: Some(flow_delete),
+        bfe_state: Some(bfe_state_changed),
+    };
     match Driver::start(&driver, &callbacks) {
         Ok(state) => {
             DRIVER.store(PoolBox::into_raw(state), Ordering::Release);
@@ -56,19 +68,35 @@ pub unsafe extern "system" fn driver_entry(
     }
 }
 
-/// DriverUnload: drop the state (see `driver` for the order). Does nothing if
-/// there is no state (a failed start, or a second call).
+/// DriverUnload: `Driver::shutdown` (see `driver` for the order), then free
+/// the state, unless shutdown reports it pinned: then it is leaked on purpose
+/// (with the device, which keeps this image mapped). Does nothing if there is
+/// no state (a failed start, or a second call).
 unsafe extern "system" fn driver_unload(_driver_object: *const DRIVER_OBJECT) {
     let raw = DRIVER.swap(ptr::null_mut(), Ordering::AcqRel);
     if let Some(raw) = NonNull::new(raw) {
         // SAFETY: `raw` came from PoolBox::into_raw in DriverEntry and the
         // swap above gave us sole ownership.
-        drop(unsafe { PoolBox::from_raw(raw) });
+        let mut state = unsafe { PoolBox::from_raw(raw) };
+        match state.shutdown() {
+            Teardown::Complete => drop(state),
+            Teardown::Pinned => {
+                let _ = PoolBox::into_raw(state);
+                trace::error(format_args!("weir: unloaded with registrations left; state and device leaked"));
+                return;
+            }
+        }
     }
     // Callouts are unregistered and the device is gone: nothing reads or
     // sets the policy any more.
     policy::STORE.release();
     trace::info(format_args!("weir: unloaded"));
+}
+
+/// FWPM_SERVICE_STATE_CHANGE_CALLBACK0: called by the filter engine at
+/// PASSIVE_LEVEL whenever BFE changes state. Reaches only statics.
+unsafe extern "system" fn bfe_state_changed(_context: *mut c_void, new_state: FWPM_SERVICE_STATE) {
+    driver::on_bfe_state(BfeState::from_raw(new_state));
 }
 
 /// One dispatch routine for every major function Weir handles.
@@ -78,32 +106,17 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
     let Some(mut irp) = (unsafe { Irp::from_raw(irp) }) else {
         return NtStatus::INVALID_PARAMETER.raw();
     };
-    let (status, information) = match irp.major_function() {
-        Some(major::CREATE) => {
-            if irp.create_requestor_is_admin() {
-                (NtStatus::SUCCESS, 0)
-            } else {
-                (NtStatus::ACCESS_DENIED, 0)
-            }
-        }
-        Some(major::CLOSE | major::CLEANUP) => (NtStatus::SUCCESS, 0),
-        Some(major::DEVICE_CONTROL) => match irp.device_control() {
-            Some(request) => {
-                let len = usize::try_from(request.input_len.max(request.output_len)).unwrap_or(0);
-                let buffer = irp.buffered(len);
-                let ctx = ioctl::Context {
-                    version: ids::VERSION,
-                    counters: &COUNTERS,
-                    store: &policy::STORE,
-                    filtering: weir_abi::stats::FILTERING_ACTIVE,
-                    event_drops: 0,
-                };
-                ioctl::device_control(request, buffer, &ctx)
-            }
-            None => (NtStatus::INVALID_PARAMETER, 0),
-        },
-        _ => (NtStatus::INVALID_DEVICE_REQUEST, 0),
+    let major_function = irp.major_function();
+    let control = irp.device_control().filter(|_| major_function == Some(major::DEVICE_CONTROL));
+    let len = control.map_or(0, |c| usize::try_from(c.input_len.max(c.output_len)).unwrap_or(0));
+    let ctx = ioctl::Context {
+        version: ids::VERSION,
+        counters: &COUNTERS,
+        store: &policy::STORE,
+        filtering: if driver::filtering() { weir_abi::stats::FILTERING_ACTIVE } else { 0 },
+        event_drops: 0,
     };
+    let (status, information) = driver::dispatch(major_function, control, irp.buffered(len), &ctx);
     irp.complete(status, information).raw()
 }
 
@@ -130,7 +143,7 @@ unsafe extern "system" fn classify(
     };
     let (Some(values), Some(mut out)) = (values, out) else { return };
     if let Some(outcome) = on_classify(&COUNTERS, &policy::STORE, &values, meta.as_ref(), filter.as_ref(), &mut out) {
-        if trace::info_enabled() {
+        if trace::connection_traces() {
             trace_outcome(&outcome);
         }
     }

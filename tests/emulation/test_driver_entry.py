@@ -6,12 +6,19 @@ import harness
 import layouts as L
 
 EXPECTED_ORDER = (
-    ["IoCreateDevice", "IoCreateSymbolicLink"]
+    # TraceLevel from the service key's Parameters subkey
+    ["ZwOpenKey", "ZwOpenKey", "ZwClose", "ZwQueryValueKey", "ZwClose"]
+    # the state, then the lock guarding the BFE session
+    + ["KeInitializeEvent", "ExAllocatePool2"]
+    # the device, its DACL before the link
+    + ["IoCreateDevice", "RtlCreateSecurityDescriptor", "RtlCreateAcl", "RtlAddAccessAllowedAce", "RtlAddAccessAllowedAce",
+       "RtlSetDaclSecurityDescriptor", "ObOpenObjectByPointer", "ZwSetSecurityObject", "ZwClose", "IoCreateSymbolicLink"]
     + ["FwpsCalloutRegister3"] * 4
+    + ["FwpmBfeStateSubscribeChanges0", "FwpmBfeStateGet0", "KeWaitForSingleObject"]
     + ["FwpmEngineOpen0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
     + ["FwpmCalloutAdd0"] * 4
     + ["FwpmFilterAdd0"] * 4
-    + ["FwpmTransactionCommit0", "ExAllocatePool2"]
+    + ["FwpmTransactionCommit0", "KeSetEvent"]
 )
 
 
@@ -24,7 +31,9 @@ def test_driver_entry_call_sequence(driver):
     calls = driver.model.effective_calls("DriverEntry")
     ck.eq([c.api for c in calls], EXPECTED_ORDER, "DriverEntry", "ordered kernel/WFP call list")
     for c in calls:
-        ck.eq(c.ret if c.api != "ExAllocatePool2" else 0, 0, c.label, "return value")
+        if c.api in ("ExAllocatePool2", "FwpmBfeStateGet0", "KeInitializeEvent", "KeSetEvent"):
+            continue
+        ck.eq(c.ret, 0, c.label, "return value")
     ck.done()
     driver.expect_clean()
 
@@ -135,6 +144,8 @@ def test_driver_entry_leaves_exactly_the_loaded_state(driver):
     ck.eq((len(objs["sublayers"]), len(objs["callouts"]), len(objs["filters"])), (1, 4, 4), "filter engine",
           "(sublayers, callouts, filters) committed")
     ck.eq(len(state["pool_outstanding"]), 1, "pool", "outstanding allocations (the driver state only)")
+    ck.eq(len(state["bfe"]["subscriptions"]), 1, "filter engine", "BFE state subscriptions")
+    ck.eq(state["kernel_handles"], {}, "kernel", "open kernel handles (the temporary ones are closed)")
 
     lo, hi = _image_range(driver)
     ck.true(lo <= driver.unload_fn < hi, "DRIVER_OBJECT+0x68", f"DriverUnload {driver.unload_fn:#x} is not inside the image")
