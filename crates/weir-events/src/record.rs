@@ -1,0 +1,483 @@
+//! The event record: what one classification did, and its wire encoding.
+//!
+//! Every record starts with the same 4-byte header, little-endian:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 2 | `size`: bytes of the whole record, header included; a multiple of 8, at least 8 |
+//! | 2 | 1 | `kind`: [`KIND_CONNECTION`], [`KIND_DROPPED`]; 0 is invalid; others are skipped |
+//! | 3 | 1 | `version` of that kind's layout (1 today; 0 is invalid) |
+//!
+//! A reader walks a buffer record by record using `size` alone, so it can
+//! skip kinds it does not know. A newer version of a kind only appends
+//! fields: a reader decodes the fields it knows from any version at least
+//! its own, as long as `size` covers them. The full tables are in
+//! `docs/events.md`.
+
+use core::fmt;
+
+/// Record kind: one ALE authorization ([`Event`]).
+pub const KIND_CONNECTION: u8 = 1;
+/// Record kind: events were lost because the ring was full ([`Record::Dropped`]).
+pub const KIND_DROPPED: u8 = 2;
+/// Layout version this crate writes, for every kind.
+pub const VERSION: u8 = 1;
+
+/// Size of the common header.
+pub const HEADER_SIZE: usize = 4;
+/// Records are padded to a multiple of this.
+pub const RECORD_ALIGN: usize = 8;
+/// Bytes of a connection record before the path.
+pub const CONNECTION_FIXED_SIZE: usize = 72;
+/// Longest process image path kept, in UTF-16 code units (the Win32
+/// `MAX_PATH`); longer paths keep their first units and set the truncated
+/// flag.
+pub const MAX_PATH_UNITS: usize = 260;
+/// Largest connection record (a path of [`MAX_PATH_UNITS`] units).
+pub const MAX_CONNECTION_SIZE: usize = round_up(CONNECTION_FIXED_SIZE + 2 * MAX_PATH_UNITS);
+/// Size of a dropped-events record.
+pub const DROPPED_SIZE: usize = 16;
+/// The smallest output buffer a read must offer: one drop marker plus the
+/// largest connection record, so any read can make progress without losing
+/// an event.
+pub const MIN_READ_BUFFER: usize = DROPPED_SIZE + MAX_CONNECTION_SIZE;
+
+/// Connection record flag bits (offset 4).
+pub mod flags {
+    /// `process_id` is valid.
+    pub const PROCESS_ID: u16 = 0x0001;
+    /// `rule_id` is valid; otherwise the default action decided.
+    pub const RULE: u16 = 0x0002;
+    /// The classification was a reauthorization (`FWP_CONDITION_FLAG_IS_REAUTHORIZE`).
+    pub const REAUTHORIZATION: u16 = 0x0004;
+    /// A process image path follows.
+    pub const PATH: u16 = 0x0008;
+    /// The path was longer than [`super::MAX_PATH_UNITS`] and was cut.
+    pub const PATH_TRUNCATED: u16 = 0x0010;
+    /// Addresses, ports and protocol are valid (the layer supplied every
+    /// field with its documented type).
+    pub const TUPLE: u16 = 0x0020;
+    /// Every bit this version defines.
+    pub const KNOWN: u16 = PROCESS_ID | RULE | REAUTHORIZATION | PATH | PATH_TRUNCATED | TUPLE;
+}
+
+const fn round_up(n: usize) -> usize {
+    (n + RECORD_ALIGN - 1) / RECORD_ALIGN * RECORD_ALIGN
+}
+
+/// Direction of the connection (`FWP_DIRECTION` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// ALE connect layers.
+    Outbound = 0,
+    /// ALE receive/accept layers.
+    Inbound = 1,
+}
+
+/// IP version of the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IpVersion {
+    V4 = 4,
+    V6 = 6,
+}
+
+/// What Weir did with the classification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// Weir set `FWP_ACTION_PERMIT`.
+    Permit = 1,
+    /// Weir set `FWP_ACTION_BLOCK`.
+    Block = 2,
+    /// The write right (`FWPS_RIGHT_ACTION_WRITE`) was absent: a
+    /// higher-weight filter had decided, Weir left the action alone.
+    WriteRightAbsent = 3,
+}
+
+/// A process image path: UTF-16 code units of the NT path as WFP reports it
+/// (`\device\harddiskvolume3\windows\system32\svchost.exe`), without the
+/// trailing NUL, at most [`MAX_PATH_UNITS`] units.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct AppPath {
+    units: [u16; MAX_PATH_UNITS],
+    len: u16,
+    truncated: bool,
+}
+
+impl Default for AppPath {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl AppPath {
+    /// No path.
+    pub const EMPTY: Self = Self { units: [0; MAX_PATH_UNITS], len: 0, truncated: false };
+
+    /// From UTF-16 code units; one trailing NUL is dropped, and more than
+    /// [`MAX_PATH_UNITS`] units are cut (setting [`AppPath::truncated`]).
+    pub fn from_units(units: &[u16]) -> Self {
+        let units = match units.split_last() {
+            Some((0, rest)) => rest,
+            _ => units,
+        };
+        Self::from_unit_iter(units.iter().copied(), units.len())
+    }
+
+    /// From UTF-16LE bytes as WFP stores them in an `FWP_BYTE_BLOB`
+    /// (`ALE_APP_ID`, process-path metadata): one trailing NUL unit is
+    /// dropped, an odd last byte ignored, more than [`MAX_PATH_UNITS`] units
+    /// cut.
+    pub fn from_utf16le_bytes(bytes: &[u8]) -> Self {
+        let mut n = bytes.len() / 2;
+        let unit_at = |i: usize| -> u16 {
+            let lo = bytes.get(2 * i).copied().unwrap_or(0);
+            let hi = bytes.get(2 * i + 1).copied().unwrap_or(0);
+            u16::from_le_bytes([lo, hi])
+        };
+        if n > 0 && unit_at(n - 1) == 0 {
+            n -= 1;
+        }
+        Self::from_unit_iter((0..n).map(unit_at), n)
+    }
+
+    fn from_unit_iter(units: impl Iterator<Item = u16>, total: usize) -> Self {
+        let mut path = Self::EMPTY;
+        let mut len = 0usize;
+        for (dst, unit) in path.units.iter_mut().zip(units) {
+            *dst = unit;
+            len += 1;
+        }
+        // len <= MAX_PATH_UNITS < u16::MAX.
+        path.len = u16::try_from(len).unwrap_or(0);
+        path.truncated = total > MAX_PATH_UNITS;
+        path
+    }
+
+    /// The code units kept.
+    pub fn units(&self) -> &[u16] {
+        self.units.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// Whether the original path was longer than what is kept.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0 && !self.truncated
+    }
+}
+
+impl fmt::Debug for AppPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"")?;
+        for c in char::decode_utf16(self.units().iter().copied()) {
+            write!(f, "{}", c.unwrap_or(char::REPLACEMENT_CHARACTER).escape_debug())?;
+        }
+        write!(f, "\"{}", if self.truncated { "..." } else { "" })
+    }
+}
+
+/// One ALE authorization, as recorded by classifyFn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// System time (`KeQuerySystemTimePrecise`): 100 ns intervals since
+    /// 1601-01-01 UTC.
+    pub time: u64,
+    /// Run-time layer id (`FWPS_LAYER_ALE_AUTH_CONNECT_V4` = 48, ...).
+    pub layer_id: u16,
+    pub direction: Direction,
+    pub ip_version: IpVersion,
+    /// The tuple below is valid (see [`flags::TUPLE`]).
+    pub tuple: bool,
+    /// IANA protocol number (6 TCP, 17 UDP, ...).
+    pub protocol: u8,
+    /// Network byte order; an IPv4 address fills the first 4 bytes, the rest
+    /// is zero.
+    pub local_addr: [u8; 16],
+    pub local_port: u16,
+    pub remote_addr: [u8; 16],
+    pub remote_port: u16,
+    /// `FWPS_METADATA_FIELD_PROCESS_ID`, when the layer supplied it.
+    pub process_id: Option<u64>,
+    /// `FWPS_FIELD_ALE_*_ALE_APP_ID` or the process-path metadata.
+    pub path: AppPath,
+    pub decision: Decision,
+    /// The policy rule that decided; `None` = the default action.
+    pub rule_id: Option<u32>,
+    pub reauthorization: bool,
+}
+
+impl Event {
+    /// Bytes [`encode_event`] writes for this event.
+    pub fn encoded_len(&self) -> usize {
+        round_up(CONNECTION_FIXED_SIZE + 2 * self.path.units().len())
+    }
+
+    fn flag_bits(&self) -> u16 {
+        let mut f = 0;
+        let mut set = |cond: bool, bit: u16| {
+            if cond {
+                f |= bit;
+            }
+        };
+        set(self.process_id.is_some(), flags::PROCESS_ID);
+        set(self.rule_id.is_some(), flags::RULE);
+        set(self.reauthorization, flags::REAUTHORIZATION);
+        set(!self.path.is_empty(), flags::PATH);
+        set(self.path.truncated(), flags::PATH_TRUNCATED);
+        set(self.tuple, flags::TUPLE);
+        f
+    }
+}
+
+/// One decoded record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    Connection(Event),
+    /// `count` events were lost (ring full) since the previous marker.
+    Dropped { count: u64 },
+    /// A kind this reader does not know; skipped by `size`.
+    Unknown { kind: u8, version: u8, size: usize },
+}
+
+/// The output buffer cannot hold the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferTooSmall {
+    /// Bytes the record needs.
+    pub needed: usize,
+}
+
+/// Why bytes are not a valid record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Fewer bytes left than the header or the record's `size` says.
+    Truncated { offset: usize, needed: usize, available: usize },
+    /// `size` below the header, below the kind's fixed part, or not a
+    /// multiple of 8.
+    BadSize { offset: usize, size: usize },
+    /// Kind 0 (never written; zeroed memory is not a record).
+    BadKind { offset: usize },
+    /// Version 0 of a known kind.
+    BadVersion { offset: usize, kind: u8 },
+    /// A field outside its defined values (direction, IP version, decision,
+    /// path length beyond `size`).
+    BadField { offset: usize, field: &'static str, value: u64 },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Truncated { offset, needed, available } => {
+                write!(f, "record at byte {offset}: needs {needed} bytes, {available} left")
+            }
+            Self::BadSize { offset, size } => write!(f, "record at byte {offset}: invalid size {size}"),
+            Self::BadKind { offset } => write!(f, "record at byte {offset}: kind 0 is not a record"),
+            Self::BadVersion { offset, kind } => write!(f, "record at byte {offset}: kind {kind} with version 0"),
+            Self::BadField { offset, field, value } => {
+                write!(f, "record at byte {offset}: field {field} has invalid value {value}")
+            }
+        }
+    }
+}
+
+struct Writer<'a> {
+    out: &'a mut [u8],
+}
+
+impl Writer<'_> {
+    fn put(&mut self, offset: usize, bytes: &[u8]) {
+        if let Some(dst) = self.out.get_mut(offset..offset.saturating_add(bytes.len())) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+}
+
+/// Writes `event` as a connection record at the start of `out`; returns the
+/// bytes written ([`Event::encoded_len`]). Padding bytes are zeroed.
+pub fn encode_event(event: &Event, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    let size = event.encoded_len();
+    let out = out.get_mut(..size).ok_or(BufferTooSmall { needed: size })?;
+    out.fill(0);
+    let mut w = Writer { out };
+    let path = event.path.units();
+    // size <= MAX_CONNECTION_SIZE and path.len() <= MAX_PATH_UNITS fit in u16.
+    w.put(0, &u16::try_from(size).unwrap_or(0).to_le_bytes());
+    w.put(2, &[KIND_CONNECTION, VERSION]);
+    w.put(4, &event.flag_bits().to_le_bytes());
+    w.put(6, &event.layer_id.to_le_bytes());
+    w.put(8, &event.time.to_le_bytes());
+    w.put(16, &event.process_id.unwrap_or(0).to_le_bytes());
+    w.put(24, &event.rule_id.unwrap_or(0).to_le_bytes());
+    w.put(28, &[event.direction as u8, event.ip_version as u8, event.protocol, event.decision as u8]);
+    w.put(32, &event.local_port.to_le_bytes());
+    w.put(34, &event.remote_port.to_le_bytes());
+    w.put(36, &u16::try_from(path.len()).unwrap_or(0).to_le_bytes());
+    w.put(40, &event.local_addr);
+    w.put(56, &event.remote_addr);
+    for (i, unit) in path.iter().enumerate() {
+        w.put(CONNECTION_FIXED_SIZE + 2 * i, &unit.to_le_bytes());
+    }
+    Ok(size)
+}
+
+/// Writes a dropped-events marker (`count` events lost) at the start of
+/// `out`; returns [`DROPPED_SIZE`].
+pub fn encode_dropped(count: u64, out: &mut [u8]) -> Result<usize, BufferTooSmall> {
+    let out = out.get_mut(..DROPPED_SIZE).ok_or(BufferTooSmall { needed: DROPPED_SIZE })?;
+    out.fill(0);
+    let mut w = Writer { out };
+    // DROPPED_SIZE is 16.
+    w.put(0, &u16::try_from(DROPPED_SIZE).unwrap_or(0).to_le_bytes());
+    w.put(2, &[KIND_DROPPED, VERSION]);
+    w.put(8, &count.to_le_bytes());
+    Ok(DROPPED_SIZE)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn array<const N: usize>(&self, offset: usize) -> [u8; N] {
+        let mut a = [0u8; N];
+        if let Some(src) = self.bytes.get(offset..offset.saturating_add(N)) {
+            a.copy_from_slice(src);
+        }
+        a
+    }
+    fn u8(&self, offset: usize) -> u8 {
+        self.bytes.get(offset).copied().unwrap_or(0)
+    }
+    fn u16(&self, offset: usize) -> u16 {
+        u16::from_le_bytes(self.array(offset))
+    }
+    fn u32(&self, offset: usize) -> u32 {
+        u32::from_le_bytes(self.array(offset))
+    }
+    fn u64(&self, offset: usize) -> u64 {
+        u64::from_le_bytes(self.array(offset))
+    }
+}
+
+/// Decodes the record at the start of `bytes` (which starts at `offset` of
+/// the caller's buffer, for error messages). Returns the record and its
+/// size. Total: any input gives a record or an error.
+pub fn decode_one(bytes: &[u8], offset: usize) -> Result<(Record, usize), DecodeError> {
+    if bytes.len() < HEADER_SIZE {
+        return Err(DecodeError::Truncated { offset, needed: HEADER_SIZE, available: bytes.len() });
+    }
+    let head = Reader { bytes };
+    let size = usize::from(head.u16(0));
+    let (kind, version) = (head.u8(2), head.u8(3));
+    if size < RECORD_ALIGN || size % RECORD_ALIGN != 0 {
+        return Err(DecodeError::BadSize { offset, size });
+    }
+    let Some(rec) = bytes.get(..size) else {
+        return Err(DecodeError::Truncated { offset, needed: size, available: bytes.len() });
+    };
+    let r = Reader { bytes: rec };
+    let record = match kind {
+        0 => return Err(DecodeError::BadKind { offset }),
+        KIND_CONNECTION | KIND_DROPPED if version == 0 => return Err(DecodeError::BadVersion { offset, kind }),
+        KIND_DROPPED => {
+            if size < DROPPED_SIZE {
+                return Err(DecodeError::BadSize { offset, size });
+            }
+            Record::Dropped { count: r.u64(8) }
+        }
+        KIND_CONNECTION => Record::Connection(decode_connection(&r, offset, size)?),
+        _ => Record::Unknown { kind, version, size },
+    };
+    Ok((record, size))
+}
+
+fn decode_connection(r: &Reader<'_>, offset: usize, size: usize) -> Result<Event, DecodeError> {
+    if size < CONNECTION_FIXED_SIZE {
+        return Err(DecodeError::BadSize { offset, size });
+    }
+    let bad = |field: &'static str, value: u8| DecodeError::BadField { offset, field, value: u64::from(value) };
+    let f = r.u16(4);
+    let direction = match r.u8(28) {
+        0 => Direction::Outbound,
+        1 => Direction::Inbound,
+        v => return Err(bad("direction", v)),
+    };
+    let ip_version = match r.u8(29) {
+        4 => IpVersion::V4,
+        6 => IpVersion::V6,
+        v => return Err(bad("ip_version", v)),
+    };
+    let decision = match r.u8(31) {
+        1 => Decision::Permit,
+        2 => Decision::Block,
+        3 => Decision::WriteRightAbsent,
+        v => return Err(bad("decision", v)),
+    };
+    let path_units = usize::from(r.u16(36));
+    if CONNECTION_FIXED_SIZE + 2 * path_units > size {
+        return Err(DecodeError::BadField { offset, field: "path_units", value: path_units as u64 });
+    }
+    let path_bytes = r.bytes.get(CONNECTION_FIXED_SIZE..CONNECTION_FIXED_SIZE + 2 * path_units).unwrap_or(&[]);
+    let mut path = AppPath::from_unit_iter(
+        path_bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)])),
+        path_units,
+    );
+    // A writer with a longer limit may send more units than this reader
+    // keeps; either way the flag is the union of both cuts.
+    path.truncated |= f & flags::PATH_TRUNCATED != 0;
+    Ok(Event {
+        time: r.u64(8),
+        layer_id: r.u16(6),
+        direction,
+        ip_version,
+        tuple: f & flags::TUPLE != 0,
+        protocol: r.u8(30),
+        local_addr: r.array(40),
+        local_port: r.u16(32),
+        remote_addr: r.array(56),
+        remote_port: r.u16(34),
+        process_id: (f & flags::PROCESS_ID != 0).then(|| r.u64(16)),
+        path,
+        decision,
+        rule_id: (f & flags::RULE != 0).then(|| r.u32(24)),
+        reauthorization: f & flags::REAUTHORIZATION != 0,
+    })
+}
+
+/// Iterates over the records of a READ_EVENTS reply. Yields each record,
+/// or one error after which it stops.
+pub fn decode(bytes: &[u8]) -> Records<'_> {
+    Records { bytes, offset: 0, failed: false }
+}
+
+/// Iterator returned by [`decode`].
+pub struct Records<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    failed: bool,
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Record, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let rest = self.bytes.get(self.offset..)?;
+        if rest.is_empty() {
+            return None;
+        }
+        match decode_one(rest, self.offset) {
+            Ok((record, size)) => {
+                self.offset += size;
+                Some(Ok(record))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

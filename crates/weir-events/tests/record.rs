@@ -1,0 +1,209 @@
+//! Record encoding and the total decoder.
+
+use proptest::prelude::*;
+use weir_events::record::{flags, CONNECTION_FIXED_SIZE, DROPPED_SIZE, KIND_CONNECTION};
+use weir_events::*;
+
+fn path(s: &str) -> Vec<u16> {
+    s.encode_utf16().collect()
+}
+
+fn sample() -> Event {
+    Event {
+        time: 0x01DB_0000_1234_5678,
+        layer_id: 50,
+        direction: Direction::Outbound,
+        ip_version: IpVersion::V6,
+        tuple: true,
+        protocol: 17,
+        local_addr: "fe80::2".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        local_port: 5353,
+        remote_addr: "2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        remote_port: 53,
+        process_id: Some(4242),
+        path: AppPath::from_units(&path("\\device\\harddiskvolume3\\windows\\system32\\svchost.exe")),
+        decision: Decision::Block,
+        rule_id: Some(7),
+        reauthorization: true,
+    }
+}
+
+#[test]
+fn connection_record_bytes_are_pinned() {
+    let e = sample();
+    let mut buf = [0xAAu8; 1024];
+    let n = encode_event(&e, &mut buf).unwrap();
+    let units = e.path.units().len();
+    assert_eq!(n, (72 + 2 * units).div_ceil(8) * 8);
+    assert_eq!(u16::from_le_bytes([buf[0], buf[1]]) as usize, n);
+    assert_eq!(buf[2], KIND_CONNECTION);
+    assert_eq!(buf[3], 1);
+    let f = u16::from_le_bytes([buf[4], buf[5]]);
+    assert_eq!(f, flags::PROCESS_ID | flags::RULE | flags::REAUTHORIZATION | flags::PATH | flags::TUPLE);
+    assert_eq!(u16::from_le_bytes([buf[6], buf[7]]), 50);
+    assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), e.time);
+    assert_eq!(u64::from_le_bytes(buf[16..24].try_into().unwrap()), 4242);
+    assert_eq!(u32::from_le_bytes(buf[24..28].try_into().unwrap()), 7);
+    assert_eq!(&buf[28..32], &[0, 6, 17, 2]);
+    assert_eq!(u16::from_le_bytes([buf[32], buf[33]]), 5353);
+    assert_eq!(u16::from_le_bytes([buf[34], buf[35]]), 53);
+    assert_eq!(u16::from_le_bytes([buf[36], buf[37]]) as usize, units);
+    assert_eq!(&buf[40..56], &e.local_addr);
+    assert_eq!(&buf[56..72], &e.remote_addr);
+    assert_eq!(u16::from_le_bytes([buf[72], buf[73]]), u16::from(b'\\'));
+    assert!(buf[72 + 2 * units..n].iter().all(|b| *b == 0), "padding is zero");
+    assert_eq!(buf[n], 0xAA, "nothing written past the record");
+}
+
+#[test]
+fn round_trip_and_minimal_event() {
+    let e = sample();
+    let mut buf = vec![0u8; 2048];
+    let n1 = encode_event(&e, &mut buf).unwrap();
+    let plain = Event { process_id: None, rule_id: None, path: AppPath::EMPTY, reauthorization: false, tuple: false, ..e };
+    let n2 = encode_event(&plain, &mut buf[n1..]).unwrap();
+    assert_eq!(n2, CONNECTION_FIXED_SIZE);
+    let n3 = encode_dropped(99, &mut buf[n1 + n2..]).unwrap();
+    assert_eq!(n3, DROPPED_SIZE);
+    let recs: Vec<_> = decode(&buf[..n1 + n2 + n3]).collect::<Result<_, _>>().unwrap();
+    assert_eq!(recs, vec![Record::Connection(e), Record::Connection(plain), Record::Dropped { count: 99 }]);
+}
+
+#[test]
+fn encoder_refuses_short_buffers() {
+    let e = sample();
+    let mut buf = vec![0u8; e.encoded_len() - 1];
+    assert_eq!(encode_event(&e, &mut buf), Err(BufferTooSmall { needed: e.encoded_len() }));
+    assert_eq!(encode_dropped(1, &mut [0u8; 15]), Err(BufferTooSmall { needed: 16 }));
+}
+
+#[test]
+fn long_paths_are_truncated_and_flagged() {
+    let long: Vec<u16> = (0..400u16).map(|i| u16::from(b'a') + i % 26).collect();
+    let p = AppPath::from_units(&long);
+    assert!(p.truncated());
+    assert_eq!(p.units(), &long[..MAX_PATH_UNITS]);
+    let exact = AppPath::from_units(&long[..MAX_PATH_UNITS]);
+    assert!(!exact.truncated());
+    // A trailing NUL (as WFP's blobs carry) is not part of the path and does
+    // not count towards the limit.
+    let mut with_nul = long[..MAX_PATH_UNITS].to_vec();
+    with_nul.push(0);
+    assert_eq!(AppPath::from_units(&with_nul), exact);
+    // From the blob's UTF-16LE bytes, with NUL and an odd trailing byte.
+    let mut bytes: Vec<u8> = path("\\device\\x.exe").iter().flat_map(|u| u.to_le_bytes()).collect();
+    bytes.extend_from_slice(&[0, 0]);
+    assert_eq!(AppPath::from_utf16le_bytes(&bytes).units(), path("\\device\\x.exe").as_slice());
+    bytes.push(7);
+    assert_eq!(AppPath::from_utf16le_bytes(&bytes).units(), path("\\device\\x.exe").as_slice());
+    let e = Event { path: p, ..sample() };
+    let mut buf = vec![0u8; 2048];
+    let n = encode_event(&e, &mut buf).unwrap();
+    assert_eq!(n, MAX_CONNECTION_SIZE);
+    let f = u16::from_le_bytes([buf[4], buf[5]]);
+    assert_ne!(f & flags::PATH_TRUNCATED, 0);
+    match decode(&buf[..n]).next() {
+        Some(Ok(Record::Connection(d))) => {
+            assert!(d.path.truncated());
+            assert_eq!(d.path.units(), &long[..MAX_PATH_UNITS]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unknown_kinds_and_newer_versions_are_skipped_or_read() {
+    let mut buf = vec![0u8; 4096];
+    // Unknown kind 9, 24 bytes, junk inside.
+    buf[0] = 24;
+    buf[2] = 9;
+    buf[3] = 3;
+    buf[8..24].fill(0xFF);
+    // A "version 2" connection record: v1 fields plus 8 appended bytes.
+    let e = sample();
+    let n = encode_event(&e, &mut buf[24..]).unwrap();
+    let size = n + 8;
+    buf[24..26].copy_from_slice(&(size as u16).to_le_bytes());
+    buf[27] = 2;
+    let total = 24 + size;
+    let recs: Vec<_> = decode(&buf[..total]).collect::<Result<_, _>>().unwrap();
+    assert_eq!(recs, vec![Record::Unknown { kind: 9, version: 3, size: 24 }, Record::Connection(e)]);
+}
+
+#[test]
+fn malformed_records_get_clear_errors() {
+    let mut good = vec![0u8; 256];
+    let n = encode_event(&sample(), &mut good).unwrap();
+    let case = |mutate: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = good[..n].to_vec();
+        mutate(&mut b);
+        decode(&b).find_map(Result::err)
+    };
+    assert!(matches!(case(&|b| b.truncate(3)), Some(DecodeError::Truncated { .. })));
+    assert!(matches!(case(&|b| b.truncate(n - 8)), Some(DecodeError::Truncated { .. })));
+    assert!(matches!(case(&|b| b[0] = 4), Some(DecodeError::BadSize { .. })));
+    assert!(matches!(case(&|b| b[0] = b[0].wrapping_add(1)), Some(DecodeError::BadSize { .. })));
+    assert!(matches!(case(&|b| b[2] = 0), Some(DecodeError::BadKind { .. })));
+    assert!(matches!(case(&|b| b[3] = 0), Some(DecodeError::BadVersion { .. })));
+    assert!(matches!(case(&|b| b[28] = 2), Some(DecodeError::BadField { field: "direction", .. })));
+    assert!(matches!(case(&|b| b[29] = 5), Some(DecodeError::BadField { field: "ip_version", .. })));
+    assert!(matches!(case(&|b| b[31] = 0), Some(DecodeError::BadField { field: "decision", .. })));
+    assert!(matches!(case(&|b| b[36] = 200), Some(DecodeError::BadField { field: "path_units", .. })));
+    // Zero bytes are not records; the iterator stops after the first error.
+    let zeros = [0u8; 64];
+    let all: Vec<_> = decode(&zeros).collect();
+    assert_eq!(all.len(), 1);
+    assert!(all[0].is_err());
+    assert!(!format!("{}", all[0].unwrap_err()).is_empty());
+}
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    (
+        (any::<u64>(), any::<u16>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u8>()),
+        (any::<[u8; 16]>(), any::<u16>(), any::<[u8; 16]>(), any::<u16>(), any::<Option<u64>>()),
+        (proptest::collection::vec(any::<u16>(), 0..400), 0u8..3, any::<Option<u32>>(), any::<bool>()),
+    )
+        .prop_map(|((time, layer_id, inbound, v6, tuple, protocol), (la, lp, ra, rp, pid), (units, d, rule, reauth))| Event {
+            time,
+            layer_id,
+            direction: if inbound { Direction::Inbound } else { Direction::Outbound },
+            ip_version: if v6 { IpVersion::V6 } else { IpVersion::V4 },
+            tuple,
+            protocol,
+            local_addr: la,
+            local_port: lp,
+            remote_addr: ra,
+            remote_port: rp,
+            process_id: pid,
+            path: AppPath::from_units(&units),
+            decision: [Decision::Permit, Decision::Block, Decision::WriteRightAbsent][d as usize],
+            rule_id: rule,
+            reauthorization: reauth,
+        })
+}
+
+proptest! {
+    #[test]
+    fn any_event_round_trips(e in arb_event()) {
+        let mut buf = vec![0u8; MAX_CONNECTION_SIZE];
+        let n = encode_event(&e, &mut buf).unwrap();
+        prop_assert_eq!(n, e.encoded_len());
+        prop_assert!(n <= MAX_CONNECTION_SIZE && n % 8 == 0);
+        let recs: Vec<_> = decode(&buf[..n]).collect::<Result<_, _>>().unwrap();
+        prop_assert_eq!(recs, vec![Record::Connection(e)]);
+    }
+
+    /// Any bytes: records or one error, never a panic, never a read past
+    /// the input, and decoding always advances.
+    #[test]
+    fn any_bytes_decode_totally(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let mut seen = 0usize;
+        for r in decode(&bytes) {
+            seen += 1;
+            prop_assert!(seen <= bytes.len() / 8 + 1);
+            if let Ok(Record::Unknown { size, .. }) = r {
+                prop_assert!(size >= 8);
+            }
+        }
+    }
+}
