@@ -11,11 +11,14 @@
 //!    callouts and filters, so no new classification can reach Weir;
 //! 2. `callouts`: unregister the run-time callouts, waiting out classify
 //!    calls still in flight;
-//! 3. `link`, then 4. `device`: remove the control device's name and the
+//! 3. `events`: complete every parked read (STATUS_CANCELLED), flush the
+//!    completion DPC, free the ring (classify can no longer reach it);
+//! 4. `link`, then 5. `device`: remove the control device's name and the
 //!    device (callout registrations reference it, so it goes last).
 //!
 //! All of this runs at PASSIVE_LEVEL.
 
+use crate::events::EventLog;
 use crate::ids;
 use wfp_km::ale::AleLayer;
 use wfp_km::callout::{CalloutFns, Registration};
@@ -40,12 +43,15 @@ pub struct Callbacks {
     pub classify: FWPS_CALLOUT_CLASSIFY_FN3,
     pub notify: FWPS_CALLOUT_NOTIFY_FN3,
     pub flow_delete: FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN0,
+    /// Cancel routine of parked READ_EVENTS requests.
+    pub cancel_read: wfp_km::csq::CancelRoutine,
 }
 
 /// Everything Weir holds while loaded. Field order is teardown order.
 pub struct Driver {
     _engine: Engine,
     _callouts: Callouts,
+    events: PoolBox<EventLog>,
     _link: SymbolicLink,
     _device: ControlDevice,
 }
@@ -54,6 +60,7 @@ impl Driver {
     /// DriverEntry's steps. On failure everything obtained so far has been
     /// released and the failing status is returned.
     pub fn start(driver: &DriverObject, callbacks: &Callbacks) -> Result<PoolBox<Self>> {
+        let events = EventLog::try_new(callbacks.cancel_read)?;
         let device = ControlDevice::create(
             driver,
             ids::DEVICE_NAME,
@@ -64,7 +71,14 @@ impl Driver {
         let callouts = Callouts::register(&device, callbacks)?;
         let engine = Engine::open_dynamic(ids::SESSION_NAME, ids::SESSION_DESCRIPTION)?;
         add_filtering_objects(&engine)?;
-        PoolBox::try_new(Self { _engine: engine, _callouts: callouts, _link: link, _device: device })
+        PoolBox::try_new(Self { _engine: engine, _callouts: callouts, events, _link: link, _device: device })
+    }
+}
+
+impl Driver {
+    /// The event log (ring, parked reads).
+    pub fn events(&self) -> &EventLog {
+        &self.events
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::classify::{on_classify, Outcome, COUNTERS};
 use crate::driver::{Callbacks, Driver};
+use crate::events::{decision_of, event_for, EventLog, IOCTL_WEIR_READ_EVENTS};
 use crate::{ids, ioctl};
 use core::ffi::c_void;
 use core::net::SocketAddr;
@@ -25,6 +26,21 @@ use wfp_km::{trace, NtStatus, GUID};
 /// DriverUnload.
 static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(ptr::null_mut());
 
+/// The event log inside `DRIVER`, for classify, dispatch, the DPC and the
+/// cancel routine: published once its DPC is initialised, cleared only
+/// after DriverUnload dropped the driver. Lifetime argument: the log is
+/// freed in that drop after the callouts are unregistered (no classify
+/// runs), its DPC is flushed and every parked read is completed (no cancel
+/// routine can be called for it); dispatch routines do not run during
+/// unload. So no load of this pointer can see freed memory.
+static EVENTS: AtomicPtr<EventLog> = AtomicPtr::new(ptr::null_mut());
+
+fn events() -> Option<&'static EventLog> {
+    // SAFETY: null or the live log (see EVENTS); only shared references
+    // are made, and EventLog is Sync.
+    unsafe { EVENTS.load(Ordering::Acquire).as_ref() }
+}
+
 /// DriverEntry: set the dispatch table, then run [`Driver::start`].
 ///
 /// # Safety
@@ -42,9 +58,21 @@ pub unsafe extern "system" fn driver_entry(
     for code in [major::CREATE, major::CLOSE, major::CLEANUP, major::DEVICE_CONTROL] {
         driver.set_dispatch(code, Some(dispatch));
     }
-    let callbacks = Callbacks { classify: Some(classify), notify: Some(notify), flow_delete: Some(flow_delete) };
+    let callbacks = Callbacks {
+        classify: Some(classify),
+        notify: Some(notify),
+        flow_delete: Some(flow_delete),
+        cancel_read,
+    };
     match Driver::start(&driver, &callbacks) {
         Ok(state) => {
+            let log: &EventLog = state.events();
+            // SAFETY: the log lives in pool memory owned by `state` and does
+            // not move; it outlives its DPC (EventLog's drop flushes it
+            // before the memory goes). Not queued yet: nothing can reach the
+            // log before EVENTS is published below.
+            unsafe { log.dpc().init(events_dpc, ptr::from_ref(log).cast()) };
+            EVENTS.store(ptr::from_ref(log).cast_mut(), Ordering::Release);
             DRIVER.store(PoolBox::into_raw(state), Ordering::Release);
             trace::info(format_args!("weir: started, version {:?}", ids::VERSION));
             NtStatus::SUCCESS.raw()
@@ -65,6 +93,7 @@ unsafe extern "system" fn driver_unload(_driver_object: *const DRIVER_OBJECT) {
         // swap above gave us sole ownership.
         drop(unsafe { PoolBox::from_raw(raw) });
     }
+    EVENTS.store(ptr::null_mut(), Ordering::Release);
     trace::info(format_args!("weir: unloaded"));
 }
 
@@ -83,8 +112,20 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
                 (NtStatus::ACCESS_DENIED, 0)
             }
         }
-        Some(major::CLOSE | major::CLEANUP) => (NtStatus::SUCCESS, 0),
+        Some(major::CLEANUP) => {
+            if let Some(log) = events() {
+                log.cleanup(irp.file_object());
+            }
+            (NtStatus::SUCCESS, 0)
+        }
+        Some(major::CLOSE) => (NtStatus::SUCCESS, 0),
         Some(major::DEVICE_CONTROL) => match irp.device_control() {
+            Some(request) if request.code == IOCTL_WEIR_READ_EVENTS => {
+                return match events() {
+                    Some(log) => log.read(irp, request).raw(),
+                    None => irp.complete(NtStatus::INVALID_DEVICE_REQUEST, 0).raw(),
+                };
+            }
             Some(request) => {
                 let len = usize::try_from(request.output_len).unwrap_or(0);
                 let output = irp.buffered(len);
@@ -120,9 +161,57 @@ unsafe extern "system" fn classify(
     };
     let (Some(values), Some(mut out)) = (values, out) else { return };
     if let Some(outcome) = on_classify(&COUNTERS, &values, meta.as_ref(), filter.as_ref(), &mut out) {
+        if let Some(log) = events() {
+            let decision = decision_of(&outcome);
+            if log.wants(decision, false) {
+                let time = wfp_km::sync::system_time_precise();
+                log.record(&event_for(&outcome, &values, meta.as_ref(), decision, None, time));
+            }
+        }
         if trace::info_enabled() {
             trace_outcome(&outcome);
         }
+    }
+}
+
+/// Cancel routine of parked READ_EVENTS requests (I/O manager, DISPATCH_LEVEL,
+/// cancel spin lock held).
+unsafe extern "system" fn cancel_read(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    match events() {
+        Some(log) => {
+            // SAFETY: we are the queue's cancel routine, called as the
+            // kernel documents, with the IRP being cancelled.
+            if unsafe { log.readers().cancel(irp) } {
+                log.read_cancelled();
+            }
+        }
+        None => {
+            // No log: no read was ever parked (EVENTS is published before
+            // any dispatch and cleared after every parked read completed).
+            // Release the cancel spin lock as the contract requires.
+            if let Some(irp) = NonNull::new(irp) {
+                // SAFETY: called with the cancel spin lock held; CancelIrql
+                // is the IRQL to restore.
+                unsafe {
+                    let irql = core::ptr::addr_of!((*irp.as_ptr()).CancelIrql).read();
+                    windows_sys::Wdk::System::SystemServices::IoReleaseCancelSpinLock(irql);
+                }
+            }
+        }
+    }
+}
+
+/// The event log's DPC: completes parked reads (DISPATCH_LEVEL).
+unsafe extern "system" fn events_dpc(
+    _dpc: *mut windows_sys::Wdk::Foundation::KDPC,
+    context: *mut c_void,
+    _argument1: *mut c_void,
+    _argument2: *mut c_void,
+) {
+    // SAFETY: the context is the live EventLog this DPC belongs to (Dpc::init
+    // in driver_entry); the log flushes the DPC before it is freed.
+    if let Some(log) = unsafe { context.cast::<EventLog>().cast_const().as_ref() } {
+        log.complete_waiting();
     }
 }
 

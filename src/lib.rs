@@ -5,6 +5,7 @@
 //!   short list of steps whose undo order follows from the types.
 //! - [`classify`]: the decision taken for each connection, and its counters.
 //! - [`ioctl`]: the control device's request handling and reply format.
+//! - [`events`]: connection events (ring, parked reads, READ_EVENTS).
 //! - [`ids`]: the GUIDs, names and numbers Weir registers under.
 //! - `kernel` (Windows targets only): the kernel boundary — DriverEntry,
 //!   DriverUnload, dispatch routines and WFP callbacks converting raw pointers
@@ -17,6 +18,7 @@
 
 pub mod classify;
 pub mod driver;
+pub mod events;
 pub mod ids;
 pub mod ioctl;
 

@@ -180,6 +180,11 @@ impl<T: Copy> Ring<T> {
         self.slot(pos).is_some_and(|s| s.seq.load(Ordering::Acquire) == pos.wrapping_add(1))
     }
 
+    /// Whether drops are waiting to be reported by [`Ring::take_dropped`].
+    pub fn has_dropped(&self) -> bool {
+        self.dropped.load(Ordering::Relaxed) > 0
+    }
+
     /// Values dropped since the previous call (and resets that count). Each
     /// drop is reported by exactly one call.
     pub fn take_dropped(&self) -> u64 {

@@ -64,9 +64,12 @@ impl Dpc {
     }
 }
 
-impl Drop for Dpc {
-    /// PASSIVE_LEVEL (KeFlushQueuedDpcs).
-    fn drop(&mut self) {
+impl Dpc {
+    /// Removes the DPC from its queue and waits until a run already started
+    /// has finished. PASSIVE_LEVEL (`KeFlushQueuedDpcs`). The caller makes
+    /// sure nothing queues it again afterwards if it is about to free the
+    /// routine's context.
+    pub fn flush(&self) {
         if self.initialized.load(Ordering::Acquire) {
             // SAFETY: an initialised, non-moving KDPC; after the removal and
             // the flush no run of it is queued or in progress, so the memory
@@ -76,6 +79,13 @@ impl Drop for Dpc {
                 KeFlushQueuedDpcs();
             }
         }
+    }
+}
+
+impl Drop for Dpc {
+    /// PASSIVE_LEVEL.
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
