@@ -295,7 +295,7 @@ class DriverRun:
     def irp(self, major: int, *, code: int = 0, in_len: int = 0, out_len: int = 0, buffer_size: int | None = None,
             null_buffer: bool = False, create_token: tuple[str, int] | dict | None = None,
             null_security_context: bool = False, null_access_state: bool = False,
-            dispatch: int | None = None) -> IrpResult:
+            dispatch: int | None = None, file_object: int = 0) -> IrpResult:
         """Builds an IRP with one IO_STACK_LOCATION and calls MajorFunction[major]."""
         prev_phase, self.model.phase = self.model.phase, "dispatch"
         n_comp = len(self.model.irp_completions)
@@ -308,6 +308,7 @@ class DriverRun:
         m.w32(irp + L.IRP_IO_STATUS_STATUS, 0xDEADBEEF)  # sentinels: must be overwritten
         m.w64(irp + L.IRP_IO_STATUS_INFORMATION, 0xDEADBEEFDEADBEEF)
         m.write(stack + L.IOSL_MAJOR_FUNCTION, bytes([major]))
+        m.w64(stack + L.IOSL_FILE_OBJECT, file_object)
         buf = 0
         size = 0
         guard = b"\xA5" * 64
@@ -372,6 +373,48 @@ class DriverRun:
             ck.true(False, where, problem)
             return None
         return L.decode_stats(r.buffer_after)
+
+    # ----------------------------------------------- DPCs, cancel routines
+    def run_dpcs(self) -> list[RunResult]:
+        """Runs every queued DPC once, as the kernel does after the queuing call returned (DISPATCH_LEVEL)."""
+        out = []
+        for dpc, d in self.model.queued_dpcs():
+            d["queued"] = False
+            a1, a2 = d.get("args", (0, 0))
+            prev, self.model.phase = self.model.phase, "DPC"
+            res = self.call(d["routine"], [dpc, d["context"], a1, a2], f"DPC routine {d['routine']:#x}")
+            self.model.phase = prev
+            self.model.dpc_runs.append({"dpc": dpc, "error": res.error})
+            out.append(res)
+        return out
+
+    def cancel_irp(self, irp: int) -> RunResult | None:
+        """IoCancelIrp: under the cancel spin lock set Irp->Cancel, exchange Irp->CancelRoutine with NULL and,
+        if there was one, call it with the lock held and Irp->CancelIrql = PASSIVE_LEVEL. None when no routine
+        was set (nothing runs). A routine that returns without releasing the cancel spin lock is a violation."""
+        m = self.mem
+        self.model.cancel_lock_held = True
+        m.write(irp + 0x44, b"\x01")  # Cancel = TRUE
+        routine = m.u64(irp + 0x68)
+        m.w64(irp + 0x68, 0)
+        if not routine:
+            self.model.cancel_lock_held = False
+            return None
+        m.write(irp + 0x45, b"\x00")  # CancelIrql
+        prev, self.model.phase = self.model.phase, "cancel"
+        res = self.call(routine, [self.device_object(), irp], f"cancel routine {routine:#x} (IRP {irp:#x})")
+        self.model.phase = prev
+        if self.model.cancel_lock_held:
+            self.model.violation(res.what, "cancel spin lock", "the cancel routine returned without IoReleaseCancelSpinLock")
+            self.model.cancel_lock_held = False
+        return res
+
+    def completions_of(self, irp: int) -> list[dict]:
+        return [c for c in self.model.irp_completions if c["irp"] == irp]
+
+    def pending_marked(self, irp: int) -> bool:
+        """IoMarkIrpPending's SL_PENDING_RETURNED in the IRP's (single) stack location."""
+        return bool(self.mem.u8(irp + L.IRP_SIZE + 0x03) & 0x01)
 
     # -------------------------------------------------------------- unload
     def unload(self) -> RunResult:

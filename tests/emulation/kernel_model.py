@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import layouts as L
+from events_model import EVENTS_ARGC, EventsModelMixin
 
 ZERO_GUID = uuid.UUID(int=0)
 
@@ -129,7 +130,7 @@ class BugCheck(Exception):
     pass
 
 
-class KernelModel:
+class KernelModel(EventsModelMixin):
     """Bookkeeping and rules for one emulated driver instance."""
 
     def __init__(self):
@@ -165,6 +166,7 @@ class KernelModel:
         self._next_callout_id = 0x101
         self._next_filter_id = 0x10001
         self.unregistered: list[dict] = []
+        self.init_events_state()
 
     # ------------------------------------------------------------------ API
     def fail(self, phase: str, api: str, occurrence: int, value: int | None = None) -> None:
@@ -254,6 +256,8 @@ class KernelModel:
             "memcpy", "memset", "memmove", "memcmp",
         ):
             t[("ntoskrnl", name)] = (_ARGC[name], getattr(self, "_" + name))
+        for name, argc in EVENTS_ARGC.items():
+            t[("ntoskrnl", name)] = (argc, getattr(self, "_" + name))
         return t
 
     def make_hook(self, module: str, api: str, handler: Callable) -> Callable:
@@ -778,6 +782,7 @@ class KernelModel:
             return None
         if tag is not None and block["tag"] != tag:
             self.violation(call, "Tag", f"tag {_tag(tag)!r} differs from the allocation's tag {_tag(block['tag'])!r}")
+        self.check_free(call, addr, block["size"])
         del self.pool[addr]
         self.pool_history.append({"op": "free", "address": hex(addr), "call": call.label})
         orig(argv)
@@ -832,6 +837,7 @@ class KernelModel:
         info = mem.u64(irp + L.IRP_IO_STATUS_INFORMATION)
         call.args = {"Irp": hex(irp), "PriorityBoost": boost, "IoStatus.Status": L.status_name(status), "IoStatus.Information": info}
         self.irp_completions.append({"irp": irp, "status": status, "information": info, "call": call.label})
+        self.check_completion(mem, call, irp)
         orig(argv)
         return None
 
