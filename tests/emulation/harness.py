@@ -246,6 +246,8 @@ class DriverRun:
             if ty == "bytes16":
                 ptr = self.alloc(16, payload, tag="weir.test.bytes16")
                 blob += struct.pack("<IIQ", L.FWP_BYTE_ARRAY16_TYPE, 0, ptr)
+            elif ty == "blob":  # FWP_BYTE_BLOB_TYPE: payload = the bytes
+                blob += struct.pack("<IIQ", L.FWP_BYTE_BLOB_TYPE, 0, self.byte_blob(payload))
             elif ty == "raw":  # (type, raw 64-bit union)
                 t, raw = payload
                 blob += struct.pack("<IIQ", t, 0, raw)
@@ -253,10 +255,16 @@ class DriverRun:
                 blob += struct.pack("<IIQ", ty, 0, payload)
         return self.alloc(max(len(blob), 16), bytes(blob), tag="weir.test.values")
 
+    def byte_blob(self, data: bytes) -> int:
+        """An FWP_BYTE_BLOB {size u32, data ptr @8} holding `data`; returns its address."""
+        dptr = self.alloc(max(len(data), 1), data, tag="weir.test.blobdata")
+        return self.alloc(16, struct.pack("<IIQ", len(data), 0, dptr), tag="weir.test.blob")
+
     def classify(self, layer_id: int, values: list[tuple[Any, Any]] | None, *, rights: int = L.FWPS_RIGHT_ACTION_WRITE,
                  filter_flags: int = 0, pid: int | None = 4242, pid_valid: bool = True, meta: bool = True, value_count: int | None = None,
                  null_values_array: bool = False, null_fixed: bool = False, null_filter: bool = False,
-                 null_out: bool = False, action_in: int = L.FWP_ACTION_BLOCK, fn: int | None = None) -> ClassifyResult:
+                 null_out: bool = False, action_in: int = L.FWP_ACTION_BLOCK, fn: int | None = None,
+                 process_path: bytes | None = None) -> ClassifyResult:
         """Calls classifyFn like the filter engine. Returns the classify-out before and after."""
         prev_phase, self.model.phase = self.model.phase, "classify"
         n_msgs = len(self.model.debug_messages)
@@ -273,6 +281,10 @@ class DriverRun:
                 bits = L.FWPS_METADATA_FIELD_PROCESS_ID if pid_valid else 0xFFFFFFFF & ~L.FWPS_METADATA_FIELD_PROCESS_ID
                 struct.pack_into("<I", m, L.METADATA_CURRENT_VALUES, bits)
                 struct.pack_into("<Q", m, L.METADATA_PROCESS_ID, pid)
+            if process_path is not None:
+                bits = struct.unpack_from("<I", m, L.METADATA_CURRENT_VALUES)[0] | L.FWPS_METADATA_FIELD_PROCESS_PATH
+                struct.pack_into("<I", m, L.METADATA_CURRENT_VALUES, bits)
+                struct.pack_into("<Q", m, L.METADATA_PROCESS_PATH, self.byte_blob(process_path))
             meta_ptr = self.alloc(L.METADATA_SIZE, bytes(m), tag="weir.test.meta")
         flt = 0
         if not null_filter:

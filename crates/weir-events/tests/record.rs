@@ -1,5 +1,7 @@
 //! Record encoding and the total decoder.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use proptest::prelude::*;
 use weir_events::record::{flags, CONNECTION_FIXED_SIZE, DROPPED_SIZE, KIND_CONNECTION};
 use weir_events::*;

@@ -261,11 +261,9 @@ impl<const N: usize> IrpQueue<N> {
         let queued = QueuedIrp { raw: irp.raw, routine: self.routine };
         let result = self.slots.lock().insert(queued);
         match result {
-            Ok(()) => {
-                // Ownership moved to the queue (or to the cancel routine).
-                core::mem::forget(irp);
-                Ok(())
-            }
+            // Ownership moved to the queue (or to the cancel routine); `irp`
+            // is a plain pointer wrapper and is simply not used again.
+            Ok(()) => Ok(()),
             Err(e) => Err((irp, e.status())),
         }
     }
