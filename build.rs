@@ -1,25 +1,33 @@
-//! Link configuration for the two build flows.
+//! Link configuration for the two build flows; the host decides which.
 //!
-//! - WDK flow (`--features wdk`, on Windows with the eWDK): windows-drivers-rs'
-//!   `wdk-build` configures everything, as in Microsoft's Rust driver samples.
-//! - Linux flow (`cargo xtask build`): the link settings of a WDM kernel image,
-//!   passed to lld in link.exe mode. Only applied when building for a Windows
-//!   target; host builds (unit tests) need nothing.
+//! - Windows host: the WDK flow (`cargo make`, Makefile.toml).
+//!   windows-drivers-rs' `wdk-build` configures the link exactly as in
+//!   Microsoft's Rust driver samples, from `[package.metadata.wdk]` and the
+//!   installed WDK. It fails with its own message when `crt-static` is off
+//!   (see .cargo/config.toml).
+//! - Any other host: the Linux flow (`cargo xtask build`), the link settings
+//!   of a WDM kernel image passed to lld in link.exe mode. Only applied when
+//!   building for a Windows target; host builds (unit tests) need nothing.
+//!
+//! `cfg(windows)` in a build script is the host's: the script runs where it
+//! is built. wdk-build is a build dependency only on Windows hosts
+//! (Cargo.toml), as it refuses to compile anywhere else.
 
 fn main() {
-    #[cfg(feature = "wdk")]
+    #[cfg(windows)]
     {
         if let Err(err) = wdk_build::configure_wdk_binary_build() {
             println!("cargo::error=wdk-build could not configure the WDK build: {err}");
         }
     }
 
-    #[cfg(not(feature = "wdk"))]
+    #[cfg(not(windows))]
     linux_flow();
 }
 
-#[cfg(not(feature = "wdk"))]
+#[cfg(not(windows))]
 fn linux_flow() {
+    // Only in this flow: wdk-build decides itself what reruns its part.
     println!("cargo::rerun-if-changed=build.rs");
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let target_env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();

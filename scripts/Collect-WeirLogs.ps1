@@ -138,7 +138,7 @@ if ($PSCmdlet.ShouldProcess($zipPath, 'Collect Weir diagnostics')) {
         if ($null -eq $driver) { 'service not present' }
         else {
             $path = [string]$driver.PathName -replace '^\\\?\?\\', ''
-            Get-AuthenticodeSignature -FilePath $path | Format-List Status, StatusMessage, SignerCertificate, Path
+            Get-AuthenticodeSignature -FilePath $path | Format-List -Property 'Status', 'StatusMessage', 'SignerCertificate', 'Path'
         }
     }
 
@@ -168,14 +168,14 @@ if ($PSCmdlet.ShouldProcess($zipPath, 'Collect Weir diagnostics')) {
         Save-Section $file "System log, provider $provider, since $since" {
             # No matching event is not an error.
             Get-WinEvent -FilterHashtable @{ LogName = 'System'; ProviderName = $provider; StartTime = $since } -ErrorAction SilentlyContinue |
-                Format-List TimeCreated, Id, LevelDisplayName, ProviderName, Message
+                Format-List -Property 'TimeCreated', 'Id', 'LevelDisplayName', 'ProviderName', 'Message'
         }
     }
     foreach ($log in @('Microsoft-Windows-CodeIntegrity/Operational', 'Microsoft-Windows-Kernel-PnP/Configuration')) {
         $file = 'events-' + (($log -split '/')[0] -replace '^Microsoft-Windows-', '') + '.txt'
         Save-Section $file "$log since $since" {
             Get-WinEvent -FilterHashtable @{ LogName = $log; StartTime = $since } -ErrorAction SilentlyContinue |
-                Format-List TimeCreated, Id, LevelDisplayName, ProviderName, Message
+                Format-List -Property 'TimeCreated', 'Id', 'LevelDisplayName', 'ProviderName', 'Message'
         }
     }
 

@@ -4,9 +4,13 @@
 
 .DESCRIPTION
     Turns on test signing for the current boot entry (bcdedit /set testsigning on)
-    and imports Weir's test certificate (weir-test.cer, DER) into the local
-    machine's Trusted Root Certification Authorities (Cert:\LocalMachine\Root)
-    and Trusted Publishers (Cert:\LocalMachine\TrustedPublisher) stores.
+    and imports the package's test certificate (DER) into the local machine's
+    Trusted Root Certification Authorities (Cert:\LocalMachine\Root) and
+    Trusted Publishers (Cert:\LocalMachine\TrustedPublisher) stores.
+
+    The certificate is weir-test.cer in a package built by cargo xtask package
+    and WDRLocalTestCert.cer in one built by the WDK's cargo make; either is
+    accepted (weir-test.cer if both are there).
 
     The script is idempotent: a setting that is already on and a certificate
     that is already in a store are left alone.
@@ -20,9 +24,9 @@
     on real Windows by the project's CI.
 
 .PARAMETER PackageDir
-    Directory holding the Weir driver package. The certificate is looked up as
-    weir-test.cer in this directory unless -CertificatePath is given.
-    Defaults to the current directory.
+    Directory holding the Weir driver package. The certificate is looked up
+    there as weir-test.cer, else WDRLocalTestCert.cer, unless -CertificatePath
+    is given. Defaults to the current directory.
 
 .PARAMETER CertificatePath
     Path to the DER test certificate to trust. Overrides -PackageDir.
@@ -36,7 +40,7 @@
 
 .EXAMPLE
     .\Enable-TestSigning.ps1 -PackageDir .\weir_package
-    Turns on test signing, trusts weir-test.cer, and tells you to reboot.
+    Turns on test signing, trusts the package's certificate, and tells you to reboot.
 
 .NOTES
     Run from an elevated PowerShell (Run as administrator).
@@ -53,6 +57,8 @@ $ErrorActionPreference = 'Stop'
 # Native tools report failure through exit codes, which this script checks
 # itself; keep PowerShell 7.4+ from turning them into errors first.
 $PSNativeCommandUseErrorActionPreference = $false
+# Read-only helpers shared with the other scripts (keep it next to this one).
+Import-Module -Name (Join-Path $PSScriptRoot 'WeirCommon.psm1') -Force -DisableNameChecking
 
 function Test-IsElevated {
     $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
@@ -67,10 +73,12 @@ if (-not (Test-IsElevated)) {
 # --- Locate and load the certificate -------------------------------------
 
 if (-not $CertificatePath) {
-    $CertificatePath = Join-Path $PackageDir 'weir-test.cer'
+    # weir-test.cer (cargo xtask package) or WDRLocalTestCert.cer (cargo make);
+    # throws, naming both, when the package has neither.
+    $CertificatePath = Find-WeirTestCertificate -PackageDir $PackageDir
 }
 if (-not (Test-Path -LiteralPath $CertificatePath -PathType Leaf)) {
-    throw "Test certificate not found: '$CertificatePath'. Pass -PackageDir <weir_package directory> or -CertificatePath <path to weir-test.cer>."
+    throw "Test certificate not found: '$CertificatePath'. Pass -PackageDir <weir_package directory> or -CertificatePath <path to the package's .cer file>."
 }
 $CertificatePath = (Resolve-Path -LiteralPath $CertificatePath).ProviderPath
 

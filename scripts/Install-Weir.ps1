@@ -4,7 +4,7 @@
 
 .DESCRIPTION
     Checks that the package directory holds all five files (weir.sys, weir.inf,
-    weir.cat, weir.pdb, weir-test.cer), then runs
+    weir.cat, weir.pdb and the test certificate), then runs
 
         pnputil /add-driver <PackageDir>\weir.inf /install
         sc.exe start weir
@@ -17,6 +17,11 @@
     and create the demand-start kernel service "weir". Windows 10 2004 or later
     is needed for that.
 
+    Both package shapes install the same way: the one built on Linux by
+    cargo xtask package carries the certificate as weir-test.cer, the one built
+    on Windows by the WDK's cargo make as WDRLocalTestCert.cer. If both are
+    present, weir-test.cer is the one reported.
+
     Test signing must be on and the test certificate trusted first
     (Enable-TestSigning.ps1, then a reboot).
 
@@ -25,8 +30,9 @@
 
 .PARAMETER PackageDir
     The weir_package directory copied from the build
-    (target\x86_64-pc-windows-msvc\release\weir_package). Defaults to the
-    current directory.
+    (target\x86_64-pc-windows-msvc\release\weir_package from cargo xtask
+    package, or target\<profile>\weir_package from cargo make). Defaults to
+    the current directory.
 
 .PARAMETER NoStart
     Install the package but do not start the service.
@@ -55,7 +61,8 @@ $PSNativeCommandUseErrorActionPreference = $false
 Import-Module -Name (Join-Path $PSScriptRoot 'WeirCommon.psm1') -Force -DisableNameChecking
 
 $ServiceName = 'weir'
-$PackageFiles = @('weir.sys', 'weir.inf', 'weir.cat', 'weir.pdb', 'weir-test.cer')
+# The certificate, the fifth file, has one of two names (Find-WeirTestCertificate).
+$PackageFiles = @('weir.sys', 'weir.inf', 'weir.cat', 'weir.pdb')
 
 function Test-IsElevated {
     $identity = [Security.Principal.WindowsIdentity]::GetCurrent()
@@ -75,8 +82,11 @@ if (-not (Test-Path -LiteralPath $PackageDir -PathType Container)) {
 $PackageDir = (Resolve-Path -LiteralPath $PackageDir).ProviderPath
 $missing = @($PackageFiles | Where-Object { -not (Test-Path -LiteralPath (Join-Path $PackageDir $_) -PathType Leaf) })
 if ($missing.Count -gt 0) {
-    throw "The package in '$PackageDir' is incomplete; missing: $($missing -join ', '). Copy the whole weir_package directory built by 'cargo xtask package'."
+    throw "The package in '$PackageDir' is incomplete; missing: $($missing -join ', '). Copy the whole weir_package directory built by 'cargo xtask package' or 'cargo make'."
 }
+# Throws, naming both accepted file names, when the package has neither.
+$certificatePath = Find-WeirTestCertificate -PackageDir $PackageDir
+Write-Host "Test certificate: $(Split-Path -Leaf $certificatePath)"
 $infPath = Join-Path $PackageDir 'weir.inf'
 
 $signature = Get-AuthenticodeSignature -FilePath (Join-Path $PackageDir 'weir.sys')
@@ -102,7 +112,7 @@ function Get-WeirPublishedName {
 
 $StartHints = @{
     2    = 'weir.sys was not found where the service points. Re-run this script.'
-    577  = 'Windows cannot verify the signature (ERROR_INVALID_IMAGE_HASH). Is test signing on (bcdedit), Secure Boot off, the VM rebooted since, and weir-test.cer in LocalMachine\Root and TrustedPublisher? See Enable-TestSigning.ps1.'
+    577  = 'Windows cannot verify the signature (ERROR_INVALID_IMAGE_HASH). Is test signing on (bcdedit), Secure Boot off, the VM rebooted since, and the test certificate of the package (weir-test.cer or WDRLocalTestCert.cer) in LocalMachine\Root and TrustedPublisher? See Enable-TestSigning.ps1.'
     1058 = 'The service is disabled. Check the start type with: sc.exe qc weir'
     1060 = 'The service "weir" does not exist: the INF install did not create it. Check setupapi.dev.log (Collect-WeirLogs.ps1).'
     1275 = 'Windows blocked the driver (ERROR_DRIVER_BLOCKED). Check the CodeIntegrity event log (Collect-WeirLogs.ps1).'

@@ -131,7 +131,7 @@ if (-not $Remove) {
         $code = $LASTEXITCODE
         $output | ForEach-Object { Write-Verbose $_ }
         if ($code -ne 0) {
-            throw "devcon dp_add '$infPath' failed with exit code ${code}:`n$($output -join "`n")`nIs test signing on and weir-test.cer trusted (Enable-TestSigning.ps1)?"
+            throw "devcon dp_add '$infPath' failed with exit code ${code}:`n$($output -join "`n")`nIs test signing on and the package test certificate (weir-test.cer or WDRLocalTestCert.cer) trusted (Enable-TestSigning.ps1)?"
         }
         $published = @(($output -join "`n") | Select-String -Pattern 'oem\d+\.inf' -AllMatches |
             ForEach-Object { $_.Matches } | ForEach-Object { $_.Value.ToLowerInvariant() } | Sort-Object -Unique)

@@ -3,9 +3,10 @@
     Read-only helpers shared by the Weir test-VM scripts.
 
 .DESCRIPTION
-    Imported by Install-Weir.ps1, Stage-Weir.ps1 and Uninstall-Weir.ps1 from the
-    same directory. Nothing here changes the machine: it only parses command
-    output and reads the service state. Keep this file next to the scripts.
+    Imported by Enable-TestSigning.ps1, Install-Weir.ps1, Stage-Weir.ps1 and
+    Uninstall-Weir.ps1 from the same directory. Nothing here changes the
+    machine: it only parses command output, reads the service state and looks
+    for files. Keep this file next to the scripts.
     Untested on real Windows by our CI - only statically checked.
 #>
 
@@ -62,4 +63,30 @@ function Get-WeirServiceState {
     return [string]$driver.State
 }
 
-Export-ModuleMember -Function ConvertFrom-WeirEnumDrivers, Get-WeirServiceState
+function Find-WeirTestCertificate {
+    <#
+    .SYNOPSIS
+        Full path of the test certificate in a Weir driver package.
+    .DESCRIPTION
+        A package built on Linux (cargo xtask package) carries weir-test.cer;
+        one built with the WDK (cargo make, windows-drivers-rs) carries
+        WDRLocalTestCert.cer, the certificate its makecert task creates.
+        Returns the first of these two that exists in PackageDir, preferring
+        weir-test.cer; throws if neither does.
+    .PARAMETER PackageDir
+        The weir_package directory.
+    #>
+    [CmdletBinding()]
+    param([Parameter(Mandatory)] [string] $PackageDir)
+    $names = @('weir-test.cer', 'WDRLocalTestCert.cer')
+    foreach ($name in $names) {
+        $path = Join-Path $PackageDir $name
+        if (Test-Path -LiteralPath $path -PathType Leaf) {
+            return $path
+        }
+    }
+    throw ("No test certificate in '$PackageDir': expected weir-test.cer (cargo xtask package) or " +
+        'WDRLocalTestCert.cer (cargo make). Pass the weir_package directory of a complete package.')
+}
+
+Export-ModuleMember -Function 'ConvertFrom-WeirEnumDrivers', 'Get-WeirServiceState', 'Find-WeirTestCertificate'

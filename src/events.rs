@@ -32,23 +32,22 @@
 //! path share only the ring (lock-free), the gate (atomic) and the IRP
 //! queue (spin lock held across slot updates only).
 
-use crate::classify::Outcome;
+use crate::classify::{Applied, Outcome};
 use core::net::IpAddr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use weir_events::{drain_into, AppPath, Decision, Direction, Event, IpVersion, Ring, WakeGate};
 use wfp_km::classify::{IncomingValues, Metadata};
 use wfp_km::csq::{CancelRoutine, IrpQueue};
 use wfp_km::dpc::Dpc;
-use wfp_km::irp::{ctl_code, DeviceControl, Irp, FILE_READ_ACCESS, METHOD_BUFFERED};
+use wfp_km::irp::{DeviceControl, Irp};
 use wfp_km::pool::PoolBox;
-use wfp_km::sys::fwp_types::FWP_CONDITION_FLAG_IS_REAUTHORIZE;
 use wfp_km::sys::fwps::{ale_auth_connect_v4 as connect, ale_auth_recv_accept_v4 as accept};
 use wfp_km::{NtStatus, Result};
 
 pub use weir_events::{MAX_CONNECTION_SIZE, MIN_READ_BUFFER};
 
-/// `IOCTL_WEIR_READ_EVENTS` (`0x80576010`).
-pub const IOCTL_WEIR_READ_EVENTS: u32 = ctl_code(crate::ioctl::WEIR_DEVICE_TYPE, 0x804, METHOD_BUFFERED, FILE_READ_ACCESS);
+/// `IOCTL_WEIR_READ_EVENTS` (`0x80576010`, defined in `weir-abi`).
+pub use weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS;
 
 /// Events the ring holds (a power of two): 512 × 608-byte slots, about
 /// 304 KiB of non-paged pool.
@@ -57,9 +56,11 @@ pub const RING_CAPACITY: usize = 512;
 /// Reads parked at once, all handles together.
 pub const MAX_PENDING_READS: usize = 16;
 
-/// Whether every connection is recorded (not only blocks and `log` rules)
-/// until the policy says otherwise: Weir has no policy yet and permits
-/// everything, so the default is to monitor everything.
+/// The driver setting "record every connection". On by default: Weir is a
+/// connection monitor first, and without a policy (monitor mode) nothing
+/// would be recorded otherwise. Off, only blocks and connections the policy
+/// marks for logging (a rule's `log`, or the policy's `log_all`, which
+/// `weir_policy` folds into the verdict) are recorded.
 pub const LOG_ALL_DEFAULT: bool = true;
 
 /// The event ring, the parked reads and the DPC that completes them.
@@ -106,9 +107,9 @@ impl EventLog {
         self.log_all.store(on, Ordering::Relaxed);
     }
 
-    /// Whether a classification with this decision is recorded.
-    pub fn wants(&self, decision: Decision, rule_log: bool) -> bool {
-        decision == Decision::Block || rule_log || self.log_all.load(Ordering::Relaxed)
+    /// Whether this classification is recorded (see [`Selection`]).
+    pub fn wants(&self, outcome: &Outcome) -> bool {
+        Selection { log_all: self.log_all.load(Ordering::Relaxed) }.wants(outcome)
     }
 
     /// classifyFn: copies `event` into the ring; wakes a parked read.
@@ -222,27 +223,30 @@ impl Drop for EventLog {
     }
 }
 
+/// Which classifications produce an event.
+#[derive(Clone, Copy, Debug)]
+pub struct Selection {
+    /// The driver setting: record every connection.
+    pub log_all: bool,
+}
+
+impl Selection {
+    /// Every block, every classification the policy marks for logging (a
+    /// rule's `log`, or the policy's `log_all`), everything with `log_all`.
+    pub fn wants(&self, outcome: &Outcome) -> bool {
+        outcome.applied == Applied::Blocked || outcome.decision.is_some_and(|d| d.log) || self.log_all
+    }
+}
+
 /// The event for one classification. `time` is the system time (100 ns
 /// units since 1601).
-pub fn event_for(
-    outcome: &Outcome,
-    values: &IncomingValues<'_>,
-    meta: Option<&Metadata<'_>>,
-    decision: Decision,
-    rule_id: Option<u32>,
-    time: u64,
-) -> Event {
+pub fn event_for(outcome: &Outcome, values: &IncomingValues<'_>, meta: Option<&Metadata<'_>>, time: u64) -> Event {
     let layer = outcome.layer;
-    let (app_id, flags_index) = if layer.is_outbound() {
-        (connect::ALE_APP_ID, connect::FLAGS)
-    } else {
-        (accept::ALE_APP_ID, accept::FLAGS)
-    };
+    let app_id = if layer.is_outbound() { connect::ALE_APP_ID } else { accept::ALE_APP_ID };
     let path = values
         .byte_blob(app_id)
         .or_else(|| meta.and_then(Metadata::process_path))
         .map_or(AppPath::EMPTY, AppPath::from_utf16le_bytes);
-    let reauthorization = values.u32(flags_index).is_some_and(|f| f & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0);
     let mut event = Event {
         time,
         layer_id: layer.layer_id(),
@@ -256,9 +260,13 @@ pub fn event_for(
         remote_port: 0,
         process_id: outcome.process_id,
         path,
-        decision,
-        rule_id,
-        reauthorization,
+        decision: match outcome.applied {
+            Applied::Permitted => Decision::Permit,
+            Applied::Blocked => Decision::Block,
+            Applied::WriteRightAbsent => Decision::WriteRightAbsent,
+        },
+        rule_id: outcome.decision.and_then(|d| d.rule).map(|(_, id)| id),
+        reauthorization: outcome.reauthorization,
     };
     if let Some(c) = outcome.connection {
         event.tuple = true;
@@ -285,20 +293,13 @@ fn address_bytes(a: IpAddr) -> [u8; 16] {
     }
 }
 
-/// The decision an outcome stands for (until the policy engine reports
-/// blocks: permit, or the write right was absent).
-pub fn decision_of(outcome: &Outcome) -> Decision {
-    if outcome.permitted {
-        Decision::Permit
-    } else {
-        Decision::WriteRightAbsent
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{on_classify, Counters};
+    use crate::classify::{on_classify, Counters, Decision as PolicyDecision, FWP_CONDITION_FLAG_IS_REAUTHORIZE};
+    use crate::policy::PolicyStore;
+    use weir_policy::Action;
+    use wfp_km::ale::AleLayer;
     use wfp_km::classify::testing::{Classification, Value};
     use wfp_km::sys::fwps::FWPS_RIGHT_ACTION_WRITE;
 
@@ -311,6 +312,8 @@ mod tests {
         v
     }
 
+    const APP: &[u16] = &[0x5c, 0x64, 0x5c, 0x61, 0x2e, 0x65, 0x78, 0x65]; // \d\a.exe
+
     #[test]
     fn ioctl_code() {
         assert_eq!(IOCTL_WEIR_READ_EVENTS, 0x8057_6010);
@@ -319,10 +322,13 @@ mod tests {
     #[test]
     fn event_fields_from_a_v6_connect_reauthorization() {
         let counters = Counters::new();
-        let mut c = Classification::new(50, &v6_values(FWP_CONDITION_FLAG_IS_REAUTHORIZE | 1)).rights(FWPS_RIGHT_ACTION_WRITE).process_id(77);
+        let store = PolicyStore::new();
+        let mut values = v6_values(FWP_CONDITION_FLAG_IS_REAUTHORIZE);
+        values[0] = Value::Utf16(APP);
+        let mut c = Classification::new(50, &values).rights(FWPS_RIGHT_ACTION_WRITE).process_id(77);
         let e = c.run(|values, meta, filter, out| {
-            let o = on_classify(&counters, values, meta, filter, out).unwrap();
-            event_for(&o, values, meta, decision_of(&o), None, 1234)
+            let o = on_classify(&counters, &store, values, meta, filter, out).unwrap();
+            event_for(&o, values, meta, 1234)
         });
         assert_eq!(e.layer_id, 50);
         assert_eq!(e.direction, Direction::Outbound);
@@ -332,24 +338,65 @@ mod tests {
         assert_eq!(e.remote_addr, "2001:db8::2".parse::<core::net::Ipv6Addr>().unwrap().octets());
         assert_eq!(e.process_id, Some(77));
         assert_eq!(e.decision, Decision::Permit);
+        assert_eq!(e.rule_id, None);
         assert!(e.reauthorization);
         assert_eq!(e.time, 1234);
-        assert!(e.path.is_empty());
+        assert_eq!(e.path.units(), APP);
     }
 
     #[test]
     fn v4_accept_without_write_right_or_tuple() {
         let counters = Counters::new();
+        let store = PolicyStore::new();
         let mut c = Classification::new(44, &[Value::Empty]);
         let e = c.run(|values, meta, filter, out| {
-            let o = on_classify(&counters, values, meta, filter, out).unwrap();
-            event_for(&o, values, meta, decision_of(&o), Some(9), 0)
+            let o = on_classify(&counters, &store, values, meta, filter, out).unwrap();
+            event_for(&o, values, meta, 0)
         });
         assert_eq!((e.direction, e.ip_version), (Direction::Inbound, IpVersion::V4));
         assert!(!e.tuple && !e.reauthorization);
         assert_eq!(e.decision, Decision::WriteRightAbsent);
-        assert_eq!(e.rule_id, Some(9));
         assert_eq!(e.local_addr, [0; 16]);
+        assert!(e.path.is_empty());
+    }
+
+    fn outcome(applied: Applied, decision: Option<PolicyDecision>) -> Outcome {
+        Outcome {
+            layer: AleLayer::ConnectV4,
+            connection: None,
+            process_id: None,
+            reauthorization: false,
+            decision,
+            applied,
+            permitted: applied == Applied::Permitted,
+        }
+    }
+
+    #[test]
+    fn block_and_rule_ids_map_to_the_record() {
+        let o = outcome(Applied::Blocked, Some(PolicyDecision::rule(Action::Block, 3, 42, false)));
+        // SAFETY-free: event_for only reads the views, an empty classification suffices.
+        let mut c = Classification::new(48, &[]);
+        let e = c.run(|values, meta, _, _| event_for(&o, values, meta, 0));
+        assert_eq!((e.decision, e.rule_id), (Decision::Block, Some(42)));
+    }
+
+    /// Which classifications are recorded, with the driver setting off: every
+    /// block, and what the policy marks for logging (a rule's `log`, or
+    /// `log_all` folded into the verdict); with it on, everything.
+    #[test]
+    fn recording_rules() {
+        let log = Selection { log_all: false };
+        let permit_rule = PolicyDecision::rule(Action::Permit, 0, 7, false);
+        let permit_logged = PolicyDecision::rule(Action::Permit, 0, 7, true);
+        assert!(log.wants(&outcome(Applied::Blocked, Some(PolicyDecision::default_action(Action::Block)))));
+        assert!(log.wants(&outcome(Applied::Permitted, Some(permit_logged))));
+        assert!(!log.wants(&outcome(Applied::Permitted, Some(permit_rule))));
+        assert!(!log.wants(&outcome(Applied::Permitted, Some(PolicyDecision::monitor()))));
+        assert!(!log.wants(&outcome(Applied::WriteRightAbsent, None)));
+        let all = Selection { log_all: true };
+        assert!(all.wants(&outcome(Applied::WriteRightAbsent, None)));
+        assert!(all.wants(&outcome(Applied::Permitted, Some(permit_rule))));
     }
 
     #[test]

@@ -1,248 +1,302 @@
-//! The control device's requests.
+//! The control device's requests. Formats, codes and statuses are defined
+//! in `weir-abi` (shared with user-mode tools); this module maps requests to
+//! the driver's state.
 //!
-//! One request today: `IOCTL_WEIR_GET_STATS` returns the driver version and
-//! the per-layer counters. The reply is a fixed little-endian layout
-//! ([`StatsReply`]); its first field is its own size and its second an ABI
-//! version, so a newer tool can recognise an older driver.
+//! | IOCTL | input | output |
+//! |---|---|---|
+//! | `IOCTL_WEIR_GET_STATS` | none | stats reply v2 (header, then per-rule hits) |
+//! | `IOCTL_WEIR_SET_POLICY` | policy blob (empty = clear) | `SetPolicyReply` (24 bytes) |
+//! | `IOCTL_WEIR_GET_POLICY` | none | `PolicyReplyHeader` + the active blob |
 //!
-//! Every malformed request gets an error status and writes nothing.
+//! Every malformed request gets an error status and writes nothing; a
+//! refused policy leaves the active one unchanged. All requests arrive at
+//! PASSIVE_LEVEL (IRP_MJ_DEVICE_CONTROL dispatch), where SET_POLICY may
+//! allocate and wait for the swap's grace period.
 
 use crate::classify::{Counters, LayerSnapshot};
-use core::mem::{offset_of, size_of};
-use wfp_km::irp::{ctl_code, DeviceControl, FILE_READ_ACCESS, METHOD_BUFFERED};
+use crate::policy::PolicyStore;
+use weir_abi::policy::{write_policy_reply, PolicyWritten, SetPolicyReply, SET_POLICY_REPLY_SIZE};
+use weir_abi::stats::{write_reply, LayerStats, RuleHits, StatsHeader, Written};
+use weir_abi::{status as st, IOCTL_WEIR_GET_POLICY, IOCTL_WEIR_GET_STATS, IOCTL_WEIR_SET_POLICY};
+use wfp_km::irp::DeviceControl;
 use wfp_km::NtStatus;
 
-/// Device type of the control device's IOCTL codes (vendor range >= 0x8000).
-pub const WEIR_DEVICE_TYPE: u32 = 0x8057;
+pub use weir_abi::IOCTL_WEIR_GET_STATS as GET_STATS;
 
-/// Returns a [`StatsReply`]. `0x80576004`.
-pub const IOCTL_WEIR_GET_STATS: u32 = ctl_code(WEIR_DEVICE_TYPE, 0x801, METHOD_BUFFERED, FILE_READ_ACCESS);
-
-/// ABI version of [`StatsReply`].
-pub const STATS_ABI_VERSION: u32 = 1;
-
-/// Counters of one layer as sent to user mode.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LayerStats {
-    pub classified: u64,
-    pub permitted: u64,
-    pub write_right_absent: u64,
-}
-
-/// Reply of `IOCTL_WEIR_GET_STATS` (112 bytes, little-endian).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StatsReply {
-    /// `size_of::<StatsReply>()`.
-    pub size: u32,
-    /// [`STATS_ABI_VERSION`].
-    pub abi_version: u32,
+/// What the requests read.
+pub struct Context<'a> {
     /// Driver version `[major, minor, patch, 0]`.
     pub version: [u16; 4],
-    /// In layer order: connect v4, connect v6, accept v4, accept v6.
-    pub layers: [LayerStats; 4],
+    pub counters: &'a Counters,
+    pub store: &'a PolicyStore,
+    /// `weir_abi::stats::FILTERING_*` flags.
+    pub filtering: u32,
+    /// Events dropped because the event ring was full.
+    pub event_drops: u64,
 }
 
-/// Size of the reply on the wire.
-pub const STATS_REPLY_SIZE: usize = size_of::<StatsReply>();
+fn status(raw: u32) -> NtStatus {
+    NtStatus(i32::from_ne_bytes(raw.to_ne_bytes()))
+}
 
-impl StatsReply {
-    pub fn new(version: [u16; 4], snapshot: [LayerSnapshot; 4]) -> Self {
-        Self {
-            // Cannot truncate: the size is 112.
-            #[allow(clippy::cast_possible_truncation)]
-            size: STATS_REPLY_SIZE as u32,
-            abi_version: STATS_ABI_VERSION,
-            version,
-            layers: snapshot.map(|s| LayerStats {
-                classified: s.classified,
-                permitted: s.permitted,
-                write_right_absent: s.write_right_absent,
-            }),
-        }
+fn layer_stats(s: LayerSnapshot) -> LayerStats {
+    LayerStats {
+        new_connections: s.new_connections,
+        reauthorizations: s.reauthorizations,
+        permitted: s.permitted,
+        blocked: s.blocked,
+        write_right_absent: s.write_right_absent,
     }
+}
 
-    /// Serialises into exactly [`STATS_REPLY_SIZE`] bytes at the `repr(C)`
-    /// offsets, without `unsafe` reinterpretation.
-    pub fn encode(&self) -> [u8; STATS_REPLY_SIZE] {
-        let mut out = [0u8; STATS_REPLY_SIZE];
-        let mut put = |offset: usize, bytes: &[u8]| {
-            if let Some(dst) = out.get_mut(offset..offset.saturating_add(bytes.len())) {
-                dst.copy_from_slice(bytes);
+/// Handles an `IRP_MJ_DEVICE_CONTROL` request. `buffer` is the
+/// METHOD_BUFFERED system buffer viewed as max(input, output) bytes (input
+/// first, overwritten by the output), or `None` if there is none. Returns
+/// the completion status and the number of bytes written.
+pub fn device_control(request: DeviceControl, buffer: Option<&mut [u8]>, ctx: &Context<'_>) -> (NtStatus, usize) {
+    let (Ok(input_len), Ok(output_len)) = (usize::try_from(request.input_len), usize::try_from(request.output_len)) else {
+        return (NtStatus::INVALID_PARAMETER, 0);
+    };
+    match request.code {
+        IOCTL_WEIR_GET_STATS | IOCTL_WEIR_GET_POLICY if input_len != 0 => (NtStatus::INVALID_PARAMETER, 0),
+        IOCTL_WEIR_GET_STATS => match buffer.and_then(|b| b.get_mut(..output_len)) {
+            Some(out) => get_stats(out, ctx),
+            None if output_len == 0 => (NtStatus::BUFFER_TOO_SMALL, 0),
+            None => (NtStatus::INVALID_PARAMETER, 0),
+        },
+        IOCTL_WEIR_GET_POLICY => match buffer.and_then(|b| b.get_mut(..output_len)) {
+            Some(out) => get_policy(out, ctx.store),
+            None if output_len == 0 => (NtStatus::BUFFER_TOO_SMALL, 0),
+            None => (NtStatus::INVALID_PARAMETER, 0),
+        },
+        IOCTL_WEIR_SET_POLICY => {
+            if output_len < SET_POLICY_REPLY_SIZE {
+                return (NtStatus::BUFFER_TOO_SMALL, 0);
             }
-        };
-        put(offset_of!(StatsReply, size), &self.size.to_le_bytes());
-        put(offset_of!(StatsReply, abi_version), &self.abi_version.to_le_bytes());
-        for (i, v) in self.version.iter().enumerate() {
-            put(offset_of!(StatsReply, version) + 2 * i, &v.to_le_bytes());
+            match buffer {
+                Some(buf) if buf.len() >= input_len && buf.len() >= output_len => set_policy(buf, input_len, output_len, ctx.store),
+                _ => (NtStatus::INVALID_PARAMETER, 0),
+            }
         }
-        for (i, l) in self.layers.iter().enumerate() {
-            let base = offset_of!(StatsReply, layers) + i * size_of::<LayerStats>();
-            put(base + offset_of!(LayerStats, classified), &l.classified.to_le_bytes());
-            put(base + offset_of!(LayerStats, permitted), &l.permitted.to_le_bytes());
-            put(base + offset_of!(LayerStats, write_right_absent), &l.write_right_absent.to_le_bytes());
-        }
-        out
-    }
-
-    /// Parses a reply (for tools and tests); `None` unless `bytes` is exactly
-    /// one reply of this ABI version.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let u32_at = |o: usize| bytes.get(o..o + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
-        let u16_at = |o: usize| bytes.get(o..o + 2).and_then(|b| b.try_into().ok()).map(u16::from_le_bytes);
-        let u64_at = |o: usize| bytes.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
-        if bytes.len() != STATS_REPLY_SIZE
-            || usize::try_from(u32_at(0)?).ok()? != STATS_REPLY_SIZE
-            || u32_at(4)? != STATS_ABI_VERSION
-        {
-            return None;
-        }
-        let mut reply = Self { size: u32_at(0)?, abi_version: u32_at(4)?, ..Self::default() };
-        for (i, v) in reply.version.iter_mut().enumerate() {
-            *v = u16_at(offset_of!(StatsReply, version) + 2 * i)?;
-        }
-        for (i, l) in reply.layers.iter_mut().enumerate() {
-            let base = offset_of!(StatsReply, layers) + i * size_of::<LayerStats>();
-            l.classified = u64_at(base)?;
-            l.permitted = u64_at(base + 8)?;
-            l.write_right_absent = u64_at(base + 16)?;
-        }
-        Some(reply)
+        _ => (NtStatus::INVALID_DEVICE_REQUEST, 0),
     }
 }
 
-/// Handles an `IRP_MJ_DEVICE_CONTROL` request. `output` is the buffered
-/// system buffer viewed as `request.output_len` bytes, or `None` if there is
-/// none. Returns the completion status and the number of bytes written.
-pub fn device_control(
-    request: DeviceControl,
-    output: Option<&mut [u8]>,
-    version: [u16; 4],
-    counters: &Counters,
-) -> (NtStatus, usize) {
-    if request.code != IOCTL_WEIR_GET_STATS {
-        return (NtStatus::INVALID_DEVICE_REQUEST, 0);
-    }
-    if request.input_len != 0 {
-        return (NtStatus::INVALID_PARAMETER, 0);
-    }
-    let Ok(output_len) = usize::try_from(request.output_len) else {
-        return (NtStatus::INVALID_PARAMETER, 0);
+fn get_stats(out: &mut [u8], ctx: &Context<'_>) -> (NtStatus, usize) {
+    let header = StatsHeader {
+        version: ctx.version,
+        filtering: ctx.filtering,
+        event_drops: ctx.event_drops,
+        layers: ctx.counters.snapshot().map(layer_stats),
+        ..StatsHeader::default()
     };
-    if output_len < STATS_REPLY_SIZE {
-        return (NtStatus::BUFFER_TOO_SMALL, 0);
+    // Generation and rule hits from the same policy.
+    let written = ctx.store.read(|p| {
+        let mut header = header;
+        header.policy_generation = p.map_or(0, |p| p.generation());
+        let rules = p.map_or(&[][..], |p| p.rules());
+        let hits = rules.iter().enumerate().map(|(index, r)| RuleHits {
+            rule_id: r.id,
+            // Rule counts are bounded by limits::MAX_RULES (< 2^32).
+            rule_index: u32::try_from(index).unwrap_or(u32::MAX),
+            hits: r.hits.load(core::sync::atomic::Ordering::Relaxed),
+        });
+        write_reply(out, header, hits)
+    });
+    match written {
+        Written::Complete(n) => (NtStatus::SUCCESS, n),
+        Written::HeaderOnly(n) => (status(st::STATUS_BUFFER_OVERFLOW), n),
+        Written::V1Caller => (status(st::STATUS_WEIR_STATS_ABI_V1), 0),
+        Written::TooSmall => (NtStatus::BUFFER_TOO_SMALL, 0),
+        Written::Unrepresentable => (NtStatus::INVALID_PARAMETER, 0),
     }
-    if output_len > STATS_REPLY_SIZE {
-        // Strict size: the caller must be built against this ABI version.
-        return (NtStatus::INVALID_BUFFER_SIZE, 0);
+}
+
+fn get_policy(out: &mut [u8], store: &PolicyStore) -> (NtStatus, usize) {
+    let written = store.read(|p| match p {
+        Some(p) => write_policy_reply(out, p.generation(), p.blob()),
+        None => write_policy_reply(out, 0, &[]),
+    });
+    match written {
+        PolicyWritten::Complete(n) => (NtStatus::SUCCESS, n),
+        PolicyWritten::HeaderOnly(n) => (status(st::STATUS_BUFFER_OVERFLOW), n),
+        PolicyWritten::TooSmall => (NtStatus::BUFFER_TOO_SMALL, 0),
+        PolicyWritten::Unrepresentable => (NtStatus::INVALID_PARAMETER, 0),
     }
-    let Some(buffer) = output.and_then(|b| b.get_mut(..STATS_REPLY_SIZE)) else {
-        return (NtStatus::INVALID_PARAMETER, 0);
+}
+
+fn set_policy(buf: &mut [u8], input_len: usize, output_len: usize, store: &PolicyStore) -> (NtStatus, usize) {
+    let Some(input) = buf.get(..input_len) else { return (NtStatus::INVALID_PARAMETER, 0) };
+    // `set` copies the blob before the reply overwrites the shared buffer.
+    let outcome = match store.set(input) {
+        Ok(o) => o,
+        Err(e) => return (e, 0),
     };
-    buffer.copy_from_slice(&StatsReply::new(version, counters.snapshot()).encode());
-    (NtStatus::SUCCESS, STATS_REPLY_SIZE)
+    let reply = SetPolicyReply::new(outcome.generation, outcome.rule_count, outcome.set_count);
+    match buf.get_mut(..output_len).and_then(|out| reply.encode_into(out)) {
+        Some(n) => (NtStatus::SUCCESS, n),
+        // Not reached: output_len >= the reply size was checked first.
+        None => (NtStatus::BUFFER_TOO_SMALL, 0),
+    }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use core::sync::atomic::Ordering;
     use proptest::prelude::*;
+    use weir_abi::policy::decode_policy_reply;
+    use weir_abi::stats::{decode_reply, StatsError, FILTERING_ACTIVE, STATS_HEADER_SIZE};
+    use weir_policy::{Action, Policy, Rule};
     use wfp_km::ale::AleLayer;
-
-    #[test]
-    fn ioctl_code_matches_ctl_code_macro() {
-        assert_eq!(IOCTL_WEIR_GET_STATS, 0x8057_6004);
-    }
-
-    #[test]
-    fn reply_layout_is_pinned() {
-        assert_eq!(size_of::<StatsReply>(), 112);
-        assert_eq!(core::mem::align_of::<StatsReply>(), 8);
-        assert_eq!(offset_of!(StatsReply, size), 0);
-        assert_eq!(offset_of!(StatsReply, abi_version), 4);
-        assert_eq!(offset_of!(StatsReply, version), 8);
-        assert_eq!(offset_of!(StatsReply, layers), 16);
-        assert_eq!(size_of::<LayerStats>(), 24);
-        assert_eq!(core::mem::align_of::<LayerStats>(), 8);
-        assert_eq!(offset_of!(LayerStats, classified), 0);
-        assert_eq!(offset_of!(LayerStats, permitted), 8);
-        assert_eq!(offset_of!(LayerStats, write_right_absent), 16);
-    }
 
     fn req(code: u32, input_len: u32, output_len: u32) -> DeviceControl {
         DeviceControl { code, input_len, output_len }
     }
 
+    fn ctx<'a>(counters: &'a Counters, store: &'a PolicyStore) -> Context<'a> {
+        Context { version: [1, 2, 3, 0], counters, store, filtering: FILTERING_ACTIVE, event_drops: 5 }
+    }
+
+    fn call(code: u32, input: &[u8], output_len: usize, c: &Context<'_>) -> (NtStatus, Vec<u8>) {
+        let mut buf = vec![0xEEu8; input.len().max(output_len)];
+        buf[..input.len()].copy_from_slice(input);
+        let r = req(code, input.len() as u32, output_len as u32);
+        let (s, n) = device_control(r, if buf.is_empty() { None } else { Some(&mut buf[..]) }, c);
+        buf.truncate(n);
+        (s, buf)
+    }
+
+    fn two_rules() -> Vec<u8> {
+        let p = Policy { rules: vec![Rule::any(11, Action::Block), Rule::any(12, Action::Permit)], ..Policy::permit_all() };
+        weir_policy::wire::encode(&p).unwrap()
+    }
+
     #[test]
-    fn get_stats_returns_version_and_counters() {
+    fn ioctl_codes_are_kept() {
+        assert_eq!(IOCTL_WEIR_GET_STATS, 0x8057_6004);
+        assert_eq!(GET_STATS, IOCTL_WEIR_GET_STATS);
+    }
+
+    #[test]
+    fn get_stats_v2_with_counters_generation_and_rule_hits() {
         let counters = Counters::new();
+        let store = PolicyStore::new();
         let l = counters.layer(AleLayer::RecvAcceptV6).unwrap();
-        l.classified.store(5, Ordering::Relaxed);
-        l.permitted.store(4, Ordering::Relaxed);
-        l.write_right_absent.store(1, Ordering::Relaxed);
-        let mut buf = [0xEEu8; STATS_REPLY_SIZE];
-        let (status, n) = device_control(req(IOCTL_WEIR_GET_STATS, 0, 112), Some(&mut buf), [1, 2, 3, 0], &counters);
-        assert_eq!(status, NtStatus::SUCCESS);
-        assert_eq!(n, 112);
-        let reply = StatsReply::decode(&buf).unwrap();
-        assert_eq!(reply.version, [1, 2, 3, 0]);
-        assert_eq!(reply.layers[3], LayerStats { classified: 5, permitted: 4, write_right_absent: 1 });
-        assert_eq!(reply.layers[0], LayerStats::default());
-        assert_eq!(&buf[..4], &112u32.to_le_bytes());
+        l.new_connections.store(5, Ordering::Relaxed);
+        l.reauthorizations.store(2, Ordering::Relaxed);
+        l.blocked.store(3, Ordering::Relaxed);
+        let c = ctx(&counters, &store);
+        let (s, b) = call(IOCTL_WEIR_GET_STATS, &[], 4096, &c);
+        assert_eq!(s, NtStatus::SUCCESS);
+        let r = decode_reply(&b).unwrap();
+        assert_eq!(r.header.version, [1, 2, 3, 0]);
+        assert_eq!((r.header.policy_generation, r.header.rule_count, r.header.event_drops, r.header.filtering), (0, 0, 5, FILTERING_ACTIVE));
+        assert_eq!(r.header.layers[3], LayerStats { new_connections: 5, reauthorizations: 2, blocked: 3, ..Default::default() });
+        store.set(&two_rules()).unwrap();
+        store.read(|p| p.unwrap().rules()[1].hits.store(9, Ordering::Relaxed));
+        let (s, b) = call(IOCTL_WEIR_GET_STATS, &[], 4096, &c);
+        assert_eq!(s, NtStatus::SUCCESS);
+        let r = decode_reply(&b).unwrap();
+        assert_eq!(r.header.policy_generation, 1);
+        let hits: Vec<_> = r.rules().map(|h| (h.rule_id, h.rule_index, h.hits)).collect();
+        assert_eq!(hits, vec![(11, 0, 0), (12, 1, 9)]);
+        // Header only when the rules do not fit; the size says what is needed.
+        let (s, b) = call(IOCTL_WEIR_GET_STATS, &[], STATS_HEADER_SIZE, &c);
+        assert_eq!(s, status(st::STATUS_BUFFER_OVERFLOW));
+        assert!(matches!(decode_reply(&b), Err(StatsError::Truncated { needed: 240, policy_generation: 1, rule_count: 2 })));
+    }
+
+    #[test]
+    fn a_v1_tool_is_refused_clearly() {
+        let counters = Counters::new();
+        let store = PolicyStore::new();
+        let (s, b) = call(IOCTL_WEIR_GET_STATS, &[], 112, &ctx(&counters, &store));
+        assert_eq!(s, status(st::STATUS_WEIR_STATS_ABI_V1));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn set_get_and_clear_through_the_ioctls() {
+        let counters = Counters::new();
+        let store = PolicyStore::new();
+        let c = ctx(&counters, &store);
+        let blob = two_rules();
+        let (s, b) = call(IOCTL_WEIR_SET_POLICY, &blob, SET_POLICY_REPLY_SIZE, &c);
+        assert_eq!(s, NtStatus::SUCCESS);
+        assert_eq!(SetPolicyReply::decode(&b), Some(SetPolicyReply::new(1, 2, 0)));
+        let (s, b) = call(IOCTL_WEIR_GET_POLICY, &[], 4096, &c);
+        assert_eq!(s, NtStatus::SUCCESS);
+        let (h, got) = decode_policy_reply(&b).unwrap();
+        assert_eq!((h.generation, got), (1, &blob[..]));
+        // Short: header only, with the size needed.
+        let (s, b) = call(IOCTL_WEIR_GET_POLICY, &[], 30, &c);
+        assert_eq!((s, b.len()), (status(st::STATUS_BUFFER_OVERFLOW), 24));
+        // A malformed blob: Weir's status with the decoder's code, nothing changes.
+        let (s, b) = call(IOCTL_WEIR_SET_POLICY, &blob[..blob.len() - 3], 24, &c);
+        assert!(st::decode_code_of(s.raw() as u32).is_some(), "{s:?}");
+        assert!(b.is_empty());
+        let (_, b) = call(IOCTL_WEIR_GET_POLICY, &[], 4096, &c);
+        assert_eq!(decode_policy_reply(&b).unwrap().1, &blob[..]);
+        // Output too small for the reply: refused before anything changes.
+        let (s, _) = call(IOCTL_WEIR_SET_POLICY, &[], 23, &c);
+        assert_eq!(s, NtStatus::BUFFER_TOO_SMALL);
+        assert_eq!(store.read(|p| p.unwrap().generation()), 1);
+        // Clear.
+        let (s, b) = call(IOCTL_WEIR_SET_POLICY, &[], 24, &c);
+        assert_eq!(s, NtStatus::SUCCESS);
+        assert_eq!(SetPolicyReply::decode(&b), Some(SetPolicyReply::new(2, 0, 0)));
+        let (_, b) = call(IOCTL_WEIR_GET_POLICY, &[], 4096, &c);
+        let (h, got) = decode_policy_reply(&b).unwrap();
+        assert_eq!((h.generation, got.len()), (2, 0));
     }
 
     #[test]
     fn bad_requests_get_errors_and_write_nothing() {
         let counters = Counters::new();
+        let store = PolicyStore::new();
+        let c = ctx(&counters, &store);
         let cases = [
-            (req(0x8057_6008, 0, 112), NtStatus::INVALID_DEVICE_REQUEST),
-            (req(0x0022_0000, 0, 112), NtStatus::INVALID_DEVICE_REQUEST),
-            (req(IOCTL_WEIR_GET_STATS, 4, 112), NtStatus::INVALID_PARAMETER),
+            (req(0x8057_6008, 0, 400), NtStatus::INVALID_DEVICE_REQUEST),
+            (req(0x0022_0000, 0, 400), NtStatus::INVALID_DEVICE_REQUEST),
+            (req(IOCTL_WEIR_GET_STATS, 4, 400), NtStatus::INVALID_PARAMETER),
+            (req(IOCTL_WEIR_GET_POLICY, 4, 400), NtStatus::INVALID_PARAMETER),
             (req(IOCTL_WEIR_GET_STATS, 0, 0), NtStatus::BUFFER_TOO_SMALL),
-            (req(IOCTL_WEIR_GET_STATS, 0, 111), NtStatus::BUFFER_TOO_SMALL),
-            (req(IOCTL_WEIR_GET_STATS, 0, 113), NtStatus::INVALID_BUFFER_SIZE),
-            (req(IOCTL_WEIR_GET_STATS, 0, 4096), NtStatus::INVALID_BUFFER_SIZE),
+            (req(IOCTL_WEIR_GET_STATS, 0, 207), NtStatus::BUFFER_TOO_SMALL),
+            (req(IOCTL_WEIR_GET_POLICY, 0, 23), NtStatus::BUFFER_TOO_SMALL),
         ];
         for (request, expected) in cases {
-            let mut buf = [0xEEu8; 4096];
-            let len = (request.output_len as usize).min(buf.len());
-            let (status, n) = device_control(request, Some(&mut buf[..len]), [0; 4], &counters);
+            let mut buf = [0xEEu8; 400];
+            let len = (request.output_len.max(request.input_len) as usize).min(buf.len());
+            let (status, n) = device_control(request, Some(&mut buf[..len]), &c);
             assert_eq!((status, n), (expected, 0), "{request:?}");
             assert!(buf.iter().all(|b| *b == 0xEE), "{request:?} wrote to the buffer");
         }
-        // Right size but no system buffer.
-        let (status, n) = device_control(req(IOCTL_WEIR_GET_STATS, 0, 112), None, [0; 4], &counters);
+        let (status, n) = device_control(req(IOCTL_WEIR_GET_STATS, 0, 400), None, &c);
         assert_eq!((status, n), (NtStatus::INVALID_PARAMETER, 0));
-    }
-
-    #[test]
-    fn decode_rejects_foreign_bytes() {
-        assert!(StatsReply::decode(&[0u8; 112]).is_none());
-        assert!(StatsReply::decode(&[0u8; 10]).is_none());
-        let mut good = StatsReply::new([0, 1, 0, 0], Default::default()).encode();
-        assert!(StatsReply::decode(&good).is_some());
-        good[4] = 9;
-        assert!(StatsReply::decode(&good).is_none());
+        let (status, n) = device_control(req(IOCTL_WEIR_SET_POLICY, 100, 24), None, &c);
+        assert_eq!((status, n), (NtStatus::INVALID_PARAMETER, 0));
     }
 
     proptest! {
         #[test]
-        fn any_request_is_answered_without_panic(code in any::<u32>(), input_len in any::<u32>(), output_len in 0u32..300, has_buffer in any::<bool>()) {
+        fn any_request_is_answered_without_panic(code in prop_oneof![Just(IOCTL_WEIR_GET_STATS), Just(IOCTL_WEIR_SET_POLICY), Just(IOCTL_WEIR_GET_POLICY), any::<u32>()],
+                                                 input in proptest::collection::vec(any::<u8>(), 0..64), output_len in 0u32..400, has_buffer in any::<bool>()) {
             let counters = Counters::new();
-            let mut buf = vec![0u8; output_len as usize];
-            let output = if has_buffer { Some(&mut buf[..]) } else { None };
-            let (status, n) = device_control(req(code, input_len, output_len), output, [0; 4], &counters);
-            prop_assert!(n == 0 || (status == NtStatus::SUCCESS && n == STATS_REPLY_SIZE));
-            prop_assert_eq!(status == NtStatus::SUCCESS, code == IOCTL_WEIR_GET_STATS && input_len == 0 && output_len == 112 && has_buffer);
-        }
-
-        #[test]
-        fn encode_decode_round_trip(version in any::<[u16; 3]>(), vals in any::<[u64; 12]>()) {
-            let snap: [LayerSnapshot; 4] = core::array::from_fn(|i| LayerSnapshot { classified: vals[3 * i], permitted: vals[3 * i + 1], write_right_absent: vals[3 * i + 2] });
-            let reply = StatsReply::new([version[0], version[1], version[2], 0], snap);
-            prop_assert_eq!(StatsReply::decode(&reply.encode()), Some(reply));
+            let store = PolicyStore::new();
+            let c = ctx(&counters, &store);
+            let mut buf = vec![0u8; input.len().max(output_len as usize)];
+            buf[..input.len()].copy_from_slice(&input);
+            let r = req(code, input.len() as u32, output_len);
+            let (status, n) = device_control(r, if has_buffer { Some(&mut buf[..]) } else { None }, &c);
+            prop_assert!(n <= output_len as usize);
+            if !status.is_success() { prop_assert_eq!(n, 0); }
+            if code == IOCTL_WEIR_SET_POLICY && !input.is_empty() {
+                // Random bytes are never a valid policy.
+                prop_assert!(!status.is_success());
+                prop_assert!(store.read(|p| p.is_none()));
+            }
         }
     }
 }

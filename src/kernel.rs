@@ -2,10 +2,10 @@
 //! pointers into `wfp-km`'s safe views and handing them to the safe modules.
 //! This is the driver's only module with `unsafe` code.
 
-use crate::classify::{on_classify, Outcome, COUNTERS};
+use crate::classify::{on_classify, Applied, Outcome, COUNTERS};
 use crate::driver::{Callbacks, Driver};
-use crate::events::{decision_of, event_for, EventLog, IOCTL_WEIR_READ_EVENTS};
-use crate::{ids, ioctl};
+use crate::events::{event_for, EventLog};
+use crate::{ids, ioctl, policy};
 use core::ffi::c_void;
 use core::net::SocketAddr;
 use core::ptr::{self, NonNull};
@@ -94,6 +94,9 @@ unsafe extern "system" fn driver_unload(_driver_object: *const DRIVER_OBJECT) {
         drop(unsafe { PoolBox::from_raw(raw) });
     }
     EVENTS.store(ptr::null_mut(), Ordering::Release);
+    // Callouts are unregistered and the device is gone: nothing reads or
+    // sets the policy any more.
+    policy::STORE.release();
     trace::info(format_args!("weir: unloaded"));
 }
 
@@ -120,16 +123,23 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
         }
         Some(major::CLOSE) => (NtStatus::SUCCESS, 0),
         Some(major::DEVICE_CONTROL) => match irp.device_control() {
-            Some(request) if request.code == IOCTL_WEIR_READ_EVENTS => {
+            Some(request) if request.code == weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS => {
                 return match events() {
                     Some(log) => log.read(irp, request).raw(),
                     None => irp.complete(NtStatus::INVALID_DEVICE_REQUEST, 0).raw(),
                 };
             }
             Some(request) => {
-                let len = usize::try_from(request.output_len).unwrap_or(0);
-                let output = irp.buffered(len);
-                ioctl::device_control(request, output, ids::VERSION, &COUNTERS)
+                let len = usize::try_from(request.input_len.max(request.output_len)).unwrap_or(0);
+                let buffer = irp.buffered(len);
+                let ctx = ioctl::Context {
+                    version: ids::VERSION,
+                    counters: &COUNTERS,
+                    store: &policy::STORE,
+                    filtering: weir_abi::stats::FILTERING_ACTIVE,
+                    event_drops: events().map_or(0, |log| log.totals().1),
+                };
+                ioctl::device_control(request, buffer, &ctx)
             }
             None => (NtStatus::INVALID_PARAMETER, 0),
         },
@@ -160,12 +170,11 @@ unsafe extern "system" fn classify(
         )
     };
     let (Some(values), Some(mut out)) = (values, out) else { return };
-    if let Some(outcome) = on_classify(&COUNTERS, &values, meta.as_ref(), filter.as_ref(), &mut out) {
+    if let Some(outcome) = on_classify(&COUNTERS, &policy::STORE, &values, meta.as_ref(), filter.as_ref(), &mut out) {
         if let Some(log) = events() {
-            let decision = decision_of(&outcome);
-            if log.wants(decision, false) {
+            if log.wants(&outcome) {
                 let time = wfp_km::sync::system_time_precise();
-                log.record(&event_for(&outcome, &values, meta.as_ref(), decision, None, time));
+                log.record(&event_for(&outcome, &values, meta.as_ref(), time));
             }
         }
         if trace::info_enabled() {
@@ -216,19 +225,25 @@ unsafe extern "system" fn events_dpc(
 }
 
 fn trace_outcome(o: &Outcome) {
-    let verdict = if o.permitted { "permit" } else { "no-write-right" };
+    let verdict = match o.applied {
+        Applied::Permitted => "permit",
+        Applied::Blocked => "block",
+        Applied::WriteRightAbsent => "no-write-right",
+    };
+    let rule = o.decision.and_then(|d| d.rule).map_or(-1, |(_, id)| i64::from(id));
     let pid = o.process_id.unwrap_or(0);
     match o.connection {
         Some(c) => trace::info(format_args!(
-            "weir: {} {} proto {} local {} remote {} pid {}",
+            "weir: {} {} rule {} proto {} local {} remote {} pid {}",
             o.layer.name(),
             verdict,
+            rule,
             c.protocol,
             SocketAddr::new(c.local, c.local_port),
             SocketAddr::new(c.remote, c.remote_port),
             pid
         )),
-        None => trace::info(format_args!("weir: {} {} (incomplete fields) pid {}", o.layer.name(), verdict, pid)),
+        None => trace::info(format_args!("weir: {} {} rule {} (incomplete fields) pid {}", o.layer.name(), verdict, rule, pid)),
     }
 }
 

@@ -1,26 +1,46 @@
-//! The run-time differences between the two build flows, and nothing else.
+//! The run-time parts every kernel image needs and a library cannot choose
+//! for it: the panic handler and the global allocator. Both flows use Weir's
+//! own, so the image of the WDK flow runs the same code as the image the
+//! Linux flow builds and CI tests. The only WDK-flow item is the link of
+//! `wdk-sys` below.
 //!
-//! - Both flows: a Rust panic bug-checks with Weir's code
-//!   (`wfp_km::bugcheck::on_panic`). windows-drivers-rs' `wdk-panic` handler
-//!   spins forever, which at DISPATCH_LEVEL hangs a CPU until the watchdog
-//!   fires with a stop code that does not name Weir; so the WDK flow does not
-//!   use it.
-//! - Linux flow (default features, `cargo xtask build`): the allocator is
-//!   `wfp-km`'s non-paged NX pool allocator, honouring alignment.
-//! - WDK flow (`--features wdk`, `cargo make` in an eWDK prompt): the
-//!   allocator is windows-drivers-rs' `wdk-alloc`, as in Microsoft's Rust
-//!   driver samples. Link settings for that flow come from `wdk-build` in
-//!   build.rs.
+//! Panic handler: `wfp_km::bugcheck::on_panic`, bug check `0x57454952`
+//! ("WEIR"), parameter 1 = reason (1 = panic), 2 = line, 3/4 = file name
+//! pointer/length. windows-drivers-rs' `wdk-panic` 0.5.0 no
+//! longer spins: for WDM/KMDF it bug-checks too, with `0x52504E43` ("RPNC")
+//! and file pointer, file length, line, column. Weir keeps its own because
+//! - the code names Weir in `!analyze -v` and in crash telemetry, where
+//!   "RPNC" is shared by every windows-drivers-rs driver on the machine
+//!   (the faulting module is still named either way);
+//! - wdk-panic's debug builds call `DbgBreakPoint` first, an unhandled
+//!   breakpoint exception when no kernel debugger is attached: the machine
+//!   then stops with a generic exception code instead of the panic's;
+//! - one handler in both flows means one layout for docs/debugging.md.
+//!
+//! Allocator: `wfp_km::pool::PoolAllocator` (`ExAllocatePool2`,
+//! `POOL_FLAG_NON_PAGED`, tag `'Weir'`, `ExFreePoolWithTag`). windows-drivers-rs'
+//! `wdk-alloc` 0.4.2 makes the same pool call with tag `'rust'`, but ignores
+//! `Layout::align()` (its own FIXME): pool blocks are 16-byte aligned on x64,
+//! so any type aligned above 16 would get a misaligned block, which is
+//! undefined behaviour. Weir has such types: `wfp_km::rcu::Rcu` (the policy
+//! swap) keeps its reader counters in `#[repr(align(64))]` cache lines.
+//! Weir's allocator over-allocates for those (proptest-checked in
+//! `wfp_km::pool`). `PoolBox` never goes through the global allocator; it
+//! calls the same aligned pool path directly.
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     wfp_km::bugcheck::on_panic(info)
 }
 
-#[cfg(not(feature = "wdk"))]
 #[global_allocator]
 static GLOBAL_ALLOCATOR: wfp_km::pool::PoolAllocator = wfp_km::pool::PoolAllocator;
 
-#[cfg(feature = "wdk")]
-#[global_allocator]
-static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
+// The WDK flow links with MSVC's link.exe against the prebuilt `core`, not
+// with `-Zbuild-std-features=compiler-builtins-mem`: wdk-sys supplies what
+// that link needs from the WDK (ntoskrnl.lib for memcpy/memset/memmove/memcmp,
+// `_fltused`, the C++ EH personality stubs). Nothing here calls it; the
+// `extern crate` keeps rustc from dropping it as unused. The cfg is the one
+// that selects the dependency in Cargo.toml.
+#[cfg(all(target_env = "msvc", target_feature = "crt-static"))]
+extern crate wdk_sys;

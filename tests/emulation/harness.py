@@ -370,16 +370,16 @@ class DriverRun:
         devs = list(self.model.live_devices())
         return devs[0] if devs else 0
 
-    def stats(self, ck: "Checker | None" = None) -> dict | None:
+    def stats(self, ck: "Checker | None" = None, out_len: int = 1 << 16) -> dict | None:
         """IOCTL_WEIR_GET_STATS, decoded. With a Checker, a failure is recorded there and None returned."""
-        r = self.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_GET_STATS, out_len=L.STATS_SIZE)
+        r = self.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_GET_STATS, out_len=out_len)
         problem = None
         if r.run.error:
             problem = f"emulator fault {r.run.error}"
         elif r.status != L.STATUS_SUCCESS:
             problem = f"returned {L.status_name(r.status)} (Information {r.information})"
         if problem:
-            where = "IRP_MJ_DEVICE_CONTROL IOCTL_WEIR_GET_STATS (in 0, out 112)"
+            where = f"IRP_MJ_DEVICE_CONTROL IOCTL_WEIR_GET_STATS (in 0, out {out_len})"
             if ck is None:
                 raise AssertionError(f"{where}: {problem}")
             ck.true(False, where, problem)

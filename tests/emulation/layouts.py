@@ -209,8 +209,20 @@ CLASSIFY_OUT_FLAGS = 28
 # IOCTL
 IOCTL_WEIR_GET_STATS = 0x80576004
 IOCTL_WEIR_READ_EVENTS = 0x80576010
-STATS_SIZE = 112
-STATS_ABI_VERSION = 1
+IOCTL_WEIR_SET_POLICY = 0x8057A008
+IOCTL_WEIR_GET_POLICY = 0x8057600C
+# Stats reply v2 (crates/weir-abi/src/stats.rs): 208-byte header, then 16 bytes per rule.
+STATS_SIZE = 208
+STATS_HEADER_SIZE = 208
+STATS_RULE_ENTRY_SIZE = 16
+STATS_V1_SIZE = 112
+STATS_ABI_VERSION = 2
+SET_POLICY_REPLY_SIZE = 24
+POLICY_REPLY_HEADER_SIZE = 24
+POLICY_ABI_VERSION = 1
+STATUS_BUFFER_OVERFLOW = 0x80000005
+STATUS_WEIR_POLICY_TOO_LARGE = 0xE0571002
+STATUS_WEIR_STATS_ABI_V1 = 0xE0572001
 
 
 # --------------------------------------------------------------------------
@@ -378,11 +390,28 @@ class Memory:
 
 
 def decode_stats(data: bytes) -> dict:
-    """Decodes a WEIR_STATS reply (112 bytes)."""
+    """Decodes a stats reply v2 (header + per-rule hits; weir-abi `stats`).
+
+    `layers` is the per-layer view older tests use (classified = new + reauthorized);
+    `layers_v2` has every v2 counter.
+    """
     size, abi = struct.unpack_from("<II", data, 0)
     version = list(struct.unpack_from("<4H", data, 8))
-    layers = []
+    header_size, filtering, generation, drops, rule_count, entry_size = struct.unpack_from("<IIQQII", data, 16)
+    layers, layers_v2 = [], []
     for i in range(4):
-        c, p, w = struct.unpack_from("<QQQ", data, 16 + 24 * i)
-        layers.append({"classified": c, "permitted": p, "write_right_absent": w})
-    return {"size": size, "abi_version": abi, "version": version, "layers": layers}
+        new, reauth, permitted, blocked, wra = struct.unpack_from("<5Q", data, 48 + 40 * i)
+        layers.append({"classified": new + reauth, "permitted": permitted, "write_right_absent": wra})
+        layers_v2.append({"new_connections": new, "reauthorizations": reauth, "permitted": permitted,
+                          "blocked": blocked, "write_right_absent": wra})
+    rules = []
+    for i in range(rule_count):
+        off = STATS_HEADER_SIZE + STATS_RULE_ENTRY_SIZE * i
+        if off + STATS_RULE_ENTRY_SIZE > len(data):
+            break
+        rid, idx, hits = struct.unpack_from("<IIQ", data, off)
+        rules.append({"rule_id": rid, "rule_index": idx, "hits": hits})
+    return {"size": size, "abi_version": abi, "version": version, "header_size": header_size,
+            "filtering": filtering, "policy_generation": generation, "event_drops": drops,
+            "rule_count": rule_count, "rule_entry_size": entry_size, "layers": layers,
+            "layers_v2": layers_v2, "rules": rules}

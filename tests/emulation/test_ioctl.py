@@ -24,15 +24,17 @@ def test_get_stats_reports_version_and_zero_counters(driver):
     ck = harness.Checker("IOCTL_WEIR_GET_STATS on a fresh driver")
     r = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_GET_STATS, out_len=L.STATS_SIZE)
     driver.expect_no_fault(r.run)
-    where = "IRP_MJ_DEVICE_CONTROL IOCTL_WEIR_GET_STATS (out 112)"
+    where = "IRP_MJ_DEVICE_CONTROL IOCTL_WEIR_GET_STATS (out 208: header, no policy)"
     _check_completion(ck, r, where, L.STATUS_SUCCESS, L.STATS_SIZE)
     if r.status == L.STATUS_SUCCESS:
         s = L.decode_stats(r.buffer_after)
         ck.eq(s["size"], L.STATS_SIZE, where, "WEIR_STATS.size")
         ck.eq(s["abi_version"], L.STATS_ABI_VERSION, where, "WEIR_STATS.abi_version")
         ck.eq(s["version"], _crate_version(), where, "WEIR_STATS.version (crate version from Cargo.toml)")
-        for i, layer in enumerate(s["layers"]):
-            ck.eq(layer, {"classified": 0, "permitted": 0, "write_right_absent": 0}, where, f"WEIR_STATS.layers[{i}]")
+        ck.eq((s["header_size"], s["rule_count"], s["rule_entry_size"], s["policy_generation"]), (208, 0, 16, 0), where,
+              "header_size, rule_count, rule_entry_size, policy_generation")
+        for i, layer in enumerate(s["layers_v2"]):
+            ck.eq(set(layer.values()), {0}, where, f"WEIR_STATS.layers[{i}]")
     ck.done()
     driver.expect_clean()
 
@@ -61,18 +63,21 @@ def test_get_stats_counts_per_layer(driver):
 
 BAD_REQUESTS = [
     # (name, irp kwargs, expected status)
-    ("unknown code 0x80576008", dict(code=0x80576008, out_len=112), L.STATUS_INVALID_DEVICE_REQUEST),
-    ("unknown code 0x00220000", dict(code=0x00220000, out_len=112), L.STATUS_INVALID_DEVICE_REQUEST),
-    ("GET_STATS with METHOD_NEITHER bits", dict(code=L.IOCTL_WEIR_GET_STATS | 3, out_len=112), L.STATUS_INVALID_DEVICE_REQUEST),
-    ("code 0", dict(code=0, out_len=112), L.STATUS_INVALID_DEVICE_REQUEST),
-    ("input buffer present (4 bytes)", dict(code=L.IOCTL_WEIR_GET_STATS, in_len=4, out_len=112), L.STATUS_INVALID_PARAMETER),
-    ("input buffer present (112 bytes)", dict(code=L.IOCTL_WEIR_GET_STATS, in_len=112, out_len=112), L.STATUS_INVALID_PARAMETER),
+    ("unknown code 0x80576008", dict(code=0x80576008, out_len=208), L.STATUS_INVALID_DEVICE_REQUEST),
+    ("unknown code 0x00220000", dict(code=0x00220000, out_len=208), L.STATUS_INVALID_DEVICE_REQUEST),
+    ("GET_STATS with METHOD_NEITHER bits", dict(code=L.IOCTL_WEIR_GET_STATS | 3, out_len=208), L.STATUS_INVALID_DEVICE_REQUEST),
+    ("code 0", dict(code=0, out_len=208), L.STATUS_INVALID_DEVICE_REQUEST),
+    ("input buffer present (4 bytes)", dict(code=L.IOCTL_WEIR_GET_STATS, in_len=4, out_len=208), L.STATUS_INVALID_PARAMETER),
+    ("input buffer present (208 bytes)", dict(code=L.IOCTL_WEIR_GET_STATS, in_len=208, out_len=208), L.STATUS_INVALID_PARAMETER),
+    ("GET_POLICY with input", dict(code=L.IOCTL_WEIR_GET_POLICY, in_len=8, out_len=64), L.STATUS_INVALID_PARAMETER),
     ("empty output (0)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=0), L.STATUS_BUFFER_TOO_SMALL),
     ("short output (4)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=4), L.STATUS_BUFFER_TOO_SMALL),
     ("short output (111)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=111), L.STATUS_BUFFER_TOO_SMALL),
-    ("oversized output (113)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=113), L.STATUS_INVALID_BUFFER_SIZE),
-    ("oversized output (4096)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=4096), L.STATUS_INVALID_BUFFER_SIZE),
-    ("NULL SystemBuffer with output length 112", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=112, null_buffer=True), L.STATUS_INVALID_PARAMETER),
+    ("a stats ABI v1 tool (112)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=112), L.STATUS_WEIR_STATS_ABI_V1),
+    ("short output (207)", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=207), L.STATUS_BUFFER_TOO_SMALL),
+    ("GET_POLICY short output (23)", dict(code=L.IOCTL_WEIR_GET_POLICY, out_len=23), L.STATUS_BUFFER_TOO_SMALL),
+    ("SET_POLICY short output (23)", dict(code=L.IOCTL_WEIR_SET_POLICY, in_len=0, out_len=23), L.STATUS_BUFFER_TOO_SMALL),
+    ("NULL SystemBuffer with output length 208", dict(code=L.IOCTL_WEIR_GET_STATS, out_len=208, null_buffer=True), L.STATUS_INVALID_PARAMETER),
 ]
 
 

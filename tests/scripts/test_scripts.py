@@ -1,36 +1,45 @@
 """Static checks of the test-VM PowerShell scripts and the WinDbg script.
 
 There is no PowerShell on the project's Linux machines, so nothing here runs
-the scripts. Instead a small scanner understands enough PowerShell syntax
-(comments, block comments, single- and double-quoted strings, here-strings,
-``$( )`` sub-expressions inside strings) to tell code from text, and the
-checks below run on the code only:
+the scripts. Every script (and WeirCommon.psm1) is parsed with the maintained
+tree-sitter grammar for PowerShell (see psast.py) and must parse without an
+ERROR or MISSING node. The project's own rules are then checked on the syntax
+tree, so text in strings and comments never counts as code:
 
-* every script is an advanced script with ``SupportsShouldProcess``, sets
-  ``Set-StrictMode -Version Latest`` and ``$ErrorActionPreference = 'Stop'``,
-  refuses to run unelevated, and starts with comment-based help that has
-  ``.SYNOPSIS``, ``.DESCRIPTION``, ``.EXAMPLE`` and a ``.PARAMETER`` per parameter;
-* every state-changing command (pnputil, sc.exe, bcdedit, devcon,
-  Import-Certificate, Remove-Item) sits inside a block opened by
-  ``if (... $PSCmdlet.ShouldProcess(...))`` (not a negated one, not its else);
-* braces, parentheses and brackets balance outside strings and comments, and
-  no string or comment is left open;
+* every script starts with comment-based help (.SYNOPSIS, .DESCRIPTION,
+  .EXAMPLE and a .PARAMETER per parameter), is an advanced script with
+  ``[CmdletBinding(SupportsShouldProcess)]`` on its param block, sets
+  ``Set-StrictMode -Version Latest`` and ``$ErrorActionPreference = 'Stop'``
+  at top level, and refuses to run unelevated (a top-level ``if (-not
+  <administrator check>) { throw }``);
+* every state-changing command (pnputil, sc.exe, bcdedit, devcon with a
+  changing sub-command; Import-Certificate, Remove-Item) sits in the *then*
+  block of an ``if``/``elseif`` whose condition implies
+  ``$PSCmdlet.ShouldProcess(...)`` (only ``-and`` between them: not negated,
+  not one side of ``-or``, not the ``else`` branch, not a loop);
 * ``sc`` is never used bare (in PowerShell it is Set-Content);
-* each command line documented in docs/test-vm.md has the same shape (command,
-  switches, sub-commands) as a command in a script, and each script call in the
-  doc names an existing script and existing parameters.
+* the scripts run the commands the test-VM procedure needs, and each command
+  line documented in docs/test-vm.md has the same shape (command, switches,
+  sub-commands) as a command in a script; each script call in the doc names
+  an existing script and existing parameters;
+* the package's test certificate is found under either name a package can
+  have (``weir-test.cer`` from ``cargo xtask package``, preferred, or
+  ``WDRLocalTestCert.cer`` from the WDK's ``cargo make``), by one read-only
+  helper in WeirCommon.psm1 that every script needing the certificate uses.
 
-Each checker is also fed deliberately broken snippets, which it must reject.
-Run with: python3 -m pytest tests/scripts
+Each check is also fed deliberately broken snippets, which it must reject.
+Run with the emulation venv's python: ``.venv-emu/bin/python -m pytest tests/scripts``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+import psast
+from psast import Command
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS_DIR = ROOT / "scripts"
@@ -38,6 +47,7 @@ TEST_VM_DOC = ROOT / "docs" / "test-vm.md"
 DEBUGGING_DOC = ROOT / "docs" / "debugging.md"
 WINDBG_SCRIPT = SCRIPTS_DIR / "weir.windbg.txt"
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+COMMON_MODULE = SCRIPTS_DIR / "WeirCommon.psm1"
 
 EXPECTED_SCRIPTS = [
     "Enable-TestSigning.ps1",
@@ -47,6 +57,16 @@ EXPECTED_SCRIPTS = [
     "Collect-WeirLogs.ps1",
 ]
 
+COMMON_FUNCTIONS = ["ConvertFrom-WeirEnumDrivers", "Get-WeirServiceState", "Find-WeirTestCertificate"]
+
+# The certificate file names a package can carry, in order of preference:
+# ours (cargo xtask package), then the one windows-drivers-rs' cargo-make
+# flow copies into the package (its makecert task writes WDRLocalTestCert.cer).
+CERTIFICATE_NAMES = ["weir-test.cer", "WDRLocalTestCert.cer"]
+# Scripts that need the certificate.
+CERTIFICATE_USERS = ["Enable-TestSigning.ps1", "Install-Weir.ps1"]
+CERTIFICATE_FINDER = "Find-WeirTestCertificate"
+
 COMMON_PARAMETERS = {
     "whatif", "confirm", "verbose", "debug", "erroraction", "warningaction",
     "informationaction", "errorvariable", "warningvariable", "informationvariable",
@@ -54,271 +74,86 @@ COMMON_PARAMETERS = {
 }
 
 
+def read(path: Path) -> str:
+    return path.read_text(encoding="utf-8-sig")
+
+
 # ---------------------------------------------------------------------------
-# Scanner: which characters are code
+# Syntax
 # ---------------------------------------------------------------------------
 
 
-class ScanError(Exception):
-    """A string or comment that never ends."""
+def check_syntax(text: str) -> list[str]:
+    """ERROR / MISSING nodes of the tree-sitter parse."""
+    return psast.syntax_errors(psast.parse(text))
 
 
-def mask(text: str) -> str:
-    """Returns ``text`` with every character of comments and strings (their
-    delimiters included) replaced by a space; newlines are kept, so offsets
-    and line numbers are unchanged. Raises ScanError on an unterminated
-    string, here-string or block comment."""
-    out = list(text)
-    n = len(text)
+# ---------------------------------------------------------------------------
+# State-changing commands and their ShouldProcess guard
+# ---------------------------------------------------------------------------
 
-    def blank(a: int, b: int) -> None:
-        for k in range(a, min(b, n)):
-            if out[k] != "\n":
-                out[k] = " "
 
-    # Each frame: ("code", paren_depth) or ("dq", start) / ("hdq", start).
-    # Code inside a string's $( ) is blanked too (it is part of the string).
-    stack: list[list] = [["code", 0, 0]]
-    i = 0
-    while i < n:
-        frame = stack[-1]
-        kind = frame[0]
-        c = text[i]
-        nxt = text[i + 1] if i + 1 < n else ""
-        if kind == "code":
-            in_string = len(stack) > 1
-            if c == "<" and nxt == "#":
-                end = text.find("#>", i + 2)
-                if end < 0:
-                    raise ScanError(f"unterminated block comment at offset {i}")
-                blank(i, end + 2)
-                i = end + 2
-                continue
-            if c == "#" and (i == 0 or text[i - 1] in " \t\r\n;({}|"):
-                end = text.find("\n", i)
-                end = n if end < 0 else end
-                blank(i, end)
-                i = end
-                continue
-            if c == "@" and nxt in "'\"" and text[i + 2:i + 3] in ("\n", "\r"):
-                close = "\n" + nxt + "@"
-                end = text.find(close, i + 2)
-                if end < 0:
-                    raise ScanError(f"unterminated here-string at offset {i}")
-                if nxt == "'":
-                    blank(i, end + 3)
-                    i = end + 3
-                else:
-                    # Expandable here-strings may hold $( ); treat as opaque.
-                    blank(i, end + 3)
-                    i = end + 3
-                continue
-            if c == "'" or c in "\u2018\u2019":
-                j = i + 1
-                while True:
-                    if j >= n:
-                        raise ScanError(f"unterminated single-quoted string at offset {i}")
-                    if text[j] == "'" and text[j + 1:j + 2] == "'":
-                        j += 2
-                        continue
-                    if text[j] == "'":
-                        break
-                    j += 1
-                blank(i, j + 1)
-                i = j + 1
-                continue
-            if c == '"':
-                stack.append(["dq", i, 0])
-                blank(i, i + 1)
-                i += 1
-                continue
-            if in_string:
-                if c == "(":
-                    frame[1] += 1
-                elif c == ")":
-                    if frame[1] == 0:
-                        stack.pop()  # end of $( ) — back in the string
-                    else:
-                        frame[1] -= 1
-                blank(i, i + 1)
-            i += 1
+def _has_word(words: list[str | None], allowed: set[str], *, prefix: str = "") -> bool:
+    return any(w is not None and w.lower().startswith(prefix) and w.lower()[len(prefix):] in allowed
+               for w in words)
+
+
+def _first_operand(words: list[str | None]) -> str | None:
+    """The first argument that is not a -parameter (sc.exe's sub-command)."""
+    for w in words:
+        if w is not None and w.startswith("-"):
             continue
-        # inside a double-quoted string
-        if c == "`":
-            blank(i, i + 2)
-            i += 2
-            continue
-        if c == '"':
-            if nxt == '"':
-                blank(i, i + 2)
-                i += 2
-                continue
-            stack.pop()
-            blank(i, i + 1)
-            i += 1
-            continue
-        if c == "$" and nxt == "(":
-            stack.append(["code", 0, 0])
-            blank(i, i + 2)
-            i += 2
-            continue
-        blank(i, i + 1)
-        i += 1
-    if len(stack) != 1:
-        raise ScanError(f"unterminated double-quoted string starting at offset {stack[1][1]}")
-    return "".join(out)
-
-
-def line_of(text: str, offset: int) -> int:
-    return text.count("\n", 0, offset) + 1
-
-
-PAIRS = {"{": "}", "(": ")", "[": "]"}
-
-
-def check_balance(text: str) -> list[str]:
-    """Problems with (), {} and [] outside strings and comments."""
-    try:
-        code = mask(text)
-    except ScanError as exc:
-        return [str(exc)]
-    problems = []
-    stack: list[tuple[str, int]] = []
-    for i, c in enumerate(code):
-        if c in PAIRS:
-            stack.append((c, i))
-        elif c in PAIRS.values():
-            if not stack:
-                problems.append(f"line {line_of(text, i)}: '{c}' closes nothing")
-                continue
-            opener, at = stack.pop()
-            if PAIRS[opener] != c:
-                problems.append(
-                    f"line {line_of(text, i)}: '{c}' closes '{opener}' from line {line_of(text, at)}")
-    for opener, at in stack:
-        problems.append(f"line {line_of(text, at)}: '{opener}' is never closed")
-    return problems
-
-
-def open_braces_at(code: str, offset: int) -> list[int]:
-    """Offsets of the '{' enclosing ``offset``, innermost last."""
-    stack: list[int] = []
-    for i in range(offset):
-        c = code[i]
-        if c == "{":
-            stack.append(i)
-        elif c == "}" and stack:
-            stack.pop()
-    return stack
-
-
-def matching_open_paren(code: str, close: int) -> int | None:
-    depth = 0
-    for i in range(close, -1, -1):
-        if code[i] == ")":
-            depth += 1
-        elif code[i] == "(":
-            depth -= 1
-            if depth == 0:
-                return i
+        return w.lower() if w is not None else None
     return None
 
 
-def matching_close(code: str, open_at: int) -> int | None:
-    opener = code[open_at]
-    closer = PAIRS[opener]
-    depth = 0
-    for i in range(open_at, len(code)):
-        if code[i] == opener:
-            depth += 1
-        elif code[i] == closer:
-            depth -= 1
-            if depth == 0:
-                return i
-    return None
+PNPUTIL_CHANGING = {"add-driver", "delete-driver", "install", "uninstall", "remove-device",
+                    "disable-device", "enable-device", "restart-device", "scan-devices"}
+SC_CHANGING = {"start", "stop", "delete", "create", "config", "pause", "continue", "failure",
+               "sdset", "description", "control", "privs", "sidtype", "triggerinfo"}
+BCDEDIT_CHANGING = {"set", "deletevalue", "delete", "create", "copy", "import", "debug",
+                    "bootdebug", "bootsequence", "default", "dbgsettings", "displayorder",
+                    "toolsdisplayorder", "timeout", "bootems", "ems", "emssettings", "hypervisorsettings"}
+DEVCON_CHANGING = {"dp_add", "dp_delete", "install", "update", "updateni", "remove", "rescan",
+                   "enable", "disable", "restart", "sethwid", "classfilter", "reboot"}
+ALWAYS_CHANGING = {"import-certificate", "remove-item"}
 
 
-def block_header(code: str, brace: int) -> tuple[str, str] | None:
-    """For a '{' preceded by ``keyword ( condition )``, returns (keyword,
-    condition); else None."""
-    j = brace - 1
-    while j >= 0 and code[j].isspace():
-        j -= 1
-    if j < 0 or code[j] != ")":
-        return None
-    start = matching_open_paren(code, j)
-    if start is None:
-        return None
-    k = start - 1
-    while k >= 0 and code[k] in " \t":
-        k -= 1
-    m = re.search(r"([A-Za-z]+)$", code[max(0, k - 20):k + 1])
-    if not m:
-        return None
-    return m.group(1).lower(), code[start + 1:j]
-
-
-SHOULD_PROCESS = re.compile(r"\$PSCmdlet\.ShouldProcess\s*\(", re.IGNORECASE)
-NEGATED = re.compile(r"(-not\s*\(?\s*|!\s*\(?\s*)\$PSCmdlet\.ShouldProcess", re.IGNORECASE)
-
-
-def is_guarded(code: str, offset: int) -> bool:
-    """True if some block enclosing ``offset`` is the body of an
-    ``if``/``elseif`` whose condition calls $PSCmdlet.ShouldProcess(...)
-    without negating it."""
-    for brace in reversed(open_braces_at(code, offset)):
-        header = block_header(code, brace)
-        if header is None:
-            continue
-        keyword, condition = header
-        if keyword in ("if", "elseif") and SHOULD_PROCESS.search(condition) and not NEGATED.search(condition):
-            return True
+def changes_state(cmd: Command) -> bool:
+    """Whether running ``cmd`` changes the machine."""
+    words = cmd.words
+    name = cmd.name
+    if name in ALWAYS_CHANGING:
+        return True
+    if name == "pnputil":
+        return _has_word(words, PNPUTIL_CHANGING, prefix="/") or _has_word(words, PNPUTIL_CHANGING, prefix="-")
+    if name == "sc":
+        return _first_operand(words) in SC_CHANGING
+    if name == "bcdedit":
+        # "/dbgsettings" alone only shows the settings.
+        if _has_word(words, {"dbgsettings"}, prefix="/") and len([w for w in words if w]) == 1:
+            return False
+        return _has_word(words, BCDEDIT_CHANGING, prefix="/")
+    if name == "devcon":
+        return _has_word(words, DEVCON_CHANGING)
     return False
 
 
-# ---------------------------------------------------------------------------
-# State-changing commands
-# ---------------------------------------------------------------------------
-
-# Command token (found in code) -> argument pattern (searched in the rest of
-# the statement, strings included) that makes the call change the system.
-# None means every call changes the system.
-STATE_CHANGING = [
-    (re.compile(r"(?<![\w.$-])pnputil(?:\.exe)?(?![\w-])", re.I),
-     re.compile(r"(?:^|\s)[/-](?:add-driver|delete-driver|install|uninstall|remove-device|disable-device|restart-device)\b", re.I)),
-    (re.compile(r"(?<![\w.$-])sc\.exe(?![\w-])", re.I),
-     re.compile(r"(?:^|\s)['\"]?(?:start|stop|delete|create|config|pause|continue|failure|sdset|description|control)\b", re.I)),
-    (re.compile(r"(?<![\w.$-])bcdedit(?:\.exe)?(?![\w-])", re.I),
-     re.compile(r"(?:^|\s)['\"]?/(?:set|deletevalue|delete|create|copy|import|debug|bootdebug|bootsequence|default|dbgsettings\s+\w)", re.I)),
-    (re.compile(r"(?<![\w.-])\$?devcon(?:\.exe)?(?![\w-])", re.I),
-     re.compile(r"(?:^|\s)['\"]?(?:dp_add|dp_delete|install|update|updateni|remove|rescan|enable|disable|restart|sethwid|classfilter)\b", re.I)),
-    (re.compile(r"(?<![\w.$-])Import-Certificate(?![\w-])", re.I), None),
-    (re.compile(r"(?<![\w.$-])Remove-Item(?![\w-])", re.I), None),
-]
+def state_changing_calls(text: str) -> list[Command]:
+    return [c for c in psast.commands(psast.parse(text)) if changes_state(c)]
 
 
-def statement_rest(text: str, offset: int) -> str:
-    """The original text from ``offset`` to the end of its line."""
-    end = text.find("\n", offset)
-    return text[offset:] if end < 0 else text[offset:end]
-
-
-def state_changing_calls(text: str) -> list[tuple[int, str]]:
-    """(offset, line text) of every state-changing command in code."""
-    code = mask(text)
-    calls = []
-    for command, args in STATE_CHANGING:
-        for m in command.finditer(code):
-            rest = statement_rest(text, m.end())
-            if args is None or args.search(rest):
-                calls.append((m.start(), statement_rest(text, m.start()).strip()))
-    return sorted(calls)
+def is_should_process_guarded(node) -> bool:
+    for cond in psast.guarding_conditions(node):
+        for call in psast.member_calls(cond, "$PSCmdlet", "ShouldProcess"):
+            if psast.implies(cond, call):
+                return True
+    return False
 
 
 def find_unguarded(text: str) -> list[str]:
-    code = mask(text)
-    return [f"line {line_of(text, at)}: {line}" for at, line in state_changing_calls(text)
-            if not is_guarded(code, at)]
+    return [f"line {c.line}: {c.source()}" for c in state_changing_calls(text)
+            if not is_should_process_guarded(c.node)]
 
 
 # ---------------------------------------------------------------------------
@@ -326,134 +161,117 @@ def find_unguarded(text: str) -> list[str]:
 # ---------------------------------------------------------------------------
 
 
-def depth_zero(code: str, offset: int) -> bool:
-    return not open_braces_at(code, offset)
-
-
-def find_param_block(code: str) -> tuple[int, int] | None:
-    """The script's top-level ``param( ... )`` as (open paren, close paren)."""
-    for m in re.finditer(r"(?<![\w-])param\s*\(", code, re.I):
-        if depth_zero(code, m.start()):
-            open_at = m.end() - 1
-            close = matching_close(code, open_at)
-            if close is not None:
-                return open_at, close
-    return None
-
-
 def script_parameters(text: str) -> list[str]:
-    """Names of the script's parameters (top-level param block)."""
-    code = mask(text)
-    block = find_param_block(code)
-    if block is None:
-        return []
-    open_at, close = block
-    names = []
-    paren = bracket = 0
-    i = open_at + 1
-    while i < close:
-        c = code[i]
-        if c == "(":
-            paren += 1
-        elif c == ")":
-            paren -= 1
-        elif c == "[":
-            bracket += 1
-        elif c == "]":
-            bracket -= 1
-        elif c == "$" and paren == 0 and bracket == 0:
-            m = re.match(r"\$(\w+)", code[i:])
-            before = code[open_at + 1:i].rstrip()
-            if m and (before == "" or before[-1] in "],("):
-                if m.group(1).lower() not in ("true", "false", "null"):
-                    names.append(m.group(1))
-        i += 1
-    return names
+    return psast.parameters(psast.param_block(psast.parse(text)))
 
 
 def check_cmdletbinding(text: str) -> list[str]:
-    code = mask(text)
-    block = find_param_block(code)
-    m = re.search(r"\[CmdletBinding\s*\(([^)]*)\)\s*\]", code, re.I)
-    if not m or not depth_zero(code, m.start()):
-        return ["no script-level [CmdletBinding(...)]"]
-    if not re.search(r"\bSupportsShouldProcess\b(?!\s*=\s*\$false)", m.group(1), re.I):
-        return ["[CmdletBinding()] lacks SupportsShouldProcess"]
-    if block is None or m.start() > block[0]:
-        return ["[CmdletBinding(SupportsShouldProcess)] must come before the script's param()"]
-    return []
-
-
-def top_level_statements(text: str) -> list[tuple[str, str]]:
-    """(code line, original line) of lines that start outside any brace."""
-    code = mask(text)
-    result = []
-    offset = 0
-    for line in text.split("\n"):
-        code_line = code[offset:offset + len(line)]
-        if code_line.strip() and depth_zero(code, offset):
-            result.append((code_line.strip(), line.strip()))
-        offset += len(line) + 1
-    return result
+    root = psast.parse(text)
+    attrs = [a for name, a in psast.attributes(psast.param_block(root)) if name.lower() == "cmdletbinding"]
+    if not attrs:
+        return ["no script-level [CmdletBinding(...)] on the param() block"]
+    for attr in attrs:
+        for arg in (n for n in psast.walk(attr) if n.type == "attribute_argument"):
+            named = arg.named_children
+            if not named or psast.node_text(named[0]).lower() != "supportsshouldprocess":
+                continue
+            if len(named) == 1:
+                return []
+            value = psast.node_text(psast.unwrap(named[-1])).lower()
+            if value in ("$true", "1"):
+                return []
+    return ["[CmdletBinding()] lacks SupportsShouldProcess"]
 
 
 def check_strict_mode(text: str) -> list[str]:
-    for code_line, _ in top_level_statements(text):
-        if re.fullmatch(r"Set-StrictMode\s+-Version\s+Latest", code_line, re.I):
-            return []
+    for stmt in psast.top_level_statements(psast.parse(text)):
+        cmd = psast.top_level_command(stmt)
+        if cmd is not None and cmd.name == "set-strictmode":
+            words = [w.lower() if w else w for w in cmd.words]
+            if words == ["-version", "latest"]:
+                return []
     return ["no top-level 'Set-StrictMode -Version Latest'"]
 
 
 def check_error_action(text: str) -> list[str]:
-    for code_line, line in top_level_statements(text):
-        if re.match(r"\$ErrorActionPreference\s*=", code_line, re.I):
-            if re.fullmatch(r"\$ErrorActionPreference\s*=\s*(['\"])Stop\1", line, re.I):
-                return []
-            return [f"$ErrorActionPreference is set to something other than 'Stop': {line}"]
+    for stmt in psast.top_level_statements(psast.parse(text)):
+        assigned = psast.assignment(stmt)
+        if assigned is None or assigned[0].lower() != "$erroractionpreference":
+            continue
+        if (psast.string_value(assigned[1]) or "").lower() == "stop":
+            return []
+        return [f"$ErrorActionPreference is set to something other than 'Stop': line {psast.line(stmt)}"]
     return ["no top-level $ErrorActionPreference = 'Stop'"]
 
 
+def _is_admin_role_check(node) -> bool:
+    """``<x>.IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator)``."""
+    if node.type != "invokation_expression":
+        return False
+    member = next((c for c in node.named_children if c.type == "member_name"), None)
+    if member is None or psast.node_text(member).lower() != "isinrole":
+        return False
+    args = next((c for c in node.named_children if c.type == "argument_list"), None)
+    if args is None:
+        return False
+    for n in psast.walk(args):
+        if n.type == "member_access":
+            text = re.sub(r"\s+", "", psast.node_text(n)).lower()
+            if text in ("[security.principal.windowsbuiltinrole]::administrator",
+                        "[system.security.principal.windowsbuiltinrole]::administrator"):
+                return True
+    return False
+
+
 def check_elevation(text: str) -> list[str]:
-    """An administrator check whose failure throws (or exits), run at top level."""
-    if re.search(r"^#Requires\s+-RunAsAdministrator\b", text, re.I | re.M):
-        return []
-    code = mask(text)
-    role_check = re.compile(r"IsInRole\s*\(\s*\[Security\.Principal\.WindowsBuiltInRole\]::Administrator", re.I)
-    # Names of functions whose body performs the role check.
-    checkers = []
-    for m in re.finditer(r"function\s+([\w-]+)\s*\{", code, re.I):
-        close = matching_close(code, m.end() - 1)
-        if close is not None and role_check.search(code[m.end():close]):
-            checkers.append(m.group(1))
-    if not role_check.search(code):
+    """A top-level ``if (-not <admin check>) { throw/exit }``, where the admin
+    check is an IsInRole(Administrator) call or a function doing one; or
+    ``#Requires -RunAsAdministrator``."""
+    root = psast.parse(text)
+    for n in root.named_children:
+        if n.type == "comment" and re.match(r"#requires\s+-runasadministrator\b", psast.node_text(n), re.I):
+            return []
+    checkers = {name.lower() for name, fn in psast.functions(root).items()
+                if any(_is_admin_role_check(n) for n in psast.walk(fn))}
+    if not checkers and not any(_is_admin_role_check(n) for n in psast.walk(root)):
         return ["no IsInRole([Security.Principal.WindowsBuiltInRole]::Administrator) check"]
-    names = [re.escape(n) for n in checkers] + [r"\$\w+\.IsInRole"]
-    uses = re.compile(r"-not\s*\(?\s*(?:" + "|".join(names) + r")", re.I)
-    for m in re.finditer(r"\bif\s*\(", code, re.I):
-        if not depth_zero(code, m.start()):
+    for stmt in psast.top_level_statements(root):
+        if stmt.type != "if_statement":
             continue
-        close = matching_close(code, m.end() - 1)
-        if close is None or not uses.search(code[m.end():close]):
+        cond = psast.unwrap(stmt.child_by_field_name("condition"))
+        if cond.type != "expression_with_unary_operator":
             continue
-        brace = code.find("{", close)
-        end = matching_close(code, brace) if brace >= 0 else None
-        if end is not None and re.search(r"\b(throw|exit)\b", code[brace:end], re.I):
+        op = psast.node_text(cond.children[0]).lower()
+        operand = psast.unwrap(cond.named_children[-1])
+        cmd = psast.as_command(operand)
+        checked = (cmd is not None and cmd.name in checkers and not cmd.args) or _is_admin_role_check(operand)
+        if op not in ("-not", "!") or not checked:
+            continue
+        body = next((c for c in stmt.named_children if c.type == "statement_block"), None)
+        statements = body.named_children[0].named_children if body is not None and body.named_children else []
+        if any(psast.flow_keyword(s) in ("throw", "exit") for s in statements):
             return []
     return ["the elevation check is never used at top level to throw/exit when not elevated"]
 
 
 def check_help(text: str) -> list[str]:
-    stripped = text.lstrip("\ufeff \t\r\n")
-    if not stripped.startswith("<#"):
+    root = psast.parse(text)
+    # PowerShell takes help from the script's start, where only comments and
+    # blank lines may precede it.
+    first = None
+    for node in root.named_children:
+        if node.type != "comment":
+            break
+        if psast.node_text(node).startswith("<#"):
+            first = node
+            break
+    if first is None:
         return ["the script does not start with a <# ... #> comment-based help block"]
-    end = stripped.find("#>")
-    if end < 0:
-        return ["unterminated help block"]
-    help_text = stripped[2:end]
+    help_text = psast.node_text(first)[2:-2]
     problems = [f"help lacks {kw}" for kw in (".SYNOPSIS", ".DESCRIPTION", ".EXAMPLE")
                 if not re.search(r"^\s*" + re.escape(kw) + r"\b", help_text, re.M)]
     documented = {p.lower() for p in re.findall(r"^\s*\.PARAMETER\s+(\w+)", help_text, re.M)}
-    for name in script_parameters(text):
+    for name in psast.parameters(psast.param_block(root)):
         if name.lower() not in documented:
             problems.append(f"help has no .PARAMETER {name}")
     return problems
@@ -461,14 +279,12 @@ def check_help(text: str) -> list[str]:
 
 def check_no_bare_sc(text: str) -> list[str]:
     """``sc`` in PowerShell is the Set-Content alias; the service tool is sc.exe."""
-    code = mask(text)
-    return [f"line {line_of(text, m.start())}: use sc.exe, not sc"
-            for m in re.finditer(r"(?:^|[;&|{(=]\s*|^\s+)(sc)(?=\s+\w)", code, re.M)]
+    return [f"line {c.line}: use sc.exe, not sc" for c in psast.commands(psast.parse(text))
+            if c.raw_name.lower() == "sc"]
 
 
 def check_script(text: str) -> list[str]:
-    problems = []
-    problems += check_balance(text)
+    problems = check_syntax(text)
     if problems:
         return problems
     problems += check_help(text)
@@ -482,37 +298,192 @@ def check_script(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
+# The shared module and the certificate lookup
+# ---------------------------------------------------------------------------
+
+
+def exported_functions(text: str) -> list[str]:
+    names = []
+    for cmd in psast.commands(psast.parse(text)):
+        if cmd.name == "export-modulemember":
+            for arg in cmd.args:
+                for n in psast.walk(arg):
+                    if n.type in ("string_literal", "generic_token"):
+                        value = psast.word_value(n)
+                        if value and not value.startswith("-"):
+                            names.append(value)
+    return names
+
+
+def check_common_module(text: str) -> list[str]:
+    problems = check_syntax(text)
+    if problems:
+        return problems
+    problems += check_strict_mode(text)
+    # The module is imported by scripts that promise -WhatIf; it may not
+    # change anything itself.
+    problems += [f"line {c.line}: the module changes state: {c.source()}" for c in state_changing_calls(text)]
+    root = psast.parse(text)
+    defined = psast.functions(root)
+    exported = {n.lower() for n in exported_functions(text)}
+    for fn in COMMON_FUNCTIONS:
+        if fn not in defined:
+            problems.append(f"{fn} is not defined")
+        elif fn.lower() not in exported:
+            problems.append(f"{fn} is not exported")
+    return problems
+
+
+def imports_common_module(root) -> bool:
+    """``Import-Module -Name (Join-Path $PSScriptRoot 'WeirCommon.psm1') ...``."""
+    for cmd in psast.commands(root):
+        if cmd.name != "import-module":
+            continue
+        words = cmd.words
+        for i, w in enumerate(words[:-1]):
+            if (w or "").lower() != "-name":
+                continue
+            inner = psast.as_command(psast.unwrap(cmd.args[i + 1]))
+            if inner is None or inner.name != "join-path" or len(inner.args) != 2:
+                continue
+            base = psast.node_text(psast.unwrap(inner.args[0])).lower()
+            if base == "$psscriptroot" and inner.words[1] == "WeirCommon.psm1":
+                return True
+    return False
+
+
+def check_uses_common_module(text: str) -> list[str]:
+    root = psast.parse(text)
+    problems = []
+    called = {c.name for c in psast.commands(root)}
+    used = [fn for fn in COMMON_FUNCTIONS if fn.lower() in called]
+    if used and not imports_common_module(root):
+        problems.append(f"uses {used} without importing WeirCommon.psm1 from $PSScriptRoot")
+    for fn in psast.functions(root):
+        if fn.lower() in {f.lower() for f in COMMON_FUNCTIONS}:
+            problems.append(f"redefines {fn} (it lives in WeirCommon.psm1)")
+    return problems
+
+
+def _strings_in(node) -> list[str]:
+    return [v for v in (psast.string_value(n) for n in psast.walk(node) if n.type == "string_literal")
+            if v is not None]
+
+
+def check_certificate_finder(text: str) -> list[str]:
+    """The module's certificate lookup: a literal list of exactly
+    CERTIFICATE_NAMES in that order, a ``foreach`` over it that returns the
+    first name whose file exists (Test-Path ... -PathType Leaf), and, after
+    the loop, a ``throw`` whose message names every accepted file name."""
+    root = psast.parse(text)
+    fn = psast.functions(root).get(CERTIFICATE_FINDER)
+    if fn is None:
+        return [f"{CERTIFICATE_FINDER} is not defined"]
+    body = next((n for n in psast.walk(fn) if n.type == "script_block"), None)
+    if body is None:
+        return [f"{CERTIFICATE_FINDER} has an empty body"]
+    names_var = None
+    loop = None
+    for n in psast.walk(body):
+        assigned = psast.assignment(n) if n.type == "pipeline" else None
+        if assigned is not None and names_var is None:
+            values = _strings_in(assigned[1])
+            if [v.lower() for v in values] == [c.lower() for c in CERTIFICATE_NAMES]:
+                names_var = assigned[0].lower()
+            elif any(v.lower().endswith(".cer") for v in values):
+                return [f"{CERTIFICATE_FINDER} accepts {values}, expected {CERTIFICATE_NAMES} in this order"]
+        if n.type == "foreach_statement" and loop is None:
+            source = next((c for c in n.named_children if c.type == "pipeline"), None)
+            if source is not None and names_var is not None and \
+                    psast.node_text(psast.unwrap(source)).lower() == names_var:
+                loop = n
+    if names_var is None:
+        return [f"{CERTIFICATE_FINDER} has no list {CERTIFICATE_NAMES}"]
+    if loop is None:
+        return [f"{CERTIFICATE_FINDER} does not loop over its list of names"]
+    tested = False
+    for n in psast.walk(loop):
+        if n.type != "if_statement":
+            continue
+        test = psast.as_command(psast.unwrap(n.child_by_field_name("condition")))
+        if test is None or test.name != "test-path":
+            continue
+        words = [(w or "").lower() for w in test.words]
+        if "-pathtype" in words and "leaf" in words:
+            block = next(c for c in n.named_children if c.type == "statement_block")
+            if any(psast.flow_keyword(s) == "return" for s in psast.walk(block)):
+                tested = True
+    if not tested:
+        return [f"{CERTIFICATE_FINDER} does not return the first name whose file exists (Test-Path -PathType Leaf)"]
+    after = [s for s in psast.walk(body) if s.start_byte >= loop.end_byte and psast.flow_keyword(s) == "throw"]
+    if not after:
+        return [f"{CERTIFICATE_FINDER} does not throw when no certificate is found"]
+    message = " ".join(_strings_in(after[0]))
+    missing = [c for c in CERTIFICATE_NAMES if c.lower() not in message.lower()]
+    if missing:
+        return [f"{CERTIFICATE_FINDER}'s error does not name {missing}"]
+    return []
+
+
+def check_certificate_user(text: str) -> list[str]:
+    """A script that needs the certificate gets it from the module's finder
+    and names no certificate file itself in code (help text may)."""
+    root = psast.parse(text)
+    problems = []
+    if not any(c.name == CERTIFICATE_FINDER.lower() for c in psast.commands(root)):
+        problems.append(f"does not call {CERTIFICATE_FINDER}")
+    for n in psast.walk(root):
+        if n.type != "string_literal":
+            continue
+        value = psast.string_value(n) or ""
+        for name in CERTIFICATE_NAMES:
+            # A bare file name (as a path component) in a string is a second
+            # place that decides which certificate names are accepted.
+            if re.fullmatch(r"(?:.*[\\/])?" + re.escape(name), value, re.I):
+                problems.append(f"line {psast.line(n)}: hard-codes {name}; use {CERTIFICATE_FINDER}")
+    return problems
+
+
+def check_package_files(text: str) -> list[str]:
+    """A top-level ``$PackageFiles = @(...)`` (the files a package must
+    have) names no certificate: the finder decides which one is there."""
+    problems = []
+    for stmt in psast.top_level_statements(psast.parse(text)):
+        assigned = psast.assignment(stmt)
+        if assigned is None or assigned[0].lower() != "$packagefiles":
+            continue
+        for value in _strings_in(assigned[1]):
+            if value.lower() in {c.lower() for c in CERTIFICATE_NAMES}:
+                problems.append(f"line {psast.line(stmt)}: $PackageFiles requires {value}; a package has one of {CERTIFICATE_NAMES}")
+    return problems
+
+
+def check_ascii_and_paths(text: str) -> list[str]:
+    problems = []
+    if not text.isascii():
+        problems.append("non-ASCII characters (Windows PowerShell 5.1 reads BOM-less files as ANSI)")
+    if re.search(r"/work/|/home/|/root/|[A-Z]:\\Users\\", text):
+        problems.append("a path of a build or user machine")
+    return problems
+
+
+# ---------------------------------------------------------------------------
 # Docs <-> scripts
 # ---------------------------------------------------------------------------
 
-TRACKED = re.compile(r"^(pnputil|sc|bcdedit|devcon|netsh|Import-Certificate)(\.exe)?$", re.I)
+TRACKED = {"pnputil", "sc", "bcdedit", "devcon", "netsh", "import-certificate"}
 
 
-def tokens(line: str) -> list[str]:
-    """Splits a command line on blanks, keeping quoted text together and
-    stopping at a pipe, a semicolon, a redirection or a closing brace."""
-    out = []
-    for m in re.finditer(r"'[^']*'|\"[^\"]*\"|[^\s'\"]+", line):
-        tok = m.group(0)
-        if tok in ("|", ";", "}", "2>&1", ")") or tok.startswith("|"):
-            break
-        out.append(tok)
-    return out
-
-
-def shape(words: list[str]) -> tuple[str, ...] | None:
+def shape(cmd: Command) -> tuple[str, ...] | None:
     """A command's shape: its name, then switches and sub-commands as
     written, every other argument (paths, names, variables) as '<arg>'."""
-    words = [w for w in words if w != "&"]
-    if not words:
+    if cmd.name not in TRACKED or (cmd.name == "sc" and cmd.raw_name.lower() == "sc"):
         return None
-    name = re.sub(r"\.exe$", "", words[0].lstrip("$"), flags=re.I).lower()
-    if not TRACKED.match(name):
-        return None
-    result = [name]
-    for raw in words[1:]:
-        w = raw.strip("'\"")
-        if re.match(r"^[/-][A-Za-z][\w-]*$", w):
+    result = [cmd.name]
+    for w in cmd.words:
+        if w is None:
+            result.append("<arg>")
+        elif re.match(r"^[/-][A-Za-z][\w-]*$", w):
             result.append(w.lower())
         elif re.match(r"^\w+=", w):
             result.append(w.split("=", 1)[0].lower() + "=")
@@ -523,75 +494,63 @@ def shape(words: list[str]) -> tuple[str, ...] | None:
     return tuple(result)
 
 
-def doc_code_lines(markdown: str) -> list[str]:
-    """Lines inside ```powershell / ```cmd (and similar) fences."""
-    lines = []
+def doc_blocks(markdown: str) -> list[tuple[int, str]]:
+    """(first line number, text) of each ```powershell / ```cmd (and similar)
+    fenced block, prompts removed."""
+    blocks = []
     fence = None
-    for line in markdown.splitlines():
-        m = re.match(r"^\s*```\s*(\w*)", line)
+    start = 0
+    lines: list[str] = []
+    for n, raw in enumerate(markdown.splitlines(), 1):
+        m = re.match(r"^\s*```\s*(\w*)", raw)
         if m:
             if fence is None:
-                fence = m.group(1).lower()
+                fence, start, lines = m.group(1).lower(), n + 1, []
             else:
+                if fence in ("powershell", "pwsh", "ps1", "cmd", "bat", "console"):
+                    blocks.append((start, "\n".join(lines) + "\n"))
                 fence = None
             continue
-        if fence in ("powershell", "pwsh", "ps1", "cmd", "bat", "console"):
-            lines.append(re.sub(r"^\s*(PS[^>]*>|C:\\[^>]*>|>)\s*", "", line).strip())
-    return lines
+        if fence is not None:
+            lines.append(re.sub(r"^\s*(PS[^>]*>|C:\\[^>]*>|>)\s*", "", raw))
+    return blocks
 
 
-def doc_command_shapes(markdown: str) -> list[tuple[str, tuple[str, ...]]]:
-    result = []
-    for line in doc_code_lines(markdown):
-        s = shape(tokens(line))
-        if s is not None:
-            result.append((line, s))
-    return result
+def doc_commands(markdown: str) -> tuple[list[Command], list[str]]:
+    """Commands in the doc's code blocks, and the blocks' parse problems."""
+    cmds, problems = [], []
+    for start, text in doc_blocks(markdown):
+        root = psast.parse(text)
+        problems += [f"docs block at line {start}: {p}" for p in psast.syntax_errors(root)]
+        cmds += psast.commands(root)
+    return cmds, problems
 
 
 def script_command_shapes(texts: list[str]) -> set[tuple[str, ...]]:
-    shapes = set()
-    for text in texts:
-        code = mask(text)
-        for m in re.finditer(r"(?<![\w.-])\$?(pnputil|sc|bcdedit|devcon|netsh)(\.exe)?(?![\w-])|(?<![\w.$-])Import-Certificate(?![\w-])", code, re.I):
-            if m.group(1) and m.group(1).lower() == "sc" and not m.group(2):
-                continue  # bare 'sc' is not the service tool
-            s = shape(tokens(statement_rest(text, m.start())))
-            if s is not None:
-                shapes.add(s)
-    return shapes
-
-
-def doc_script_calls(markdown: str) -> list[tuple[str, str, list[str]]]:
-    """(line, script file name, parameter names) for each .ps1 call in code blocks."""
-    calls = []
-    for line in doc_code_lines(markdown):
-        m = re.search(r"([\w-]+\.ps1)\b(.*)$", line)
-        if m and not line.lower().startswith(("copy", "set-executionpolicy", "unblock-file", "get-help")):
-            params = re.findall(r"(?:^|\s)-(\w+)", m.group(2))
-            calls.append((line, m.group(1), params))
-    return calls
+    return {s for text in texts for s in (shape(c) for c in psast.commands(psast.parse(text))) if s}
 
 
 def check_docs_against_scripts(markdown: str, script_texts: dict[str, str]) -> list[str]:
-    problems = []
+    cmds, problems = doc_commands(markdown)
     shapes = script_command_shapes(list(script_texts.values()))
-    for line, s in doc_command_shapes(markdown):
-        if s not in shapes:
-            problems.append(f"documented command not found in any script: {line!r} (shape {' '.join(s)})")
-    for line, script, params in doc_script_calls(markdown):
-        if script not in script_texts:
-            problems.append(f"documented script does not exist: {script} in {line!r}")
-            continue
-        known = {p.lower() for p in script_parameters(script_texts[script])} | COMMON_PARAMETERS
-        for p in params:
-            if p.lower() not in known:
-                problems.append(f"{script} has no parameter -{p} (used in {line!r})")
+    for cmd in cmds:
+        s = shape(cmd)
+        if s is not None and s not in shapes:
+            problems.append(f"documented command not found in any script: {cmd.source()!r} (shape {' '.join(s)})")
+        if cmd.raw_name.lower().endswith(".ps1"):
+            script = re.split(r"[\\/]", cmd.raw_name)[-1]
+            if script not in script_texts:
+                problems.append(f"documented script does not exist: {script} in {cmd.source()!r}")
+                continue
+            known = {p.lower() for p in script_parameters(script_texts[script])} | COMMON_PARAMETERS
+            for w in cmd.words:
+                if w and w.startswith("-") and w[1:].rstrip(":").lower() not in known:
+                    problems.append(f"{script} has no parameter {w} (used in {cmd.source()!r})")
     return problems
 
 
 # ---------------------------------------------------------------------------
-# WinDbg script
+# WinDbg script (not PowerShell: its own line rules)
 # ---------------------------------------------------------------------------
 
 WINDBG_REQUIRED = [
@@ -645,13 +604,10 @@ def check_windbg(text: str) -> list[str]:
     return problems
 
 
+
 # ---------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------
-
-
-def read(path: Path) -> str:
-    return path.read_text(encoding="utf-8-sig")
 
 
 @pytest.fixture(scope="module")
@@ -695,6 +651,39 @@ if ($PSCmdlet.ShouldProcess($PackageDir, 'pnputil /add-driver')) {
 & bcdedit.exe /enum '{current}'
 """
 
+GOOD_MODULE = """Set-StrictMode -Version Latest
+function ConvertFrom-WeirEnumDrivers {
+    param([string[]] $Text)
+    return @()
+}
+function Get-WeirServiceState {
+    param([string] $Name)
+    return 'Absent'
+}
+function Find-WeirTestCertificate {
+    param([string] $PackageDir)
+    $names = @('weir-test.cer', 'WDRLocalTestCert.cer')
+    foreach ($name in $names) {
+        $path = Join-Path $PackageDir $name
+        if (Test-Path -LiteralPath $path -PathType Leaf) {
+            return $path
+        }
+    }
+    throw "No test certificate in '$PackageDir': expected weir-test.cer or WDRLocalTestCert.cer."
+}
+Export-ModuleMember -Function 'ConvertFrom-WeirEnumDrivers', 'Get-WeirServiceState', 'Find-WeirTestCertificate'
+"""
+
+GOOD_CERT_USER = """Import-Module -Name (Join-Path $PSScriptRoot 'WeirCommon.psm1') -Force
+$CertificatePath = Find-WeirTestCertificate -PackageDir $PackageDir
+Write-Host 'Trusting the certificate'
+"""
+
+
+def _without(text: str, needle: str, replacement: str = "") -> str:
+    assert needle in text, needle
+    return text.replace(needle, replacement, 1)
+
 
 # ---------------------------------------------------------------------------
 # Tests on the real files
@@ -704,7 +693,29 @@ if ($PSCmdlet.ShouldProcess($PackageDir, 'pnputil /add-driver')) {
 def test_all_scripts_present():
     for name in EXPECTED_SCRIPTS:
         assert (SCRIPTS_DIR / name).is_file(), name
+    assert sorted(p.name for p in SCRIPTS_DIR.glob("*.ps1")) == sorted(EXPECTED_SCRIPTS), \
+        "a new script must be added to EXPECTED_SCRIPTS (and so to these checks)"
     assert WINDBG_SCRIPT.is_file()
+    assert COMMON_MODULE.is_file()
+
+
+def test_grammar_is_the_pinned_one():
+    from importlib.metadata import version
+    requirements = read(ROOT / "tests" / "emulation" / "requirements.txt")
+    for dist in ("tree-sitter", "tree-sitter-powershell"):
+        pinned = re.search(rf"^{re.escape(dist)}==(\S+)$", requirements, re.M)
+        assert pinned, f"{dist} is not pinned in tests/emulation/requirements.txt"
+        assert version(dist) == pinned.group(1), f"{dist} {version(dist)} is installed, {pinned.group(1)} pinned"
+
+
+@pytest.mark.parametrize("name", EXPECTED_SCRIPTS + ["WeirCommon.psm1"])
+def test_parses_without_error_nodes(name):
+    root = psast.parse(read(SCRIPTS_DIR / name))
+    assert psast.syntax_errors(root) == [], "\n".join(psast.syntax_errors(root))
+    # A parse that silently dropped most of the file would have no errors
+    # either: the tree must reach the last line.
+    assert root.end_point[0] >= read(SCRIPTS_DIR / name).rstrip("\n").count("\n")
+    assert psast.top_level_statements(root), name
 
 
 @pytest.mark.parametrize("name", EXPECTED_SCRIPTS)
@@ -720,44 +731,44 @@ def test_script_actually_changes_something_under_a_guard(name):
     # the guard check would prove nothing.
     calls = state_changing_calls(read(SCRIPTS_DIR / name))
     assert calls, f"{name}: no state-changing command detected"
+    assert all(is_should_process_guarded(c.node) for c in calls)
 
 
-@pytest.mark.parametrize("name", EXPECTED_SCRIPTS)
+@pytest.mark.parametrize("name", EXPECTED_SCRIPTS + ["WeirCommon.psm1"])
 def test_scripts_are_ascii_and_have_no_machine_paths(name):
-    text = read(SCRIPTS_DIR / name)
-    assert text.isascii(), f"{name} has non-ASCII characters (Windows PowerShell 5.1 reads BOM-less files as ANSI)"
-    assert not re.search(r"/work/|/home/|/root/|[A-Z]:\\Users\\", text), name
-
-
-COMMON_MODULE = SCRIPTS_DIR / "WeirCommon.psm1"
-COMMON_FUNCTIONS = ["ConvertFrom-WeirEnumDrivers", "Get-WeirServiceState"]
+    problems = check_ascii_and_paths(read(SCRIPTS_DIR / name))
+    assert problems == [], f"{name}: {problems}"
 
 
 def test_common_module_is_read_only_and_well_formed():
-    text = read(COMMON_MODULE)
-    assert text.isascii(), "WeirCommon.psm1 has non-ASCII characters"
-    assert check_balance(text) == [], check_balance(text)
-    assert check_strict_mode(text) == [], "WeirCommon.psm1 must set StrictMode"
-    # The module is imported by scripts that promise -WhatIf; it may not change
-    # anything itself.
-    assert state_changing_calls(text) == [], state_changing_calls(text)
-    for fn in COMMON_FUNCTIONS:
-        assert re.search(rf"^function {re.escape(fn)}\b", text, re.M), f"{fn} not defined"
-        assert fn in text.split("Export-ModuleMember", 1)[-1], f"{fn} not exported"
+    problems = check_common_module(read(COMMON_MODULE))
+    assert problems == [], "\n".join(problems)
 
 
 @pytest.mark.parametrize("name", EXPECTED_SCRIPTS)
 def test_shared_helpers_come_from_the_module(name):
-    # A script that uses a shared helper imports the module from its own
-    # directory and does not carry its own copy.
-    text = read(SCRIPTS_DIR / name)
-    code = mask(text)
-    used = [fn for fn in COMMON_FUNCTIONS if re.search(re.escape(fn), code)]
-    if used:
-        assert re.search(r"Import-Module\s+-Name\s+\(Join-Path\s+\$PSScriptRoot\s+'WeirCommon\.psm1'\)", text), \
-            f"{name} uses {used} without importing WeirCommon.psm1"
-    for fn in COMMON_FUNCTIONS:
-        assert not re.search(rf"^function {re.escape(fn)}\b", text, re.M), f"{name} redefines {fn}"
+    problems = check_uses_common_module(read(SCRIPTS_DIR / name))
+    assert problems == [], "\n".join(problems)
+
+
+def test_certificate_finder_accepts_both_package_shapes():
+    problems = check_certificate_finder(read(COMMON_MODULE))
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", CERTIFICATE_USERS)
+def test_scripts_needing_the_certificate_use_the_finder(name):
+    problems = check_certificate_user(read(SCRIPTS_DIR / name))
+    assert problems == [], "\n".join(problems)
+
+
+def test_no_script_requires_one_certificate_name(script_texts):
+    # Install-Weir's list of required package files must not name either
+    # certificate: the finder decides.
+    assert "$PackageFiles" in script_texts["Install-Weir.ps1"]
+    for name, text in script_texts.items():
+        problems = check_package_files(text)
+        assert problems == [], f"{name}: {problems}"
 
 
 def test_expected_commands_are_in_the_scripts(script_texts):
@@ -783,18 +794,19 @@ def test_expected_commands_are_in_the_scripts(script_texts):
 
 def test_docs_commands_appear_in_scripts(script_texts):
     markdown = read(TEST_VM_DOC)
-    documented = doc_command_shapes(markdown)
-    assert len(documented) >= 10, "docs/test-vm.md should show the exact commands"
+    cmds, parse_problems = doc_commands(markdown)
+    assert parse_problems == [], "\n".join(parse_problems)
+    assert len([c for c in cmds if shape(c)]) >= 10, "docs/test-vm.md should show the exact commands"
     problems = check_docs_against_scripts(markdown, script_texts)
     assert problems == [], "\n".join(problems)
 
 
-def test_docs_mention_every_script_and_the_caveat():
+def test_docs_mention_every_script_both_certificates_and_the_caveat():
     for doc in (TEST_VM_DOC, DEBUGGING_DOC):
         prose = re.sub(r"[*_>\s]+", " ", read(doc))  # drop emphasis, quote marks, line breaks
         assert re.search(r"not (been )?(run|tested|verified) on (real )?Windows", prose, re.I), doc
     vm = read(TEST_VM_DOC)
-    for name in EXPECTED_SCRIPTS:
+    for name in EXPECTED_SCRIPTS + CERTIFICATE_NAMES + ["cargo make"]:
         assert name in vm, name
     dbg = read(DEBUGGING_DOC)
     for needle in ["bcdedit /debug on", "bcdedit /dbgsettings net", "windbg -k net:port=50000",
@@ -808,64 +820,104 @@ def test_windbg_script():
     assert problems == [], "\n".join(problems)
 
 
+def check_workflow(text: str) -> list[str]:
+    """The shipped GitHub workflow: a Linux job running the project's CI
+    script and a Windows job running the WDK flow and uploading its package."""
+    problems = []
+    if "bash .ci/run" not in text:
+        problems.append("no job runs bash .ci/run")
+    if not re.search(r"^\s*runs-on:\s*windows-\S+", text, re.M):
+        problems.append("no Windows job (runs-on: windows-...)")
+    if not re.search(r"^\s*run:\s*cargo make\b", text, re.M):
+        problems.append("no step runs cargo make")
+    if not re.search(r"^\s*path:.*weir_package", text, re.M):
+        problems.append("no artifact path with weir_package")
+    if "\t" in text:
+        problems.append("YAML must not contain tabs")
+    return problems
+
+
 def test_workflow_shape():
-    text = read(WORKFLOW)
-    assert "bash .ci/run" in text
-    assert "windows-latest" in text
-    assert "cargo make" in text
-    assert "weir_package" in text
-    assert "\t" not in text, "YAML must not contain tabs"
+    problems = check_workflow(read(WORKFLOW))
+    assert problems == [], "\n".join(problems)
 
 
-# ---------------------------------------------------------------------------
-# The checkers reject broken input
-# ---------------------------------------------------------------------------
-
-
-def test_good_snippet_passes():
-    assert check_script(GOOD) == []
-
-
-def test_scanner_masks_strings_comments_and_subexpressions():
-    code = mask(GOOD)
-    assert len(code) == len(GOOD)
-    assert "only mentioned" not in code
-    assert "a comment" not in code
-    assert "$PSCmdlet.ShouldProcess(" in code
-    assert "{current}" not in code
-
-
-@pytest.mark.parametrize("broken, expected", [
-    ("if ($a) {\n  x\n", "never closed"),
-    ("if ($a)) { }\n", "closes nothing"),
-    ("$x = @(1, 2]\n", "closes '('"),
-    ("Write-Host 'unterminated\n", "unterminated single-quoted"),
-    ('Write-Host "open $(Get-Date) \n', "unterminated double-quoted"),
-    ("<# never closed\n", "unterminated block comment"),
-    ("$s = @'\nno end\n", "unterminated here-string"),
+@pytest.mark.parametrize("old, new, expected", [
+    ("bash .ci/run", "bash ci.sh", ".ci/run"),
+    ("runs-on: windows-", "runs-on: macos-", "Windows job"),
+    ("run: cargo make", "run: cargo build", "cargo make"),
+    ("weir_package", "package", "weir_package"),
 ])
-def test_balance_rejects(broken, expected):
-    problems = check_balance(broken)
-    assert problems and any(expected in p for p in problems), problems
+def test_workflow_checker_rejects(old, new, expected):
+    text = read(WORKFLOW)
+    assert old in text, old
+    problems = check_workflow(text.replace(old, new))
+    assert any(expected in p for p in problems), problems
+    assert any("tabs" in p for p in check_workflow(text + "\tx: 1\n"))
 
 
-def test_balance_ignores_brackets_in_strings_and_comments():
+# ---------------------------------------------------------------------------
+# Every checker rejects broken input
+# ---------------------------------------------------------------------------
+
+
+def test_good_snippets_pass():
+    assert check_script(GOOD) == []
+    assert check_common_module(GOOD_MODULE) == []
+    assert check_certificate_finder(GOOD_MODULE) == []
+    assert check_certificate_user(GOOD_CERT_USER) == []
+    assert check_uses_common_module(GOOD_CERT_USER) == []
+
+
+def test_text_in_strings_and_comments_is_not_code():
+    cmds = psast.commands(psast.parse(GOOD))
+    names = [c.name for c in cmds]
+    # pnputil appears three times in GOOD: in a string, in a comment, and once as code.
+    assert names.count("pnputil") == 1
+    assert [shape(c) for c in cmds if c.name == "bcdedit"] == [("bcdedit", "/enum", "<arg>")]
+
+
+@pytest.mark.parametrize("broken", [
+    "if ($a) {\n  x\n",
+    "if ($a)) { }\n",
+    "$x = @(1, 2]\n",
+    "Write-Host 'unterminated\n",
+    'Write-Host "open $(Get-Date) \n',
+    "<# never closed\n",
+    "$s = @'\nno end\n",
+    "function f {\n",
+    "foreach ($x $y) { }\n",
+])
+def test_syntax_check_rejects(broken):
+    assert check_syntax(broken), broken
+    # ... and so does the whole script check.
+    assert check_script(GOOD + broken), broken
+
+
+def test_syntax_check_ignores_brackets_in_strings_and_comments():
     ok = "Write-Host '{ ( [' # ) } ]\n$a = \"}$(\"{\")(\"\n<# { #>\n$h = @'\n{{{\n'@\n"
-    assert check_balance(ok) == []
+    assert check_syntax(ok) == []
 
 
 @pytest.mark.parametrize("snippet", [
     "& pnputil.exe /add-driver x.inf /install\n",
     "if ($x) { pnputil /delete-driver oem1.inf /uninstall }\n",
     "if (-not $PSCmdlet.ShouldProcess('x', 'y')) { sc.exe delete weir }\n",
+    "if (!$PSCmdlet.ShouldProcess('x', 'y')) { sc.exe delete weir }\n",
     "if ($PSCmdlet.ShouldProcess('x', 'y')) { 'ok' } else { bcdedit /set testsigning on }\n",
     "if ($PSCmdlet.ShouldProcess('x', 'y')) { 'ok' }\n& $devcon dp_add x.inf\n",
+    "if ($PSCmdlet.ShouldProcess('x', 'y') -or $force) { & $devcon dp_add x.inf }\n",
+    "if ($PSCmdlet.ShouldProcess('x', 'y') -eq $false) { & sc.exe stop weir }\n",
+    "if ($PSCmdlet.ShouldProcess('x', 'y')) { }\nif ($other) { & sc.exe stop weir }\n",
+    "if ($PSCmdlet.ShouldProcess((& sc.exe stop weir), 'y')) { }\n",
     "Import-Certificate -FilePath a.cer -CertStoreLocation Cert:\\LocalMachine\\Root\n",
     "Get-ChildItem | ForEach-Object { Remove-Item $_ }\n",
     "function Stop-It { & sc.exe stop 'weir' }\n",
     "while ($PSCmdlet.ShouldProcess('x', 'y')) { & sc.exe start weir }\n",
+    "if ($PSCmdlet.ShouldContinue('x', 'y')) { & sc.exe start weir }\n",
 ])
 def test_guard_check_rejects(snippet):
+    assert check_syntax(snippet) == [], snippet
     assert find_unguarded(snippet), snippet
 
 
@@ -875,42 +927,156 @@ def test_guard_check_rejects(snippet):
     "& pnputil.exe /enum-drivers\n& sc.exe query weir\n& bcdedit /enum '{current}'\n",
     "Write-Host 'pnputil /add-driver x /install'\n# sc.exe delete weir\n",
     "if ($ok -and $PSCmdlet.ShouldProcess('x', 'y')) {\n  Remove-Item -LiteralPath $d -Recurse\n}\n",
+    "if ((($PSCmdlet.ShouldProcess('x', 'y')))) { foreach ($p in $ps) { & sc.exe stop $p } }\n",
 ])
 def test_guard_check_accepts(snippet):
+    assert check_syntax(snippet) == [], snippet
     assert find_unguarded(snippet) == [], snippet
 
 
-def _without(text: str, needle: str, replacement: str = "") -> str:
-    assert needle in text, needle
-    return text.replace(needle, replacement, 1)
+@pytest.mark.parametrize("snippet, changing", [
+    ("& sc.exe stop weir", True),
+    ("& sc.exe query weir", False),
+    ("& bcdedit.exe /set testsigning on", True),
+    ("& bcdedit.exe /enum '{current}'", False),
+    ("& bcdedit.exe /dbgsettings", False),
+    ("& bcdedit.exe /dbgsettings net hostip:1.2.3.4 port:50000", True),
+    ("& pnputil.exe /enum-drivers", False),
+    ("& pnputil.exe /delete-driver oem1.inf", True),
+    ("& $devcon -f dp_delete oem1.inf", True),
+    ("& $devcon find *", False),
+    ("Remove-Item -LiteralPath x", True),
+    ("Get-Item -LiteralPath x", False),
+])
+def test_state_change_detector(snippet, changing):
+    cmds = psast.commands(psast.parse(snippet + "\n"))
+    assert len(cmds) == 1
+    assert changes_state(cmds[0]) is changing
 
 
 @pytest.mark.parametrize("mutate, expected", [
     (lambda t: _without(t, "[CmdletBinding(SupportsShouldProcess)]\n"), "CmdletBinding"),
+    (lambda t: _without(t, "[CmdletBinding(SupportsShouldProcess)]\n").replace(
+        "Set-StrictMode", "[CmdletBinding(SupportsShouldProcess)]\nSet-StrictMode", 1), "syntax error"),
     (lambda t: _without(t, "SupportsShouldProcess)]", ")]"), "SupportsShouldProcess"),
     (lambda t: _without(t, "SupportsShouldProcess)]", "SupportsShouldProcess = $false)]"), "SupportsShouldProcess"),
+    (lambda t: _without(t, "SupportsShouldProcess)]", "ConfirmImpact = 'High')]"), "SupportsShouldProcess"),
     (lambda t: _without(t, "Set-StrictMode -Version Latest\n"), "StrictMode"),
     (lambda t: _without(t, "Set-StrictMode -Version Latest", "Set-StrictMode -Version 1"), "StrictMode"),
+    (lambda t: _without(t, "Set-StrictMode -Version Latest\n", "function f { Set-StrictMode -Version Latest }\n"), "StrictMode"),
+    (lambda t: _without(t, "Set-StrictMode -Version Latest", "# Set-StrictMode -Version Latest"), "StrictMode"),
     (lambda t: _without(t, "$ErrorActionPreference = 'Stop'\n"), "ErrorActionPreference"),
     (lambda t: _without(t, "$ErrorActionPreference = 'Stop'", "$ErrorActionPreference = 'Continue'"), "ErrorActionPreference"),
+    (lambda t: _without(t, "$ErrorActionPreference = 'Stop'\n", "if ($x) { $ErrorActionPreference = 'Stop' }\n"), "ErrorActionPreference"),
     (lambda t: _without(t, "    throw 'Run elevated.'\n", "    Write-Warning 'not admin'\n"), "elevation"),
+    (lambda t: _without(t, "if (-not (Test-IsElevated)) {", "if ((Test-IsElevated)) {"), "elevation"),
+    (lambda t: _without(t, "if (-not (Test-IsElevated)) {", "if (-not (Test-Other)) {"), "elevation"),
+    (lambda t: _without(t, "if (-not (Test-IsElevated)) {\n    throw 'Run elevated.'\n}\n",
+                        "function g {\nif (-not (Test-IsElevated)) {\n    throw 'Run elevated.'\n}\n}\n"), "elevation"),
     (lambda t: _without(t, "[Security.Principal.WindowsBuiltInRole]::Administrator", "'Users'"), "IsInRole"),
+    (lambda t: _without(t, "[Security.Principal.WindowsBuiltInRole]::Administrator", "[Security.Principal.WindowsBuiltInRole]::User"), "IsInRole"),
     (lambda t: _without(t, ".SYNOPSIS\n    Test.\n"), ".SYNOPSIS"),
+    (lambda t: _without(t, ".DESCRIPTION\n    Test script.\n"), ".DESCRIPTION"),
     (lambda t: _without(t, ".EXAMPLE\n"), ".EXAMPLE"),
     (lambda t: _without(t, ".PARAMETER PackageDir\n    Where.\n"), ".PARAMETER PackageDir"),
-    (lambda t: "Set-Location .\n" + t, "comment-based help"),
+    (lambda t: t[t.index("#>\n") + 3:], "comment-based help"),
+    (lambda t: t[t.index("#>\n") + 3:].replace("$ErrorActionPreference = 'Stop'\n", "$ErrorActionPreference = 'Stop'\n" + t[:t.index("#>\n") + 3]), "comment-based help"),
     (lambda t: _without(t, "if ($PSCmdlet.ShouldProcess($PackageDir, 'pnputil /add-driver')) {", "if ($true) {"), "not guarded"),
     (lambda t: t + "sc query weir\n", "sc.exe, not sc"),
-    (lambda t: t + "}\n", "closes nothing"),
+    (lambda t: t + "}\n", "syntax error"),
+    (lambda t: t + "if ($x) {\n", "missing"),
 ])
 def test_script_checker_rejects_broken_scripts(mutate, expected):
     problems = check_script(mutate(GOOD))
     assert any(expected in p for p in problems), problems
 
 
+def test_help_may_follow_line_comments():
+    assert check_help("# Good.ps1, a test\n\n" + GOOD) == []
+
+
+def test_requires_run_as_administrator_satisfies_elevation():
+    text = _without(GOOD, "if (-not (Test-IsElevated)) {\n    throw 'Run elevated.'\n}\n")
+    assert check_elevation(text) != []
+    assert check_elevation("#Requires -RunAsAdministrator\n" + text) == []
+
+
 def test_parameter_parser():
     text = "param(\n  [Parameter(Mandatory = $true)] [ValidateRange(1, 2)] [int] $A = 1,\n  [switch] $B, $C = $A\n)\n"
     assert script_parameters(text) == ["A", "B", "C"]
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda t: _without(t, "Set-StrictMode -Version Latest\n"), "StrictMode"),
+    (lambda t: t + "& sc.exe stop weir\n", "changes state"),
+    (lambda t: t + "Remove-Item -LiteralPath $x\n", "changes state"),
+    (lambda t: _without(t, "function Get-WeirServiceState {", "function Get-ServiceState {"), "Get-WeirServiceState is not defined"),
+    (lambda t: _without(t, ", 'Find-WeirTestCertificate'"), "Find-WeirTestCertificate is not exported"),
+    (lambda t: _without(t, "    return @()\n}", "    return @()\n"), "missing"),
+])
+def test_common_module_checker_rejects(mutate, expected):
+    problems = check_common_module(mutate(GOOD_MODULE))
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("Get-WeirServiceState -Name weir\n", "without importing"),
+    ("Import-Module -Name (Join-Path $PWD 'WeirCommon.psm1')\nGet-WeirServiceState\n", "without importing"),
+    ("Import-Module -Name (Join-Path $PSScriptRoot 'Other.psm1')\nGet-WeirServiceState\n", "without importing"),
+    ("function Get-WeirServiceState { 'Running' }\n", "redefines"),
+])
+def test_common_module_use_checker_rejects(snippet, expected):
+    problems = check_uses_common_module(snippet)
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    # Only our name accepted: a WDK-built package would be rejected.
+    (lambda t: _without(t, "@('weir-test.cer', 'WDRLocalTestCert.cer')", "@('weir-test.cer')"), "expected"),
+    # Only the WDK's name accepted.
+    (lambda t: _without(t, "@('weir-test.cer', 'WDRLocalTestCert.cer')", "@('WDRLocalTestCert.cer')"), "expected"),
+    # Wrong preference order.
+    (lambda t: _without(t, "@('weir-test.cer', 'WDRLocalTestCert.cer')", "@('WDRLocalTestCert.cer', 'weir-test.cer')"), "in this order"),
+    (lambda t: _without(t, "foreach ($name in $names)", "foreach ($name in $others)"), "does not loop"),
+    (lambda t: _without(t, "-PathType Leaf", "-PathType Container"), "does not return"),
+    (lambda t: _without(t, "            return $path\n", "            Write-Host $path\n"), "does not return"),
+    (lambda t: _without(t, "    throw \"No test certificate in '$PackageDir': expected weir-test.cer or WDRLocalTestCert.cer.\"\n", "    return $null\n"), "does not throw"),
+    (lambda t: _without(t, " or WDRLocalTestCert.cer", ""), "does not name ['WDRLocalTestCert.cer']"),
+    (lambda t: _without(t, "function Find-WeirTestCertificate", "function Find-Certificate"), "not defined"),
+])
+def test_certificate_finder_checker_rejects(mutate, expected):
+    problems = check_certificate_finder(mutate(GOOD_MODULE))
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("$CertificatePath = Join-Path $PackageDir 'weir-test.cer'\n", "does not call"),
+    (GOOD_CERT_USER + "$c = Join-Path $PackageDir 'weir-test.cer'\n", "hard-codes weir-test.cer"),
+    (GOOD_CERT_USER + "$c = \"$PackageDir\\WDRLocalTestCert.cer\"\n", "hard-codes WDRLocalTestCert.cer"),
+])
+def test_certificate_user_checker_rejects(snippet, expected):
+    problems = check_certificate_user(snippet)
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("$PackageFiles = @('weir.sys', 'weir.inf', 'weir-test.cer')\n", "requires weir-test.cer"),
+    ("$PackageFiles = @('weir.sys', \"WDRLocalTestCert.cer\")\n", "requires WDRLocalTestCert.cer"),
+])
+def test_package_files_checker_rejects(snippet, expected):
+    problems = check_package_files(snippet)
+    assert any(expected in p for p in problems), problems
+    assert check_package_files("$PackageFiles = @('weir.sys', 'weir.inf')\n") == []
+
+
+@pytest.mark.parametrize("snippet, expected", [
+    ("Write-Host 'caf\u00e9'\n", "non-ASCII"),
+    ("$p = '/home/me/weir'\n", "path of a build"),
+    ("$p = 'C:\\Users\\me\\weir'\n", "path of a build"),
+])
+def test_ascii_checker_rejects(snippet, expected):
+    problems = check_ascii_and_paths(snippet)
+    assert any(expected in p for p in problems), problems
 
 
 def test_docs_checker_rejects_drift(script_texts):
@@ -922,6 +1088,7 @@ def test_docs_checker_rejects_drift(script_texts):
         ("```cmd\nbcdedit /set nointegritychecks on\n```\n", "not found"),
         ("```powershell\n.\\Install-Weir.ps1 -Package C:\\x\n```\n", "no parameter -Package"),
         ("```powershell\n.\\Install-Driver.ps1\n```\n", "does not exist"),
+        ("```powershell\nif ($x) {\n```\n", "docs block at line 2"),
     ]:
         problems = check_docs_against_scripts(drifted, script_texts)
         assert any(expected in p for p in problems), (drifted, problems)

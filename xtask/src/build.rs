@@ -25,6 +25,18 @@ fn cross_dir() -> PathBuf {
     repo_root().join("target").join("cross")
 }
 
+/// The rustflags of the cross build, passed as CARGO_ENCODED_RUSTFLAGS.
+///
+/// By cargo's precedence this variable replaces every `rustflags` of
+/// .cargo/config.toml, so the WDK flow's `crt-static` never reaches this
+/// build, and with it none of the WDK flow's dependencies (Cargo.toml);
+/// `wdk_flow` tests check both.
+pub fn cross_rustflags(root: &Path) -> String {
+    // Source paths in the PDB start at `weir\` rather than this machine's
+    // checkout; WinDbg's .srcpath maps them to wherever the user's is.
+    format!("--remap-path-prefix={}=weir", root.display())
+}
+
 /// Builds weir.sys and weir.pdb; returns the image path.
 pub fn build(check: bool) -> Result<PathBuf> {
     step("toolchain");
@@ -49,9 +61,7 @@ pub fn build(check: bool) -> Result<PathBuf> {
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env("RUSTC", &tc.rustc)
         .env("RUSTC_BOOTSTRAP", "1")
-        // Source paths in the PDB start at `weir\` rather than this machine's
-        // checkout; WinDbg's .srcpath maps them to wherever the user's is.
-        .env("CARGO_ENCODED_RUSTFLAGS", format!("--remap-path-prefix={}=weir", root.display()));
+        .env("CARGO_ENCODED_RUSTFLAGS", cross_rustflags(&root));
     let status = cmd.status().context("running the cross cargo")?;
     if !status.success() {
         bail!("cross build failed ({status})");

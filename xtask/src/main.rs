@@ -4,11 +4,15 @@
 //! - `cargo xtask test`    host tests, image build and checks, emulation, scripts
 //! - `cargo xtask check-image [PATH]` prints the static image report
 //! - `cargo xtask setup`   installs (as root) or lists what the build needs
+//! - `cargo xtask wdk-task-graph` checks cargo-make's plan of the WDK flow
+//! - `cargo xtask wine-test` builds weirctl.exe and runs its Wine tests
 
 mod build;
 mod package;
 mod run;
 mod toolchain;
+mod wdk_flow;
+mod weirctl;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -71,6 +75,11 @@ enum Command {
     },
     /// Install (when root) or list the packages the Linux flow needs.
     Setup,
+    /// Print and check cargo-make's plan of the WDK flow (`cargo make`) for
+    /// the driver, on this host (part of `test`).
+    WdkTaskGraph,
+    /// Build weirctl.exe (unsigned) and run its tests under Wine (a stage of `test`).
+    WineTest,
 }
 
 fn main() {
@@ -89,6 +98,8 @@ fn main() {
         Command::VerifyPackage { dir, no_build_pdb } => package::verify_cmd(dir, !no_build_pdb),
         Command::CheckImage { image, pdb } => build::check_image_cmd(image, pdb),
         Command::Setup => toolchain::setup(),
+        Command::WdkTaskGraph => wdk_flow::task_graph(),
+        Command::WineTest => weirctl::build_exe().and_then(|exe| weirctl::wine_tests(&exe)),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

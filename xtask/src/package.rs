@@ -3,7 +3,8 @@
 //! `cargo make` (`target/x86_64-pc-windows-msvc/release/weir_package/`).
 //!
 //! Steps: build → stamp (driver.inx → weir.inf) → sign (weir.sys, with
-//! osslsigncode) → catalog (weir.cat, our own code, signed) → verify.
+//! osslsigncode) → catalog (weir.cat, our own code, signed) → verify → weirctl.exe
+//! (built, signed and verified beside the package directory, `crate::weirctl`).
 
 use crate::build::{self, rel};
 use crate::{repo_root, toolchain};
@@ -92,7 +93,7 @@ fn crate_version() -> Result<String> {
 }
 
 fn step(n: u32, text: &str) {
-    println!("\n==> [{n}/5] {text}");
+    println!("\n==> [{n}/6] {text}");
 }
 
 /// `cargo xtask package`.
@@ -163,10 +164,14 @@ pub fn package(opts: &SignOptions) -> Result<PathBuf> {
     toolchain::osslsigncode()?;
     verify(&dir, Some(&build::pdb_path()))?;
 
+    step(6, "weirctl.exe (x86_64-pc-windows-gnu), signed, beside the package");
+    let tool = crate::weirctl::package_exe(&osslsigncode, &signer, time)?;
+
     println!("\npackage: {}", rel(&dir));
     for f in FILES {
         println!("  {f}");
     }
+    println!("tool:    {}", rel(&tool));
     println!("signed by: {} (SHA-1 thumbprint {})", signer.subject(), signer.thumbprint_sha1());
     if opts.cert.is_none() && opts.pfx.is_none() {
         println!("test certificate kept in {} (import weir-test.cer on the VM once)", test_cert_dir().display());

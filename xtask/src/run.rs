@@ -51,6 +51,26 @@ pub fn test_all(emulation: bool) -> Result<()> {
         .unwrap_or(false);
     outcomes.push(Outcome { name: "cargo test --workspace", ok });
 
+    // The WDK flow cannot run here; cargo-make's own plan of it can.
+    let graph = crate::wdk_flow::task_graph();
+    if let Err(e) = &graph {
+        eprintln!("error: {e:#}");
+    }
+    outcomes.push(Outcome { name: "WDK flow task graph (cargo-make)", ok: graph.is_ok() });
+
+    step("model check of the policy swap (loom): RUSTFLAGS=\"--cfg loom\" cargo test -p wfp-km --release --lib rcu");
+    // Own target directory: --cfg loom changes every crate's build, and must
+    // not invalidate the normal one.
+    let ok = cargo()
+        .current_dir(&root)
+        .args(["test", "-p", "wfp-km", "--release", "--lib", "rcu"])
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", root.join("target/loom"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    outcomes.push(Outcome { name: "loom model check (wfp-km rcu)", ok });
+
     step("model-checked concurrency (loom): the event ring and its wake-up gate");
     // Own target directory: `--cfg loom` changes every crate's build. A
     // preemption bound of 3 explores every interleaving with up to three
@@ -84,6 +104,18 @@ pub fn test_all(emulation: bool) -> Result<()> {
         outcomes.push(Outcome { name: "emulation suite", ok });
     }
 
+    step("weirctl.exe under Wine (help, version, policy check, status without a driver)");
+    let tool = crate::weirctl::exe_path();
+    let ok = if packaged && tool.is_file() {
+        crate::weirctl::wine_tests(&tool)
+    } else {
+        crate::weirctl::build_exe().and_then(|exe| crate::weirctl::wine_tests(&exe))
+    };
+    if let Err(e) = &ok {
+        eprintln!("error: {e:#}");
+    }
+    outcomes.push(Outcome { name: "weirctl.exe under Wine", ok: ok.is_ok() });
+
     let scripts_tests = root.join("tests/scripts");
     if scripts_tests.is_dir() {
         step("test-VM script checks (tests/scripts)");
@@ -114,10 +146,13 @@ pub fn test_all(emulation: bool) -> Result<()> {
     Ok(())
 }
 
-/// Contents of every packaged file, for the reproducibility check.
+/// Contents of every packaged file and of weirctl.exe beside the package, for the
+/// reproducibility check.
 fn hashes(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
-    weir_package::FILES
+    let mut files: Vec<(String, Vec<u8>)> = weir_package::FILES
         .iter()
         .map(|f| Ok(((*f).to_string(), std::fs::read(dir.join(f))?)))
-        .collect()
+        .collect::<Result<_>>()?;
+    files.push(("weirctl.exe".into(), std::fs::read(crate::weirctl::exe_path())?));
+    Ok(files)
 }

@@ -4,8 +4,10 @@
 //! - [`stamp()`]: stampinf semantics — `$ARCH$`, `DriverVer`, `CatalogFile` —
 //!   with [`build_date`] / [`version_from_crate`] to derive the DriverVer
 //!   date and version reproducibly.
-//! - [`lint()`]: InfVerif-style rules for a primitive (non-PnP) driver INF, and
-//!   [`check_catalog_coverage`] for the catalog's file list.
+//! - [`lint()`]: InfVerif-style rules for a primitive (non-PnP) driver INF,
+//!   each finding tagged with the InfVerif code it corresponds to (see
+//!   docs/inf-lint.md for which codes are covered); [`lint_bytes`] adds the
+//!   encoding check; [`check_catalog_coverage`] checks the catalog's file list.
 //!
 //! # Example
 //!
@@ -25,7 +27,7 @@
 //! assert!(inf.contains("[DefaultInstall.NTamd64]\r\n"));
 //! assert!(inf.contains("DriverVer = "));
 //! for d in lint(&inf, "weir.inf") {
-//!     println!("{d}"); // e.g. "weir.inf:1: [Version] has no Class entry [version-key]"
+//!     println!("{d}"); // e.g. "weir.inf:1: [Version] has no Class entry [version-key, InfVerif 1234]"
 //! }
 //! let missing = check_catalog_coverage(&inf, "weir.inf", &["weir.inf"]);
 //! assert!(missing.is_empty());
@@ -42,8 +44,8 @@ pub mod parse;
 pub mod stamp;
 
 pub use lint::{
-    check_catalog_coverage, copied_files, lint, lint_parsed, CopiedFile, Diagnostic, Rule,
-    WFPCALLOUTS_GUID,
+    check_catalog_coverage, copied_files, lint, lint_bytes, lint_parsed, CopiedFile, Diagnostic,
+    Rule, WFPCALLOUTS_GUID,
 };
 pub use parse::{decode, parse, parse_bytes, Entry, Inf, ParseError, Section, Value};
 pub use stamp::{

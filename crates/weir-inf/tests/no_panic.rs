@@ -9,7 +9,7 @@
 )]
 
 use proptest::prelude::*;
-use weir_inf::{check_catalog_coverage, lint, parse, parse_bytes, stamp, StampOptions};
+use weir_inf::{check_catalog_coverage, lint, lint_bytes, parse, parse_bytes, stamp, StampOptions};
 
 fn opts(catalog: bool) -> StampOptions<'static> {
     StampOptions {
@@ -37,6 +37,21 @@ fn inf_like() -> impl Strategy<Value = String> {
         Just("DriverVer".to_owned()),
         Just("CatalogFile".to_owned()),
         Just("HKR".to_owned()),
+        Just("[DefaultInstall.NTamd64.Services]".to_owned()),
+        Just("[S]".to_owned()),
+        Just("[S.Security]".to_owned()),
+        Just("[Strings.0407]".to_owned()),
+        Just("[SourceDisksNames]".to_owned()),
+        Just("S".to_owned()),
+        Just("ServiceBinary".to_owned()),
+        Just("StartType".to_owned()),
+        Just("ServiceType".to_owned()),
+        Just("BitReg".to_owned()),
+        Just("Parameters".to_owned()),
+        Just("0x00010001".to_owned()),
+        Just("0x00010008".to_owned()),
+        Just("0x2".to_owned()),
+        Just("@".to_owned()),
         Just("$ARCH$".to_owned()),
         Just("%13%".to_owned()),
         Just("%".to_owned()),
@@ -101,6 +116,7 @@ proptest! {
         let text = String::from_utf8_lossy(&bytes);
         let _ = parse(&text);
         let _ = lint(&text, "x.inf");
+        let _ = lint_bytes(&bytes, "x.inf");
         let _ = stamp(&text, &opts(true));
         let _ = check_catalog_coverage(&text, "x.inf", &["x.inf"]);
     }
@@ -156,6 +172,18 @@ proptest! {
         let lines = text.split_inclusive('\n').count().max(1);
         for d in lint(&text, "x.inf") {
             prop_assert!(d.line >= 1 && d.line <= lines, "{} (file has {} lines)", d, lines);
+        }
+    }
+
+    /// Whatever the input, a finding only ever carries an InfVerif code its
+    /// rule declares (so docs/inf-lint.md, checked against the declarations,
+    /// describes every code the lint can print).
+    #[test]
+    fn findings_carry_only_declared_codes(text in inf_like()) {
+        for d in lint_bytes(text.as_bytes(), "x.inf") {
+            if let Some(code) = d.infverif {
+                prop_assert!(d.rule.infverif_codes().contains(&code), "{}", d);
+            }
         }
     }
 }

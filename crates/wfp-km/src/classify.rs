@@ -124,6 +124,34 @@ impl<'a> IncomingValues<'a> {
     }
 }
 
+impl<'a> IncomingValues<'a> {
+    /// An `FWP_BYTE_BLOB_TYPE` field holding a NUL-terminated UTF-16 string
+    /// (such as `FWPS_FIELD_ALE_*_ALE_APP_ID`, the NT image path), as code
+    /// units without the trailing NUL. `None` when the field is absent,
+    /// mistyped, null, of odd size, or not 2-byte aligned.
+    pub fn utf16_blob(&self, index: u32) -> Option<&'a [u16]> {
+        let v = self.typed(index, FWP_BYTE_BLOB_TYPE)?;
+        // SAFETY: the type tag says the union holds an FWP_BYTE_BLOB pointer,
+        // which the invariant makes null or valid for 'a.
+        let blob = unsafe { v.Anonymous.byteBlob.as_ref() }?;
+        let bytes = usize::try_from(blob.size).ok()?;
+        if bytes == 0 {
+            return Some(&[]);
+        }
+        if blob.data.is_null() || bytes % 2 != 0 || blob.data.align_offset(core::mem::align_of::<u16>()) != 0 {
+            return None;
+        }
+        // SAFETY: the engine's blob holds `size` readable bytes at `data`,
+        // valid for 'a (invariant); the pointer is non-null and u16-aligned
+        // (checked), and any bit pattern is a valid u16.
+        let units = unsafe { slice::from_raw_parts(blob.data.cast::<u16>(), bytes / 2) };
+        Some(match units.split_last() {
+            Some((0, rest)) => rest,
+            _ => units,
+        })
+    }
+}
+
 /// The optional metadata of one classification.
 ///
 /// Invariant: `raw` is the engine's metadata for a classifyFn call lasting
@@ -257,8 +285,8 @@ pub mod testing {
     use std::boxed::Box;
     use std::vec::Vec;
     use wfp_km_sys::fwp_types::{
-        FWP_BYTE_ARRAY16, FWP_BYTE_ARRAY16_TYPE, FWP_EMPTY, FWP_UINT16, FWP_UINT32, FWP_UINT8,
-        FWP_VALUE0, FWP_VALUE0_0,
+        FWP_BYTE_ARRAY16, FWP_BYTE_ARRAY16_TYPE, FWP_BYTE_BLOB, FWP_BYTE_BLOB_TYPE, FWP_EMPTY,
+        FWP_UINT16, FWP_UINT32, FWP_UINT8, FWP_VALUE0, FWP_VALUE0_0,
     };
     use wfp_km_sys::fwps::{
         FWPS_CLASSIFY_OUT0, FWPS_FILTER3, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUE0,
@@ -275,6 +303,9 @@ pub mod testing {
         Bytes16([u8; 16]),
         /// A value of any other `FWP_DATA_TYPE`, with a null payload.
         OtherType(i32),
+        /// An `FWP_BYTE_BLOB_TYPE` holding these UTF-16 units plus a NUL (as
+        /// ALE_APP_ID arrives).
+        Utf16(&'static [u16]),
     }
 
     /// A classification: fixed values, metadata, filter and classify output.
@@ -282,6 +313,7 @@ pub mod testing {
         layer_id: u16,
         values: Vec<Value>,
         arrays: Vec<FWP_BYTE_ARRAY16>,
+        blobs: Vec<(Vec<u16>, FWP_BYTE_BLOB)>,
         meta: Box<FWPS_INCOMING_METADATA_VALUES0>,
         filter: Box<FWPS_FILTER3>,
         out: Box<FWPS_CLASSIFY_OUT0>,
@@ -297,10 +329,22 @@ pub mod testing {
                     _ => None,
                 })
                 .collect();
+            let blobs = values
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Utf16(u) => {
+                        let mut units = u.to_vec();
+                        units.push(0);
+                        Some((units, FWP_BYTE_BLOB { size: 0, data: ptr::null_mut() }))
+                    }
+                    _ => None,
+                })
+                .collect();
             Self {
                 layer_id,
                 values: values.to_vec(),
                 arrays,
+                blobs,
                 // SAFETY: all-zero is a valid value of these plain C structs.
                 meta: Box::new(unsafe { core::mem::zeroed() }),
                 // SAFETY: as above.
@@ -348,6 +392,7 @@ pub mod testing {
             f: impl FnOnce(&IncomingValues<'_>, Option<&Metadata<'_>>, Option<&Filter<'_>>, &mut ClassifyOut<'_>) -> R,
         ) -> R {
             let mut arrays = self.arrays.iter_mut();
+            let mut blobs = self.blobs.iter_mut();
             let mut raw: Vec<FWPS_INCOMING_VALUE0> = self
                 .values
                 .iter()
@@ -364,6 +409,16 @@ pub mod testing {
                             },
                         ),
                         Value::OtherType(t) => (t, FWP_VALUE0_0 { uint64: ptr::null_mut() }),
+                        Value::Utf16(_) => (
+                            FWP_BYTE_BLOB_TYPE,
+                            FWP_VALUE0_0 {
+                                byteBlob: blobs.next().map_or(ptr::null_mut(), |(units, blob)| {
+                                    blob.size = u32::try_from(units.len() * 2).unwrap_or(0);
+                                    blob.data = units.as_mut_ptr().cast();
+                                    ptr::from_mut(blob)
+                                }),
+                            },
+                        ),
                     };
                     FWPS_INCOMING_VALUE0 { value: FWP_VALUE0 { r#type: ty, Anonymous: anon } }
                 })
@@ -445,6 +500,30 @@ pub(crate) mod tests {
         // Past the end.
         assert_eq!(iv.u8(5), None);
         assert_eq!(iv.u32(u32::MAX), None);
+    }
+
+    #[test]
+    fn utf16_blob_strips_the_nul_and_checks_shape() {
+        use wfp_km_sys::fwp_types::FWP_BYTE_BLOB;
+        let mut units: Vec<u16> = "\\device\\x.exe\0".encode_utf16().collect();
+        let mut blob = FWP_BYTE_BLOB { size: (units.len() * 2) as u32, data: units.as_mut_ptr().cast() };
+        let mut odd = FWP_BYTE_BLOB { size: 3, data: units.as_mut_ptr().cast() };
+        let mut misaligned = FWP_BYTE_BLOB { size: 2, data: units.as_mut_ptr().cast::<u8>().wrapping_add(1) };
+        let mut null = FWP_BYTE_BLOB { size: 2, data: ptr::null_mut() };
+        let blob_val = |b: &mut FWP_BYTE_BLOB| FWPS_INCOMING_VALUE0 {
+            value: FWP_VALUE0 { r#type: FWP_BYTE_BLOB_TYPE, Anonymous: FWP_VALUE0_0 { byteBlob: b } },
+        };
+        let mut vals = [blob_val(&mut blob), blob_val(&mut odd), blob_val(&mut misaligned), blob_val(&mut null), val_u32(1)];
+        let raw = fixed(48, &mut vals);
+        // SAFETY: raw, vals, the blobs and units outlive the view.
+        let iv = unsafe { IncomingValues::from_raw(&raw) }.unwrap();
+        let expected: Vec<u16> = "\\device\\x.exe".encode_utf16().collect();
+        assert_eq!(iv.utf16_blob(0), Some(&expected[..]));
+        assert_eq!(iv.utf16_blob(1), None);
+        assert_eq!(iv.utf16_blob(2), None);
+        assert_eq!(iv.utf16_blob(3), None);
+        assert_eq!(iv.utf16_blob(4), None);
+        assert_eq!(iv.utf16_blob(9), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@
 //! kernel-boundary module in the driver. Every `unsafe` block carries a
 //! `// SAFETY:` comment.
 
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 
 pub mod ale;
 pub mod bugcheck;
@@ -39,6 +39,7 @@ pub mod engine;
 pub mod irp;
 pub mod objects;
 pub mod pool;
+pub mod rcu;
 pub mod status;
 pub mod strings;
 pub mod sync;

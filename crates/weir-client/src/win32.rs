@@ -1,0 +1,377 @@
+//! The Win32 calls of weir-client, and the only `unsafe` of the crate.
+//!
+//! - [`Device`]: `\\.\Weir` opened for overlapped I/O; every request goes through
+//!   `NtDeviceIoControlFile` so the raw NTSTATUS (Weir's customer codes `0xE057xxxx`, which
+//!   `RtlNtStatusToDosError` cannot map) reaches the decoders.
+//! - [`Canceller`]: `CancelIoEx` on the device from another thread (Ctrl-C).
+//! - [`DosDevices`]: drive letters to NT devices with `QueryDosDeviceW`.
+//! - [`service_state`]: the `weir` service's state from the service control manager, to say
+//!   *why* the device is missing.
+//!
+//! Handles are kept as `isize` so the safe types are `Send`/`Sync` without `unsafe impl`;
+//! each is closed exactly once by its owner's `Drop`.
+
+use crate::client::Transport;
+use crate::error::{ClientError, STATUS_PENDING};
+use crate::paths::DriveMap;
+use crate::proto::{Completion, Request};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use windows_sys::Wdk::System::IO::NtDeviceIoControlFile;
+use windows_sys::Win32::Foundation::{
+    CloseHandle, GetLastError, ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND,
+    ERROR_SERVICE_DOES_NOT_EXIST, GENERIC_READ, GENERIC_WRITE, HANDLE, INVALID_HANDLE_VALUE,
+    WAIT_OBJECT_0,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, QueryDosDeviceW, FILE_FLAG_OVERLAPPED, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    OPEN_EXISTING,
+};
+use windows_sys::Win32::System::Console::{SetConsoleCtrlHandler, CTRL_BREAK_EVENT, CTRL_C_EVENT};
+use windows_sys::Win32::System::Services::{
+    CloseServiceHandle, OpenSCManagerW, OpenServiceW, QueryServiceStatus, SC_MANAGER_CONNECT,
+    SERVICE_QUERY_STATUS, SERVICE_RUNNING, SERVICE_START_PENDING, SERVICE_STATUS, SERVICE_STOPPED,
+    SERVICE_STOP_PENDING,
+};
+use windows_sys::Win32::System::Threading::{CreateEventW, WaitForSingleObject, INFINITE};
+use windows_sys::Win32::System::IO::{CancelIoEx, IO_STATUS_BLOCK};
+
+/// The control device's Win32 name.
+pub const DEVICE_PATH: &str = r"\\.\Weir";
+/// The driver's service name.
+pub const SERVICE_NAME: &str = "weir";
+
+fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+fn last_error() -> u32 {
+    // SAFETY: GetLastError only reads the calling thread's last-error value.
+    unsafe { GetLastError() }
+}
+
+/// An owned kernel handle, closed on drop.
+#[derive(Debug)]
+struct OwnedHandle(isize);
+
+impl OwnedHandle {
+    fn raw(&self) -> HANDLE {
+        self.0 as HANDLE
+    }
+}
+
+impl Drop for OwnedHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle was returned valid by CreateFileW/CreateEventW, is owned only by
+        // this value, and is closed only here.
+        unsafe {
+            CloseHandle(self.raw());
+        }
+    }
+}
+
+/// State of the `weir` service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceState {
+    /// No such service.
+    NotInstalled,
+    /// Installed; the state in words ("stopped", "running", ...).
+    Installed(String),
+    /// The service manager could not be asked.
+    Unknown,
+}
+
+/// Asks the service control manager about the `weir` service.
+pub fn service_state() -> ServiceState {
+    let name = wide(SERVICE_NAME);
+    // SAFETY: null machine and database names select the local active database; the
+    // returned handle is checked and closed below.
+    let scm = unsafe { OpenSCManagerW(std::ptr::null(), std::ptr::null(), SC_MANAGER_CONNECT) };
+    if scm.is_null() {
+        return ServiceState::Unknown;
+    }
+    // SAFETY: `scm` is a valid SCM handle and `name` a NUL-terminated UTF-16 string.
+    let svc = unsafe { OpenServiceW(scm, name.as_ptr(), SERVICE_QUERY_STATUS) };
+    let state = if svc.is_null() {
+        if last_error() == ERROR_SERVICE_DOES_NOT_EXIST {
+            ServiceState::NotInstalled
+        } else {
+            ServiceState::Unknown
+        }
+    } else {
+        let mut status = SERVICE_STATUS {
+            dwServiceType: 0,
+            dwCurrentState: 0,
+            dwControlsAccepted: 0,
+            dwWin32ExitCode: 0,
+            dwServiceSpecificExitCode: 0,
+            dwCheckPoint: 0,
+            dwWaitHint: 0,
+        };
+        // SAFETY: `svc` is a valid service handle opened with SERVICE_QUERY_STATUS and
+        // `status` a writable SERVICE_STATUS.
+        let ok = unsafe { QueryServiceStatus(svc, &mut status) } != 0;
+        // SAFETY: `svc` was opened above and is closed once.
+        unsafe {
+            CloseServiceHandle(svc);
+        }
+        if ok {
+            ServiceState::Installed(
+                match status.dwCurrentState {
+                    SERVICE_STOPPED => "stopped",
+                    SERVICE_START_PENDING => "starting",
+                    SERVICE_STOP_PENDING => "stopping",
+                    SERVICE_RUNNING => "running",
+                    _ => "in another state",
+                }
+                .to_string(),
+            )
+        } else {
+            ServiceState::Unknown
+        }
+    };
+    // SAFETY: `scm` was opened above and is closed once.
+    unsafe {
+        CloseServiceHandle(scm);
+    }
+    state
+}
+
+/// `\\.\Weir`, open for overlapped requests.
+#[derive(Clone, Debug)]
+pub struct Device {
+    handle: Arc<OwnedHandle>,
+}
+
+impl Device {
+    /// Opens the control device (read and write access; the driver admits administrators
+    /// only). Errors say whether the driver is not installed, not started, or the prompt
+    /// is not elevated.
+    pub fn open() -> Result<Self, ClientError> {
+        let path = wide(DEVICE_PATH);
+        // SAFETY: `path` is NUL-terminated UTF-16; no security attributes or template; the
+        // returned handle is checked before use.
+        let h = unsafe {
+            CreateFileW(
+                path.as_ptr(),
+                GENERIC_READ | GENERIC_WRITE,
+                FILE_SHARE_READ | FILE_SHARE_WRITE,
+                std::ptr::null(),
+                OPEN_EXISTING,
+                FILE_FLAG_OVERLAPPED,
+                std::ptr::null_mut(),
+            )
+        };
+        if h == INVALID_HANDLE_VALUE || h.is_null() {
+            let code = last_error();
+            return Err(match code {
+                ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => match service_state() {
+                    ServiceState::NotInstalled => ClientError::NotInstalled,
+                    ServiceState::Installed(state) if state != "running" => {
+                        ClientError::NotStarted { state }
+                    }
+                    _ => ClientError::NotLoaded,
+                },
+                ERROR_ACCESS_DENIED => ClientError::AccessDenied,
+                code => ClientError::Os {
+                    call: "CreateFileW(\\\\.\\Weir)",
+                    code,
+                },
+            });
+        }
+        Ok(Self {
+            handle: Arc::new(OwnedHandle(h as isize)),
+        })
+    }
+
+    /// A handle for cancelling this device's pending requests from another thread.
+    pub fn canceller(&self) -> Canceller {
+        Canceller {
+            handle: Arc::clone(&self.handle),
+        }
+    }
+}
+
+impl Transport for Device {
+    fn call(&self, request: &Request) -> Result<Completion, ClientError> {
+        let (Ok(in_len), Ok(out_len)) = (
+            u32::try_from(request.input.len()),
+            u32::try_from(request.output_len),
+        ) else {
+            return Err(ClientError::Malformed {
+                request: request.name,
+                detail: "buffer larger than 4 GiB".into(),
+            });
+        };
+        let mut output = vec![0u8; request.output_len];
+        // SAFETY: default security, manual reset, initially non-signalled, unnamed; checked below.
+        let event = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
+        if event.is_null() {
+            return Err(ClientError::Os {
+                call: "CreateEventW",
+                code: last_error(),
+            });
+        }
+        let event = OwnedHandle(event as isize);
+        let mut iosb = IO_STATUS_BLOCK::default();
+        let input_ptr = if request.input.is_empty() {
+            std::ptr::null()
+        } else {
+            request.input.as_ptr().cast()
+        };
+        let output_ptr = if output.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            output.as_mut_ptr().cast()
+        };
+        // SAFETY: the device handle is open (owned by `self`); `event`, `iosb`, the input and
+        // the output buffer all outlive the request: when it pends we wait on `event` below
+        // until the I/O manager has completed it (cancellation completes it too) before any
+        // of them is dropped. Lengths match the buffers.
+        let status = unsafe {
+            NtDeviceIoControlFile(
+                self.handle.raw(),
+                event.raw(),
+                None,
+                std::ptr::null(),
+                &mut iosb,
+                request.code,
+                input_ptr,
+                in_len,
+                output_ptr,
+                out_len,
+            )
+        } as u32;
+        let status = if status == STATUS_PENDING {
+            // SAFETY: `event` is a valid event handle.
+            let waited = unsafe { WaitForSingleObject(event.raw(), INFINITE) };
+            if waited != WAIT_OBJECT_0 {
+                // The request may still complete into our buffers: wait it out after cancelling.
+                // SAFETY: valid handles; CancelIoEx with a null OVERLAPPED cancels all of the
+                // handle's requests from this process; the second wait has no timeout.
+                unsafe {
+                    CancelIoEx(self.handle.raw(), std::ptr::null());
+                    WaitForSingleObject(event.raw(), INFINITE);
+                }
+                return Err(ClientError::Os {
+                    call: "WaitForSingleObject",
+                    code: last_error(),
+                });
+            }
+            // SAFETY: the request completed (event signalled), so the I/O manager wrote the
+            // status member of the union.
+            unsafe { iosb.Anonymous.Status as u32 }
+        } else {
+            status
+        };
+        // NT_ERROR statuses carry no output; success and warnings (BUFFER_OVERFLOW) carry
+        // `Information` bytes.
+        let written = if status >> 30 == 0b11 {
+            0
+        } else {
+            iosb.Information.min(output.len())
+        };
+        output.truncate(written);
+        Ok(Completion { status, output })
+    }
+}
+
+/// Cancels every pending request of one [`Device`] (`CancelIoEx`); keeps the handle open
+/// while it lives so it can never cancel I/O of a reused handle value.
+#[derive(Clone, Debug)]
+pub struct Canceller {
+    handle: Arc<OwnedHandle>,
+}
+
+impl Canceller {
+    /// Cancels the device's pending requests; they complete with `STATUS_CANCELLED`.
+    pub fn cancel(&self) {
+        // SAFETY: the handle is open while `self` holds the Arc; a null OVERLAPPED cancels
+        // all of the handle's requests issued by this process.
+        unsafe {
+            CancelIoEx(self.handle.raw(), std::ptr::null());
+        }
+    }
+}
+
+/// The device Ctrl-C cancels, and whether Ctrl-C was pressed. The handler runs on its own
+/// thread; it cancels under the lock, and [`CtrlCGuard`] removes the canceller under the
+/// same lock, so the handler never uses a closed handle.
+static CTRL_C_TARGET: Mutex<Option<Canceller>> = Mutex::new(None);
+static CTRL_C_PRESSED: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "system" fn on_ctrl(kind: u32) -> windows_sys::core::BOOL {
+    if kind != CTRL_C_EVENT && kind != CTRL_BREAK_EVENT {
+        return 0;
+    }
+    CTRL_C_PRESSED.store(true, Ordering::SeqCst);
+    if let Ok(target) = CTRL_C_TARGET.lock() {
+        if let Some(c) = target.as_ref() {
+            c.cancel();
+        }
+    }
+    1
+}
+
+/// While alive, Ctrl-C and Ctrl-Break cancel the device's pending requests instead of
+/// killing the process, so a pended read completes with `STATUS_CANCELLED` and the tool
+/// exits cleanly.
+pub struct CtrlCGuard(());
+
+impl CtrlCGuard {
+    /// Installs the handler for `canceller`'s device.
+    pub fn install(canceller: Canceller) -> Result<Self, ClientError> {
+        if let Ok(mut target) = CTRL_C_TARGET.lock() {
+            *target = Some(canceller);
+        }
+        // SAFETY: `on_ctrl` is a plain function, valid for the process lifetime.
+        if unsafe { SetConsoleCtrlHandler(Some(on_ctrl), 1) } == 0 {
+            if let Ok(mut target) = CTRL_C_TARGET.lock() {
+                *target = None;
+            }
+            return Err(ClientError::Os {
+                call: "SetConsoleCtrlHandler",
+                code: last_error(),
+            });
+        }
+        Ok(Self(()))
+    }
+
+    /// Whether Ctrl-C was pressed since the handler was installed.
+    pub fn pressed(&self) -> bool {
+        CTRL_C_PRESSED.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for CtrlCGuard {
+    fn drop(&mut self) {
+        // SAFETY: removes the handler added in `install`.
+        unsafe {
+            SetConsoleCtrlHandler(Some(on_ctrl), 0);
+        }
+        if let Ok(mut target) = CTRL_C_TARGET.lock() {
+            *target = None;
+        }
+    }
+}
+
+/// Drive letters through `QueryDosDeviceW`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DosDevices;
+
+impl DriveMap for DosDevices {
+    fn device_of(&self, drive: &str) -> Option<String> {
+        let name = wide(drive);
+        let mut buf = vec![0u16; 1024];
+        let len = u32::try_from(buf.len()).ok()?;
+        // SAFETY: `name` is NUL-terminated; `buf` holds `len` u16s and QueryDosDeviceW writes
+        // at most that many.
+        let n = unsafe { QueryDosDeviceW(name.as_ptr(), buf.as_mut_ptr(), len) };
+        if n == 0 {
+            return None;
+        }
+        // The result is a list of NUL-terminated strings; the first is the current mapping.
+        let first = buf.get(..n as usize)?.split(|&u| u == 0).next()?;
+        Some(String::from_utf16_lossy(first))
+    }
+}

@@ -1,0 +1,373 @@
+//! weirctl as users run it: exit codes, messages, JSON, on the shipped example policies
+//! and broken ones.
+//!
+//! Every check runs twice: natively (the host build, always) and as the Windows build under
+//! Wine (`#[ignore]`d here; `cargo xtask test` runs them with `--ignored`, pointing
+//! `WEIRCTL_WINE_EXE` at the cross-built exe and `WEIRCTL_WINE` at Debian's wine64).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use serde_json::Value;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+struct Runner {
+    program: OsString,
+    leading: Vec<OsString>,
+    windows: bool,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Runner {
+    fn native() -> Self {
+        Self {
+            program: env!("CARGO_BIN_EXE_weirctl").into(),
+            leading: vec![],
+            windows: cfg!(windows),
+        }
+    }
+
+    fn wine() -> Self {
+        let exe = std::env::var_os("WEIRCTL_WINE_EXE")
+            .expect("WEIRCTL_WINE_EXE must name the cross-built weirctl.exe (cargo xtask wine-test sets it)");
+        let wine =
+            std::env::var_os("WEIRCTL_WINE").unwrap_or_else(|| "/usr/lib/wine/wine64".into());
+        Self {
+            program: wine,
+            leading: vec![exe],
+            windows: true,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(&self.program)
+            .args(&self.leading)
+            .args(args)
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
+            stderr: String::from_utf8_lossy(&out.stderr).replace("\r\n", "\n"),
+        };
+        eprintln!(
+            "$ weirctl {}\n-> {}\n{}{}",
+            args.join(" "),
+            run.code,
+            run.stdout,
+            run.stderr
+        );
+        run
+    }
+
+    fn json(&self, args: &[&str]) -> (i32, Value) {
+        let r = self.run(args);
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or_else(|| panic!("no JSON in {:?}", r.stdout));
+        (r.code, serde_json::from_str(line).unwrap())
+    }
+}
+
+const EXAMPLES: [&str; 3] = [
+    "examples/app-allowlist.toml",
+    "examples/blocklist.toml",
+    "examples/server-ports.toml",
+];
+
+fn help_and_version(w: &Runner) {
+    let r = w.run(&["--help"]);
+    assert_eq!(r.code, 0);
+    for word in [
+        "status",
+        "policy",
+        "events",
+        "stats",
+        "--json",
+        "Exit codes: 0 success, 1 operation failed, 2 usage error",
+    ] {
+        assert!(r.stdout.contains(word), "help lacks {word}");
+    }
+    let r = w.run(&["policy", "--help"]);
+    assert_eq!(r.code, 0);
+    for word in ["check", "load", "show", "clear"] {
+        assert!(r.stdout.contains(word), "policy help lacks {word}");
+    }
+    let r = w.run(&["--version"]);
+    assert_eq!(
+        (r.code, r.stdout.trim()),
+        (0, concat!("weirctl ", env!("CARGO_PKG_VERSION")))
+    );
+}
+
+fn usage_errors_exit_2(w: &Runner) {
+    for args in [
+        &[][..],
+        &["bogus"],
+        &["policy"],
+        &["policy", "check"],
+        &["stats", "--rulez"],
+    ] {
+        let r = w.run(args);
+        assert_eq!(r.code, 2, "{args:?}");
+        assert!(r.stderr.contains("Usage:"), "{args:?}: {}", r.stderr);
+    }
+}
+
+fn examples_check(w: &Runner) {
+    for file in EXAMPLES {
+        let r = w.run(&["policy", "check", file]);
+        assert_eq!(r.code, 0, "{file}: {}", r.stderr);
+        assert!(
+            r.stdout.starts_with(&format!("{file}: ok: ")),
+            "{}",
+            r.stdout
+        );
+    }
+    let (code, j) = w.json(&["policy", "check", "--json", "examples/blocklist.toml"]);
+    assert_eq!(code, 0);
+    assert_eq!(j["ok"], true);
+    assert_eq!(j["policy"]["rules"], 2);
+    assert_eq!(j["policy"]["sets"], 2);
+    // examples/blocklist.txt has 6 entries, the inline set 2.
+    assert_eq!(j["policy"]["set_entries"], 8);
+    assert!(j["blob_bytes"].as_u64().unwrap() > 80);
+
+    // Application paths: kept (and said so) off Windows, converted on Windows.
+    let r = w.run(&["policy", "check", "examples/app-allowlist.toml"]);
+    let (_, j) = w.json(&["policy", "check", "--json", "examples/app-allowlist.toml"]);
+    if w.windows {
+        assert!(!r.stderr.contains("kept as written"), "{}", r.stderr);
+        assert_eq!(j["kept_paths"], serde_json::json!([]));
+        let r = w.run(&[
+            "policy",
+            "check",
+            "--keep-paths",
+            "examples/app-allowlist.toml",
+        ]);
+        assert!(
+            r.stderr.contains("3 application path(s) kept as written"),
+            "{}",
+            r.stderr
+        );
+    } else {
+        assert!(
+            r.stderr
+                .contains("note: 3 application path(s) kept as written"),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("this is not Windows"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("C:\\Program Files\\Mozilla Firefox\\firefox.exe"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(j["kept_paths"].as_array().unwrap().len(), 3);
+    }
+}
+
+fn bad_policies_fail_with_positions(w: &Runner) {
+    let dir = "crates/weirctl/tests/policies";
+    let cases = [
+        ("bad-port-range.toml", "bad-port-range.toml:5:20: port range 9000-80 is reversed"),
+        ("bad-set-name.toml", "bad-set-name.toml:7:10: no address set named `lna` (define it under [sets])"),
+        ("bad-action.toml", "bad-action.toml:3:10: action must be \"permit\" or \"block\", not \"deny\""),
+        ("bad-list-file.toml", "bad-list-file.toml:2:8: set `list`: bad-list.txt:3:1: `10.0.0.300` is not an IP address"),
+        ("bad-syntax.toml", "bad-syntax.toml:1:7: invalid table header"),
+    ];
+    for (file, message) in cases {
+        let path = format!("{dir}/{file}");
+        let r = w.run(&["policy", "check", &path]);
+        assert_eq!(r.code, 1, "{file}");
+        assert!(r.stdout.is_empty(), "{file}: {}", r.stdout);
+        let line = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("{file}: {}", r.stderr));
+        assert!(
+            line.ends_with(message) || line.contains(message),
+            "{file}: {line}"
+        );
+    }
+    let (code, j) = w.json(&[
+        "policy",
+        "check",
+        "--json",
+        &format!("{dir}/bad-port-range.toml"),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["error"]["kind"], "policy_invalid");
+    let d = &j["error"]["diagnostics"][0];
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(5), Some(20))
+    );
+    assert_eq!(d["message"], "port range 9000-80 is reversed");
+
+    let r = w.run(&["policy", "check", "no-such-file.toml"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("error: no-such-file.toml: cannot read"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn driver_commands_without_a_driver(w: &Runner) {
+    for args in [
+        &["status"][..],
+        &["stats"],
+        &["policy", "show"],
+        &["policy", "clear"],
+        &["events"],
+    ] {
+        let r = w.run(args);
+        assert_eq!(r.code, 1, "{args:?}");
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+        if w.windows {
+            assert!(
+                r.stderr.contains("error: the Weir driver is not loaded"),
+                "{args:?}: {}",
+                r.stderr
+            );
+            assert!(
+                r.stderr.contains("Install-Weir.ps1") || r.stderr.contains("sc.exe start weir"),
+                "{}",
+                r.stderr
+            );
+        } else {
+            assert!(
+                r.stderr
+                    .contains("error: talking to the Weir driver needs Windows"),
+                "{args:?}: {}",
+                r.stderr
+            );
+        }
+    }
+    let (code, j) = w.json(&["status", "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(j["ok"], false);
+    let kind = j["error"]["kind"].as_str().unwrap();
+    if w.windows {
+        assert!(
+            ["not_installed", "not_started", "not_loaded"].contains(&kind),
+            "{kind}"
+        );
+    } else {
+        assert_eq!(kind, "unsupported");
+    }
+}
+
+#[test]
+fn native_help_and_version() {
+    help_and_version(&Runner::native());
+}
+
+#[test]
+fn native_usage_errors_exit_2() {
+    usage_errors_exit_2(&Runner::native());
+}
+
+#[test]
+fn native_examples_check() {
+    examples_check(&Runner::native());
+}
+
+#[test]
+fn native_bad_policies_fail_with_positions() {
+    bad_policies_fail_with_positions(&Runner::native());
+}
+
+#[test]
+fn native_driver_commands_without_a_driver() {
+    driver_commands_without_a_driver(&Runner::native());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_help_and_version() {
+    help_and_version(&Runner::wine());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_usage_errors_exit_2() {
+    usage_errors_exit_2(&Runner::wine());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_examples_check() {
+    examples_check(&Runner::wine());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_bad_policies_fail_with_positions() {
+    bad_policies_fail_with_positions(&Runner::wine());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_driver_commands_without_a_driver() {
+    driver_commands_without_a_driver(&Runner::wine());
+}
+
+/// A blocklist of a million lines loads (the scale); the time is printed for the
+/// README (`cargo test -p weirctl --release --test cli -- million --nocapture`).
+#[test]
+fn native_million_line_blocklist() {
+    use std::fmt::Write as _;
+    let dir = std::env::temp_dir().join(format!("weirctl-million-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut list = String::with_capacity(16 * 1_000_000);
+    for i in 0u32..1_000_000 {
+        // Disjoint addresses and CIDRs spread over 1.0.0.0-..., every tenth a /30.
+        let a = std::net::Ipv4Addr::from_bits(0x0100_0000 + i * 4);
+        if i % 10 == 0 {
+            let _ = writeln!(list, "{a}/30");
+        } else {
+            let _ = writeln!(list, "{a}");
+        }
+    }
+    std::fs::write(dir.join("million.txt"), &list).unwrap();
+    std::fs::write(dir.join("p.toml"), "[sets]\nbig = \"@million.txt\"\n\n[[rule]]\nid = 1\naction = \"block\"\nremote = \"@big\"\n").unwrap();
+    let w = Runner::native();
+    let p = dir.join("p.toml");
+    let (code, j) = w.json(&["policy", "check", "--json", p.to_str().unwrap()]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["policy"]["set_entries"], 1_000_000);
+    println!(
+        "1,000,000-line set: parse {:.0} ms, compile {:.0} ms, blob {} bytes, compiled {} bytes",
+        j["parse_ms"].as_f64().unwrap(),
+        j["compile_ms"].as_f64().unwrap(),
+        j["blob_bytes"],
+        j["compiled_bytes"]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
