@@ -81,15 +81,18 @@ impl EventLog {
     /// log as context (the kernel boundary does it) before reads can be
     /// woken by classify.
     pub fn try_new(cancel: CancelRoutine) -> Result<PoolBox<Self>> {
-        let ring = Ring::try_new(RING_CAPACITY).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-        PoolBox::try_new(Self {
+        // The log first, then its slots: on unload they are freed in the
+        // reverse order.
+        let mut log = PoolBox::try_new(Self {
             dpc: Dpc::new(),
             readers: IrpQueue::new(cancel),
             gate: WakeGate::new(),
-            ring,
+            ring: Ring::unallocated(),
             log_all: AtomicBool::new(LOG_ALL_DEFAULT),
             recorded: AtomicU64::new(0),
-        })
+        })?;
+        log.ring.allocate(RING_CAPACITY).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        Ok(log)
     }
 
     /// The completion DPC, for `Dpc::init` at the kernel boundary.

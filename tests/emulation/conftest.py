@@ -11,7 +11,7 @@ import pytest
 
 import harness
 import layouts as L
-from kernel_model import DIAGNOSTIC_APIS, PURE_APIS, KernelModel
+from kernel_model import DIAGNOSTIC_APIS, INFALLIBLE_APIS, PURE_APIS, KernelModel
 
 ARTIFACTS = harness.REPO_ROOT / "test-artifacts" / "emulation"
 
@@ -117,4 +117,4 @@ def pytest_generate_tests(metafunc):
 
 def pytest_report_header(config):
     return [f"weir image: {harness.image_path()}",
-            f"excluded from fault injection: {', '.join(sorted(DIAGNOSTIC_APIS | PURE_APIS))}"]
+            f"excluded from fault injection: {', '.join(sorted(DIAGNOSTIC_APIS | PURE_APIS | INFALLIBLE_APIS))}"]

@@ -59,6 +59,10 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
 # Calls that have no effect besides diagnostics or pure computation: they are
 # recorded but left out of the fault-injection list.
 DIAGNOSTIC_APIS = {"DbgPrint", "DbgPrintEx", "vDbgPrintEx", "KdRefreshDebuggerNotPresent", "DbgQueryDebugFilterState"}
+# Synchronisation and clock calls that cannot fail (void, or a BOOLEAN that
+# reports state): checked by events_model, left out of fault injection and of
+# the resource sequences.
+INFALLIBLE_APIS = set(EVENTS_ARGC)
 PURE_APIS = {"memcpy", "memset", "memmove", "memcmp", "RtlCompareMemory", "__chkstk", "__C_specific_handler"}
 
 
@@ -187,7 +191,7 @@ class KernelModel(EventsModelMixin):
 
     def effective_calls(self, phase: str) -> list[Call]:
         """Calls of a phase that matter for fault injection (no diagnostics, no pure helpers)."""
-        return [c for c in self.calls_in(phase) if c.api not in DIAGNOSTIC_APIS | PURE_APIS]
+        return [c for c in self.calls_in(phase) if c.api not in DIAGNOSTIC_APIS | PURE_APIS | INFALLIBLE_APIS]
 
     # ----------------------------------------------------------- live state
     def live_devices(self):

@@ -6,7 +6,9 @@ import harness
 import layouts as L
 
 EXPECTED_ORDER = (
-    ["IoCreateDevice", "IoCreateSymbolicLink"]
+    # The event log, then its ring's slots.
+    ["ExAllocatePool2", "ExAllocatePool2"]
+    + ["IoCreateDevice", "IoCreateSymbolicLink"]
     + ["FwpsCalloutRegister3"] * 4
     + ["FwpmEngineOpen0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
     + ["FwpmCalloutAdd0"] * 4
@@ -115,9 +117,14 @@ def test_driver_entry_arguments(driver):
     ck.eq(filter_layers, ordered, "FwpmFilterAdd0", "layerKey order")
     ck.eq(list(callouts), rt_keys, "FwpmCalloutAdd0", "calloutKey order (same as FwpsCalloutRegister3)")
 
-    (alloc,) = m.calls_in("DriverEntry", "ExAllocatePool2")
-    ck.true(int(alloc.args["Flags"], 16) & L.POOL_FLAG_NON_PAGED, alloc.label, f"Flags {alloc.args['Flags']} lacks POOL_FLAG_NON_PAGED")
-    ck.true(not int(alloc.args["Flags"], 16) & L.POOL_FLAG_PAGED, alloc.label, f"Flags {alloc.args['Flags']} asks for paged pool")
+    allocs = m.calls_in("DriverEntry", "ExAllocatePool2")
+    ck.eq(len(allocs), 3, "ExAllocatePool2", "allocations (event ring slots, event log, driver state)")
+    for alloc in allocs:
+        ck.true(int(alloc.args["Flags"], 16) & L.POOL_FLAG_NON_PAGED, alloc.label, f"Flags {alloc.args['Flags']} lacks POOL_FLAG_NON_PAGED")
+        ck.true(not int(alloc.args["Flags"], 16) & L.POOL_FLAG_PAGED, alloc.label, f"Flags {alloc.args['Flags']} asks for paged pool")
+    (dpc,) = m.calls_in("DriverEntry", "KeInitializeDpc")
+    ck.true(any(int(a.args["returned"], 16) <= int(dpc.args["Dpc"], 16) < int(a.args["returned"], 16) + a.args["NumberOfBytes"]
+                for a in allocs), dpc.label, "the KDPC is not inside a non-paged pool block")
     ck.done()
     driver.expect_clean()
 
@@ -134,7 +141,7 @@ def test_driver_entry_leaves_exactly_the_loaded_state(driver):
     objs = state["engine_objects"]
     ck.eq((len(objs["sublayers"]), len(objs["callouts"]), len(objs["filters"])), (1, 4, 4), "filter engine",
           "(sublayers, callouts, filters) committed")
-    ck.eq(len(state["pool_outstanding"]), 1, "pool", "outstanding allocations (the driver state only)")
+    ck.eq(len(state["pool_outstanding"]), 3, "pool", "outstanding allocations (event log, its ring slots, the driver state)")
 
     lo, hi = _image_range(driver)
     ck.true(lo <= driver.unload_fn < hi, "DRIVER_OBJECT+0x68", f"DriverUnload {driver.unload_fn:#x} is not inside the image")

@@ -9,8 +9,10 @@ def _entry_facts(driver):
     m = driver.model
     (open_call,) = m.calls_in("DriverEntry", "FwpmEngineOpen0")
     (dev_call,) = m.calls_in("DriverEntry", "IoCreateDevice")
-    (alloc,) = m.calls_in("DriverEntry", "ExAllocatePool2")
+    # The event log, its ring slots, then the driver state.
+    log, slots, alloc = m.calls_in("DriverEntry", "ExAllocatePool2")
     return {
+        "events": [slots.args["returned"], log.args["returned"]],
         "handle": open_call.args["assigned_handle"],
         "ids": [r["id"] for r in driver.registrations()],
         "device": dev_call.args["created_device"],
@@ -45,7 +47,8 @@ def test_unload_tears_down_in_order_and_releases_everything(driver):
     devs = [c for c in calls if c.api == "IoDeleteDevice"]
     ck.eq([c.args["DeviceObject"] for c in devs], [facts["device"]], where, "IoDeleteDevice DeviceObject(s)")
     frees = [c for c in calls if c.api == "ExFreePoolWithTag"]
-    ck.eq([c.args["P"] for c in frees], [facts["state"]], where, "ExFreePoolWithTag P (the driver state from DriverEntry)")
+    ck.eq([c.args["P"] for c in frees], facts["events"] + [facts["state"]], where,
+          "ExFreePoolWithTag P (the event ring's slots, the event log, then the driver state)")
 
     def pos(api, first=True):
         idx = [i for i, a in enumerate(apis) if a == api]

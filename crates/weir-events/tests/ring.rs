@@ -36,6 +36,20 @@ fn capacity_must_be_a_power_of_two() {
 }
 
 #[test]
+fn an_unallocated_ring_drops_and_counts_until_allocated() {
+    let mut r = Ring::<u32>::unallocated();
+    assert_eq!(r.capacity(), 0);
+    assert!(!r.push(1));
+    assert_eq!(r.pop(), None);
+    assert!(!r.has_ready());
+    assert_eq!(r.take_dropped(), 1);
+    r.allocate(2).unwrap();
+    assert_eq!(r.allocate(2), Err(RingError::BadCapacity), "allocated once");
+    assert!(r.push(2));
+    assert_eq!(r.pop(), Some(2));
+}
+
+#[test]
 fn fifo_order_and_empty() {
     let r = Ring::try_new(8).unwrap();
     assert_eq!(r.pop(), None);
