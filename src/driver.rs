@@ -60,7 +60,6 @@ impl Driver {
     /// DriverEntry's steps. On failure everything obtained so far has been
     /// released and the failing status is returned.
     pub fn start(driver: &DriverObject, callbacks: &Callbacks) -> Result<PoolBox<Self>> {
-        let events = EventLog::try_new(callbacks.cancel_read)?;
         let device = ControlDevice::create(
             driver,
             ids::DEVICE_NAME,
@@ -68,6 +67,9 @@ impl Driver {
             FILE_DEVICE_SECURE_OPEN,
         )?;
         let link = SymbolicLink::create(ids::LINK_NAME, ids::DEVICE_NAME)?;
+        // Before the callouts: classify may run as soon as the filters are
+        // committed, and teardown (field order) frees it after them.
+        let events = EventLog::try_new(callbacks.cancel_read)?;
         let callouts = Callouts::register(&device, callbacks)?;
         let engine = Engine::open_dynamic(ids::SESSION_NAME, ids::SESSION_DESCRIPTION)?;
         add_filtering_objects(&engine)?;

@@ -6,9 +6,9 @@ import harness
 import layouts as L
 
 EXPECTED_ORDER = (
+    ["IoCreateDevice", "IoCreateSymbolicLink"]
     # The event log, then its ring's slots.
-    ["ExAllocatePool2", "ExAllocatePool2"]
-    + ["IoCreateDevice", "IoCreateSymbolicLink"]
+    + ["ExAllocatePool2", "ExAllocatePool2"]
     + ["FwpsCalloutRegister3"] * 4
     + ["FwpmEngineOpen0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
     + ["FwpmCalloutAdd0"] * 4
