@@ -1,86 +1,265 @@
 //! What Weir owns while loaded, and the order in which it gets and gives it
 //! back.
 //!
-//! DriverEntry is the list of steps in [`Driver::start`]. Each step returns an
-//! owning value; if a later step fails, `?` drops the values already obtained
-//! in reverse order, which undoes the earlier steps. DriverUnload drops the
-//! [`Driver`], whose fields drop in declaration order — the documented WFP
-//! teardown order:
+//! DriverEntry ([`Driver::start`]) allocates the state first and then fills
+//! it step by step: control device → its DACL (before any name points at it)
+//! → symbolic link → run-time callouts → BFE state subscription → filtering
+//! (a dynamic session with the sublayer, callouts and filters) if BFE runs.
+//! If a step fails, [`Driver::shutdown`] undoes whatever exists, in reverse
+//! order; DriverUnload calls the same function:
 //!
-//! 1. `engine`: close the dynamic session; the engine deletes the sublayer,
-//!    callouts and filters, so no new classification can reach Weir;
-//! 2. `callouts`: unregister the run-time callouts, waiting out classify
-//!    calls still in flight;
-//! 3. `events`: complete every parked read (STATUS_CANCELLED), flush the
-//!    completion DPC, free the ring (classify can no longer reach it);
-//! 4. `link`, then 5. `device`: remove the control device's name and the
-//!    device (callout registrations reference it, so it goes last).
+//! 1. stop filtering: under [`FILTERING`]'s lock, mark it stopping and close
+//!    the dynamic session (the engine deletes the sublayer, callouts and
+//!    filters), so no new classification reaches Weir and a late BFE callback
+//!    does nothing;
+//! 2. unsubscribe from BFE state changes (waits for a callback in flight);
+//! 3. unregister the run-time callouts, waiting out classify calls in flight;
+//! 4. drop the event log: flush its completion DPC, complete every parked
+//!    READ_EVENTS with STATUS_CANCELLED, free the ring (no classify can
+//!    reach it any more);
+//! 5. delete the symbolic link, then 6. the device, then the state.
 //!
-//! All of this runs at PASSIVE_LEVEL.
+//! Nothing is freed while something else may still reach it: if the BFE
+//! subscription or a callout registration cannot be removed (after bounded,
+//! traced retries), shutdown stops there and reports [`Teardown::Pinned`]; the
+//! caller then leaks the state, the link and the device on purpose. A device
+//! that still exists keeps the driver object and therefore the image mapped,
+//! so the classifyFn and BFE callback the engine may still call stay valid
+//! code, and what they read ([`FILTERING`], the counters) are statics of that
+//! image. A later load then fails (the old driver object still exists), which
+//! is visible, instead of a blue screen.
+//!
+//! Everything here runs at PASSIVE_LEVEL.
 
 use crate::events::EventLog;
 use crate::ids;
+use core::sync::atomic::{AtomicBool, Ordering};
 use wfp_km::ale::AleLayer;
+use wfp_km::bfe::{self, BfeState, PassiveMutex, Subscription};
 use wfp_km::callout::{CalloutFns, Registration};
 use wfp_km::device::{ControlDevice, DriverObject, SymbolicLink};
 use wfp_km::engine::Engine;
 use wfp_km::objects::{Callout, CalloutFilter, SubLayer};
 use wfp_km::pool::PoolBox;
 use wfp_km::sys::fwp_types::{FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED, FWP_ACTION_CALLOUT_TERMINATING};
+use wfp_km::sys::fwpm::FWPM_SERVICE_STATE_CHANGE_CALLBACK0;
 use wfp_km::sys::fwps::{
     FWPS_CALLOUT_CLASSIFY_FN3, FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN0, FWPS_CALLOUT_NOTIFY_FN3,
 };
 use wfp_km::sys::ntos::FILE_DEVICE_NETWORK;
-use wfp_km::Result;
+use wfp_km::{security, trace, Result};
 
 /// `FILE_DEVICE_SECURE_OPEN`: opens of `\Device\Weir\anything` are checked
 /// like opens of the device itself.
 const FILE_DEVICE_SECURE_OPEN: u32 = 0x0000_0100;
 
-/// The WFP callbacks, supplied by the kernel boundary.
+/// The kernel callbacks, supplied by the kernel boundary.
 #[derive(Clone, Copy)]
 pub struct Callbacks {
     pub classify: FWPS_CALLOUT_CLASSIFY_FN3,
     pub notify: FWPS_CALLOUT_NOTIFY_FN3,
     pub flow_delete: FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN0,
+    /// Called by the filter engine at PASSIVE_LEVEL on BFE state changes.
+    pub bfe_state: FWPM_SERVICE_STATE_CHANGE_CALLBACK0,
     /// Cancel routine of parked READ_EVENTS requests.
     pub cancel_read: wfp_km::csq::CancelRoutine,
 }
 
-/// Everything Weir holds while loaded. Field order is teardown order.
+/// The session with BFE, guarded so DriverEntry, DriverUnload and the BFE
+/// state callback (all PASSIVE_LEVEL, possibly concurrent) take turns.
+pub struct Session {
+    engine: Option<Engine>,
+    /// Set by shutdown: from then on nothing opens a session again.
+    stopping: bool,
+}
+
+/// Weir's filtering state. A static (not part of [`Driver`]) so the BFE
+/// callback can reach it with no context pointer, whatever happens to the
+/// pool-allocated state.
+pub static FILTERING: PassiveMutex<Session> = PassiveMutex::new(Session { engine: None, stopping: false });
+
+/// Whether Weir's filters are in BFE now (the stats reply's "filtering").
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Whether Weir's sublayer, callouts and filters are currently in the
+/// filter engine. False before BFE runs, while BFE is stopped or restarting,
+/// and after unload begins. Any IRQL.
+pub fn filtering() -> bool {
+    ACTIVE.load(Ordering::Acquire)
+}
+
+/// Outcome of [`Driver::shutdown`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Teardown {
+    /// Everything is released; the state may be freed.
+    Complete,
+    /// A registration could not be removed: the state, link and device must
+    /// be leaked (see the module documentation).
+    Pinned,
+}
+
+/// Everything Weir holds while loaded, besides [`FILTERING`].
 pub struct Driver {
-    _engine: Engine,
-    _callouts: Callouts,
-    events: PoolBox<EventLog>,
-    _link: SymbolicLink,
-    _device: ControlDevice,
+    bfe: Option<Subscription>,
+    callouts: Callouts,
+    events: Option<PoolBox<EventLog>>,
+    link: Option<SymbolicLink>,
+    device: Option<ControlDevice>,
 }
 
 impl Driver {
     /// DriverEntry's steps. On failure everything obtained so far has been
-    /// released and the failing status is returned.
+    /// released (or, if that was impossible, deliberately leaked and traced)
+    /// and the failing status is returned.
     pub fn start(driver: &DriverObject, callbacks: &Callbacks) -> Result<PoolBox<Self>> {
-        let device = ControlDevice::create(
+        FILTERING.init();
+        let mut this = PoolBox::try_new(Self { bfe: None, callouts: Callouts::new(), events: None, link: None, device: None })
+            .inspect_err(|s| trace::failed("ExAllocatePool2(driver state)", *s))?;
+        match this.fill(driver, callbacks) {
+            Ok(()) => Ok(this),
+            Err(status) => {
+                if this.shutdown() == Teardown::Pinned {
+                    trace::error(format_args!("weir: DriverEntry failed and left state pinned (see earlier errors)"));
+                    let _ = PoolBox::into_raw(this);
+                }
+                Err(status)
+            }
+        }
+    }
+
+    fn fill(&mut self, driver: &DriverObject, callbacks: &Callbacks) -> Result<()> {
+        let device = self.device.insert(ControlDevice::create(
             driver,
             ids::DEVICE_NAME,
             FILE_DEVICE_NETWORK,
             FILE_DEVICE_SECURE_OPEN,
-        )?;
-        let link = SymbolicLink::create(ids::LINK_NAME, ids::DEVICE_NAME)?;
-        // Before the callouts: classify may run as soon as the filters are
-        // committed, and teardown (field order) frees it after them.
-        let events = EventLog::try_new(callbacks.cancel_read)?;
-        let callouts = Callouts::register(&device, callbacks)?;
-        let engine = Engine::open_dynamic(ids::SESSION_NAME, ids::SESSION_DESCRIPTION)?;
-        add_filtering_objects(&engine)?;
-        PoolBox::try_new(Self { _engine: engine, _callouts: callouts, events, _link: link, _device: device })
+        )?);
+        security::restrict_to_system_and_administrators(device)?;
+        self.link = Some(SymbolicLink::create(ids::LINK_NAME, ids::DEVICE_NAME)?);
+        // Before the callouts: classify records into it as soon as filters
+        // exist; shutdown frees it after the callouts are gone.
+        self.events = Some(EventLog::try_new(callbacks.cancel_read)?);
+        self.callouts.register(device, callbacks)?;
+        self.bfe = Some(Subscription::subscribe(device, callbacks.bfe_state)?);
+        // Subscribed first, then asked: a change in between is not lost (the
+        // callback and this check serialise on FILTERING's lock).
+        match bfe::current_state() {
+            BfeState::Running => start_filtering(),
+            state => {
+                trace::error(format_args!(
+                    "weir: the Base Filtering Engine is not running ({state:?}); not filtering until it starts"
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// DriverUnload's steps (see the module documentation). Idempotent.
+    pub fn shutdown(&mut self) -> Teardown {
+        stop_filtering();
+        if let Some(sub) = self.bfe.take() {
+            if let Err(left) = sub.unsubscribe() {
+                trace::error(format_args!(
+                    "weir: BFE state subscription cannot be removed; keeping the device and driver state (leaked)"
+                ));
+                self.bfe = Some(left);
+                return Teardown::Pinned;
+            }
+        }
+        if !self.callouts.unregister_all() {
+            trace::error(format_args!(
+                "weir: a callout cannot be unregistered; keeping the device and driver state (leaked)"
+            ));
+            return Teardown::Pinned;
+        }
+        // No classify can run now: parked reads complete, the ring goes.
+        drop(self.events.take());
+        drop(self.link.take());
+        drop(self.device.take());
+        Teardown::Complete
+    }
+
+    /// The event log (ring, parked reads), once DriverEntry created it.
+    pub fn events(&self) -> Option<&EventLog> {
+        self.events.as_deref()
     }
 }
 
-impl Driver {
-    /// The event log (ring, parked reads).
-    pub fn events(&self) -> &EventLog {
-        &self.events
+/// Opens the dynamic session and adds Weir's objects, unless a session exists
+/// or shutdown began. Called with BFE running: from DriverEntry (whose failure
+/// it is) and from the BFE callback (which traces it and waits for the next
+/// start).
+fn start_filtering() -> Result<()> {
+    let Some(mut session) = FILTERING.lock() else { return Ok(()) };
+    if session.stopping || session.engine.is_some() {
+        return Ok(());
+    }
+    let engine = Engine::open_dynamic(ids::SESSION_NAME, ids::SESSION_DESCRIPTION)?;
+    add_filtering_objects(&engine)?;
+    session.engine = Some(engine);
+    ACTIVE.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Closes the session (if any) and, with `stopping`, keeps it closed.
+fn close_session(stopping: bool) {
+    let Some(mut session) = FILTERING.lock() else { return };
+    session.stopping |= stopping;
+    ACTIVE.store(false, Ordering::Release);
+    drop(session.engine.take());
+}
+
+fn stop_filtering() {
+    close_session(true);
+}
+
+/// The BFE state callback's work (PASSIVE_LEVEL, so `Fwpm*` calls are fine
+/// here): on RUNNING re-open the session and re-add everything; on
+/// STOP_PENDING or STOPPED close the session (its objects are going or gone)
+/// and report "not filtering". Other states change nothing.
+pub fn on_bfe_state(state: BfeState) {
+    match state {
+        BfeState::Running => match start_filtering() {
+            Ok(()) if filtering() => trace::info(format_args!("weir: BFE running; filtering")),
+            Ok(()) => {}
+            Err(status) => trace::error(format_args!(
+                "weir: BFE running but Weir's filters could not be added ({status}); not filtering until BFE restarts"
+            )),
+        },
+        BfeState::StopPending | BfeState::Stopped => {
+            if filtering() {
+                trace::error(format_args!("weir: BFE stopping ({state:?}); not filtering until it runs again"));
+            }
+            close_session(false);
+        }
+        BfeState::StartPending | BfeState::Other(_) => {}
+    }
+}
+
+/// One request to the control device, completed by the caller with the
+/// returned status and byte count (exactly once: the kernel boundary consumes
+/// the IRP when completing it). `major` is the stack location's `IRP_MJ_*`
+/// code, `control` the device-control parameters (for DEVICE_CONTROL), and
+/// `buffer` the METHOD_BUFFERED system buffer viewed as max(input, output)
+/// bytes, input first, already initialised. Access control happened before: the I/O manager
+/// checked the device's DACL on IRP_MJ_CREATE and each IOCTL's required
+/// access against the handle.
+pub fn dispatch(
+    major: Option<u8>,
+    control: Option<wfp_km::irp::DeviceControl>,
+    buffer: Option<&mut [u8]>,
+    ctx: &crate::ioctl::Context<'_>,
+) -> (wfp_km::NtStatus, usize) {
+    use wfp_km::device::major as mj;
+    use wfp_km::NtStatus;
+    match major {
+        Some(mj::CREATE | mj::CLOSE | mj::CLEANUP) => (NtStatus::SUCCESS, 0),
+        Some(mj::DEVICE_CONTROL) => match control {
+            Some(request) => crate::ioctl::device_control(request, buffer, ctx),
+            None => (NtStatus::INVALID_PARAMETER, 0),
+        },
+        _ => (NtStatus::INVALID_DEVICE_REQUEST, 0),
     }
 }
 
@@ -137,34 +316,89 @@ struct Callouts {
 }
 
 impl Callouts {
-    fn register(device: &ControlDevice, callbacks: &Callbacks) -> Result<Self> {
-        let mut set = Self { registrations: [None, None, None, None] };
-        for (layer, slot) in AleLayer::ALL.into_iter().zip(set.registrations.iter_mut()) {
+    const fn new() -> Self {
+        Self { registrations: [None, None, None, None] }
+    }
+
+    fn register(&mut self, device: &ControlDevice, callbacks: &Callbacks) -> Result<()> {
+        for (layer, slot) in AleLayer::ALL.into_iter().zip(self.registrations.iter_mut()) {
             let fns = CalloutFns {
                 key: ids::layer_ids(layer).callout_key,
                 classify: callbacks.classify,
                 notify: callbacks.notify,
                 flow_delete: callbacks.flow_delete,
             };
-            // On failure `set` drops, unregistering those already registered.
             *slot = Some(Registration::register(device, &fns)?);
         }
-        Ok(set)
+        Ok(())
     }
-}
 
-impl Drop for Callouts {
-    fn drop(&mut self) {
+    /// Unregisters every registration, newest first. False if one could not
+    /// be removed (it stays in its slot; the others are still tried).
+    fn unregister_all(&mut self) -> bool {
+        let mut all = true;
         for slot in self.registrations.iter_mut().rev() {
-            drop(slot.take());
+            if let Some(registration) = slot.take() {
+                if let Err(left) = registration.unregister() {
+                    *slot = Some(left);
+                    all = false;
+                }
+            }
         }
+        all
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use wfp_km::GUID;
+
+    const GUARD: usize = 16;
+
+    fn ctx() -> crate::ioctl::Context<'static> {
+        crate::ioctl::Context {
+            version: ids::VERSION,
+            counters: &crate::classify::COUNTERS,
+            store: &crate::policy::STORE,
+            filtering: 0,
+            event_drops: 0,
+        }
+    }
+
+    proptest! {
+        /// The whole request path as the kernel boundary drives it (the same
+        /// shape as the cargo-fuzz target fuzz/fuzz_targets/control_request.rs,
+        /// run by `cargo test`): any major function, code, lengths and bytes
+        /// give one completion, no panic, 0 bytes on error, never more bytes
+        /// than the output length, nothing written past the system buffer.
+        #[test]
+        fn any_request_completes_once_within_bounds(
+            major_function in prop_oneof![Just(0u8), Just(2), Just(0x0e), Just(0x12), any::<u8>()],
+            code in prop_oneof![
+                Just(weir_abi::ioctl::IOCTL_WEIR_GET_STATS), Just(weir_abi::ioctl::IOCTL_WEIR_SET_POLICY),
+                Just(weir_abi::ioctl::IOCTL_WEIR_GET_POLICY), Just(weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS), any::<u32>()],
+            input_len in 0u32..600,
+            output_len in 0u32..600,
+            bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            let max = input_len.max(output_len) as usize;
+            let mut system = vec![0xA5u8; max + GUARD];
+            for (d, s) in system.iter_mut().zip(bytes.iter().take(input_len as usize)) { *d = *s; }
+            for b in system.iter_mut().take(max).skip(input_len as usize) { *b = 0; }
+            let (head, guard) = system.split_at_mut(max);
+            let control = (major_function == 0x0e).then_some(wfp_km::irp::DeviceControl { code, input_len, output_len });
+            let buffer = if max == 0 { None } else { Some(head) };
+            let (status, information) = dispatch(Some(major_function), control, buffer, &ctx());
+            prop_assert_ne!(status.raw(), 0x103, "left pending");
+            if (status.raw() as u32) >> 30 == 3 {
+                prop_assert_eq!(information, 0);
+            }
+            prop_assert!(information <= output_len as usize);
+            prop_assert!(guard.iter().all(|b| *b == 0xA5));
+        }
+    }
 
     fn g(x: GUID) -> (u32, u16, u16, [u8; 8]) {
         (x.data1, x.data2, x.data3, x.data4)

@@ -3,7 +3,7 @@
 //! This is the driver's only module with `unsafe` code.
 
 use crate::classify::{on_classify, Applied, Outcome, COUNTERS};
-use crate::driver::{Callbacks, Driver};
+use crate::driver::{self, Callbacks, Driver, Teardown};
 use crate::events::{event_for, EventLog};
 use crate::{ids, ioctl, policy};
 use core::ffi::c_void;
@@ -13,7 +13,9 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT, IRP};
 use windows_sys::Win32::Foundation::UNICODE_STRING;
 use wfp_km::classify::{ClassifyOut, Filter, IncomingValues, Metadata};
+use wfp_km::bfe::BfeState;
 use wfp_km::device::{major, DriverObject};
+use wfp_km::sys::fwpm::FWPM_SERVICE_STATE;
 use wfp_km::irp::Irp;
 use wfp_km::pool::PoolBox;
 use wfp_km::sys::fwps::{
@@ -27,12 +29,13 @@ use wfp_km::{trace, NtStatus, GUID};
 static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(ptr::null_mut());
 
 /// The event log inside `DRIVER`, for classify, dispatch, the DPC and the
-/// cancel routine: published once its DPC is initialised, cleared only
-/// after DriverUnload dropped the driver. Lifetime argument: the log is
-/// freed in that drop after the callouts are unregistered (no classify
-/// runs), its DPC is flushed and every parked read is completed (no cancel
-/// routine can be called for it); dispatch routines do not run during
-/// unload. So no load of this pointer can see freed memory.
+/// cancel routine: published once its DPC is initialised, cleared when
+/// DriverUnload's shutdown completes. Lifetime argument: shutdown frees the
+/// log only after the callouts are unregistered (no classify runs), with its
+/// DPC flushed and every parked read completed (no cancel routine can be
+/// called for it); dispatch routines do not run during unload. If shutdown
+/// leaves registrations pinned, the log is leaked with the state and stays
+/// valid. So no load of this pointer can see freed memory.
 static EVENTS: AtomicPtr<EventLog> = AtomicPtr::new(ptr::null_mut());
 
 fn events() -> Option<&'static EventLog> {
@@ -48,8 +51,13 @@ fn events() -> Option<&'static EventLog> {
 #[unsafe(export_name = "DriverEntry")]
 pub unsafe extern "system" fn driver_entry(
     driver_object: *mut DRIVER_OBJECT,
-    _registry_path: *const UNICODE_STRING,
+    registry_path: *const UNICODE_STRING,
 ) -> i32 {
+    // SAFETY: the I/O manager passes the service key's name (or null),
+    // valid during DriverEntry.
+    if let Some(key) = unsafe { registry_path.as_ref() } {
+        trace::set_trace_level(trace::load_trace_level(key).unwrap_or(0));
+    }
     // SAFETY: the I/O manager passes our DRIVER_OBJECT; we are DriverEntry.
     let Some(mut driver) = (unsafe { DriverObject::from_raw(driver_object) }) else {
         return NtStatus::INVALID_PARAMETER.raw();
@@ -62,17 +70,19 @@ pub unsafe extern "system" fn driver_entry(
         classify: Some(classify),
         notify: Some(notify),
         flow_delete: Some(flow_delete),
+        bfe_state: Some(bfe_state_changed),
         cancel_read,
     };
     match Driver::start(&driver, &callbacks) {
         Ok(state) => {
-            let log: &EventLog = state.events();
-            // SAFETY: the log lives in pool memory owned by `state` and does
-            // not move; it outlives its DPC (EventLog's drop flushes it
-            // before the memory goes). Not queued yet: nothing can reach the
-            // log before EVENTS is published below.
-            unsafe { log.dpc().init(events_dpc, ptr::from_ref(log).cast()) };
-            EVENTS.store(ptr::from_ref(log).cast_mut(), Ordering::Release);
+            if let Some(log) = state.events() {
+                // SAFETY: the log lives in pool memory owned by `state` and
+                // does not move; it outlives its DPC (EventLog's drop flushes
+                // it before the memory goes). Not queued yet: nothing reaches
+                // the log before EVENTS is published below.
+                unsafe { log.dpc().init(events_dpc, ptr::from_ref(log).cast()) };
+                EVENTS.store(ptr::from_ref(log).cast_mut(), Ordering::Release);
+            }
             DRIVER.store(PoolBox::into_raw(state), Ordering::Release);
             trace::info(format_args!("weir: started, version {:?}", ids::VERSION));
             NtStatus::SUCCESS.raw()
@@ -84,20 +94,38 @@ pub unsafe extern "system" fn driver_entry(
     }
 }
 
-/// DriverUnload: drop the state (see `driver` for the order). Does nothing if
-/// there is no state (a failed start, or a second call).
+/// DriverUnload: `Driver::shutdown` (see `driver` for the order), then free
+/// the state, unless shutdown reports it pinned: then it is leaked on purpose
+/// (with the device, which keeps this image mapped). Does nothing if there is
+/// no state (a failed start, or a second call).
 unsafe extern "system" fn driver_unload(_driver_object: *const DRIVER_OBJECT) {
     let raw = DRIVER.swap(ptr::null_mut(), Ordering::AcqRel);
     if let Some(raw) = NonNull::new(raw) {
         // SAFETY: `raw` came from PoolBox::into_raw in DriverEntry and the
         // swap above gave us sole ownership.
-        drop(unsafe { PoolBox::from_raw(raw) });
+        let mut state = unsafe { PoolBox::from_raw(raw) };
+        match state.shutdown() {
+            Teardown::Complete => {
+                EVENTS.store(ptr::null_mut(), Ordering::Release);
+                drop(state);
+            }
+            Teardown::Pinned => {
+                let _ = PoolBox::into_raw(state);
+                trace::error(format_args!("weir: unloaded with registrations left; state and device leaked"));
+                return;
+            }
+        }
     }
-    EVENTS.store(ptr::null_mut(), Ordering::Release);
     // Callouts are unregistered and the device is gone: nothing reads or
     // sets the policy any more.
     policy::STORE.release();
     trace::info(format_args!("weir: unloaded"));
+}
+
+/// FWPM_SERVICE_STATE_CHANGE_CALLBACK0: called by the filter engine at
+/// PASSIVE_LEVEL whenever BFE changes state. Reaches only statics.
+unsafe extern "system" fn bfe_state_changed(_context: *mut c_void, new_state: FWPM_SERVICE_STATE) {
+    driver::on_bfe_state(BfeState::from_raw(new_state));
 }
 
 /// One dispatch routine for every major function Weir handles.
@@ -107,44 +135,29 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
     let Some(mut irp) = (unsafe { Irp::from_raw(irp) }) else {
         return NtStatus::INVALID_PARAMETER.raw();
     };
-    let (status, information) = match irp.major_function() {
-        Some(major::CREATE) => {
-            if irp.create_requestor_is_admin() {
-                (NtStatus::SUCCESS, 0)
-            } else {
-                (NtStatus::ACCESS_DENIED, 0)
-            }
+    let major_function = irp.major_function();
+    let control = irp.device_control().filter(|_| major_function == Some(major::DEVICE_CONTROL));
+    if let Some(request) = control.filter(|c| c.code == weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS) {
+        // Completes the IRP, or parks it (STATUS_PENDING).
+        return match events() {
+            Some(log) => log.read(irp, request).raw(),
+            None => irp.complete(NtStatus::INVALID_DEVICE_REQUEST, 0).raw(),
+        };
+    }
+    if major_function == Some(major::CLEANUP) {
+        if let Some(log) = events() {
+            log.cleanup(irp.file_object());
         }
-        Some(major::CLEANUP) => {
-            if let Some(log) = events() {
-                log.cleanup(irp.file_object());
-            }
-            (NtStatus::SUCCESS, 0)
-        }
-        Some(major::CLOSE) => (NtStatus::SUCCESS, 0),
-        Some(major::DEVICE_CONTROL) => match irp.device_control() {
-            Some(request) if request.code == weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS => {
-                return match events() {
-                    Some(log) => log.read(irp, request).raw(),
-                    None => irp.complete(NtStatus::INVALID_DEVICE_REQUEST, 0).raw(),
-                };
-            }
-            Some(request) => {
-                let len = usize::try_from(request.input_len.max(request.output_len)).unwrap_or(0);
-                let buffer = irp.buffered(len);
-                let ctx = ioctl::Context {
-                    version: ids::VERSION,
-                    counters: &COUNTERS,
-                    store: &policy::STORE,
-                    filtering: weir_abi::stats::FILTERING_ACTIVE,
-                    event_drops: events().map_or(0, |log| log.totals().1),
-                };
-                ioctl::device_control(request, buffer, &ctx)
-            }
-            None => (NtStatus::INVALID_PARAMETER, 0),
-        },
-        _ => (NtStatus::INVALID_DEVICE_REQUEST, 0),
+    }
+    let len = control.map_or(0, |c| usize::try_from(c.input_len.max(c.output_len)).unwrap_or(0));
+    let ctx = ioctl::Context {
+        version: ids::VERSION,
+        counters: &COUNTERS,
+        store: &policy::STORE,
+        filtering: if driver::filtering() { weir_abi::stats::FILTERING_ACTIVE } else { 0 },
+        event_drops: events().map_or(0, |log| log.totals().1),
     };
+    let (status, information) = driver::dispatch(major_function, control, irp.buffered(len), &ctx);
     irp.complete(status, information).raw()
 }
 
@@ -177,7 +190,7 @@ unsafe extern "system" fn classify(
                 log.record(&event_for(&outcome, &values, meta.as_ref(), time));
             }
         }
-        if trace::info_enabled() {
+        if trace::connection_traces() {
             trace_outcome(&outcome);
         }
     }
@@ -202,7 +215,7 @@ unsafe extern "system" fn cancel_read(_device: *mut DEVICE_OBJECT, irp: *mut IRP
                 // SAFETY: called with the cancel spin lock held; CancelIrql
                 // is the IRQL to restore.
                 unsafe {
-                    let irql = core::ptr::addr_of!((*irp.as_ptr()).CancelIrql).read();
+                    let irql = ptr::addr_of!((*irp.as_ptr()).CancelIrql).read();
                     windows_sys::Wdk::System::SystemServices::IoReleaseCancelSpinLock(irql);
                 }
             }

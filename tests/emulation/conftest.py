@@ -46,6 +46,11 @@ def _trace(request):
     started = time.monotonic()
     yield runs
     outcome, text = request.node.stash.get(_OUTCOME, ("unknown", ""))
+    problems = []
+    if outcome == "passed":
+        problems = _after_test_checks(runs)
+        if problems:
+            outcome, text = "failed (after-test checks)", "\n".join(problems)
     _write_json(
         ARTIFACTS / _artifact_name(request.node),
         {
@@ -56,6 +61,34 @@ def _trace(request):
             "runs": [r.to_json() for r in runs],
         },
     )
+    if problems:
+        pytest.fail("after-test checks:\n  - " + "\n  - ".join(problems), pytrace=False)
+
+
+def _after_test_checks(runs: list[harness.DriverRun]) -> list[str]:
+    """Whole-state checks after every test, whatever it injected: the driver is
+    unloaded (if the test did not), and then nothing may be registered,
+    referenced or allocated (beyond what the test declared in
+    `expected_leaks`), and no call may have broken an IRQL rule."""
+    out = []
+    # Several runs may share one model (a reload in the same kernel): unload
+    # them all first, then look at each model once.
+    for r in runs:
+        n = len(r.model.violations)
+        try:
+            r.after_test_leaks()
+        except Exception as e:  # an emulator failure during the unload is a finding too
+            out.append(f"{r.label}: after-test unload failed: {type(e).__name__}: {e}")
+        out += [f"{r.label}: violation during the after-test unload: {v}" for v in r.model.violations[n:]]
+    seen = set()
+    for r in runs:
+        if id(r.model) in seen:
+            continue
+        seen.add(id(r.model))
+        expected = [e for x in runs if x.model is r.model for e in x.expected_leaks]
+        out += [f"{r.label}: left behind after unload: {l}" for l in r.model.leaks() if not any(e in l for e in expected)]
+        out += [f"{r.label}: {v}" for v in r.model.irql_violations()]
+    return out
 
 
 @pytest.fixture
@@ -87,7 +120,7 @@ def clean_pass() -> dict:
         status = run.driver_entry()
     except Exception as e:  # surfaced by the parametrized test
         return {"error": f"{type(e).__name__}: {e}", "points": []}
-    points = [(c.api, c.occurrence) for c in run.model.effective_calls("DriverEntry")]
+    points = [(c.api, c.occurrence) for c in run.model.effective_calls("DriverEntry") if c.api not in INFALLIBLE_APIS]
     info = {
         "status": status,
         "points": points,
@@ -101,7 +134,40 @@ def clean_pass() -> dict:
     return info
 
 
+@functools.lru_cache(maxsize=None)
+def clean_phase_points(kind: str) -> dict:
+    """Fault points of one clean DriverUnload (`kind` "unload") or of one clean
+    request of each harness.IOCTL_SAMPLES entry (`kind` "ioctl:<name>")."""
+    try:
+        run = harness.DriverRun(label=f"clean-{kind}")
+        run.start()
+        if kind == "unload":
+            run.unload()
+            phase = "DriverUnload"
+        else:
+            req = dict(harness.IOCTL_SAMPLES[kind.split(":", 1)[1]])
+            run.irp(req.pop("major"), **req)
+            phase = "dispatch"
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}", "points": []}
+    points = [(c.api, c.occurrence) for c in run.model.effective_calls(phase) if c.api not in INFALLIBLE_APIS]
+    return {"error": None, "points": points}
+
+
 def pytest_generate_tests(metafunc):
+    if "unload_fault_point" in metafunc.fixturenames:
+        info = clean_phase_points("unload")
+        pts = info["points"] or [("<none>", 0)]
+        metafunc.parametrize("unload_fault_point", [(a, o, info["error"]) for a, o in pts],
+                             ids=[f"{i + 1:02d}-{a}#{o}" for i, (a, o) in enumerate(pts)])
+    if "ioctl_fault_point" in metafunc.fixturenames:
+        params, ids = [], []
+        for name in harness.IOCTL_SAMPLES:
+            info = clean_phase_points(f"ioctl:{name}")
+            for a, o in info["points"] or [("<none>", 0)]:
+                params.append((name, a, o, info["error"]))
+                ids.append(f"{name}-{a}#{o}")
+        metafunc.parametrize("ioctl_fault_point", params, ids=ids)
     if "fault_point" not in metafunc.fixturenames:
         return
     info = clean_pass()

@@ -54,6 +54,19 @@ EVENTS_ARGC = {
     "IoReleaseCancelSpinLock": 1,
 }
 
+# Documented maximum IRQL of each routine (learn.microsoft.com,
+# windows-hardware/drivers/ddi/), merged into kernel_model.IRQL_RULES.
+EVENTS_IRQL_RULES = {
+    "KeAcquireSpinLockRaiseToDpc": (DISPATCH_LEVEL, "wdm/nf-wdm-keacquirespinlockraisetodpc"),
+    "KeReleaseSpinLock": (DISPATCH_LEVEL, "wdm/nf-wdm-kereleasespinlock"),
+    "KeInitializeDpc": (15, "wdm/nf-wdm-keinitializedpc (any level)"),
+    "KeInsertQueueDpc": (15, "wdm/nf-wdm-keinsertqueuedpc (any level)"),
+    "KeRemoveQueueDpc": (15, "wdm/nf-wdm-keremovequeuedpc (any level)"),
+    "KeFlushQueuedDpcs": (PASSIVE_LEVEL, "wdm/nf-wdm-keflushqueueddpcs"),
+    "KeQuerySystemTimePrecise": (15, "wdm/nf-wdm-kequerysystemtimeprecise (any level)"),
+    "IoReleaseCancelSpinLock": (DISPATCH_LEVEL, "wdm/nf-wdm-ioreleasecancelspinlock"),
+}
+
 # 2026-01-01T00:00:00Z in 100 ns units since 1601.
 SYSTEM_TIME_START = 134_116_992_000_000_000
 SYSTEM_TIME_STEP = 10
@@ -78,7 +91,8 @@ class EventsModelMixin:
         if st["held"]:
             self.violation(call, "SpinLock", f"{lock:#x} is already held (by {st['by']}): this CPU would spin forever")
         st["held"], st["by"] = True, call.label
-        return PASSIVE_LEVEL if self.phase not in ("DPC", "cancel") else DISPATCH_LEVEL
+        old, self.irql = self.irql, DISPATCH_LEVEL
+        return old
 
     def _KeReleaseSpinLock(self, emu, mem, call, orig, argv):
         lock, irql = argv[0], argv[1] & 0xFF
@@ -88,6 +102,7 @@ class EventsModelMixin:
             self.violation(call, "SpinLock", f"{lock:#x} is not held")
             return None
         st["held"], st["by"] = False, None
+        self.irql = irql
         return None
 
     # ------------------------------------------------------------------ DPCs
@@ -160,6 +175,7 @@ class EventsModelMixin:
             return None
         self.cancel_lock_held = False
         self.cancel_lock_releases += 1
+        self.irql = irql
         return None
 
     # ------------------------------------------------------------- checks

@@ -22,7 +22,37 @@ from typing import Any
 import pefile
 
 import layouts as L
-from kernel_model import KernelModel
+from kernel_model import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, KernelModel
+
+# IRQL classifyFn is called at unless a call says otherwise. The filter engine
+# calls classifyFn at IRQL <= DISPATCH_LEVEL; test_classify runs every test at
+# both DISPATCH_LEVEL and PASSIVE_LEVEL by switching this.
+DEFAULT_CLASSIFY_IRQL = DISPATCH_LEVEL
+
+# Well-formed requests of every IOCTL the driver serves, for per-IOCTL fault
+# injection (test_faults): name -> DriverRun.irp keyword arguments. A helper
+# adding an IOCTL adds its request here.
+IOCTL_SAMPLES: dict[str, dict] = {
+    "GET_STATS": dict(major=L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_GET_STATS, out_len=L.STATS_SIZE),
+}
+
+# Tokens for IRP_MJ_CREATE access checks (see KernelModel.access_check).
+TOKENS: dict[str, dict] = {
+    "SYSTEM": {"user": L.SID_SYSTEM, "groups": [L.SID_ADMINISTRATORS, L.SID_EVERYONE, L.SID_AUTHENTICATED_USERS], "integrity": L.SYSTEM_RID},
+    "elevated administrator": {"user": "S-1-5-21-1-2-3-500", "groups": [L.SID_ADMINISTRATORS, L.SID_USERS, L.SID_EVERYONE, L.SID_INTERACTIVE, L.SID_AUTHENTICATED_USERS], "integrity": L.HIGH_RID},
+    # UAC's filtered token of an administrator: Administrators is deny-only.
+    "non-elevated administrator": {"user": "S-1-5-21-1-2-3-500", "groups": [(L.SID_ADMINISTRATORS, "deny-only"), L.SID_USERS, L.SID_EVERYONE, L.SID_INTERACTIVE, L.SID_AUTHENTICATED_USERS], "integrity": L.MEDIUM_RID},
+    "standard user": {"user": "S-1-5-21-1-2-3-1001", "groups": [L.SID_USERS, L.SID_EVERYONE, L.SID_INTERACTIVE, L.SID_AUTHENTICATED_USERS], "integrity": L.MEDIUM_RID},
+    # An elevated administrator's token restricted to Everyone and RESTRICTED
+    # (CreateRestrictedToken): Administrators stays enabled, but the second
+    # access check runs with the restricting SIDs only.
+    "restricted administrator": {"user": "S-1-5-21-1-2-3-500", "groups": [L.SID_ADMINISTRATORS, L.SID_USERS, L.SID_EVERYONE], "restricted": [L.SID_EVERYONE, L.SID_RESTRICTED_CODE], "integrity": L.HIGH_RID},
+    # A low-integrity process started by an administrator (protected-mode
+    # browser, `icacls /setintegritylevel low` binaries).
+    "low-integrity administrator": {"user": "S-1-5-21-1-2-3-500", "groups": [(L.SID_ADMINISTRATORS, "deny-only"), L.SID_USERS, L.SID_EVERYONE], "integrity": L.LOW_RID},
+    # Same, with Administrators enabled (a token whose integrity level was lowered after elevation).
+    "elevated administrator lowered to low integrity": {"user": "S-1-5-21-1-2-3-500", "groups": [L.SID_ADMINISTRATORS, L.SID_EVERYONE], "integrity": L.LOW_RID},
+}
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
@@ -135,6 +165,10 @@ class DriverRun:
         self.entry_status: int | None = None
         self.unload_fn = 0
         self.major: list[int] = []
+        self.unloaded = False
+        # What a test expects to stay behind after unload (substrings of
+        # KernelModel.leaks() lines); the after-test leak check allows these only.
+        self.expected_leaks: list[str] = []
 
     # -------------------------------------------------------------- hooks
     def _install_hooks(self) -> None:
@@ -185,7 +219,7 @@ class DriverRun:
 
     # -------------------------------------------------------- DriverEntry
     def driver_entry(self) -> int:
-        self.model.phase = "DriverEntry"
+        self.model.begin_phase("DriverEntry")
         self.se.run_module(self.module, all_entrypoints=False)
         run = self.emu.runs[0]
         self.mem = L.Memory(self.emu)
@@ -264,9 +298,11 @@ class DriverRun:
                  filter_flags: int = 0, pid: int | None = 4242, pid_valid: bool = True, meta: bool = True, value_count: int | None = None,
                  null_values_array: bool = False, null_fixed: bool = False, null_filter: bool = False,
                  null_out: bool = False, action_in: int = L.FWP_ACTION_BLOCK, fn: int | None = None,
-                 process_path: bytes | None = None) -> ClassifyResult:
-        """Calls classifyFn like the filter engine. Returns the classify-out before and after."""
-        prev_phase, self.model.phase = self.model.phase, "classify"
+                 irql: int | None = None, process_path: bytes | None = None) -> ClassifyResult:
+        """Calls classifyFn like the filter engine, at `irql` (default
+        DEFAULT_CLASSIFY_IRQL). Returns the classify-out before and after."""
+        prev_phase = self.model.phase
+        self.model.begin_phase("classify")
         n_msgs = len(self.model.debug_messages)
         values = values or []
         arr = 0 if null_values_array else self._build_values(values)
@@ -295,7 +331,9 @@ class DriverRun:
         out_before = struct.pack("<IIQQIIII", action_in, 0, 0x1111, 0x10001, rights, 0x0, 0x0, 0x0)
         out = 0 if null_out else self.alloc(L.CLASSIFY_OUT_SIZE, out_before, tag="weir.test.classifyout")
         fn = fn or self.classify_fn()
-        res = self.call(fn, [fixed, meta_ptr, 0, 0, flt, 0, out], f"classifyFn(layer {layer_id})")
+        level = DEFAULT_CLASSIFY_IRQL if irql is None else irql
+        with self.model.at_irql(level):
+            res = self.call(fn, [fixed, meta_ptr, 0, 0, flt, 0, out], f"classifyFn(layer {layer_id})")
         after = self.mem.read(out, L.CLASSIFY_OUT_SIZE) if out else b""
         self.model.phase = prev_phase
         action = struct.unpack_from("<I", after, 0)[0] if out else None
@@ -307,9 +345,12 @@ class DriverRun:
     def irp(self, major: int, *, code: int = 0, in_len: int = 0, out_len: int = 0, buffer_size: int | None = None,
             null_buffer: bool = False, create_token: tuple[str, int] | dict | None = None,
             null_security_context: bool = False, null_access_state: bool = False,
-            dispatch: int | None = None, file_object: int = 0) -> IrpResult:
-        """Builds an IRP with one IO_STACK_LOCATION and calls MajorFunction[major]."""
-        prev_phase, self.model.phase = self.model.phase, "dispatch"
+            dispatch: int | None = None, input: bytes | None = None,
+            file_object: int = 0) -> IrpResult:
+        """Builds an IRP with one IO_STACK_LOCATION and calls MajorFunction[major]
+        at PASSIVE_LEVEL (a top-level driver's dispatch routines run there)."""
+        prev_phase = self.model.phase
+        self.model.begin_phase("dispatch")
         n_comp = len(self.model.irp_completions)
         irp = self.alloc(L.IRP_SIZE + L.IO_STACK_LOCATION_SIZE, tag="weir.test.irp")
         stack = irp + L.IRP_SIZE
@@ -332,7 +373,9 @@ class DriverRun:
             if not null_buffer:
                 size = buffer_size if buffer_size is not None else max(in_len, out_len)
                 if size:
-                    before = b"\xEE" * size
+                    # METHOD_BUFFERED: the input (if any) at the start of the system buffer.
+                    data = (input or b"")[:size]
+                    before = data + b"\xEE" * (size - len(data))
                     buf = self.alloc(size + len(guard), before + guard, tag="weir.test.systembuffer")
             m.w64(irp + L.IRP_SYSTEM_BUFFER, buf)
         elif major == L.IRP_MJ_CREATE and not null_security_context:
@@ -393,8 +436,10 @@ class DriverRun:
         for dpc, d in self.model.queued_dpcs():
             d["queued"] = False
             a1, a2 = d.get("args", (0, 0))
-            prev, self.model.phase = self.model.phase, "DPC"
-            res = self.call(d["routine"], [dpc, d["context"], a1, a2], f"DPC routine {d['routine']:#x}")
+            prev = self.model.phase
+            self.model.begin_phase("DPC")
+            with self.model.at_irql(2):  # DISPATCH_LEVEL
+                res = self.call(d["routine"], [dpc, d["context"], a1, a2], f"DPC routine {d['routine']:#x}")
             self.model.phase = prev
             self.model.dpc_runs.append({"dpc": dpc, "error": res.error})
             out.append(res)
@@ -412,9 +457,11 @@ class DriverRun:
         if not routine:
             self.model.cancel_lock_held = False
             return None
-        m.write(irp + 0x45, b"\x00")  # CancelIrql
-        prev, self.model.phase = self.model.phase, "cancel"
-        res = self.call(routine, [self.device_object(), irp], f"cancel routine {routine:#x} (IRP {irp:#x})")
+        m.write(irp + 0x45, bytes([self.model.irql]))  # CancelIrql: the IRQL to restore
+        prev = self.model.phase
+        self.model.begin_phase("cancel")
+        with self.model.at_irql(2):  # IoCancelIrp holds the cancel spin lock: DISPATCH_LEVEL
+            res = self.call(routine, [self.device_object(), irp], f"cancel routine {routine:#x} (IRP {irp:#x})")
         self.model.phase = prev
         if self.model.cancel_lock_held:
             self.model.violation(res.what, "cancel spin lock", "the cancel routine returned without IoReleaseCancelSpinLock")
@@ -428,13 +475,61 @@ class DriverRun:
         """IoMarkIrpPending's SL_PENDING_RETURNED in the IRP's (single) stack location."""
         return bool(self.mem.u8(irp + L.IRP_SIZE + 0x03) & 0x01)
 
+    def open_device(self, token: str | dict, desired: int = L.GENERIC_READ | L.GENERIC_WRITE) -> tuple[int, str, IrpResult | None]:
+        """A user-mode CreateFile of the control device: the I/O manager's access check
+        (KernelModel.access_check, from the DACL the driver applied), then, if
+        granted, IRP_MJ_CREATE to the driver. Returns (status, reason, irp result)."""
+        tok = TOKENS[token] if isinstance(token, str) else token
+        granted, reason = self.model.access_check(self.device_object(), tok, desired)
+        if not granted:
+            return L.STATUS_ACCESS_DENIED, reason, None
+        r = self.irp(L.IRP_MJ_CREATE, create_token=("primary", 0xFFFF_C000_0000_7000))
+        return r.status, reason, r
+
+    # ----------------------------------------------------------------- BFE
+    def bfe_transition(self, state: int) -> list[RunResult]:
+        """The Base Filtering Engine changes state: the model's engine follows,
+        then every FwpmBfeStateSubscribeChanges0 callback is called with the new
+        state at PASSIVE_LEVEL (its documented IRQL), the way the filter engine does."""
+        self.model.bfe_set_state(state)
+        out = []
+        for handle, sub in list(self.model.bfe_subscriptions.items()):
+            prev = self.model.phase
+            self.model.begin_phase("BfeStateChange")
+            self.model.bfe_callbacks_running.add(handle)
+            try:
+                with self.model.at_irql(PASSIVE_LEVEL):
+                    out.append(self.call(sub["callback"], [sub["context"], state], f"BFE state callback ({state})"))
+            finally:
+                self.model.bfe_callbacks_running.discard(handle)
+                self.model.phase = prev
+        return out
+
+    def bfe_restart(self) -> list[RunResult]:
+        """STOP_PENDING, STOPPED, START_PENDING, RUNNING, as the service control manager reports them."""
+        out = []
+        for st in (L.FWPM_SERVICE_STOP_PENDING, L.FWPM_SERVICE_STOPPED, L.FWPM_SERVICE_START_PENDING, L.FWPM_SERVICE_RUNNING):
+            out += self.bfe_transition(st)
+        return out
+
     # -------------------------------------------------------------- unload
     def unload(self) -> RunResult:
         assert self.unload_fn, "DRIVER_OBJECT.DriverUnload is null"
-        prev, self.model.phase = self.model.phase, "DriverUnload"
+        prev = self.model.phase
+        self.model.begin_phase("DriverUnload")
         res = self.call(self.unload_fn, [self.driver_object], "DriverUnload")
         self.model.phase = prev
+        self.unloaded = True
         return res
+
+    def after_test_leaks(self) -> list[str]:
+        """Unloads if the test did not, then lists what is still held beyond
+        `expected_leaks`. A run whose DriverEntry never ran holds nothing."""
+        if self.entry_status is None:
+            return []
+        if not self.unloaded and self.unload_fn:
+            self.unload()
+        return [l for l in self.model.leaks() if not any(e in l for e in self.expected_leaks)]
 
     # ---------------------------------------------------------- assertions
     def violation_text(self) -> str:

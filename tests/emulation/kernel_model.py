@@ -20,8 +20,16 @@ and the argument, and the call fails the way the real API would):
   filter's layer and whose key is registered at run time;
 * keys are unique; closing a session deletes the objects of a dynamic session.
 
+* IRQL: the model tracks the current IRQL (`KernelModel.irql`); every hooked
+  routine has the maximum IRQL its documentation page gives (`IRQL_RULES`,
+  one table for every hook), and a call above it is a violation, the way
+  Driver Verifier's IRQL checking would stop the machine. A hooked routine
+  missing from the table is a violation too, so a new hook must say where its
+  documentation puts it.
+
 Faults are injected by `KernelModel.fail(phase, api, occurrence, status)`: that
-call returns the failure without doing anything.
+call returns the failure without doing anything. `instance=n` limits a fault to
+the n-th entry into the phase (`begin_phase`), e.g. the second IOCTL.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import layouts as L
-from events_model import EVENTS_ARGC, EventsModelMixin
+from events_model import EVENTS_ARGC, EVENTS_IRQL_RULES, EventsModelMixin
 
 ZERO_GUID = uuid.UUID(int=0)
 
@@ -51,6 +59,25 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
     "FwpmCalloutAdd0": (L.STATUS_FWP_TOO_MANY_CALLOUTS, L.STATUS_FWP_TOO_MANY_CALLOUTS),
     "FwpmFilterAdd0": (L.STATUS_FWP_INVALID_PARAMETER, L.STATUS_FWP_INVALID_PARAMETER),
     "FwpmTransactionCommit0": (L.STATUS_FWP_TXN_ABORTED, L.STATUS_FWP_TXN_ABORTED),
+    # The control device's DACL (DriverEntry refuses to name a device it could not protect).
+    "RtlCreateSecurityDescriptor": (L.STATUS_UNKNOWN_REVISION, L.STATUS_UNKNOWN_REVISION),
+    "RtlCreateAcl": (L.STATUS_INVALID_PARAMETER, L.STATUS_INVALID_PARAMETER),
+    "RtlAddAccessAllowedAce": (L.STATUS_ALLOTTED_SPACE_EXCEEDED, L.STATUS_ALLOTTED_SPACE_EXCEEDED),
+    "RtlSetDaclSecurityDescriptor": (L.STATUS_INVALID_SECURITY_DESCR, L.STATUS_INVALID_SECURITY_DESCR),
+    "ObOpenObjectByPointer": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_INSUFFICIENT_RESOURCES),
+    "ZwSetSecurityObject": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_INSUFFICIENT_RESOURCES),
+    # A failed close of the temporary handle is traced; DriverEntry goes on.
+    "ZwClose": (L.STATUS_INVALID_HANDLE, L.STATUS_SUCCESS),
+    # No TraceLevel: per-connection traces stay off; DriverEntry goes on.
+    "ZwOpenKey": (L.STATUS_OBJECT_NAME_NOT_FOUND, L.STATUS_SUCCESS),
+    "ZwQueryValueKey": (L.STATUS_OBJECT_NAME_NOT_FOUND, L.STATUS_SUCCESS),
+    "FwpmBfeStateSubscribeChanges0": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_INSUFFICIENT_RESOURCES),
+    # Teardown calls (their second column is unused: DriverUnload returns nothing).
+    "FwpmEngineClose0": (L.RPC_NT_CALL_FAILED, L.STATUS_SUCCESS),
+    "FwpsCalloutUnregisterById0": (L.STATUS_NOT_SUPPORTED, L.STATUS_SUCCESS),
+    "FwpmBfeStateUnsubscribeChanges0": (L.RPC_NT_CALL_FAILED, L.STATUS_SUCCESS),
+    "IoDeleteSymbolicLink": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_SUCCESS),
+    "FwpmTransactionAbort0": (L.RPC_NT_CALL_FAILED, L.STATUS_SUCCESS),
     # Allocators fail by returning NULL.
     "ExAllocatePool2": (0, L.STATUS_INSUFFICIENT_RESOURCES),
     "ExAllocatePoolWithTag": (0, L.STATUS_INSUFFICIENT_RESOURCES),
@@ -59,11 +86,88 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
 # Calls that have no effect besides diagnostics or pure computation: they are
 # recorded but left out of the fault-injection list.
 DIAGNOSTIC_APIS = {"DbgPrint", "DbgPrintEx", "vDbgPrintEx", "KdRefreshDebuggerNotPresent", "DbgQueryDebugFilterState"}
-# Synchronisation and clock calls that cannot fail (void, or a BOOLEAN that
-# reports state): checked by events_model, left out of fault injection and of
-# the resource sequences.
-INFALLIBLE_APIS = set(EVENTS_ARGC)
 PURE_APIS = {"memcpy", "memset", "memmove", "memcmp", "RtlCompareMemory", "__chkstk", "__C_specific_handler"}
+
+# Calls that cannot fail the way the driver uses them (void routines, or waits
+# documented to return only STATUS_SUCCESS for a kernel-mode, non-alertable wait
+# without timeout): recorded, left out of fault injection.
+INFALLIBLE_APIS = {
+    "IoDeleteDevice", "ExFreePoolWithTag", "ExFreePool", "IofCompleteRequest", "KeDelayExecutionThread",
+    "KeInitializeEvent", "KeSetEvent", "KeWaitForSingleObject", "KeBugCheckEx", "KeBugCheck",
+    "FwpmBfeStateGet0",
+}
+
+# ---------------------------------------------------------------------------
+# IRQL rules. One table for every hooked routine: the highest IRQL its
+# documentation page allows, and the page (learn.microsoft.com, under
+# windows-hardware/drivers/ddi/). A helper adding a hook adds one row here.
+# ---------------------------------------------------------------------------
+PASSIVE_LEVEL, APC_LEVEL, DISPATCH_LEVEL, HIGH_LEVEL = 0, 1, 2, 15
+IRQL_NAMES = {PASSIVE_LEVEL: "PASSIVE_LEVEL", APC_LEVEL: "APC_LEVEL", DISPATCH_LEVEL: "DISPATCH_LEVEL", HIGH_LEVEL: "HIGH_LEVEL"}
+
+IRQL_RULES: dict[str, tuple[int, str]] = {
+    # fwpkclnt: run-time callout API
+    "FwpsCalloutRegister3": (PASSIVE_LEVEL, "fwpsk/nf-fwpsk-fwpscalloutregister3"),
+    "FwpsCalloutUnregisterById0": (PASSIVE_LEVEL, "fwpsk/nf-fwpsk-fwpscalloutunregisterbyid0"),
+    # fwpkclnt: management API (every Fwpm* routine is PASSIVE_LEVEL except FwpmBfeStateGet0)
+    "FwpmEngineOpen0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmengineopen0"),
+    "FwpmEngineClose0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmengineclose0"),
+    "FwpmTransactionBegin0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmtransactionbegin0"),
+    "FwpmTransactionCommit0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmtransactioncommit0"),
+    "FwpmTransactionAbort0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmtransactionabort0"),
+    "FwpmSubLayerAdd0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmsublayeradd0"),
+    "FwpmCalloutAdd0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmcalloutadd0"),
+    "FwpmFilterAdd0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmfilteradd0"),
+    "FwpmFilterDeleteById0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmfilterdeletebyid0"),
+    "FwpmCalloutDeleteByKey0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmcalloutdeletebykey0"),
+    "FwpmSubLayerDeleteByKey0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmsublayerdeletebykey0"),
+    "FwpmBfeStateSubscribeChanges0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmbfestatesubscribechanges0"),
+    "FwpmBfeStateUnsubscribeChanges0": (PASSIVE_LEVEL, "fwpmk/nf-fwpmk-fwpmbfestateunsubscribechanges0"),
+    "FwpmBfeStateGet0": (DISPATCH_LEVEL, "fwpmk/nf-fwpmk-fwpmbfestateget0"),
+    # ntoskrnl: I/O manager
+    "IoCreateDevice": (PASSIVE_LEVEL, "wdm/nf-wdm-iocreatedevice"),
+    "IoDeleteDevice": (PASSIVE_LEVEL, "wdm/nf-wdm-iodeletedevice"),
+    "IoCreateSymbolicLink": (PASSIVE_LEVEL, "wdm/nf-wdm-iocreatesymboliclink"),
+    "IoDeleteSymbolicLink": (PASSIVE_LEVEL, "wdm/nf-wdm-iodeletesymboliclink"),
+    "IofCompleteRequest": (DISPATCH_LEVEL, "wdm/nf-wdm-iocompleterequest"),
+    # ntoskrnl: pool
+    "ExAllocatePool2": (DISPATCH_LEVEL, "wdm/nf-wdm-exallocatepool2 (non-paged pool)"),
+    "ExAllocatePoolWithTag": (DISPATCH_LEVEL, "wdm/nf-wdm-exallocatepoolwithtag (non-paged pool)"),
+    "ExFreePoolWithTag": (DISPATCH_LEVEL, "wdm/nf-wdm-exfreepoolwithtag"),
+    "ExFreePool": (DISPATCH_LEVEL, "wdm/nf-wdm-exfreepool"),
+    # ntoskrnl: security (object security of the control device)
+    "RtlCreateSecurityDescriptor": (PASSIVE_LEVEL, "wdm/nf-wdm-rtlcreatesecuritydescriptor"),
+    "RtlCreateAcl": (PASSIVE_LEVEL, "ntifs/nf-ntifs-rtlcreateacl"),
+    "RtlAddAccessAllowedAce": (PASSIVE_LEVEL, "ntifs/nf-ntifs-rtladdaccessallowedace"),
+    "RtlSetDaclSecurityDescriptor": (APC_LEVEL, "wdm/nf-wdm-rtlsetdaclsecuritydescriptor"),
+    "ObOpenObjectByPointer": (PASSIVE_LEVEL, "ntifs/nf-ntifs-obopenobjectbypointer"),
+    "ZwSetSecurityObject": (PASSIVE_LEVEL, "ntifs/nf-ntifs-zwsetsecurityobject"),
+    "ZwClose": (PASSIVE_LEVEL, "wdm/nf-wdm-zwclose"),
+    "ZwOpenKey": (PASSIVE_LEVEL, "wdm/nf-wdm-zwopenkey"),
+    "ZwQueryValueKey": (PASSIVE_LEVEL, "wdm/nf-wdm-zwqueryvaluekey"),
+    "SeTokenIsAdmin": (PASSIVE_LEVEL, "ntifs/nf-ntifs-setokenisadmin"),
+    # ntoskrnl: waits and synchronisation
+    "KeDelayExecutionThread": (APC_LEVEL, "wdm/nf-wdm-kedelayexecutionthread"),
+    "KeInitializeEvent": (PASSIVE_LEVEL, "wdm/nf-wdm-keinitializeevent"),
+    "KeSetEvent": (DISPATCH_LEVEL, "wdm/nf-wdm-kesetevent (Wait FALSE)"),
+    "KeWaitForSingleObject": (APC_LEVEL, "wdm/nf-wdm-kewaitforsingleobject (with a wait: <= APC_LEVEL)"),
+    "KeBugCheckEx": (HIGH_LEVEL, "wdm/nf-wdm-kebugcheckex"),
+    "KeBugCheck": (HIGH_LEVEL, "wdm/nf-wdm-kebugcheck"),
+    # ntoskrnl: debugger output. DbgPrintEx is callable at any IRQL <= DIRQL
+    # when the format has no Unicode conversions (%wc, %wZ, %ws...) and every
+    # argument is in non-paged memory; `_DbgPrintEx` checks the format.
+    "DbgPrintEx": (HIGH_LEVEL, "wdm/nf-wdm-dbgprintex"),
+    "DbgPrint": (HIGH_LEVEL, "wdm/nf-wdm-dbgprint"),
+    "memcpy": (HIGH_LEVEL, "C runtime (no IRQL rule; non-paged buffers)"),
+    "memset": (HIGH_LEVEL, "C runtime (no IRQL rule; non-paged buffers)"),
+    "memmove": (HIGH_LEVEL, "C runtime (no IRQL rule; non-paged buffers)"),
+    "memcmp": (HIGH_LEVEL, "C runtime (no IRQL rule; non-paged buffers)"),
+    # Deliberately absent: DbgQueryDebugFilterState (no documented IRQL).
+    # The event stream's spin locks, DPCs, cancel spin lock and clock.
+    **EVENTS_IRQL_RULES,
+}
+# Spin locks, DPC objects, the cancel spin lock and the clock cannot fail.
+INFALLIBLE_APIS |= set(EVENTS_ARGC)
 
 
 @dataclass
@@ -77,6 +181,8 @@ class Call:
     ret: Any = None
     injected: bool = False
     notes: list[str] = field(default_factory=list)
+    instance: int = 0  # which entry into the phase (KernelModel.begin_phase)
+    irql: int = 0  # IRQL the driver called at
 
     @property
     def label(self) -> str:
@@ -90,6 +196,7 @@ class Call:
             "occurrence": self.occurrence,
             "args": self.args,
             "ret": _jsonable_ret(self.ret),
+            "irql": self.irql,
         }
         if self.injected:
             out["injected_fault"] = True
@@ -123,6 +230,7 @@ class EngineSession:
     dynamic: bool
     info: dict
     open: bool = True
+    generation: int = 1  # KernelModel.bfe_generation when opened
     # None, "open" or "commit_failed" (a failed commit still needs an abort).
     txn: str | None = None
     staged: dict = field(default_factory=lambda: {"sublayers": {}, "callouts": {}, "filters": {}})
@@ -134,15 +242,71 @@ class BugCheck(Exception):
     pass
 
 
+class PoolArena:
+    """Optional pool backing: one large mapping carved into size classes.
+
+    speakeasy maps every allocation separately and its cost grows with the number of mappings, so
+    a driver making tens of thousands of allocations in one request (compiling a 10,000-rule policy)
+    would take many minutes. With an arena, allocations are served from free lists per power-of-two
+    size class; blocks are zeroed like ExAllocatePool2's. The model's bookkeeping (live blocks, tags,
+    double frees, balance) is unchanged; what is lost is speakeasy's fault on access beyond a
+    block's own mapping, so tests that need that keep the default.
+    """
+
+    def __init__(self, se, size: int = 512 << 20):
+        self.se = se
+        self.base = se.mem_alloc(size, tag="weir.model.pool_arena")
+        self.end = self.base + size
+        self.next = self.base
+        self.free_lists: dict[int, list[int]] = {}
+        self.sizes: dict[int, int] = {}
+
+    @staticmethod
+    def _class(size: int) -> int:
+        return max(16, 1 << (max(size, 1) - 1).bit_length())
+
+    def alloc(self, size: int) -> int:
+        cls = self._class(size)
+        free = self.free_lists.get(cls)
+        if free:
+            addr = free.pop()
+        elif self.next + cls <= self.end:
+            addr, self.next = self.next, self.next + cls
+        else:
+            return 0
+        self.sizes[addr] = cls
+        self.se.mem_write(addr, bytes(max(size, 1)))
+        return addr
+
+    def free(self, addr: int) -> None:
+        cls = self.sizes.pop(addr, None)
+        if cls is not None:
+            self.free_lists.setdefault(cls, []).append(addr)
+
+
 class KernelModel(EventsModelMixin):
     """Bookkeeping and rules for one emulated driver instance."""
 
     def __init__(self):
+        # Set to a PoolArena to serve pool allocations from one mapping (see PoolArena).
+        self.pool_arena: PoolArena | None = None
         self.calls: list[Call] = []
         self.violations: list[Violation] = []
         self.phase = "load"
+        # The service key's Parameters subkey (None: missing). driver.inx
+        # writes TraceLevel 3 (DPFLTR_INFO_LEVEL): per-connection traces on.
+        self.parameters: dict[str, tuple[int, Any]] | None = {"TraceLevel": (L.REG_DWORD, 3)}
+        # The device's DACL must be in place before a symbolic link names it.
+        self.require_dacl_before_link = True
+        # Current IRQL of the emulated thread (see IRQL_RULES).
+        self.irql = PASSIVE_LEVEL
+        self._rpc_failed = False
         self._occ: Counter = Counter()
         self._faults: dict[tuple[str, str, int], int] = {}
+        # Entries into each phase (begin_phase), and per-entry occurrences.
+        self.phase_instances: Counter = Counter()
+        self._inst_occ: Counter = Counter()
+        self._instance_faults: dict[tuple[str, int, str, int], int] = {}
         # Run-time callout id -> statuses FwpsCalloutUnregisterById0 returns
         # before behaving normally (e.g. [STATUS_DEVICE_BUSY] * 2).
         self.unregister_script: dict[int, list[int]] = {}
@@ -172,12 +336,65 @@ class KernelModel(EventsModelMixin):
         self.unregistered: list[dict] = []
         self.init_events_state()
 
+        # Base Filtering Engine service: its state, the drivers' state-change
+        # subscriptions, and a generation that changes on every restart (a
+        # session opened in an earlier generation is dead: its objects are gone).
+        self.bfe_state = L.FWPM_SERVICE_RUNNING
+        self.bfe_generation = 1
+        self.bfe_subscriptions: dict[int, dict] = {}  # change handle -> {device, callback, context}
+        self._next_bfe_handle = 0xFFFF_B100_0000_0010
+        # Subscriptions whose callback is running now (Unsubscribe from inside it deadlocks).
+        self.bfe_callbacks_running: set[int] = set()
+
+        # Kernel handles (ObOpenObjectByPointer) and dispatcher objects.
+        self.kernel_handles: dict[int, dict] = {}
+        self._next_kernel_handle = 0xFFFF_FFFF_8000_0104
+        self.events: dict[int, dict] = {}  # KEVENT address -> {type, signaled}
+
     # ------------------------------------------------------------------ API
-    def fail(self, phase: str, api: str, occurrence: int, value: int | None = None) -> None:
-        """Makes the `occurrence`-th call of `api` in `phase` fail."""
+    def fail(self, phase: str, api: str, occurrence: int, value: int | None = None, instance: int | None = None) -> None:
+        """Makes the `occurrence`-th call of `api` in `phase` fail. With `instance`,
+        only in the `instance`-th entry into the phase (1-based; see begin_phase),
+        counting occurrences from that entry."""
         if value is None:
             value = FAILURE_MODES[api][0]
-        self._faults[(phase, api, occurrence)] = value
+        if instance is None:
+            self._faults[(phase, api, occurrence)] = value
+        else:
+            self._instance_faults[(phase, instance, api, occurrence)] = value
+
+    def begin_phase(self, phase: str) -> int:
+        """Enters `phase` (one driver entry point call); returns its 1-based instance number."""
+        self.phase = phase
+        self.phase_instances[phase] += 1
+        return self.phase_instances[phase]
+
+    def at_irql(self, level: int):
+        """Context manager: run the enclosed driver call at `level`, then restore."""
+        model = self
+
+        class _Irql:
+            def __enter__(self_):
+                self_.prev, model.irql = model.irql, level
+                return model
+
+            def __exit__(self_, *exc):
+                model.irql = self_.prev
+                return False
+
+        return _Irql()
+
+    def check_irql(self, call: "Call", api: str) -> None:
+        rule = IRQL_RULES.get(api)
+        if rule is None:
+            self.violation(call, "IRQL", f"{api} has no row in kernel_model.IRQL_RULES (add its documented maximum IRQL)")
+            return
+        limit, page = rule
+        if self.irql > limit:
+            self.violation(call, "IRQL", f"called at {IRQL_NAMES.get(self.irql, self.irql)}; its documentation ({page}) allows at most {IRQL_NAMES.get(limit, limit)}")
+
+    def irql_violations(self) -> list[Violation]:
+        return [v for v in self.violations if v.arg == "IRQL"]
 
     def violation(self, call: Call | str, arg: str, message: str) -> None:
         label = call.label if isinstance(call, Call) else call
@@ -191,7 +408,7 @@ class KernelModel(EventsModelMixin):
 
     def effective_calls(self, phase: str) -> list[Call]:
         """Calls of a phase that matter for fault injection (no diagnostics, no pure helpers)."""
-        return [c for c in self.calls_in(phase) if c.api not in DIAGNOSTIC_APIS | PURE_APIS | INFALLIBLE_APIS]
+        return [c for c in self.calls_in(phase) if c.api not in DIAGNOSTIC_APIS | PURE_APIS]
 
     # ----------------------------------------------------------- live state
     def live_devices(self):
@@ -218,6 +435,9 @@ class KernelModel(EventsModelMixin):
             "registered_callouts": {str(i): c["key"] for i, c in self.callouts_rt.items()},
             "engine_objects": {k: sorted(v) for k, v in objs.items()},
             "pool_outstanding": [{"address": hex(a), **b} for a, b in self.pool.items()],
+            "bfe": {"state": self.bfe_state, "generation": self.bfe_generation,
+                    "subscriptions": {hex(h): {k: (hex(v) if isinstance(v, int) else v) for k, v in sub.items()} for h, sub in self.bfe_subscriptions.items()}},
+            "kernel_handles": {hex(h): v for h, v in self.kernel_handles.items()},
         }
 
     def leaks(self) -> list[str]:
@@ -239,6 +459,10 @@ class KernelModel(EventsModelMixin):
                 out.append(f"{kind[:-1]} {key} still in the engine")
         for a, b in self.pool.items():
             out.append(f"pool block {a:#x} ({b['size']} bytes, from {b['call']}) not freed")
+        for h, sub in self.bfe_subscriptions.items():
+            out.append(f"BFE state subscription {h:#x} (from {sub['call']}) not removed (FwpmBfeStateUnsubscribeChanges0 missing)")
+        for h, kh in self.kernel_handles.items():
+            out.append(f"kernel handle {h:#x} (from {kh['call']}) not closed (ZwClose missing)")
         return out
 
     # ------------------------------------------------------- hook plumbing
@@ -250,6 +474,7 @@ class KernelModel(EventsModelMixin):
             "FwpmTransactionBegin0", "FwpmTransactionCommit0", "FwpmTransactionAbort0",
             "FwpmSubLayerAdd0", "FwpmCalloutAdd0", "FwpmFilterAdd0",
             "FwpmFilterDeleteById0", "FwpmCalloutDeleteByKey0", "FwpmSubLayerDeleteByKey0",
+            "FwpmBfeStateSubscribeChanges0", "FwpmBfeStateUnsubscribeChanges0", "FwpmBfeStateGet0",
         ):
             t[("fwpkclnt", name)] = (_ARGC[name], getattr(self, "_" + name))
         for name in (
@@ -258,6 +483,10 @@ class KernelModel(EventsModelMixin):
             "SeTokenIsAdmin", "KeDelayExecutionThread", "KeBugCheckEx", "KeBugCheck",
             "IofCompleteRequest", "DbgPrintEx", "DbgPrint", "DbgQueryDebugFilterState",
             "memcpy", "memset", "memmove", "memcmp",
+            "RtlCreateSecurityDescriptor", "RtlCreateAcl", "RtlAddAccessAllowedAce", "RtlSetDaclSecurityDescriptor",
+            "ObOpenObjectByPointer", "ZwSetSecurityObject", "ZwClose",
+            "KeInitializeEvent", "KeSetEvent", "KeWaitForSingleObject",
+            "ZwOpenKey", "ZwQueryValueKey",
         ):
             t[("ntoskrnl", name)] = (_ARGC[name], getattr(self, "_" + name))
         for name, argc in EVENTS_ARGC.items():
@@ -274,8 +503,15 @@ class KernelModel(EventsModelMixin):
                     pass
             self._occ[(self.phase, api)] += 1
             call = Call(len(self.calls) + 1, module, api, self.phase, self._occ[(self.phase, api)])
+            inst = self.phase_instances[self.phase]
+            self._inst_occ[(self.phase, inst, api)] += 1
+            call.instance = inst
+            call.irql = self.irql
             self.calls.append(call)
-            fault = self._faults.get((self.phase, api, call.occurrence))
+            self.check_irql(call, api)
+            fault = self._faults.pop((self.phase, api, call.occurrence), None)
+            if fault is None:
+                fault = self._instance_faults.pop((self.phase, inst, api, self._inst_occ[(self.phase, inst, api)]), None)
             if fault is not None:
                 call.injected = True
                 try:
@@ -285,8 +521,11 @@ class KernelModel(EventsModelMixin):
                 self._on_injected(api, call, argv)
                 call.ret = fault
                 return fault
+            self._rpc_failed = False
             try:
                 ret = handler(emu, mem, call, orig, argv)
+                if self._rpc_failed:
+                    ret = L.RPC_NT_CALL_FAILED
             except BugCheck:
                 raise
             except Exception as e:  # a model bug must not look like a driver bug
@@ -302,6 +541,21 @@ class KernelModel(EventsModelMixin):
         return decoder(mem, argv) if decoder else {f"arg{i}": hex(a) for i, a in enumerate(argv)}
 
     def _on_injected(self, api: str, call: Call, argv) -> None:
+        if api == "FwpmEngineClose0":
+            # A failed close still consumes the handle (the client side of the
+            # RPC context is released; closing it again would be a double close),
+            # and BFE runs the dynamic session down when its context goes.
+            s = self.sessions.get(argv[0])
+            if s and s.open:
+                s.open = False
+                s.txn = None
+                s.objects = {"sublayers": {}, "callouts": {}, "filters": {}}
+                call.notes.append("handle consumed by the failed close; dynamic session run down by BFE")
+            return
+        if api == "ZwClose":
+            if self.kernel_handles.pop(argv[0], None) is not None:
+                call.notes.append("handle consumed by the failed close")
+            return
         if api == "FwpmTransactionCommit0":
             s = self.sessions.get(argv[0])
             if s and s.open and s.txn == "open":
@@ -323,7 +577,16 @@ class KernelModel(EventsModelMixin):
         if s is None or not s.open:
             self.violation(call, arg, f"{handle:#x} is not an open engine handle")
             return None
+        if self._dead(call, s) and call.api != "FwpmEngineClose0":
+            # The server side of the session is gone with the BFE it was opened
+            # on: every call fails (the model answers INVALID_HANDLE-like, no violation).
+            call.notes.append("session belongs to a stopped BFE: RPC call fails")
+            self._rpc_failed = True
+            return None
         return s
+
+    def _dead(self, call: Call, s: EngineSession) -> bool:
+        return s.generation != self.bfe_generation or self.bfe_state != L.FWPM_SERVICE_RUNNING
 
     def _all_objects(self, kind: str) -> dict:
         """Committed objects of every open session plus objects staged in open transactions."""
@@ -440,11 +703,15 @@ class KernelModel(EventsModelMixin):
         if not hp:
             self.violation(call, "engineHandle", "null out pointer")
             return L.STATUS_FWP_NULL_POINTER
+        if self.bfe_state != L.FWPM_SERVICE_RUNNING:
+            call.notes.append(f"BFE not running (state {self.bfe_state})")
+            return L.RPC_NT_SERVER_UNAVAILABLE
         info = call.args["session"] or {}
         dynamic = bool(info.get("flags", 0) & L.FWPM_SESSION_FLAG_DYNAMIC)
         h = self._next_handle
         self._next_handle += 0x10
         self.sessions[h] = EngineSession(h, dynamic, info)
+        self.sessions[h].generation = self.bfe_generation
         mem.w64(hp, h)
         call.args["assigned_handle"] = hex(h)
         return L.STATUS_SUCCESS
@@ -458,6 +725,11 @@ class KernelModel(EventsModelMixin):
         s = self._session(call, h)
         if s is None:
             return L.STATUS_INVALID_HANDLE
+        if self._dead(call, s):
+            # The client handle is released; the call reports the broken RPC.
+            s.open = False
+            s.txn = None
+            return L.RPC_NT_CALL_FAILED
         if s.txn:
             self.violation(call, "engineHandle", f"session closed while its transaction is {s.txn} (abort or commit first)")
             s.txn = None
@@ -717,6 +989,12 @@ class KernelModel(EventsModelMixin):
         still = [i for i, c in self.callouts_rt.items() if c["device"] == dev]
         if still:
             self.violation(call, "DeviceObject", f"device deleted while callouts {still} registered against it are still registered")
+        subs = [hex(h) for h, sub in self.bfe_subscriptions.items() if sub["device"] == dev]
+        if subs:
+            self.violation(call, "DeviceObject", f"device deleted while BFE state subscriptions {subs} made with it are active")
+        handles = [hex(h) for h, kh in self.kernel_handles.items() if kh["object"] == dev and dev]
+        if handles:
+            self.violation(call, "DeviceObject", f"device deleted while kernel handles {handles} to it are open")
         d["live"] = False
         orig(argv)
         return None
@@ -733,9 +1011,13 @@ class KernelModel(EventsModelMixin):
         if a["SymbolicLinkName"] in self.symlinks:
             self.violation(call, "SymbolicLinkName", f"{a['SymbolicLinkName']!r} already exists")
             return L.STATUS_OBJECT_NAME_COLLISION
-        if not any(d["name"] == a["DeviceName"] for d in self.live_devices().values()):
+        target = [d for d in self.live_devices().values() if d["name"] == a["DeviceName"]]
+        if not target:
             self.violation(call, "DeviceName", f"{a['DeviceName']!r} is not a live device")
             return L.STATUS_OBJECT_NAME_NOT_FOUND
+        if self.require_dacl_before_link and target[0].get("dacl") is None:
+            self.violation(call, "DeviceName", f"symbolic link created to {a['DeviceName']!r} before its DACL was set "
+                           "(user mode could open the device with the default security in between)")
         status = orig(argv)
         if L.is_success(status or 0):
             self.symlinks[a["SymbolicLinkName"]] = a["DeviceName"]
@@ -756,7 +1038,7 @@ class KernelModel(EventsModelMixin):
         return L.STATUS_SUCCESS
 
     def _alloc(self, call, orig, argv, flags, size, tag, kind):
-        addr = orig(argv) or 0
+        addr = self.pool_arena.alloc(size) if self.pool_arena else (orig(argv) or 0)
         call.args["returned"] = hex(addr)
         if addr:
             block = {"size": size, "tag": tag, "flags": flags, "call": call.label, "kind": kind}
@@ -789,7 +1071,10 @@ class KernelModel(EventsModelMixin):
         self.check_free(call, addr, block["size"])
         del self.pool[addr]
         self.pool_history.append({"op": "free", "address": hex(addr), "call": call.label})
-        orig(argv)
+        if self.pool_arena:
+            self.pool_arena.free(addr)
+        else:
+            orig(argv)
         return None
 
     def _ExFreePoolWithTag(self, emu, mem, call, orig, argv):
@@ -863,6 +1148,8 @@ class KernelModel(EventsModelMixin):
     def _DbgPrintEx(self, emu, mem, call, orig, argv):
         args, fmt, text = self._dbgprint(emu, mem, call, 2)
         call.args = {"ComponentId": args[0] & 0xFFFFFFFF, "Level": args[1] & 0xFFFFFFFF, "Format": fmt, "text": text}
+        if self.irql > PASSIVE_LEVEL and fmt and any(c in fmt for c in ("%wc", "%wZ", "%ws", "%wS", "%C", "%S", "%Z", "%ls", "%lc")):
+            self.violation(call, "IRQL", f"Unicode format {fmt!r} above PASSIVE_LEVEL (DbgPrintEx page: Unicode conversions only at PASSIVE_LEVEL)")
         self.debug_messages.append({"phase": self.phase, "level": args[1] & 0xFFFFFFFF, "text": text})
         return len(text or "")
 
@@ -878,6 +1165,302 @@ class KernelModel(EventsModelMixin):
 
     _memcpy = _memset = _memmove = _memcmp = _passthrough
 
+    # ============================================================ BFE state
+    def _FwpmBfeStateSubscribeChanges0(self, emu, mem, call, orig, argv):
+        dev, cb, ctx, hp = argv[:4]
+        call.args = {"deviceObject": hex(dev), "callback": hex(cb), "context": hex(ctx), "changeHandle": hex(hp)}
+        d = self.devices.get(dev)
+        if d is None or not d["live"]:
+            self.violation(call, "deviceObject", f"{dev:#x} is not a live device object created by the driver")
+            return L.STATUS_INVALID_PARAMETER
+        if not cb:
+            self.violation(call, "callback", "null callback")
+            return L.STATUS_INVALID_PARAMETER
+        if not hp:
+            self.violation(call, "changeHandle", "null out pointer")
+            return L.STATUS_INVALID_PARAMETER
+        h = self._next_bfe_handle
+        self._next_bfe_handle += 0x10
+        self.bfe_subscriptions[h] = {"device": dev, "callback": cb, "context": ctx, "call": call.label}
+        mem.w64(hp, h)
+        call.args["assigned_changeHandle"] = hex(h)
+        return L.STATUS_SUCCESS
+
+    def _FwpmBfeStateUnsubscribeChanges0(self, emu, mem, call, orig, argv):
+        h = argv[0]
+        call.args = {"changeHandle": hex(h)}
+        if h in self.bfe_callbacks_running:
+            self.violation(call, "changeHandle", "unsubscribed from inside its own state-change callback (documented deadlock)")
+        if self.bfe_subscriptions.pop(h, None) is None:
+            self.violation(call, "changeHandle", f"{h:#x} is not an active subscription")
+            return L.STATUS_INVALID_HANDLE
+        return L.STATUS_SUCCESS
+
+    def _FwpmBfeStateGet0(self, emu, mem, call, orig, argv):
+        call.args = {"model_answer": self.bfe_state}
+        return self.bfe_state
+
+    def bfe_set_state(self, state: int) -> None:
+        """Moves the modelled BFE service to `state`. Stopping kills every session
+        (their objects are gone); the next start is a new generation."""
+        if state == self.bfe_state:
+            return
+        if state in (L.FWPM_SERVICE_STOPPED, L.FWPM_SERVICE_STOP_PENDING) and self.bfe_state == L.FWPM_SERVICE_RUNNING:
+            for sess in self.sessions.values():
+                sess.objects = {"sublayers": {}, "callouts": {}, "filters": {}}
+                sess.staged = {"sublayers": {}, "callouts": {}, "filters": {}}
+        if state == L.FWPM_SERVICE_RUNNING:
+            self.bfe_generation += 1
+        self.bfe_state = state
+
+    # ============================================================ security
+    def _RtlCreateSecurityDescriptor(self, emu, mem, call, orig, argv):
+        sd, rev = argv[0], argv[1] & 0xFFFFFFFF
+        call.args = {"SecurityDescriptor": hex(sd), "Revision": rev}
+        if rev != L.SECURITY_DESCRIPTOR_REVISION:
+            return L.STATUS_UNKNOWN_REVISION
+        mem.write(sd, bytes([rev]) + bytes(L.SECURITY_DESCRIPTOR_SIZE - 1))
+        return L.STATUS_SUCCESS
+
+    def _RtlCreateAcl(self, emu, mem, call, orig, argv):
+        acl, length, rev = argv[0], argv[1] & 0xFFFFFFFF, argv[2] & 0xFFFFFFFF
+        call.args = {"Acl": hex(acl), "AclLength": length, "AclRevision": rev}
+        if length < 8 or length % 4 or length > 0xFFFF:
+            return L.STATUS_INVALID_PARAMETER
+        if rev not in (2, 4):
+            return L.STATUS_INVALID_PARAMETER
+        mem.write(acl, struct.pack("<BBHHH", rev, 0, length, 0, 0))
+        return L.STATUS_SUCCESS
+
+    def _RtlAddAccessAllowedAce(self, emu, mem, call, orig, argv):
+        acl, rev, mask, sid = argv[0], argv[1] & 0xFFFFFFFF, argv[2] & 0xFFFFFFFF, argv[3]
+        sid_text, sid_len = L.read_sid(mem, sid)
+        call.args = {"Acl": hex(acl), "AceRevision": rev, "AccessMask": hex(mask), "Sid": sid_text}
+        arev, _, size, count, _ = struct.unpack("<BBHHH", mem.read(acl, 8))
+        off = 8
+        for _ in range(count):
+            off += struct.unpack("<H", mem.read(acl + off + 2, 2))[0]
+        ace_size = 8 + sid_len
+        if off + ace_size > size:
+            return L.STATUS_ALLOTTED_SPACE_EXCEEDED
+        mem.write(acl + off, struct.pack("<BBHI", L.ACCESS_ALLOWED_ACE_TYPE, 0, ace_size, mask) + mem.read(sid, sid_len))
+        mem.write(acl + 4, struct.pack("<H", count + 1))
+        return L.STATUS_SUCCESS
+
+    def _RtlSetDaclSecurityDescriptor(self, emu, mem, call, orig, argv):
+        sd, present, dacl, defaulted = argv[0], argv[1] & 0xFF, argv[2], argv[3] & 0xFF
+        call.args = {"SecurityDescriptor": hex(sd), "DaclPresent": present, "Dacl": hex(dacl), "DaclDefaulted": defaulted}
+        rev, _, control = struct.unpack("<BBH", mem.read(sd, 4))
+        if rev != L.SECURITY_DESCRIPTOR_REVISION:
+            return L.STATUS_UNKNOWN_REVISION
+        if control & L.SE_SELF_RELATIVE:
+            return L.STATUS_INVALID_SECURITY_DESCR
+        control &= ~(L.SE_DACL_PRESENT | L.SE_DACL_DEFAULTED)
+        if present:
+            control |= L.SE_DACL_PRESENT | (L.SE_DACL_DEFAULTED if defaulted else 0)
+            mem.w64(sd + L.SD_DACL, dacl)
+        mem.write(sd + 2, struct.pack("<H", control))
+        return L.STATUS_SUCCESS
+
+    def _ObOpenObjectByPointer(self, emu, mem, call, orig, argv):
+        obj, attrs, access_state, desired, otype, mode, hp = argv[:7]
+        call.args = {"Object": hex(obj), "HandleAttributes": hex(attrs & 0xFFFFFFFF), "PassedAccessState": hex(access_state),
+                     "DesiredAccess": hex(desired & 0xFFFFFFFF), "ObjectType": hex(otype), "AccessMode": mode & 0xFF, "Handle": hex(hp)}
+        d = self.devices.get(obj)
+        if d is None or not d["live"]:
+            self.violation(call, "Object", f"{obj:#x} is not a live device object")
+            return L.STATUS_INVALID_PARAMETER
+        if not attrs & L.OBJ_KERNEL_HANDLE:
+            self.violation(call, "HandleAttributes", "no OBJ_KERNEL_HANDLE: the handle would land in the current process's handle table")
+        if mode & 0xFF != 0:
+            self.violation(call, "AccessMode", "not KernelMode")
+        if not hp:
+            self.violation(call, "Handle", "null out pointer")
+            return L.STATUS_INVALID_PARAMETER
+        h = self._next_kernel_handle
+        self._next_kernel_handle += 4
+        self.kernel_handles[h] = {"object": obj, "access": desired & 0xFFFFFFFF, "call": call.label}
+        mem.w64(hp, h)
+        call.args["assigned_handle"] = hex(h)
+        return L.STATUS_SUCCESS
+
+    def _ZwSetSecurityObject(self, emu, mem, call, orig, argv):
+        h, info, sd = argv[0], argv[1] & 0xFFFFFFFF, argv[2]
+        call.args = {"Handle": hex(h), "SecurityInformation": hex(info), "SecurityDescriptor": hex(sd)}
+        kh = self.kernel_handles.get(h)
+        if kh is None:
+            self.violation(call, "Handle", f"{h:#x} is not an open kernel handle")
+            return L.STATUS_INVALID_HANDLE
+        if info & L.DACL_SECURITY_INFORMATION and not kh["access"] & (L.WRITE_DAC | L.GENERIC_ALL):
+            self.violation(call, "Handle", "opened without WRITE_DAC")
+            return L.STATUS_ACCESS_DENIED
+        try:
+            parsed = L.read_security_descriptor(mem, sd)
+        except ValueError as e:
+            self.violation(call, "SecurityDescriptor", str(e))
+            return L.STATUS_INVALID_SECURITY_DESCR
+        call.args["parsed"] = parsed
+        dev = self.devices[kh["object"]]
+        if info & L.DACL_SECURITY_INFORMATION:
+            dev["dacl"] = parsed["dacl"]
+            dev["dacl_protected"] = bool(info & L.PROTECTED_DACL_SECURITY_INFORMATION) or parsed["protected"]
+        return L.STATUS_SUCCESS
+
+    def _ZwOpenKey(self, emu, mem, call, orig, argv):
+        hp, access, oa = argv[0], argv[1] & 0xFFFFFFFF, argv[2]
+        root = mem.u64(oa + 8) if oa else 0
+        name = mem.unicode_string(mem.u64(oa + 16)) if oa else None
+        attrs = mem.u32(oa + 24) if oa else 0
+        text = name["text"] if name else None
+        call.args = {"KeyHandle": hex(hp), "DesiredAccess": hex(access), "RootDirectory": hex(root), "ObjectName": text, "Attributes": hex(attrs)}
+        if not attrs & L.OBJ_KERNEL_HANDLE:
+            self.violation(call, "ObjectAttributes->Attributes", "no OBJ_KERNEL_HANDLE")
+        if access & ~0x20019:
+            self.violation(call, "DesiredAccess", f"{access:#x} asks for more than KEY_READ")
+        if root:
+            parent = self.kernel_handles.get(root)
+            if parent is None or parent.get("key") is None:
+                self.violation(call, "RootDirectory", f"{root:#x} is not an open key handle")
+                return L.STATUS_INVALID_HANDLE
+            if (text or "").lower() != "parameters" or self.parameters is None:
+                return L.STATUS_OBJECT_NAME_NOT_FOUND
+            key = parent["key"] + "\\Parameters"
+        else:
+            if not text or not text.lower().startswith("\\registry\\machine\\"):
+                self.violation(call, "ObjectName", f"{text!r} is not an absolute registry path")
+                return L.STATUS_OBJECT_NAME_NOT_FOUND
+            key = text
+        h = self._next_kernel_handle
+        self._next_kernel_handle += 4
+        self.kernel_handles[h] = {"object": 0, "key": key, "access": access, "call": call.label}
+        mem.w64(hp, h)
+        call.args["assigned_handle"] = hex(h)
+        return L.STATUS_SUCCESS
+
+    def _ZwQueryValueKey(self, emu, mem, call, orig, argv):
+        h, name_p, cls, buf, length, resp = argv[:6]
+        name = mem.unicode_string(name_p)
+        text = name["text"] if name else None
+        call.args = {"KeyHandle": hex(h), "ValueName": text, "KeyValueInformationClass": cls & 0xFFFFFFFF,
+                     "Length": length & 0xFFFFFFFF}
+        kh = self.kernel_handles.get(h)
+        if kh is None or kh.get("key") is None:
+            self.violation(call, "KeyHandle", f"{h:#x} is not an open key handle")
+            return L.STATUS_INVALID_HANDLE
+        if (cls & 0xFFFFFFFF) != 2:
+            self.violation(call, "KeyValueInformationClass", "only KeyValuePartialInformation is modelled")
+            return L.STATUS_INVALID_PARAMETER
+        values = self.parameters or {}
+        if not kh["key"].endswith("\\Parameters") or text not in values:
+            return L.STATUS_OBJECT_NAME_NOT_FOUND
+        vtype, value = values[text]
+        data = struct.pack("<I", value) if vtype == L.REG_DWORD else bytes(value)
+        blob = struct.pack("<III", 0, vtype, len(data)) + data
+        if resp:
+            mem.w32(resp, len(blob))
+        if (length & 0xFFFFFFFF) < len(blob):
+            return L.STATUS_BUFFER_OVERFLOW if (length & 0xFFFFFFFF) >= 12 else L.STATUS_BUFFER_TOO_SMALL
+        mem.write(buf, blob)
+        return L.STATUS_SUCCESS
+
+    def _ZwClose(self, emu, mem, call, orig, argv):
+        h = argv[0]
+        call.args = {"Handle": hex(h)}
+        if self.kernel_handles.pop(h, None) is None:
+            self.violation(call, "Handle", f"{h:#x} is not an open kernel handle (double close?)")
+            return L.STATUS_INVALID_HANDLE
+        return L.STATUS_SUCCESS
+
+    def access_check(self, device: int, token: dict, desired: int) -> tuple[bool, str]:
+        """The I/O manager's access check on IRP_MJ_CREATE, from the DACL the
+        driver applied (or the model's default device security if none).
+
+        `token`: {"user": sid, "groups": [sid or (sid, "deny-only")],
+        "restricted": [sid...] or None, "integrity": RID (0x1000 low,
+        0x2000 medium, 0x3000 high, 0x4000 system)}. Follows SeAccessCheck's
+        order: the mandatory integrity policy (objects without a label are
+        medium with NO_WRITE_UP), then the DACL in ACE order for the normal
+        SIDs and, for a restricted token, again for the restricting SIDs.
+        Returns (granted, reason)."""
+        d = self.devices.get(device)
+        if d is None or not d["live"]:
+            return False, "no such device"
+        desired = L.map_generic(desired)
+        if token.get("integrity", L.MEDIUM_RID) < L.MEDIUM_RID and desired & L.WRITE_UP_MASK:
+            return False, "mandatory integrity: write access from below medium integrity (NO_WRITE_UP)"
+        dacl = d.get("dacl")
+        if dacl is None:
+            dacl = L.DEFAULT_DEVICE_DACL
+        enabled, deny_only = set([token["user"]]), set()
+        for g in token.get("groups", []):
+            if isinstance(g, tuple):
+                deny_only.add(g[0])
+            else:
+                enabled.add(g)
+
+        def evaluate(sids_allow, sids_deny) -> int:
+            granted, denied = 0, 0
+            for ace in dacl:
+                mask = L.map_generic(ace["mask"])
+                if ace["type"] == L.ACCESS_DENIED_ACE_TYPE and ace["sid"] in sids_deny:
+                    denied |= mask & ~granted
+                elif ace["type"] == L.ACCESS_ALLOWED_ACE_TYPE and ace["sid"] in sids_allow:
+                    granted |= mask & ~denied
+            return granted
+
+        g1 = evaluate(enabled, enabled | deny_only)
+        if desired & ~g1:
+            return False, f"DACL grants {g1:#x} of {desired:#x} to the token's enabled SIDs"
+        restricted = token.get("restricted")
+        if restricted is not None:
+            g2 = evaluate(set(restricted), set(restricted))
+            if desired & ~g2:
+                return False, f"DACL grants {g2:#x} of {desired:#x} to the restricting SIDs"
+        return True, "granted"
+
+    # ============================================================ events
+    def _KeInitializeEvent(self, emu, mem, call, orig, argv):
+        ev, typ, state = argv[0], argv[1] & 0xFFFFFFFF, argv[2] & 0xFF
+        call.args = {"Event": hex(ev), "Type": typ, "State": state}
+        self.events[ev] = {"type": typ, "signaled": bool(state), "call": call.label}
+        return None
+
+    def _KeSetEvent(self, emu, mem, call, orig, argv):
+        ev, incr, wait = argv[0], argv[1], argv[2] & 0xFF
+        call.args = {"Event": hex(ev), "Increment": incr, "Wait": wait}
+        e = self.events.get(ev)
+        if e is None:
+            self.violation(call, "Event", f"{ev:#x} was never initialised with KeInitializeEvent")
+            return 0
+        if wait:
+            self.violation(call, "Wait", "Wait TRUE is not modelled")
+        prev = int(e["signaled"])
+        e["signaled"] = True
+        return prev
+
+    def _KeWaitForSingleObject(self, emu, mem, call, orig, argv):
+        obj, reason, mode, alertable, timeout = argv[:5]
+        t = struct.unpack("<q", mem.read(timeout, 8))[0] if timeout else None
+        call.args = {"Object": hex(obj), "WaitReason": reason & 0xFFFFFFFF, "WaitMode": mode & 0xFF,
+                     "Alertable": alertable & 0xFF, "Timeout": t}
+        e = self.events.get(obj)
+        if e is None:
+            self.violation(call, "Object", f"{obj:#x} is not an event the model knows")
+            return L.STATUS_SUCCESS
+        if timeout and t == 0 and self.irql > APC_LEVEL:
+            pass
+        elif self.irql > APC_LEVEL:
+            pass  # reported by the IRQL rule
+        if not e["signaled"]:
+            if t is not None:
+                return L.STATUS_TIMEOUT
+            # One emulated thread: nobody else can ever set it.
+            self.violation(call, "Object", "waits forever on an event that is not signaled (deadlock: already held?)")
+            return L.STATUS_SUCCESS
+        if e["type"] == L.SYNCHRONIZATION_EVENT:
+            e["signaled"] = False
+        return L.STATUS_SUCCESS
+
 
 _ARGC = {
     "FwpsCalloutRegister3": 3, "FwpsCalloutUnregisterById0": 1, "FwpmEngineOpen0": 5, "FwpmEngineClose0": 1,
@@ -889,6 +1472,11 @@ _ARGC = {
     "SeTokenIsAdmin": 1, "KeDelayExecutionThread": 3, "KeBugCheckEx": 5, "KeBugCheck": 1,
     "IofCompleteRequest": 2, "DbgPrintEx": 3, "DbgPrint": 1, "DbgQueryDebugFilterState": 2,
     "memcpy": 3, "memset": 3, "memmove": 3, "memcmp": 3,
+    "FwpmBfeStateSubscribeChanges0": 4, "FwpmBfeStateUnsubscribeChanges0": 1, "FwpmBfeStateGet0": 0,
+    "RtlCreateSecurityDescriptor": 2, "RtlCreateAcl": 3, "RtlAddAccessAllowedAce": 4, "RtlSetDaclSecurityDescriptor": 4,
+    "ObOpenObjectByPointer": 7, "ZwSetSecurityObject": 3, "ZwClose": 1,
+    "KeInitializeEvent": 3, "KeSetEvent": 3, "KeWaitForSingleObject": 5,
+    "ZwOpenKey": 3, "ZwQueryValueKey": 6,
 }
 
 

@@ -45,8 +45,16 @@ STATUS_FWP_NULL_DISPLAY_NAME = 0xC0220023
 STATUS_FWP_INVALID_ACTION_TYPE = 0xC0220024
 STATUS_FWP_INVALID_PARAMETER = 0xC0220035
 STATUS_FWP_TOO_MANY_CALLOUTS = 0xC0220018
+STATUS_NOT_SUPPORTED = 0xC00000BB
+REG_DWORD = 4
+STATUS_TIMEOUT = 0x00000102
+STATUS_UNKNOWN_REVISION = 0xC0000058
+STATUS_INVALID_SECURITY_DESCR = 0xC0000079
+STATUS_ALLOTTED_SPACE_EXCEEDED = 0xC0000099
+RPC_NT_SERVER_UNAVAILABLE = 0xC0020017
+RPC_NT_CALL_FAILED = 0xC002001B
 
-STATUS_NAMES = {v: k for k, v in dict(globals()).items() if k.startswith("STATUS_")}
+STATUS_NAMES = {v: k for k, v in dict(globals()).items() if k.startswith(("STATUS_", "RPC_NT_"))}
 
 
 def is_success(status: int) -> bool:
@@ -222,12 +230,124 @@ POLICY_REPLY_HEADER_SIZE = 24
 POLICY_ABI_VERSION = 1
 STATUS_BUFFER_OVERFLOW = 0x80000005
 STATUS_WEIR_POLICY_TOO_LARGE = 0xE0571002
+FILTERING_ACTIVE = 0x1
 STATUS_WEIR_STATS_ABI_V1 = 0xE0572001
 
 
 # --------------------------------------------------------------------------
 # Decoding helpers
 # --------------------------------------------------------------------------
+# --------------------------------------------------------------------------
+# Base Filtering Engine service state (FWPM_SERVICE_STATE, fwpmtypes.h)
+# --------------------------------------------------------------------------
+FWPM_SERVICE_STOPPED = 0
+FWPM_SERVICE_START_PENDING = 1
+FWPM_SERVICE_STOP_PENDING = 2
+FWPM_SERVICE_RUNNING = 3
+
+# --------------------------------------------------------------------------
+# Security (winnt.h / wdm.h): absolute SECURITY_DESCRIPTOR on x64, ACL, ACEs
+# --------------------------------------------------------------------------
+SECURITY_DESCRIPTOR_REVISION = 1
+SECURITY_DESCRIPTOR_SIZE = 40  # Revision, Sbz1, Control, then Owner/Group/Sacl/Dacl pointers
+SD_CONTROL = 2
+SD_OWNER, SD_GROUP, SD_SACL, SD_DACL = 8, 16, 24, 32
+SE_DACL_PRESENT = 0x0004
+SE_DACL_DEFAULTED = 0x0008
+SE_DACL_PROTECTED = 0x1000
+SE_SELF_RELATIVE = 0x8000
+ACCESS_ALLOWED_ACE_TYPE = 0
+ACCESS_DENIED_ACE_TYPE = 1
+DACL_SECURITY_INFORMATION = 0x4
+PROTECTED_DACL_SECURITY_INFORMATION = 0x80000000
+OBJ_KERNEL_HANDLE = 0x200
+DELETE, READ_CONTROL, WRITE_DAC, WRITE_OWNER, SYNCHRONIZE = 0x10000, 0x20000, 0x40000, 0x80000, 0x100000
+GENERIC_READ, GENERIC_WRITE, GENERIC_EXECUTE, GENERIC_ALL = 0x80000000, 0x40000000, 0x20000000, 0x10000000
+FILE_GENERIC_READ, FILE_GENERIC_WRITE, FILE_GENERIC_EXECUTE, FILE_ALL_ACCESS = 0x120089, 0x120116, 0x1200A0, 0x1F01FF
+# Rights NO_WRITE_UP withholds from a caller below the object's integrity level.
+WRITE_UP_MASK = 0x0116 | DELETE | WRITE_DAC | WRITE_OWNER
+LOW_RID, MEDIUM_RID, HIGH_RID, SYSTEM_RID = 0x1000, 0x2000, 0x3000, 0x4000
+SYNCHRONIZATION_EVENT = 1
+NOTIFICATION_EVENT = 0
+
+SID_SYSTEM = "S-1-5-18"
+SID_ADMINISTRATORS = "S-1-5-32-544"
+SID_USERS = "S-1-5-32-545"
+SID_EVERYONE = "S-1-1-0"
+SID_RESTRICTED_CODE = "S-1-5-12"
+SID_AUTHENTICATED_USERS = "S-1-5-11"
+SID_INTERACTIVE = "S-1-5-4"
+
+
+def map_generic(mask: int) -> int:
+    """The file object type's generic mapping (IoGetFileObjectGenericMapping)."""
+    out = mask & 0x0FFFFFFF
+    if mask & GENERIC_READ:
+        out |= FILE_GENERIC_READ
+    if mask & GENERIC_WRITE:
+        out |= FILE_GENERIC_WRITE
+    if mask & GENERIC_EXECUTE:
+        out |= FILE_GENERIC_EXECUTE
+    if mask & GENERIC_ALL:
+        out |= FILE_ALL_ACCESS
+    return out
+
+
+# What IoCreateDevice gives an unnamed-SD device in this model: SYSTEM and
+# Administrators everything, Everyone read/write/execute, restricted code
+# read/execute (the shape of the kernel's default device security).
+DEFAULT_DEVICE_DACL = [
+    {"type": ACCESS_ALLOWED_ACE_TYPE, "mask": GENERIC_ALL, "sid": SID_SYSTEM},
+    {"type": ACCESS_ALLOWED_ACE_TYPE, "mask": GENERIC_ALL, "sid": SID_ADMINISTRATORS},
+    {"type": ACCESS_ALLOWED_ACE_TYPE, "mask": GENERIC_READ | GENERIC_WRITE | GENERIC_EXECUTE, "sid": SID_EVERYONE},
+    {"type": ACCESS_ALLOWED_ACE_TYPE, "mask": GENERIC_READ | GENERIC_EXECUTE, "sid": SID_RESTRICTED_CODE},
+]
+
+
+def read_sid(mem, addr: int) -> tuple[str, int]:
+    """(S-R-I-S-S... text, length in bytes) of the SID at `addr`."""
+    rev, count = mem.read(addr, 2)
+    if rev != 1 or count > 15:
+        raise ValueError(f"invalid SID at {addr:#x} (revision {rev}, {count} subauthorities)")
+    auth = int.from_bytes(mem.read(addr + 2, 6), "big")
+    subs = struct.unpack(f"<{count}I", mem.read(addr + 8, 4 * count))
+    return "S-1-" + "-".join(str(x) for x in (auth, *subs)), 8 + 4 * count
+
+
+def read_acl(mem, addr: int) -> list[dict]:
+    rev, _, size, count, _ = struct.unpack("<BBHHH", mem.read(addr, 8))
+    if rev not in (2, 4) or size < 8:
+        raise ValueError(f"invalid ACL at {addr:#x} (revision {rev}, size {size})")
+    aces, off = [], 8
+    for i in range(count):
+        atype, flags, asize, mask = struct.unpack("<BBHI", mem.read(addr + off, 8))
+        if asize < 8 or off + asize > size:
+            raise ValueError(f"ACE {i} of the ACL at {addr:#x} overruns it (size {asize} at offset {off}, ACL size {size})")
+        sid, _ = read_sid(mem, addr + off + 8)
+        aces.append({"type": atype, "flags": flags, "mask": mask, "sid": sid})
+        off += asize
+    return aces
+
+
+def read_security_descriptor(mem, addr: int) -> dict:
+    """Parses an absolute or self-relative SECURITY_DESCRIPTOR (x64)."""
+    if not addr:
+        raise ValueError("null security descriptor")
+    rev, _, control = struct.unpack("<BBH", mem.read(addr, 4))
+    if rev != SECURITY_DESCRIPTOR_REVISION:
+        raise ValueError(f"revision {rev}")
+    if control & SE_SELF_RELATIVE:
+        dacl_off = struct.unpack("<I", mem.read(addr + 16, 4))[0]
+        dacl_ptr = addr + dacl_off if dacl_off else 0
+    else:
+        dacl_ptr = struct.unpack("<Q", mem.read(addr + SD_DACL, 8))[0]
+    dacl = None
+    if control & SE_DACL_PRESENT:
+        # A present but null DACL grants everyone everything.
+        dacl = read_acl(mem, dacl_ptr) if dacl_ptr else [{"type": ACCESS_ALLOWED_ACE_TYPE, "flags": 0, "mask": GENERIC_ALL, "sid": SID_EVERYONE}]
+    return {"control": control, "dacl": dacl, "protected": bool(control & SE_DACL_PROTECTED)}
+
+
 class Memory:
     """Typed reads and writes over an emulator (anything with mem_read/mem_write)."""
 

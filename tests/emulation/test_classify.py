@@ -10,6 +10,16 @@ import layouts as L
 LAYER_IDS = [layer.name for layer in L.LAYERS]
 
 
+@pytest.fixture(autouse=True, params=["DISPATCH_LEVEL", "PASSIVE_LEVEL"])
+def classify_irql(request, monkeypatch):
+    """Every classify test runs twice: classifyFn at DISPATCH_LEVEL and at
+    PASSIVE_LEVEL (the filter engine calls it at either); the model fails any
+    call above its documented IRQL."""
+    import kernel_model
+    monkeypatch.setattr(harness, "DEFAULT_CLASSIFY_IRQL", getattr(kernel_model, request.param))
+    return request.param
+
+
 def _tuple(layer):
     if layer.ipv6:
         return dict(local="fe80::2", lport=50000, proto=6, remote="2001:db8::1", rport=443)
@@ -201,23 +211,24 @@ def test_notify_and_flow_delete_callbacks(driver):
     driver.expect_clean()
 
 
-def test_classify_skips_tracing_when_the_debug_filter_is_off(driver):
-    """With IHVNETWORK INFO filtered out (the default on a real machine), classify
-    asks DbgQueryDebugFilterState, formats nothing and prints nothing, and still
-    permits and counts."""
-    driver.model.debug_filter_enabled = False
+@pytest.mark.parametrize("parameters", [{"TraceLevel": (L.REG_DWORD, 2)}, {}, None],
+                         ids=["TraceLevel-2", "no-TraceLevel", "no-Parameters-key"])
+def test_classify_skips_tracing_below_trace_level_info(new_run, parameters):
+    """Per-connection traces follow the TraceLevel registry value read once in
+    DriverEntry (3 = DPFLTR_INFO_LEVEL turns them on). Below it, or without
+    the value or key, classify formats and prints nothing, calls no debugger
+    routine at all, and still permits and counts."""
+    from kernel_model import KernelModel
+    model = KernelModel()
+    model.parameters = parameters
+    driver = new_run("trace-level", model).start()
     layer = L.LAYERS[0]
-    ck = harness.Checker(f"classify at {layer.name} with the debug print filter off")
-    before = len(driver.model.calls_in("classify", "DbgPrintEx"))
+    ck = harness.Checker(f"classify at {layer.name} with Parameters {parameters}")
+    n = len(driver.model.calls)
     r = driver.classify(layer.layer_id, driver.values_for(layer, **_tuple(layer)), rights=L.FWPS_RIGHT_ACTION_WRITE)
     driver.expect_no_fault(r.run)
     ck.eq(r.action, L.FWP_ACTION_PERMIT, "classifyFn", "classifyOut->actionType")
-    ck.eq(len(driver.model.calls_in("classify", "DbgPrintEx")) - before, 0, "classifyFn", "DbgPrintEx calls")
-    asked = driver.model.calls_in("classify", "DbgQueryDebugFilterState")
-    ck.true(asked, "classifyFn", "DbgQueryDebugFilterState was not consulted")
-    for c in asked:
-        ck.eq((c.args["ComponentId"], c.args["Level"]), (L.DPFLTR_IHVNETWORK_ID, L.DPFLTR_INFO_LEVEL),
-              "DbgQueryDebugFilterState", "(ComponentId, Level)")
+    ck.eq([c.label for c in driver.model.calls[n:]], [], "classifyFn", "kernel calls (none: no trace, no filter query)")
     stats = driver.stats(ck)
     _expect_counters(ck, stats, {layer.name: {"classified": 1, "permitted": 1, "write_right_absent": 0}}, "IOCTL_WEIR_GET_STATS")
     ck.done()

@@ -6,14 +6,23 @@ import harness
 import layouts as L
 
 EXPECTED_ORDER = (
-    ["IoCreateDevice", "IoCreateSymbolicLink"]
-    # The event log, then its ring's slots.
+    # TraceLevel from the service key's Parameters subkey
+    ["ZwOpenKey", "ZwOpenKey", "ZwClose", "ZwQueryValueKey", "ZwClose"]
+    # the state, then the lock guarding the BFE session
+    + ["KeInitializeEvent", "ExAllocatePool2"]
+    # the device, its DACL before the link
+    + ["IoCreateDevice", "RtlCreateSecurityDescriptor", "RtlCreateAcl", "RtlAddAccessAllowedAce", "RtlAddAccessAllowedAce",
+       "RtlSetDaclSecurityDescriptor", "ObOpenObjectByPointer", "ZwSetSecurityObject", "ZwClose", "IoCreateSymbolicLink"]
+    # the event log, then its ring's slots
     + ["ExAllocatePool2", "ExAllocatePool2"]
     + ["FwpsCalloutRegister3"] * 4
+    + ["FwpmBfeStateSubscribeChanges0", "FwpmBfeStateGet0", "KeWaitForSingleObject"]
     + ["FwpmEngineOpen0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
     + ["FwpmCalloutAdd0"] * 4
     + ["FwpmFilterAdd0"] * 4
-    + ["FwpmTransactionCommit0", "ExAllocatePool2"]
+    + ["FwpmTransactionCommit0", "KeSetEvent"]
+    # the event log's completion DPC, once the state exists
+    + ["KeInitializeDpc"]
 )
 
 
@@ -26,7 +35,9 @@ def test_driver_entry_call_sequence(driver):
     calls = driver.model.effective_calls("DriverEntry")
     ck.eq([c.api for c in calls], EXPECTED_ORDER, "DriverEntry", "ordered kernel/WFP call list")
     for c in calls:
-        ck.eq(c.ret if c.api != "ExAllocatePool2" else 0, 0, c.label, "return value")
+        if c.api in ("ExAllocatePool2", "FwpmBfeStateGet0", "KeInitializeEvent", "KeSetEvent", "KeInitializeDpc"):
+            continue
+        ck.eq(c.ret, 0, c.label, "return value")
     ck.done()
     driver.expect_clean()
 
@@ -141,7 +152,9 @@ def test_driver_entry_leaves_exactly_the_loaded_state(driver):
     objs = state["engine_objects"]
     ck.eq((len(objs["sublayers"]), len(objs["callouts"]), len(objs["filters"])), (1, 4, 4), "filter engine",
           "(sublayers, callouts, filters) committed")
-    ck.eq(len(state["pool_outstanding"]), 3, "pool", "outstanding allocations (event log, its ring slots, the driver state)")
+    ck.eq(len(state["pool_outstanding"]), 3, "pool", "outstanding allocations (the driver state, the event log, its ring slots)")
+    ck.eq(len(state["bfe"]["subscriptions"]), 1, "filter engine", "BFE state subscriptions")
+    ck.eq(state["kernel_handles"], {}, "kernel", "open kernel handles (the temporary ones are closed)")
 
     lo, hi = _image_range(driver)
     ck.true(lo <= driver.unload_fn < hi, "DRIVER_OBJECT+0x68", f"DriverUnload {driver.unload_fn:#x} is not inside the image")

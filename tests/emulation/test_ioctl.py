@@ -29,6 +29,7 @@ def test_get_stats_reports_version_and_zero_counters(driver):
     if r.status == L.STATUS_SUCCESS:
         s = L.decode_stats(r.buffer_after)
         ck.eq(s["size"], L.STATS_SIZE, where, "WEIR_STATS.size")
+        ck.eq(s["filtering"], L.FILTERING_ACTIVE, where, "WEIR_STATS.filtering (BFE runs, filters added)")
         ck.eq(s["abi_version"], L.STATS_ABI_VERSION, where, "WEIR_STATS.abi_version")
         ck.eq(s["version"], _crate_version(), where, "WEIR_STATS.version (crate version from Cargo.toml)")
         ck.eq((s["header_size"], s["rule_count"], s["rule_entry_size"], s["policy_generation"]), (208, 0, 16, 0), where,
@@ -91,7 +92,13 @@ def test_bad_device_control_requests(driver):
             continue
         _check_completion(ck, r, where, expected, 0)
         if r.buffer_before is not None:
-            ck.eq(r.buffer_after, r.buffer_before, where, "SystemBuffer (must not be written on error)")
+            # The input bytes stay; the bytes after them, which the I/O manager
+            # leaves uninitialised, are zeroed before the driver views the
+            # buffer as a slice (never any reply data on an error).
+            n_in = kw.get("in_len", 0)
+            initialised = r.buffer_before[:n_in] + b"\0" * (len(r.buffer_before) - n_in)
+            ck.true(r.buffer_after in (r.buffer_before, initialised), where,
+                    "SystemBuffer written on error (only the uninitialised tail may be zeroed)")
     # A dispatch routine called with a major function it does not handle.
     r = driver.irp(L.IRP_MJ_READ, dispatch=driver.major[L.IRP_MJ_DEVICE_CONTROL])
     ck.true(r.run.error is None, "dispatch [IRP_MJ_READ]", f"emulator fault {r.run.error}")

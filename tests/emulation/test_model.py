@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+import kernel_model
 import layouts as L
 from kernel_model import KernelModel
 
@@ -205,3 +206,88 @@ def test_model_injects_faults_once(rig):
     assert rig.call("FwpmEngineOpen0", 0, L.RPC_C_AUTHN_WINNT, 0, s, out) == 0
     assert [c.injected for c in rig.model.calls] == [False, True, False]
     assert h1
+
+
+# --------------------------------------------------------------- IRQL rules
+def test_model_fails_calls_above_their_documented_irql(rig):
+    rig.model.irql = kernel_model.DISPATCH_LEVEL
+    rig.session()  # FwpmEngineOpen0 at DISPATCH_LEVEL
+    irql = [str(v) for v in rig.model.irql_violations()]
+    assert any("FwpmEngineOpen0" in v and "PASSIVE_LEVEL" in v and "fwpmk/nf-fwpmk-fwpmengineopen0" in v for v in irql), irql
+    rig.model.violations.clear()
+    rig.call("ExFreePoolWithTag", 0x9000, 0, orig=lambda argv: None)  # DISPATCH_LEVEL is allowed
+    assert rig.model.irql_violations() == []
+
+
+def test_model_requires_an_irql_row_for_every_hook(rig):
+    table = rig.model.hook_table()
+    missing = sorted(api for (_, api) in table if api not in kernel_model.IRQL_RULES)
+    # Kept hooked (so an image importing it still loads) but without a row:
+    # it has no documented IRQL, so any call is a violation.
+    assert missing == ["DbgQueryDebugFilterState"], f"hooks without a documented IRQL: {missing}"
+    rig.model.check_irql(kernel_model.Call(1, "ntoskrnl", "DbgQueryDebugFilterState", "test", 1), "DbgQueryDebugFilterState")
+    assert any("no row" in str(v) for v in rig.model.irql_violations())
+
+
+def test_model_instance_faults_hit_one_phase_entry_only(rig):
+    rig.model.fail("dispatch", "ExAllocatePool2", 1, instance=2)
+    alloc = lambda argv: 0x7000
+    results = []
+    for _ in range(3):
+        rig.model.begin_phase("dispatch")
+        results.append(rig.call("ExAllocatePool2", 0x40, 16, 0x72696557, orig=alloc))
+    assert results == [0x7000, 0, 0x7000], results
+
+
+# ----------------------------------------------------- BFE and access check
+def test_model_bfe_stop_kills_sessions_and_blocks_open(rig):
+    h = rig.session()
+    rig.model.bfe_set_state(L.FWPM_SERVICE_STOPPED)
+    out = rig.emu.alloc(bytes(8))
+    s = rig.emu.alloc(bytes(72))
+    assert rig.call("FwpmEngineOpen0", 0, L.RPC_C_AUTHN_WINNT, 0, s, out) == L.RPC_NT_SERVER_UNAVAILABLE
+    assert rig.call("FwpmTransactionBegin0", h, 0) == L.RPC_NT_CALL_FAILED
+    assert rig.call("FwpmEngineClose0", h) == L.RPC_NT_CALL_FAILED
+    assert rig.model.open_sessions() == {}
+    assert rig.violations() == []
+
+
+def test_model_refuses_unsubscribe_from_its_own_callback(rig):
+    rig.model.devices[0x5000] = {"name": "\\Device\\T", "live": True}
+    hp = rig.emu.alloc(bytes(8))
+    assert rig.call("FwpmBfeStateSubscribeChanges0", 0x5000, 0x1234, 0, hp) == 0
+    h = struct.unpack("<Q", rig.emu.mem_read(hp, 8))[0]
+    rig.model.bfe_callbacks_running.add(h)
+    rig.call("FwpmBfeStateUnsubscribeChanges0", h)
+    assert any("deadlock" in v for v in rig.violations()), rig.violations()
+
+
+def test_model_access_check_follows_the_dacl():
+    m = KernelModel()
+    m.devices[0x5000] = {"name": "\\Device\\T", "live": True, "dacl": [
+        {"type": L.ACCESS_ALLOWED_ACE_TYPE, "mask": L.GENERIC_ALL, "sid": L.SID_SYSTEM},
+        {"type": L.ACCESS_ALLOWED_ACE_TYPE, "mask": L.GENERIC_ALL, "sid": L.SID_ADMINISTRATORS},
+    ]}
+    import harness
+    rw = L.GENERIC_READ | L.GENERIC_WRITE
+    assert m.access_check(0x5000, harness.TOKENS["SYSTEM"], rw)[0]
+    assert m.access_check(0x5000, harness.TOKENS["elevated administrator"], rw)[0]
+    for who in ("standard user", "non-elevated administrator", "restricted administrator", "low-integrity administrator"):
+        assert not m.access_check(0x5000, harness.TOKENS[who], L.GENERIC_READ)[0], who
+    m.devices[0x5000]["dacl"] = None  # default device security
+    assert m.access_check(0x5000, harness.TOKENS["standard user"], rw)[0]
+
+
+def test_model_security_routines_write_a_parseable_descriptor(rig):
+    e = rig.emu
+    sd, acl = e.alloc(bytes(40)), e.alloc(bytes(52))
+    system = e.alloc(bytes([1, 1, 0, 0, 0, 0, 0, 5]) + struct.pack("<I", 18))
+    admins = e.alloc(bytes([1, 2, 0, 0, 0, 0, 0, 5]) + struct.pack("<II", 32, 544))
+    assert rig.call("RtlCreateSecurityDescriptor", sd, 1) == 0
+    assert rig.call("RtlCreateAcl", acl, 52, 2) == 0
+    assert rig.call("RtlAddAccessAllowedAce", acl, 2, L.GENERIC_ALL, system) == 0
+    assert rig.call("RtlAddAccessAllowedAce", acl, 2, L.GENERIC_ALL, admins) == 0
+    assert rig.call("RtlAddAccessAllowedAce", acl, 2, L.GENERIC_ALL, admins) == L.STATUS_ALLOTTED_SPACE_EXCEEDED
+    assert rig.call("RtlSetDaclSecurityDescriptor", sd, 1, acl, 0) == 0
+    parsed = L.read_security_descriptor(L.Memory(e), sd)
+    assert [(a["sid"], a["mask"]) for a in parsed["dacl"]] == [(L.SID_SYSTEM, L.GENERIC_ALL), (L.SID_ADMINISTRATORS, L.GENERIC_ALL)]

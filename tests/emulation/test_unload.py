@@ -54,13 +54,16 @@ def test_unload_tears_down_in_order_and_releases_everything(driver):
         idx = [i for i, a in enumerate(apis) if a == api]
         return (idx[0] if first else idx[-1]) if idx else None
 
-    order = [("FwpmEngineClose0", True), ("FwpsCalloutUnregisterById0", False), ("IoDeleteSymbolicLink", True), ("IoDeleteDevice", True)]
+    order = [("FwpmEngineClose0", True), ("FwpmBfeStateUnsubscribeChanges0", True), ("FwpsCalloutUnregisterById0", False),
+             ("IoDeleteSymbolicLink", True), ("IoDeleteDevice", True)]
     positions = [(api, pos(api, first)) for api, first in order]
     present = [(a, p) for a, p in positions if p is not None]
     ck.eq([a for a, _ in sorted(present, key=lambda x: x[1])], [a for a, _ in present], where,
-          f"teardown order (close session, unregister every callout, delete link, delete device); actual calls {apis}")
+          f"teardown order (close session, unsubscribe from BFE, unregister every callout, delete link, delete device); actual calls {apis}")
+    ck.eq(len([a for a in apis if a == "FwpmBfeStateUnsubscribeChanges0"]), 1, where, "FwpmBfeStateUnsubscribeChanges0 calls")
     ck.true(not set(apis) - {"FwpmEngineClose0", "FwpsCalloutUnregisterById0", "IoDeleteSymbolicLink", "IoDeleteDevice",
-                             "ExFreePoolWithTag", "KeDelayExecutionThread"}, where, f"unexpected calls {apis}")
+                             "ExFreePoolWithTag", "KeDelayExecutionThread", "FwpmBfeStateUnsubscribeChanges0",
+                             "KeWaitForSingleObject", "KeSetEvent"}, where, f"unexpected calls {apis}")
     ck.eq(m.leaks(), [], where, "resources still held after DriverUnload")
     ck.done()
     driver.expect_clean()
@@ -123,3 +126,71 @@ def test_unload_treats_callout_not_found_as_done(new_run):
     ck.true(any(c.api == "IoDeleteDevice" for c in calls), "DriverUnload", "stopped before IoDeleteDevice")
     ck.done()
     run.expect_clean()
+
+
+def _unload_errors(model):
+    return [m["text"] for m in model.debug_messages if m["phase"] == "DriverUnload" and m["level"] == 0]
+
+
+def test_unregister_failing_once_is_retried_and_reload_succeeds(new_run):
+    """Issue 11 case 1: FwpsCalloutUnregisterById0 returns STATUS_NOT_SUPPORTED
+    once for one callout. DriverUnload traces it, tries again, deletes the
+    device only after every callout is gone, and the next load succeeds."""
+    model = KernelModel()
+    run = new_run("unregister-not-supported", model).start()
+    victim = run.registrations()[1]["id"]
+    model.unregister_script[victim] = [L.STATUS_NOT_SUPPORTED]
+    run.expect_no_fault(run.unload())
+    ck = harness.Checker("DriverUnload with one STATUS_NOT_SUPPORTED")
+    tries = [c for c in model.effective_calls("DriverUnload") if c.api == "FwpsCalloutUnregisterById0" and c.args["calloutId"] == victim]
+    ck.eq(len(tries), 2, "FwpsCalloutUnregisterById0", f"tries for calloutId {victim}")
+    ck.true(any("FwpsCalloutUnregisterById0" in t and "0xc00000bb" in t.lower() for t in _unload_errors(model)),
+            "DriverUnload", f"no error trace with the status; errors: {_unload_errors(model)}")
+    ck.eq(model.leaks(), [], "DriverUnload", "resources still held")
+    ck.done()
+    model.driver_object = None
+    again = new_run("reload", model)
+    assert again.driver_entry() == L.STATUS_SUCCESS, f"reload failed: {again.violation_text()}"
+    again.expect_clean()
+
+
+def test_unregister_that_never_succeeds_pins_device_and_state(new_run):
+    """If a registration can never be removed, DriverUnload keeps (leaks) the
+    device, link and state instead of freeing what the callout can reach: no
+    IoDeleteDevice, no free; the model sees no use-after-free setup."""
+    model = KernelModel()
+    run = new_run("unregister-stuck", model).start()
+    victim = run.registrations()[0]["id"]
+    model.unregister_script[victim] = [L.STATUS_NOT_SUPPORTED] * 100
+    run.expect_no_fault(run.unload())
+    calls = model.effective_calls("DriverUnload")
+    ck = harness.Checker("DriverUnload with a callout that cannot be unregistered")
+    tries = [c for c in calls if c.api == "FwpsCalloutUnregisterById0" and c.args["calloutId"] == victim]
+    ck.true(2 <= len(tries) <= 20, "FwpsCalloutUnregisterById0", f"{len(tries)} tries (bounded retries expected)")
+    ck.eq([c.label for c in calls if c.api in ("IoDeleteDevice", "ExFreePoolWithTag", "IoDeleteSymbolicLink")], [],
+          "DriverUnload", "device/link/state released while a callout referencing them is registered")
+    others = {r["id"] for r in run.registrations()} - {victim}
+    ck.eq({int(i) for i in model.live_state()["registered_callouts"]}, {victim}, "DriverUnload",
+          f"registrations left (the others {sorted(others)} must still be removed)")
+    ck.true(any("leaked" in t for t in _unload_errors(model)), "DriverUnload", "the deliberate leak is not traced")
+    ck.eq(model.violations, [], "kernel model", "violations")
+    ck.done()
+    run.expected_leaks = ["device", "symbolic link", f"callout id {victim}", "pool block"]
+
+
+def test_engine_close_failure_is_traced_and_not_retried(new_run):
+    """Issue 11 case 2: FwpmEngineClose0 fails with RPC_NT_CALL_FAILED at
+    unload. The failure is traced with its status; the close is not retried
+    (the handle is consumed either way); teardown continues."""
+    model = KernelModel()
+    run = new_run("close-fails", model).start()
+    model.fail("DriverUnload", "FwpmEngineClose0", 1, L.RPC_NT_CALL_FAILED)
+    run.expect_no_fault(run.unload())
+    calls = model.effective_calls("DriverUnload")
+    ck = harness.Checker("DriverUnload with FwpmEngineClose0 failing")
+    ck.eq(len([c for c in calls if c.api == "FwpmEngineClose0"]), 1, "FwpmEngineClose0", "calls (no retry of a consumed handle)")
+    ck.true(any("FwpmEngineClose0" in t and "0xc002001b" in t.lower() for t in _unload_errors(model)),
+            "DriverUnload", f"no error trace with the status; errors: {_unload_errors(model)}")
+    ck.eq(model.violations, [], "kernel model", "violations")
+    ck.eq(model.leaks(), [], "DriverUnload", "resources still held")
+    ck.done()

@@ -25,6 +25,8 @@ pub const TARGET: &str = "x86_64-pc-windows-gnu";
 pub const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
 /// Debian's 64-bit Wine loader.
 pub const WINE64: &str = "/usr/lib/wine/wine64";
+/// Its server; kept running for the whole stage so each test run does not start one.
+pub const WINESERVER: &str = "/usr/lib/wine/wineserver";
 
 /// The signed tool, beside the driver package directory.
 pub fn exe_path() -> PathBuf {
@@ -146,6 +148,14 @@ pub fn wine_tests(exe: &Path) -> Result<()> {
     build_stand_in(&dir)?;
     let prefix = root.join("target").join("wine-prefix");
     println!("exe {} (copy of {}), prefix {}", rel(&test_exe), rel(exe), rel(&prefix));
+    let wine_env = |c: &mut Command| {
+        c.env("WINEPREFIX", &prefix).env("WINEDEBUG", "-all").env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
+    };
+    // A persistent server (60 s after the last client) saves starting one per run.
+    let mut server = Command::new(WINESERVER);
+    server.arg("-p60");
+    wine_env(&mut server);
+    let _ = server.status();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
@@ -158,7 +168,12 @@ pub fn wine_tests(exe: &Path) -> Result<()> {
         .env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")
         .status()
-        .context("running the Wine tests")?;
+        .context("running the Wine tests");
+    let mut kill = Command::new(WINESERVER);
+    kill.arg("-k");
+    wine_env(&mut kill);
+    let _ = kill.status();
+    let status = status?;
     if !status.success() {
         bail!("weirctl under Wine failed ({status})");
     }

@@ -14,6 +14,8 @@
 
 pub mod client;
 pub mod error;
+#[cfg(feature = "line-transport")]
+pub mod line;
 pub mod paths;
 pub mod proto;
 pub mod text;

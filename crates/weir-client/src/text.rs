@@ -1413,4 +1413,55 @@ local = ["::1", "fe80::/10"]
         let again = parse_with(&printed).unwrap().policy;
         assert_eq!(again, p, "{printed}");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use weir_policy::testing::arb_policy;
+
+        /// Makes `p` expressible in the file format: set names unique (TOML keys are) and
+        /// no rule whose `ip_version` contradicts its own addresses (the parser refuses those
+        /// as "could never match"; such a rule loses its `ip_version` here).
+        fn expressible(mut p: Policy) -> Policy {
+            for (i, s) in p.sets.iter_mut().enumerate() {
+                s.name = format!("{}{i}", s.name);
+            }
+            for r in &mut p.rules {
+                let Some(v) = r.ip_version else { continue };
+                let agrees = [&r.remote_addr, &r.local_addr].iter().all(|c| match c {
+                    Some(AddrCond::Ranges(rs)) => rs.iter().all(|x| x.version() == v),
+                    _ => true,
+                });
+                if !agrees {
+                    r.ip_version = None;
+                }
+            }
+            p
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn printed_policies_parse_back_identical(p in arb_policy(12).prop_map(expressible)) {
+                let printed = format(&p, None);
+                let again = parse_with(&printed).map_err(|e| TestCaseError::fail(format!("{e}\n{printed}")))?;
+                prop_assert_eq!(again.policy, p);
+            }
+
+            #[test]
+            fn any_text_gives_a_policy_or_positioned_errors(text in "(\\[\\[rule\\]\\]\n|\\[sets\\]\n|\\[defaults\\]\n|[a-z_]{1,12} = |\"[^\"\n]{0,20}\"|[0-9]{1,6}|\\[|\\]|, |\n|true|@[a-z]{1,3}|-){0,40}") {
+                match parse_with(&text) {
+                    Ok(l) => prop_assert!(l.policy.validate().is_ok()),
+                    Err(Diagnostics(ds)) => {
+                        prop_assert!(!ds.is_empty() && ds.len() <= MAX_DIAGNOSTICS);
+                        let lines = text.lines().count().max(1);
+                        for d in ds {
+                            prop_assert!(d.line >= 1 && d.line <= lines + 1 && d.column >= 1, "{:?} in {:?}", d, text);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

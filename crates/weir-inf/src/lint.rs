@@ -94,11 +94,14 @@ pub enum Rule {
     LocalizedStrings,
     /// A section nothing references.
     UnusedSection,
+    /// A Needs directive whose target has the wrong suffix for its section,
+    /// or that names a section of another INF without an Include.
+    Needs,
 }
 
 impl Rule {
     /// Every rule, in declaration order.
-    pub const ALL: [Rule; 32] = [
+    pub const ALL: [Rule; 33] = [
         Rule::ParseError,
         Rule::VersionMissing,
         Rule::VersionKey,
@@ -131,6 +134,7 @@ impl Rule {
         Rule::RegistryConflict,
         Rule::LocalizedStrings,
         Rule::UnusedSection,
+        Rule::Needs,
     ];
 
     /// The stable rule id, e.g. `addreg-root`.
@@ -168,6 +172,7 @@ impl Rule {
             Rule::RegistryConflict => "registry-conflict",
             Rule::LocalizedStrings => "localized-strings",
             Rule::UnusedSection => "unused-section",
+            Rule::Needs => "needs-include",
         }
     }
 
@@ -211,6 +216,7 @@ impl Rule {
             Rule::RegistryConflict => &[1331, 1332],
             Rule::LocalizedStrings => &[1295],
             Rule::UnusedSection => &[2083],
+            Rule::Needs => &[1312, 1313, 1319],
         }
     }
 }
@@ -1931,6 +1937,52 @@ impl<'a> Linter<'a> {
         }
     }
 
+    /// Needs in install and .Services sections: InfVerif 1312/1313 (the
+    /// needed section's .Services suffix must match the parent's) and 1319
+    /// (a section not in this INF needs an Include of the INF that has it).
+    fn check_needs(&mut self) {
+        let sections: Vec<&'a Section> = self
+            .install
+            .iter()
+            .chain(self.services.iter())
+            .copied()
+            .collect();
+        for s in sections {
+            let parent_services = lower(&s.name).ends_with(".services");
+            let has_include = s.entries.iter().any(|e| e.key_is("Include"));
+            for e in s.entries.iter().filter(|e| e.key_is("Needs")) {
+                for v in e
+                    .values
+                    .iter()
+                    .map(|v| v.text.trim())
+                    .filter(|v| !v.is_empty())
+                {
+                    let needed_services = lower(v).ends_with(".services");
+                    if parent_services && !needed_services {
+                        let text = format!(
+                            "[{}] needs [{v}], which lacks the .Services suffix of its parent",
+                            s.name
+                        );
+                        self.report(Rule::Needs, 1313, e.line, text);
+                    } else if !parent_services && needed_services {
+                        let text = format!(
+                            "[{}] needs [{v}], a .Services section, from a section that is not one",
+                            s.name
+                        );
+                        self.report(Rule::Needs, 1312, e.line, text);
+                    }
+                    let local = self.inf.sections.iter().any(|t| t.is(v));
+                    if local {
+                        self.used.insert(lower(v));
+                    } else if !has_include {
+                        let text = format!("[{}] needs [{v}], which is not in this INF, without an Include of the INF that has it", s.name);
+                        self.report(Rule::Needs, 1319, e.line, text);
+                    }
+                }
+            }
+        }
+    }
+
     /// InfVerif 2083: a section nothing references. Besides the sections the
     /// walk reached, a section counts as referenced when any field outside
     /// [Strings] and [DestinationDirs] names it (directives this lint does
@@ -2202,6 +2254,7 @@ pub fn lint_parsed(inf: &Inf, file_name: &str) -> Vec<Diagnostic> {
     l.check_driver_store_copies();
     l.check_registry_conflicts();
     l.check_localized_strings();
+    l.check_needs();
     l.check_unused();
     l.finish()
 }

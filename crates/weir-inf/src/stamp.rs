@@ -105,7 +105,7 @@ impl From<ParseError> for StampError {
 
 /// Whether `y` is a Gregorian leap year.
 fn is_leap(y: u16) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
 }
 
 /// Number of days in month `m` (1-12) of year `y`; 0 for an invalid month.

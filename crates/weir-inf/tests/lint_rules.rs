@@ -612,6 +612,18 @@ fn cases() -> Vec<Case> {
                 .replacen("[Strings]", "[T.Reg2]\nHKR,Parameters,Level,0x00010001,2\n\n[Strings]", 1),
             Rule::RegistryConflict, 1332, "HKR,Parameters,Level,0x00010001,2",
         ),
+        // needs-include
+        ("Needs without Include", good_with("CopyFiles = T.Files", "CopyFiles = T.Files\nNeeds = Other.Install"), Rule::Needs, 1319, "Needs"),
+        (
+            ".Services needs a section without the suffix",
+            good_with("AddService = %Svc%,,T.Service", "AddService = %Svc%,,T.Service\nInclude = netservice.inf\nNeeds = Other.Install"),
+            Rule::Needs, 1313, "Needs",
+        ),
+        (
+            "install section needs a .Services section",
+            good_with("CopyFiles = T.Files", "CopyFiles = T.Files\nInclude = netservice.inf\nNeeds = Other.Install.Services"),
+            Rule::Needs, 1312, "Needs",
+        ),
         // localized-strings / unused-section
         ("localized strings short of one", format!("{GOOD}\n[Strings.0407]\nProv = \"Anbieter\"\n"), Rule::LocalizedStrings, 1295, "[Strings.0407]"),
         ("unreferenced section", good_with("[T.Reg]\n", "[T.Unused]\nHKR,Parameters,X,0x00010001,1\n\n[T.Reg]\n"), Rule::UnusedSection, 2083, "[T.Unused]"),
@@ -914,6 +926,10 @@ fn rule_registry_conflict() {
 #[test]
 fn rule_localized_strings() {
     check_rule(Rule::LocalizedStrings);
+}
+#[test]
+fn rule_needs() {
+    check_rule(Rule::Needs);
 }
 #[test]
 fn rule_unused_section() {

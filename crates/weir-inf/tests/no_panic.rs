@@ -47,6 +47,8 @@ fn inf_like() -> impl Strategy<Value = String> {
         Just("StartType".to_owned()),
         Just("ServiceType".to_owned()),
         Just("BitReg".to_owned()),
+        Just("Needs".to_owned()),
+        Just("Include".to_owned()),
         Just("Parameters".to_owned()),
         Just("0x00010001".to_owned()),
         Just("0x00010008".to_owned()),

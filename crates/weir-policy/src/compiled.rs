@@ -730,7 +730,7 @@ impl CompiledPolicy {
         best
     }
 
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn entry_matches<W: Word>(
         &self,
@@ -753,6 +753,7 @@ impl CompiledPolicy {
             && (e.residual == NONE || self.residual_ok(part, sets, e.residual, r, l, q, app))
     }
 
+    #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn residual_ok<W: Word>(
         &self,

@@ -1,6 +1,7 @@
 //! The compiled lookup against the reference evaluator: rule index, id, action and log must
 //! agree for every query. Case counts add up to more than 10,000 proptest cases per run (each
 //! case checks many queries).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use proptest::prelude::*;
 use weir_policy::testing::{self, Extras, Profile};

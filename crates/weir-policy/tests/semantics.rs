@@ -1,4 +1,5 @@
 //! The documented semantics, case by case, on both the compiled lookup and the reference.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use weir_policy::testing::{self, Extras, Profile};
 use weir_policy::{

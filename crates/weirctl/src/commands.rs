@@ -148,7 +148,7 @@ pub fn policy_check(out: &Output, file: &Path, keep_paths: bool) -> Result<(), F
 
 /// `weirctl policy load FILE`.
 pub fn policy_load(out: &Output, file: &Path) -> Result<(), Failure> {
-    let client = weir_client::open()?;
+    let client = crate::device::open()?;
     let c = check_file(file, app_paths(false))?;
     let blob_len = c.blob.len();
     let reply = client.set_policy_blob(c.blob)?;
@@ -172,7 +172,7 @@ pub fn policy_load(out: &Output, file: &Path) -> Result<(), Failure> {
 
 /// `weirctl policy show`.
 pub fn policy_show(out: &Output) -> Result<(), Failure> {
-    let client = weir_client::open()?;
+    let client = crate::device::open()?;
     let (generation, policy) = client.get_policy()?;
     let Some(policy) = policy else {
         let human = format!(
@@ -197,7 +197,7 @@ pub fn policy_show(out: &Output) -> Result<(), Failure> {
 
 /// `weirctl policy clear`.
 pub fn policy_clear(out: &Output) -> Result<(), Failure> {
-    let client = weir_client::open()?;
+    let client = crate::device::open()?;
     let reply = client.clear_policy()?;
     let human = format!(
         "policy cleared: generation {}; Weir permits every connection",
@@ -280,7 +280,7 @@ pub fn stats_json(s: &Stats, rules: bool) -> Value {
 
 /// `weirctl stats [--rules]`.
 pub fn stats(out: &Output, rules: bool) -> Result<(), Failure> {
-    let client = weir_client::open()?;
+    let client = crate::device::open()?;
     let s = client.stats()?;
     out.result(&stats_text(&s, rules), &stats_json(&s, rules));
     Ok(())
@@ -288,7 +288,7 @@ pub fn stats(out: &Output, rules: bool) -> Result<(), Failure> {
 
 /// `weirctl status`.
 pub fn status(out: &Output) -> Result<(), Failure> {
-    let client = weir_client::open()?;
+    let client = crate::device::open()?;
     let s = client.stats()?;
     let h = &s.header;
     let version = h

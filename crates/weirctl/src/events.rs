@@ -3,9 +3,6 @@
 //! Without `--follow`, prints the events waiting in the driver and returns: the read that
 //! would pend (none left) is cancelled after [`IDLE_MS`]. With `--follow`, reads until Ctrl-C,
 //! which cancels the pended read (`CancelIoEx`); the tool then exits with 0.
-//!
-//! Off Windows only the formatting exists (and is unit-tested); nothing calls it there.
-#![cfg_attr(not(windows), allow(dead_code))]
 
 use crate::output::{Failure, Output};
 use serde_json::{json, Value};
@@ -14,6 +11,7 @@ use weir_client::weir_events::{self, Decision, Direction, Event, IpVersion, Reco
 use weir_client::ClientError;
 
 /// Without `--follow`, a read still pending after this long means "no more events".
+#[cfg(windows)]
 pub const IDLE_MS: u64 = 300;
 
 fn address(version: IpVersion, bytes: &[u8; 16]) -> String {
@@ -170,7 +168,7 @@ pub fn run(out: &Output, follow: bool) -> Result<(), Failure> {
     use std::sync::mpsc;
     use std::time::Duration;
     use weir_client::win32::CtrlCGuard;
-    let client = weir_client::open()?;
+    let client = crate::device::open()?;
     let canceller = client.transport().canceller();
     let guard = CtrlCGuard::install(canceller.clone())?;
     loop {
@@ -208,11 +206,18 @@ pub fn run(out: &Output, follow: bool) -> Result<(), Failure> {
     }
 }
 
-/// `weirctl events`: off Windows there is no driver.
+/// `weirctl events [--follow]` off Windows (only the emulation suite's transport exists
+/// here): no cancellation, so without `--follow` exactly one read.
 #[cfg(not(windows))]
-pub fn run(_out: &Output, _follow: bool) -> Result<(), Failure> {
-    weir_client::open()?;
-    Ok(())
+pub fn run(out: &Output, follow: bool) -> Result<(), Failure> {
+    let client = crate::device::open()?;
+    loop {
+        let bytes = client.read_event_bytes()?;
+        print_batch(out, &bytes)?;
+        if !follow {
+            return Ok(());
+        }
+    }
 }
 
 #[cfg(test)]

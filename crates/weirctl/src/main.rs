@@ -5,6 +5,7 @@
 //! one JSON document per command (one per line for `events`) on stdout, errors included.
 
 mod commands;
+mod device;
 mod events;
 mod output;
 

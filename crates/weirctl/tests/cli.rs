@@ -58,16 +58,30 @@ impl Runner {
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(&self.program)
+        // Output goes to files, not pipes: Wine's helper processes (services.exe, ...) inherit
+        // the handles and outlive weirctl.exe, so reading a pipe to its end would wait for them.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let base = std::env::temp_dir().join(format!("weirctl-cli-{}-{n}", std::process::id()));
+        let (out_path, err_path) = (base.with_extension("out"), base.with_extension("err"));
+        let status = Command::new(&self.program)
             .args(&self.leading)
             .args(args)
             .current_dir(repo())
-            .output()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .status()
             .unwrap();
+        let read = |p: &Path| {
+            let text = String::from_utf8_lossy(&std::fs::read(p).unwrap()).replace("\r\n", "\n");
+            let _ = std::fs::remove_file(p);
+            text
+        };
         let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
-            stderr: String::from_utf8_lossy(&out.stderr).replace("\r\n", "\n"),
+            code: status.code().unwrap_or(-1),
+            stdout: read(&out_path),
+            stderr: read(&err_path),
         };
         eprintln!(
             "$ weirctl {}\n-> {}\n{}{}",

@@ -65,4 +65,27 @@ kernel_import!("fwpkclnt.sys", "system" {
 
     /// Deletes a sublayer by key.
     pub fn FwpmSubLayerDeleteByKey0(engine_handle: HANDLE, key: *const GUID) -> NTSTATUS;
+
+    /// Registers `callback` for changes of the Base Filtering Engine's state.
+    /// The callback runs at PASSIVE_LEVEL and must not unsubscribe itself.
+    pub fn FwpmBfeStateSubscribeChanges0(
+        device_object: *mut c_void,
+        callback: FWPM_SERVICE_STATE_CHANGE_CALLBACK0,
+        context: *mut c_void,
+        change_handle: *mut HANDLE,
+    ) -> NTSTATUS;
+
+    /// Removes a subscription. Must not be called from its own callback.
+    pub fn FwpmBfeStateUnsubscribeChanges0(change_handle: HANDLE) -> NTSTATUS;
+
+    /// The engine's current state. IRQL <= DISPATCH_LEVEL.
+    pub fn FwpmBfeStateGet0() -> FWPM_SERVICE_STATE;
 });
+
+/// `FWPM_SERVICE_STATE_CHANGE_CALLBACK0`.
+pub type FWPM_SERVICE_STATE_CHANGE_CALLBACK0 =
+    Option<unsafe extern "system" fn(context: *mut c_void, new_state: FWPM_SERVICE_STATE)>;
+pub use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
+    FWPM_SERVICE_RUNNING, FWPM_SERVICE_START_PENDING, FWPM_SERVICE_STATE, FWPM_SERVICE_STOPPED,
+    FWPM_SERVICE_STOP_PENDING,
+};

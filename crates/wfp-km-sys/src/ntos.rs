@@ -6,15 +6,76 @@ kernel_import!("ntoskrnl.exe", "system" {
     /// as never returning.
     pub fn KeBugCheckEx(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> !;
 
-    /// Whether a token is an administrator's (or SYSTEM's). Returns a
-    /// `BOOLEAN` (u8): declared here because `windows-sys` returns it as a
-    /// Rust `bool`, which would be undefined behaviour for any value but 0/1.
-    pub fn SeTokenIsAdmin(token: *const core::ffi::c_void) -> u8;
+    // Security descriptors. windows-sys binds these to the user-mode
+    // ntdll.dll; ntoskrnl exports the same routines. BOOLEAN parameters are
+    // declared as u8 (a Rust `bool` is not ABI-identical in every position).
 
-    /// Whether `DbgPrintEx(component_id, level, ...)` would print: `TRUE` (1)
-    /// or `FALSE` (0), or an error status for a bad component.
-    pub fn DbgQueryDebugFilterState(component_id: u32, level: u32) -> i32;
+    /// Initialises an absolute security descriptor (no owner, group, SACL or
+    /// DACL). `revision` must be `SECURITY_DESCRIPTOR_REVISION`.
+    pub fn RtlCreateSecurityDescriptor(sd: *mut core::ffi::c_void, revision: u32) -> NTSTATUS;
+    /// Initialises an empty ACL of `length` bytes (a multiple of 4).
+    pub fn RtlCreateAcl(acl: *mut core::ffi::c_void, length: u32, revision: u32) -> NTSTATUS;
+    /// Appends an ACCESS_ALLOWED_ACE for `sid` with `mask`; fails with
+    /// STATUS_ALLOTTED_SPACE_EXCEEDED when the ACL is too small.
+    pub fn RtlAddAccessAllowedAce(acl: *mut core::ffi::c_void, revision: u32, mask: u32, sid: *const core::ffi::c_void) -> NTSTATUS;
+    /// Points an absolute descriptor's DACL at `dacl` (referenced, not copied).
+    pub fn RtlSetDaclSecurityDescriptor(sd: *mut core::ffi::c_void, present: u8, dacl: *const core::ffi::c_void, defaulted: u8) -> NTSTATUS;
+    /// Opens a handle to an object the caller holds a pointer to.
+    pub fn ObOpenObjectByPointer(
+        object: *const core::ffi::c_void,
+        attributes: u32,
+        access_state: *const core::ffi::c_void,
+        desired_access: u32,
+        object_type: *const core::ffi::c_void,
+        access_mode: i8,
+        handle: *mut HANDLE,
+    ) -> NTSTATUS;
+    /// Sets an object's security from a descriptor (the object manager
+    /// captures a copy).
+    pub fn ZwSetSecurityObject(handle: HANDLE, information: u32, sd: *const core::ffi::c_void) -> NTSTATUS;
+    /// Closes a kernel handle.
+    pub fn ZwClose(handle: HANDLE) -> NTSTATUS;
+    /// Opens a registry key.
+    pub fn ZwOpenKey(handle: *mut HANDLE, desired_access: u32, attributes: *const OBJECT_ATTRIBUTES) -> NTSTATUS;
+    /// Reads one value of an open key.
+    pub fn ZwQueryValueKey(
+        handle: HANDLE,
+        name: *const UNICODE_STRING,
+        class: i32,
+        information: *mut core::ffi::c_void,
+        length: u32,
+        result_length: *mut u32,
+    ) -> NTSTATUS;
 });
+
+use crate::{HANDLE, NTSTATUS, UNICODE_STRING};
+pub use windows_sys::Wdk::Foundation::OBJECT_ATTRIBUTES;
+
+/// `SECURITY_DESCRIPTOR_REVISION`.
+pub const SECURITY_DESCRIPTOR_REVISION: u32 = 1;
+/// `ACL_REVISION`.
+pub const ACL_REVISION: u32 = 2;
+/// `GENERIC_ALL`.
+pub const GENERIC_ALL: u32 = 0x1000_0000;
+/// `WRITE_DAC`.
+pub const WRITE_DAC: u32 = 0x0004_0000;
+/// `KEY_READ`.
+pub const KEY_READ: u32 = 0x0002_0019;
+/// `DACL_SECURITY_INFORMATION`.
+pub const DACL_SECURITY_INFORMATION: u32 = 0x0000_0004;
+/// `OBJ_CASE_INSENSITIVE`.
+pub const OBJ_CASE_INSENSITIVE: u32 = 0x0000_0040;
+/// `OBJ_KERNEL_HANDLE`: the handle lives in the system handle table, so no
+/// user process can use or close it.
+pub const OBJ_KERNEL_HANDLE: u32 = 0x0000_0200;
+/// `KeyValuePartialInformation` (KEY_VALUE_INFORMATION_CLASS).
+pub const KEY_VALUE_PARTIAL_INFORMATION_CLASS: i32 = 2;
+/// `REG_DWORD`.
+pub const REG_DWORD: u32 = 4;
+/// `SynchronizationEvent` (EVENT_TYPE): auto-reset, wakes one waiter.
+pub const SYNCHRONIZATION_EVENT: i32 = 1;
+/// `Executive` (KWAIT_REASON).
+pub const EXECUTIVE: i32 = 0;
 
 kernel_import!("ntoskrnl.exe", "C" {
     /// Prints to the kernel debugger if `component_id`/`level` pass the

@@ -20,14 +20,21 @@ pub struct CalloutFns {
 
 /// How long unregistering waits between tries while the engine is busy.
 pub const UNREGISTER_RETRY_MS: u32 = 10;
+/// Tries for an unregister failure other than busy/in-use (for example
+/// STATUS_NOT_SUPPORTED, seen when a driver unregistered above PASSIVE_LEVEL),
+/// [`UNREGISTER_FAILURE_RETRY_MS`] apart, before the registration is given up
+/// on.
+pub const UNREGISTER_FAILURE_TRIES: u32 = 10;
+/// Wait between tries after such a failure.
+pub const UNREGISTER_FAILURE_RETRY_MS: u32 = 100;
 
 /// A registered callout.
 ///
 /// Invariant: `id` was returned by a successful `FwpsCalloutRegister3`; the
-/// callout stays registered until `drop`, which unregisters it, retrying while
-/// the engine reports it busy or in use. The owner must drop every registration
-/// before the device it was registered with, and only after the filters that
-/// use it are gone (close the engine session first).
+/// callout stays registered until [`Registration::unregister`] succeeds. The
+/// owner must keep the device it was registered with (and everything its
+/// classifyFn reaches) alive while a registration exists, and unregister only
+/// after the filters that use it are gone (close the engine session first).
 pub struct Registration {
     id: u32,
 }
@@ -47,7 +54,7 @@ impl Registration {
         // `callout` and `id` are valid for the call; the engine copies the
         // structure. PASSIVE_LEVEL: called from DriverEntry.
         let status = unsafe { FwpsCalloutRegister3(device.as_raw().cast(), &callout, &mut id) };
-        NtStatus::check(status)?;
+        trace::checked("FwpsCalloutRegister3", status)?;
         Ok(Self { id })
     }
 
@@ -55,39 +62,45 @@ impl Registration {
     pub fn id(&self) -> u32 {
         self.id
     }
-}
 
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let mut tries: u32 = 0;
+    /// Unregisters. Busy/in-use (classify calls or flow contexts still in the
+    /// engine) is waited out without a bound: unloading then would leave the
+    /// engine calling freed code. STATUS_FWP_CALLOUT_NOT_FOUND counts as done.
+    /// Any other failure is traced and retried up to
+    /// [`UNREGISTER_FAILURE_TRIES`] times; if it never succeeds the
+    /// registration is given back (`Err`) and the caller must keep the device
+    /// and the driver image (so classifyFn stays valid). IRQL: PASSIVE_LEVEL.
+    pub fn unregister(self) -> core::result::Result<(), Self> {
+        let mut busy: u32 = 0;
+        let mut failures: u32 = 0;
         loop {
             // SAFETY: invariant: `id` is our registered callout. PASSIVE_LEVEL:
-            // registrations are dropped from DriverEntry's error path or
+            // registrations are removed from DriverEntry's error path or
             // DriverUnload.
             let status = NtStatus(unsafe { FwpsCalloutUnregisterById0(self.id) });
             if status.is_success() || status == NtStatus::FWP_CALLOUT_NOT_FOUND {
-                return;
+                return Ok(());
             }
-            if status != NtStatus::DEVICE_BUSY && status != NtStatus::FWP_IN_USE {
-                // Not documented for this call; unloading anyway is the lesser
-                // evil compared with hanging, so report loudly and stop.
-                trace::error(format_args!(
-                    "weir: unregister of callout {} failed: {status}",
-                    self.id
-                ));
-                return;
+            if status == NtStatus::DEVICE_BUSY || status == NtStatus::FWP_IN_USE {
+                busy = busy.saturating_add(1);
+                if busy % 100 == 1 {
+                    trace::error(format_args!(
+                        "weir: FwpsCalloutUnregisterById0({}) busy: {status}, waiting (try {busy})",
+                        self.id
+                    ));
+                }
+                crate::irp::sleep_ms(UNREGISTER_RETRY_MS);
+                continue;
             }
-            // The engine still references the callout (flows with its
-            // contexts, or a concurrent (un)registration); unloading now would
-            // leave the engine calling into freed code. Wait it out.
-            tries = tries.saturating_add(1);
-            if tries % 100 == 1 {
-                trace::error(format_args!(
-                    "weir: callout {} busy, waiting (try {tries})",
-                    self.id
-                ));
+            failures = failures.saturating_add(1);
+            trace::error(format_args!(
+                "weir: FwpsCalloutUnregisterById0({}) failed: {status} (try {failures} of {UNREGISTER_FAILURE_TRIES})",
+                self.id
+            ));
+            if failures >= UNREGISTER_FAILURE_TRIES {
+                return Err(self);
             }
-            crate::irp::sleep_ms(UNREGISTER_RETRY_MS);
+            crate::irp::sleep_ms(UNREGISTER_FAILURE_RETRY_MS);
         }
     }
 }

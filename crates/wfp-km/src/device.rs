@@ -100,7 +100,7 @@ impl ControlDevice {
                 &mut device,
             )
         };
-        NtStatus::check(status)?;
+        crate::trace::checked("IoCreateDevice", status)?;
         NonNull::new(device).map(|raw| Self { raw }).ok_or(NtStatus::UNSUCCESSFUL)
     }
 
@@ -131,16 +131,30 @@ impl SymbolicLink {
         let link = name.unicode_string();
         let target = target.unicode_string();
         // SAFETY: both strings point to 'static buffers; PASSIVE_LEVEL.
-        NtStatus::check(unsafe { IoCreateSymbolicLink(&link, &target) })?;
+        crate::trace::checked("IoCreateSymbolicLink", unsafe { IoCreateSymbolicLink(&link, &target) })?;
         Ok(Self { name })
     }
 }
 
+/// Tries to delete a symbolic link before giving up (a link left behind makes
+/// the next load's IoCreateSymbolicLink fail with a name collision).
+pub const DELETE_LINK_TRIES: u32 = 3;
+
 impl Drop for SymbolicLink {
     fn drop(&mut self) {
         let link = self.name.unicode_string();
-        // SAFETY: invariant: the link exists; the name buffer is 'static.
-        // The status is ignored: there is nothing to do if it is gone.
-        let _ = unsafe { IoDeleteSymbolicLink(&link) };
+        for attempt in 1..=DELETE_LINK_TRIES {
+            // SAFETY: invariant: the link exists; the name buffer is 'static.
+            let status = NtStatus(unsafe { IoDeleteSymbolicLink(&link) });
+            if status.is_success() {
+                return;
+            }
+            crate::trace::error(format_args!(
+                "weir: IoDeleteSymbolicLink failed: {status} (try {attempt} of {DELETE_LINK_TRIES})"
+            ));
+            if attempt < DELETE_LINK_TRIES {
+                crate::irp::sleep_ms(10);
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 use crate::objects::{Callout, CalloutFilter, SubLayer};
 use crate::status::{NtStatus, Result};
 use crate::strings::WStr;
+use crate::trace;
 use core::ptr;
 use wfp_km_sys::fwp_types::{FWPM_DISPLAY_DATA0, FWPM_SESSION0, FWPM_SESSION_FLAG_DYNAMIC};
 use wfp_km_sys::fwpm::{
@@ -43,7 +44,7 @@ impl Engine {
         let status = unsafe {
             FwpmEngineOpen0(ptr::null(), RPC_C_AUTHN_WINNT, ptr::null(), &session, &mut handle)
         };
-        NtStatus::check(status)?;
+        trace::checked("FwpmEngineOpen0", status)?;
         if handle.is_null() {
             return Err(NtStatus::UNSUCCESSFUL);
         }
@@ -54,17 +55,24 @@ impl Engine {
     /// returned guard, which aborts unless committed.
     pub fn begin(&self) -> Result<Transaction<'_>> {
         // SAFETY: handle is open (invariant).
-        NtStatus::check(unsafe { FwpmTransactionBegin0(self.handle, 0) })?;
+        trace::checked("FwpmTransactionBegin0", unsafe { FwpmTransactionBegin0(self.handle, 0) })?;
         Ok(Transaction { engine: self, ended: false })
     }
 
 }
 
 impl Drop for Engine {
+    /// `FwpmEngineClose0`. A failure (for example RPC_NT_CALL_FAILED while
+    /// BFE is stopping or briefly unavailable) is traced and **not retried**:
+    /// the call consumes the handle whatever it returns, and closing a handle
+    /// value twice could close someone else's session. What a failed close can
+    /// leave is the dynamic session's objects in BFE, which BFE deletes when
+    /// it runs the session down or restarts; its filters carry
+    /// `PERMIT_IF_CALLOUT_UNREGISTERED`, so after the callouts are unregistered
+    /// they permit.
     fn drop(&mut self) {
-        // SAFETY: invariant: open handle, closed once. Failure leaves nothing
-        // we could retry.
-        let _ = unsafe { FwpmEngineClose0(self.handle) };
+        // SAFETY: invariant: open handle, closed once.
+        let _ = trace::checked("FwpmEngineClose0", unsafe { FwpmEngineClose0(self.handle) });
     }
 }
 
@@ -83,7 +91,7 @@ impl Transaction<'_> {
         let raw = sublayer.to_raw();
         // SAFETY: open session and transaction; `raw` and the names it points
         // to outlive the call (the engine copies them).
-        NtStatus::check(unsafe { FwpmSubLayerAdd0(self.engine.handle, &raw, ptr::null()) })
+        trace::checked("FwpmSubLayerAdd0", unsafe { FwpmSubLayerAdd0(self.engine.handle, &raw, ptr::null()) })
     }
 
     /// `FwpmCalloutAdd0`; returns the callout's run-time id.
@@ -91,7 +99,7 @@ impl Transaction<'_> {
         let raw = callout.to_raw();
         let mut id = 0u32;
         // SAFETY: as for add_sublayer; `id` is a valid out pointer.
-        NtStatus::check(unsafe {
+        trace::checked("FwpmCalloutAdd0", unsafe {
             FwpmCalloutAdd0(self.engine.handle, &raw, ptr::null(), &mut id)
         })?;
         Ok(id)
@@ -102,7 +110,7 @@ impl Transaction<'_> {
         let raw = filter.to_raw();
         let mut id = 0u64;
         // SAFETY: as for add_sublayer; `id` is a valid out pointer.
-        NtStatus::check(unsafe {
+        trace::checked("FwpmFilterAdd0", unsafe {
             FwpmFilterAdd0(self.engine.handle, &raw, ptr::null(), &mut id)
         })?;
         Ok(id)
@@ -112,7 +120,7 @@ impl Transaction<'_> {
     /// so that it always ends, and the commit's status is returned.
     pub fn commit(mut self) -> Result<()> {
         // SAFETY: open session and transaction.
-        NtStatus::check(unsafe { FwpmTransactionCommit0(self.engine.handle) })?;
+        trace::checked("FwpmTransactionCommit0", unsafe { FwpmTransactionCommit0(self.engine.handle) })?;
         self.ended = true;
         Ok(())
     }
@@ -123,7 +131,7 @@ impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if !self.ended {
             // SAFETY: invariant: a transaction is open on the session.
-            let _ = unsafe { FwpmTransactionAbort0(self.engine.handle) };
+            let _ = trace::checked("FwpmTransactionAbort0", unsafe { FwpmTransactionAbort0(self.engine.handle) });
         }
     }
 }

@@ -6,9 +6,6 @@ use windows_sys::Wdk::Foundation::{IO_STACK_LOCATION, IRP};
 use wfp_km_sys::ntos::DEVICE_IO_CONTROL_PARAMETERS;
 use windows_sys::Wdk::System::SystemServices::{IofCompleteRequest, KeDelayExecutionThread};
 
-/// `SecurityImpersonation` in `SECURITY_IMPERSONATION_LEVEL`.
-const SECURITY_IMPERSONATION: i32 = 2;
-
 /// `METHOD_BUFFERED` transfer type (low two bits of an IOCTL code).
 pub const METHOD_BUFFERED: u32 = 0;
 /// `FILE_READ_ACCESS` required-access bits of an IOCTL code.
@@ -82,63 +79,39 @@ impl Irp {
         })
     }
 
-    /// For a `METHOD_BUFFERED` request: the system buffer as `len` bytes.
+    /// For a `METHOD_BUFFERED` request: the system buffer as `len` bytes,
+    /// the input (if any) first.
     ///
-    /// The I/O manager allocates it with max(input, output) length, so `len`
-    /// must not exceed the larger of the two; this is checked. `None` when
-    /// there is no buffer.
+    /// The I/O manager allocates it with max(input, output) length and copies
+    /// only the input into it, so the rest is uninitialised: it is zeroed here
+    /// through a raw pointer before any `&mut [u8]` covers it. `len` must not
+    /// exceed max(input, output); this is checked. `None` when there is no
+    /// buffer.
     pub fn buffered(&mut self, len: usize) -> Option<&mut [u8]> {
         let dc = self.device_control()?;
         if dc.code & 3 != METHOD_BUFFERED {
             return None;
         }
         let max = usize::try_from(dc.input_len.max(dc.output_len)).ok()?;
+        let input = usize::try_from(dc.input_len).ok()?;
         if len == 0 || len > max {
             return None;
         }
         // SAFETY: invariant: live IRP. For METHOD_BUFFERED, SystemBuffer is
         // null or a non-paged buffer of at least `max` bytes owned by the IRP
-        // until completion, and `&mut self` keeps this the only reference.
+        // until completion, and `&mut self` keeps this the only reference. The
+        // first `input` (<= max) bytes were written by the I/O manager; the
+        // tail [input, max) is written here, so the whole slice is initialised.
         unsafe {
             let irp = self.raw.as_ptr();
             let buffer = core::ptr::addr_of!((*irp).AssociatedIrp.SystemBuffer).read().cast::<u8>();
             if buffer.is_null() {
                 return None;
             }
-            Some(core::slice::from_raw_parts_mut(buffer, len))
-        }
-    }
-
-    /// For `IRP_MJ_CREATE`: whether the requestor's token (the impersonation
-    /// token if any, else the primary token) is an administrator's or
-    /// SYSTEM's. An impersonation token below `SecurityImpersonation` (an
-    /// identification-only token) does not count. Anything missing counts as
-    /// "no".
-    pub fn create_requestor_is_admin(&self) -> bool {
-        let Some(stack) = self.stack() else { return false };
-        // SAFETY: for a create IRP the Parameters union holds Create, whose
-        // SecurityContext is null or the I/O manager's IO_SECURITY_CONTEXT,
-        // valid during dispatch; AccessState likewise.
-        unsafe {
-            let Some(security) = stack.Parameters.Create.SecurityContext.as_ref() else {
-                return false;
-            };
-            let Some(access) = security.AccessState.as_ref() else { return false };
-            let subject = &access.SubjectSecurityContext;
-            // SeQuerySubjectContextToken, refusing identification-only
-            // impersonation (a server holding an administrator's
-            // identification token must not pass as that administrator).
-            let token = if subject.ClientToken.is_null() {
-                subject.PrimaryToken
-            } else if subject.ImpersonationLevel >= SECURITY_IMPERSONATION {
-                subject.ClientToken
-            } else {
-                return false;
-            };
-            if token.is_null() {
-                return false;
+            if max > input {
+                core::ptr::write_bytes(buffer.add(input), 0, max - input);
             }
-            wfp_km_sys::ntos::SeTokenIsAdmin(token) != 0
+            Some(core::slice::from_raw_parts_mut(buffer, len))
         }
     }
 

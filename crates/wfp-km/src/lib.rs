@@ -9,7 +9,8 @@
 //! |--------------------------|-----------------------------|-----------------------------------|
 //! | [`device::ControlDevice`]| `IoCreateDevice`            | `IoDeleteDevice`                  |
 //! | [`device::SymbolicLink`] | `IoCreateSymbolicLink`      | `IoDeleteSymbolicLink`            |
-//! | [`callout::Registration`]| `FwpsCalloutRegister3`      | `FwpsCalloutUnregisterById0` (retried while busy) |
+//! | [`callout::Registration`]| `FwpsCalloutRegister3`      | `unregister()`: `FwpsCalloutUnregisterById0` (retried; gives the registration back if it never succeeds) |
+//! | [`bfe::Subscription`]    | `FwpmBfeStateSubscribeChanges0` | `unsubscribe()`: `FwpmBfeStateUnsubscribeChanges0` (retried, likewise) |
 //! | [`engine::Engine`]       | `FwpmEngineOpen0`           | `FwpmEngineClose0`                |
 //! | [`engine::Transaction`]  | `FwpmTransactionBegin0`     | `FwpmTransactionAbort0` unless committed |
 //! | [`pool::PoolBox`]        | `ExAllocatePool2`           | `ExFreePoolWithTag`               |
@@ -29,6 +30,7 @@
 #![cfg_attr(not(any(test, loom)), no_std)]
 
 pub mod ale;
+pub mod bfe;
 pub mod bugcheck;
 pub mod callout;
 pub mod classify;
@@ -40,6 +42,7 @@ pub mod irp;
 pub mod objects;
 pub mod pool;
 pub mod rcu;
+pub mod security;
 pub mod status;
 pub mod strings;
 pub mod sync;

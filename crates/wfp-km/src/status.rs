@@ -24,6 +24,7 @@ impl NtStatus {
     pub const INSUFFICIENT_RESOURCES: Self = Self(0xC000_009A_u32 as i32);
     pub const CANCELLED: Self = Self(0xC000_0120_u32 as i32);
     pub const INVALID_BUFFER_SIZE: Self = Self(0xC000_0206_u32 as i32);
+    pub const NOT_SUPPORTED: Self = Self(0xC000_00BB_u32 as i32);
     pub const FWP_CALLOUT_NOT_FOUND: Self = Self(0xC022_0001_u32 as i32);
     pub const FWP_IN_USE: Self = Self(0xC022_000A_u32 as i32);
 

@@ -8,11 +8,20 @@
 //! Component `DPFLTR_IHVNETWORK_ID`. Errors print at `DPFLTR_ERROR_LEVEL`,
 //! which is always shown; per-connection traces print at `DPFLTR_INFO_LEVEL`,
 //! which is silent until enabled (`ed nt!Kd_IHVNETWORK_Mask 0xf`).
+//!
+//! Per-connection traces are formatted only while [`connection_traces`] is
+//! on: a static flag read with one relaxed load, so classify (at up to
+//! DISPATCH_LEVEL) calls nothing to decide. DriverEntry sets it at
+//! PASSIVE_LEVEL from the service's `Parameters\TraceLevel` registry value
+//! ([`load_trace_level`]); `DbgQueryDebugFilterState`, which has no documented
+//! IRQL, is not used. `DbgPrintEx` itself may be called at DISPATCH_LEVEL
+//! because the format is `%s` (no Unicode conversion) and the text lives in a
+//! non-paged stack buffer, the two conditions its documentation sets.
 
+use crate::status::NtStatus;
 use core::fmt::{self, Write};
-use wfp_km_sys::ntos::{
-    DbgPrintEx, DbgQueryDebugFilterState, DPFLTR_ERROR_LEVEL, DPFLTR_IHVNETWORK_ID, DPFLTR_INFO_LEVEL,
-};
+use core::sync::atomic::{AtomicBool, Ordering};
+use wfp_km_sys::ntos::{DbgPrintEx, DPFLTR_ERROR_LEVEL, DPFLTR_IHVNETWORK_ID, DPFLTR_INFO_LEVEL};
 
 /// Capacity of one message, including the newline and NUL.
 pub const MESSAGE_CAPACITY: usize = 192;
@@ -82,12 +91,31 @@ pub fn error(args: fmt::Arguments<'_>) {
     print(DPFLTR_ERROR_LEVEL, args);
 }
 
-/// Whether info-level traces would be shown. Hot paths (classify) ask first
-/// so that a disabled trace costs one call, not a formatting pass.
-pub fn info_enabled() -> bool {
-    // SAFETY: DbgQueryDebugFilterState only reads the kernel's filter masks;
-    // callable at any IRQL.
-    unsafe { DbgQueryDebugFilterState(DPFLTR_IHVNETWORK_ID, DPFLTR_INFO_LEVEL) == 1 }
+/// Prints `weir: <api> failed: NTSTATUS(0x...)` at error level: every failed
+/// kernel or WFP call goes through here (or [`checked`]), in every phase.
+pub fn failed(api: &str, status: NtStatus) {
+    error(format_args!("weir: {api} failed: {status}"));
+}
+
+/// `NtStatus::check`, tracing a failure with the routine's name.
+pub fn checked(api: &str, raw: i32) -> crate::Result<()> {
+    NtStatus::check(raw).inspect_err(|status| failed(api, *status))
+}
+
+/// Whether per-connection (classify) traces are formatted at all.
+static CONNECTION_TRACES: AtomicBool = AtomicBool::new(false);
+
+/// `TraceLevel` from which per-connection traces are on: `DPFLTR_INFO_LEVEL`.
+pub const CONNECTION_TRACE_LEVEL: u32 = DPFLTR_INFO_LEVEL;
+
+/// Whether classify should format a trace per connection. Any IRQL.
+pub fn connection_traces() -> bool {
+    CONNECTION_TRACES.load(Ordering::Relaxed)
+}
+
+/// Turns per-connection traces on when `trace_level >= CONNECTION_TRACE_LEVEL`.
+pub fn set_trace_level(trace_level: u32) {
+    CONNECTION_TRACES.store(trace_level >= CONNECTION_TRACE_LEVEL, Ordering::Relaxed);
 }
 
 /// Prints at info level (silent by default).
@@ -95,9 +123,84 @@ pub fn info(args: fmt::Arguments<'_>) {
     print(DPFLTR_INFO_LEVEL, args);
 }
 
+/// Reads the DWORD `TraceLevel` under `<service key>\\Parameters`, the
+/// value driver.inx writes. `None` when the key or value is missing or not a
+/// REG_DWORD (each failure is traced). IRQL: PASSIVE_LEVEL (DriverEntry).
+pub fn load_trace_level(service_key: &wfp_km_sys::UNICODE_STRING) -> Option<u32> {
+    use core::ptr;
+    use wfp_km_sys::ntos::{
+        ZwClose, ZwOpenKey, ZwQueryValueKey, KEY_READ, KEY_VALUE_PARTIAL_INFORMATION_CLASS,
+        OBJECT_ATTRIBUTES, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, REG_DWORD,
+    };
+    const PARAMETERS: crate::strings::WStr = crate::wstr!("Parameters");
+    const TRACE_LEVEL: crate::strings::WStr = crate::wstr!("TraceLevel");
+
+    let open = |root: wfp_km_sys::HANDLE, name: &wfp_km_sys::UNICODE_STRING, what: &str| {
+        let attributes = OBJECT_ATTRIBUTES {
+            Length: u32::try_from(core::mem::size_of::<OBJECT_ATTRIBUTES>()).unwrap_or(0),
+            RootDirectory: root,
+            ObjectName: name,
+            Attributes: OBJ_CASE_INSENSITIVE | OBJ_KERNEL_HANDLE,
+            SecurityDescriptor: ptr::null(),
+            SecurityQualityOfService: ptr::null(),
+        };
+        let mut handle: wfp_km_sys::HANDLE = ptr::null_mut();
+        // SAFETY: `attributes` and the name it points to outlive the call;
+        // `handle` is a valid out pointer; PASSIVE_LEVEL (DriverEntry).
+        let status = unsafe { ZwOpenKey(&mut handle, KEY_READ, &attributes) };
+        checked(what, status).ok().map(|()| handle)
+    };
+    let close = |handle: wfp_km_sys::HANDLE| {
+        // SAFETY: a kernel handle opened above, closed once.
+        let _ = checked("ZwClose", unsafe { ZwClose(handle) });
+    };
+
+    let service = open(ptr::null_mut(), service_key, "ZwOpenKey(service key)")?;
+    let parameters_name = PARAMETERS.unicode_string();
+    let parameters = open(service, &parameters_name, "ZwOpenKey(Parameters)");
+    close(service);
+    let parameters = parameters?;
+    // KEY_VALUE_PARTIAL_INFORMATION: TitleIndex, Type, DataLength, Data[].
+    #[repr(C, align(8))]
+    struct Partial([u8; 24]);
+    let mut info = Partial([0; 24]);
+    let mut needed = 0u32;
+    let name = TRACE_LEVEL.unicode_string();
+    // SAFETY: open key handle; `info` is a writable 24-byte buffer whose
+    // length is passed; `needed` is a valid out pointer.
+    let status = unsafe {
+        ZwQueryValueKey(
+            parameters,
+            &name,
+            KEY_VALUE_PARTIAL_INFORMATION_CLASS,
+            info.0.as_mut_ptr().cast(),
+            24,
+            &mut needed,
+        )
+    };
+    close(parameters);
+    checked("ZwQueryValueKey(TraceLevel)", status).ok()?;
+    let u32_at = |o: usize| info.0.get(o..o + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    if u32_at(4)? != REG_DWORD || u32_at(8)? != 4 {
+        error(format_args!("weir: Parameters\\TraceLevel is not a REG_DWORD; ignored"));
+        return None;
+    }
+    u32_at(12)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_level_gates_connection_traces() {
+        set_trace_level(2);
+        assert!(!connection_traces());
+        set_trace_level(CONNECTION_TRACE_LEVEL);
+        assert!(connection_traces());
+        set_trace_level(0);
+        assert!(!connection_traces());
+    }
 
     #[test]
     fn short_messages_are_exact_and_terminated() {

@@ -19,7 +19,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = check_catalog_coverage(&text, "x.inf", &["x.inf", "weir.sys"]);
         let _ = stamp(
             &text,
-            &StampOptions { arch: "amd64", date: (2025, 5, 17), version: [1, 2, 3, 4], catalog_file: Some("x.cat".into()) },
+            &StampOptions {
+                arch: "amd64",
+                date: (2025, 5, 17),
+                version: [1, 2, 3, 4],
+                catalog_file: Some("x.cat".into()),
+            },
         );
     }
 });

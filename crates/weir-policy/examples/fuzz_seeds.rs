@@ -1,0 +1,32 @@
+//! Writes a seed corpus for the fuzz target: `cargo run -p weir-policy --features testing
+//! --example fuzz_seeds -- DIR`. Each file is 8 bytes of query seed + a valid policy blob
+//! (ClassBench-style policies of several sizes and profiles, with sets, apps and loopback).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use weir_policy::testing::{self, Extras, Profile};
+use weir_policy::wire;
+
+fn main() {
+    let dir = std::env::args().nth(1).unwrap_or_else(|| "corpus".into());
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut n = 0;
+    for (pi, profile) in [Profile::Acl, Profile::Fw, Profile::Ipc].into_iter().enumerate() {
+        for rules in [0usize, 1, 2, 3, 5, 8, 13, 40] {
+            for seed in 0..4u64 {
+                let extras = Extras {
+                    set_percent: 20,
+                    set_entries: (seed as usize) * 5,
+                    app_percent: 20,
+                    loopback_percent: 20,
+                    v6_percent: 30,
+                };
+                let p = testing::classbench(rules, profile, extras, seed * 31 + pi as u64);
+                let mut bytes = seed.to_le_bytes().to_vec();
+                bytes.extend(wire::encode(&p).unwrap());
+                std::fs::write(format!("{dir}/seed-{n:04}"), bytes).unwrap();
+                n += 1;
+            }
+        }
+    }
+    println!("wrote {n} seeds to {dir}");
+}

@@ -1,0 +1,226 @@
+"""weir-client's own bytes against the real image: the proof that weirctl and weir.sys speak the same ABI.
+
+Two tests:
+- the session: weir-client's `Client` (crates/weir-client/examples/emulated_session.rs) checks every
+  reply it decodes, step by step;
+- the commands: the weirctl binary itself (built with its `emulated` feature, which swaps \\.\Weir
+  for a TCP connection to this module) runs the commands the README's test-VM section uses.
+
+`crates/weir-client/examples/emulated_session.rs` runs weir-client's `Client` over a pipe: each
+request it makes (stats, set/get/clear policy, read events) arrives here as a JSON line with the
+exact input bytes, IOCTL code and output size; this module dispatches it to the emulated driver
+as IRP_MJ_DEVICE_CONTROL and sends back the completion status and output bytes, which the Rust
+side decodes with weir-client's decoders and checks. Any format change on one side that the
+other does not follow fails here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import socket
+import subprocess
+
+import harness
+import layouts as L
+
+EXAMPLE = "emulated_session"
+
+
+def _session_binary():
+    cargo = os.environ.get("CARGO") or shutil.which("cargo") or "cargo"
+    subprocess.run([cargo, "build", "-q", "-p", "weir-client", "--example", EXAMPLE, "--features", "line-transport"], cwd=harness.REPO_ROOT, check=True)
+    exe = harness.REPO_ROOT / "target" / "debug" / "examples" / EXAMPLE
+    assert exe.is_file(), f"{exe} was not built"
+    return exe
+
+
+def _ioctl(d: harness.DriverRun, code: int, data: bytes, out_len: int) -> harness.IrpResult:
+    """One METHOD_BUFFERED request with `data` at the start of the system buffer."""
+    if "input" in inspect.signature(d.irp).parameters:
+        return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len, input=data)
+    # A harness without input support: put the bytes into the system buffer as it is allocated.
+    alloc = d.alloc
+
+    def alloc_with_input(size, init=None, tag="weir.test"):
+        if tag == "weir.test.systembuffer" and init is not None:
+            init = data + init[len(data):]
+        return alloc(size, init, tag=tag)
+
+    d.alloc = alloc_with_input
+    try:
+        return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len)
+    finally:
+        d.alloc = alloc
+
+
+def _events_supported() -> bool:
+    return hasattr(L, "IOCTL_WEIR_READ_EVENTS")
+
+
+def _connect(d: harness.DriverRun, msg: dict) -> dict:
+    layer = next(layer for layer in L.LAYERS if layer.name == msg["layer"])
+    values = d.values_for(layer, local=msg["local"], lport=msg["local_port"], remote=msg["remote"],
+                          rport=msg["remote_port"])
+    r = d.classify(layer.layer_id, values)
+    assert r.run.error is None, r.run.error
+    action = {L.FWP_ACTION_BLOCK: "block", L.FWP_ACTION_PERMIT: "permit"}.get(r.action, hex(r.action))
+    return {"action": action}
+
+
+def _answer(d: harness.DriverRun, msg: dict, calls: list) -> dict:
+    """Carries out one request line of weir-client's line transport on the emulated driver."""
+    if msg["op"] == "connect":
+        return _connect(d, msg)
+    assert msg["op"] == "call", f"unknown request {msg}"
+    data = bytes.fromhex(msg["input"])
+    r = _ioctl(d, msg["code"], data, msg["output_len"])
+    assert r.run.error is None, f"{msg['name']}: emulator fault {r.run.error}"
+    assert r.guard_intact, f"{msg['name']}: the driver wrote past the system buffer"
+    status = r.status & 0xFFFFFFFF
+    is_error = status >> 30 == 0b11
+    out = b"" if is_error or not r.buffer_after else r.buffer_after[: min(r.information, msg["output_len"])]
+    calls.append((msg["name"], L.status_name(status), len(data), len(out)))
+    return {"status": status, "output": out.hex()}
+
+
+def _started(new_run) -> harness.DriverRun:
+    d = new_run("driver").start()
+    # Compiling a policy with thousands of set entries makes many pool calls in one IOCTL.
+    d.se.emu.config.max_api_count = 5_000_000
+    d.se.emu.config.timeout = 600
+    return d
+
+
+def test_weir_client_session_on_the_real_image(new_run):
+    exe = _session_binary()
+    d = _started(new_run)
+    args = [str(exe)] + (["--events"] if _events_supported() else [])
+    proc = subprocess.Popen(args, cwd=harness.REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    calls = []
+    done = None
+    try:
+        for line in proc.stdout:
+            msg = json.loads(line)
+            if msg["op"] == "done":
+                done = msg
+                break
+            answer = _answer(d, msg, calls)
+            proc.stdin.write(json.dumps(answer) + "\n")
+            proc.stdin.flush()
+    finally:
+        proc.stdin.close()
+        stderr = proc.stderr.read()
+        rc = proc.wait(timeout=60)
+    print(stderr)
+    print("\n".join(f"{n}: {s} (in {i}, out {o})" for n, s, i, o in calls))
+    assert done is not None and done["ok"], f"weir-client session failed: {done}\n{stderr}"
+    assert rc == 0, stderr
+    names = {c[0] for c in calls}
+    assert {"get stats", "set policy", "get policy", "clear policy"} <= names, names
+    if _events_supported():
+        assert "read events" in names, names
+    d.expect_no_fault(d.unload())
+    d.expect_clean()
+
+
+def _weirctl_binary():
+    cargo = os.environ.get("CARGO") or shutil.which("cargo") or "cargo"
+    subprocess.run([cargo, "build", "-q", "-p", "weirctl", "--features", "emulated"], cwd=harness.REPO_ROOT, check=True)
+    exe = harness.REPO_ROOT / "target" / "debug" / "weirctl"
+    assert exe.is_file(), f"{exe} was not built"
+    return exe
+
+
+def _weirctl(d: harness.DriverRun, exe, *args: str) -> tuple[int, str, str, list]:
+    """Runs `weirctl ARGS` with the emulated driver behind WEIRCTL_EMULATOR; returns (exit code,
+    stdout, stderr, the requests it made)."""
+    calls: list = []
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(0.2)
+        env = dict(os.environ, WEIRCTL_EMULATOR=f"127.0.0.1:{srv.getsockname()[1]}")
+        proc = subprocess.Popen([str(exe), *args], cwd=harness.REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        conn = None
+        while conn is None and proc.poll() is None:
+            try:
+                conn, _ = srv.accept()
+            except socket.timeout:
+                continue
+        if conn is not None:
+            with conn, conn.makefile("rw") as f:
+                for line in f:
+                    f.write(json.dumps(_answer(d, json.loads(line), calls)) + "\n")
+                    f.flush()
+        out, err = proc.communicate(timeout=120)
+    print(f"$ weirctl {' '.join(args)} -> {proc.returncode}\n{out}{err}")
+    return proc.returncode, out, err, calls
+
+
+def test_weirctl_commands_on_the_real_image(new_run, tmp_path):
+    """The README's test-VM walk-through, run by the weirctl binary against the emulated image."""
+    exe = _weirctl_binary()
+    d = _started(new_run)
+
+    rc, out, err, _ = _weirctl(d, exe, "status")
+    assert rc == 0, err
+    assert "driver:     loaded, version" in out and "abi:        stats v2" in out
+    assert "policy:     generation 0, 0 rules" in out
+
+    rc, out, err, calls = _weirctl(d, exe, "policy", "load", "examples/server-ports.toml")
+    assert rc == 0, err
+    assert out.startswith("loaded examples/server-ports.toml: generation 1, 4 rules, 1 address set (4 entries)"), out
+    assert [c[:2] for c in calls] == [("set policy", "STATUS_SUCCESS")], calls
+
+    rc, out, err, _ = _weirctl(d, exe, "policy", "show")
+    assert rc == 0, err
+    assert out.startswith("# active policy, generation 1\n"), out
+    shown = tmp_path / "shown.toml"
+    shown.write_text(out)
+    rc, out, err, _ = _weirctl(d, exe, "--json", "policy", "check", str(shown))
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["policy"] == {"rules": 4, "sets": 1, "set_entries": 4, "default_outbound": "permit",
+                             "default_inbound": "block", "log_all": False}, doc
+    # The shown text encodes to the same blob the file does.
+    rc, out2, err, _ = _weirctl(d, exe, "--json", "policy", "check", "examples/server-ports.toml")
+    assert json.loads(out2)["blob_bytes"] == doc["blob_bytes"]
+
+    rc, out, err, _ = _weirctl(d, exe, "stats", "--rules")
+    assert rc == 0, err
+    rows = [line.split() for line in out.splitlines()]
+    assert [r[1] for r in rows if len(r) == 3 and r[0].isdigit()] == ["1", "2", "3", "9"], out
+    assert out.splitlines()[0].split()[:3] == ["layer", "new", "reauth"], out
+
+    if _events_supported():
+        # An inbound connection to a closed port: the default action blocks it, rule 9 logs it.
+        layer = next(layer for layer in L.LAYERS if layer.name == "accept-v4")
+        r = d.classify(layer.layer_id, d.values_for(layer, local="10.0.0.2", lport=80, remote="198.51.100.9",
+                                                    rport=40000))
+        assert r.action == L.FWP_ACTION_BLOCK
+        rc, out, err, _ = _weirctl(d, exe, "events")
+        assert rc == 0, err
+        assert "in  tcp 10.0.0.2:80 -> 198.51.100.9:40000 block rule 9" in out, out
+
+    # A broken file is refused before anything reaches the driver.
+    rc, out, err, calls = _weirctl(d, exe, "policy", "load", "crates/weirctl/tests/policies/bad-port-range.toml")
+    assert rc == 1 and calls == [], (rc, calls)
+    assert "bad-port-range.toml:5:20: port range 9000-80 is reversed" in err, err
+
+    rc, out, err, _ = _weirctl(d, exe, "policy", "clear")
+    assert rc == 0, err
+    assert out.startswith("policy cleared: generation 2"), out
+    rc, out, err, _ = _weirctl(d, exe, "--json", "status")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert (doc["loaded"], doc["policy_generation"], doc["rule_count"]) == (True, 2, 0), doc
+    rc, out, err, _ = _weirctl(d, exe, "policy", "show")
+    assert rc == 0 and out.startswith("# no policy loaded (generation 2)"), out
+
+    d.expect_no_fault(d.unload())
+    d.expect_clean()
