@@ -104,6 +104,17 @@ pub fn test_all(emulation: bool) -> Result<()> {
         outcomes.push(Outcome { name: "emulation suite", ok });
     }
 
+    step("lints (cargo clippy --workspace --all-targets --all-features -- -D warnings)");
+    // The workspace lints deny unwrap/expect/panic/indexing and undocumented
+    // unsafe; a warning here is a defect like a failing test.
+    let ok = cargo()
+        .current_dir(&root)
+        .args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    outcomes.push(Outcome { name: "clippy (workspace lints)", ok });
+
     step("weirctl.exe under Wine (help, version, policy check, status without a driver)");
     let tool = crate::weirctl::exe_path();
     let ok = if packaged && tool.is_file() {
