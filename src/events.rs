@@ -56,11 +56,12 @@ pub const RING_CAPACITY: usize = 512;
 /// Reads parked at once, all handles together.
 pub const MAX_PENDING_READS: usize = 16;
 
-/// The driver setting "record every connection". On by default: Weir is a
-/// connection monitor first, and without a policy (monitor mode) nothing
-/// would be recorded otherwise. Off, only blocks and connections the policy
-/// marks for logging (a rule's `log`, or the policy's `log_all`, which
-/// `weir_policy` folds into the verdict) are recorded.
+/// The driver setting "record every connection", on while no policy is
+/// loaded (monitor mode: nothing would be recorded otherwise). The control
+/// device turns it off when a policy is set and on again when it is cleared
+/// (src/kernel.rs); with a policy, blocks and the connections the policy marks
+/// for logging (a rule's `log`, or the policy's `log_all`, which `weir_policy`
+/// folds into the verdict) are recorded.
 pub const LOG_ALL_DEFAULT: bool = true;
 
 /// The event ring, the parked reads and the DPC that completes them.

@@ -158,6 +158,13 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
         event_drops: events().map_or(0, |log| log.totals().1),
     };
     let (status, information) = driver::dispatch(major_function, control, irp.buffered(len), &ctx);
+    if status.is_success() && control.is_some_and(|c| c.code == weir_abi::IOCTL_WEIR_SET_POLICY) {
+        // Monitor mode (no policy) records every connection; with a policy,
+        // blocks, rules marked `log` and the policy's `log_all` (docs/events.md).
+        if let Some(log) = events() {
+            log.set_log_all(policy::STORE.read(|p| p.is_none_or(|p| p.blob().is_empty())));
+        }
+    }
     irp.complete(status, information).raw()
 }
 

@@ -384,3 +384,43 @@ def test_many_replacements_then_unload_balances_the_pool(driver, vectors):
     ck.done()
     _unload_and_expect_balanced_pool(driver)
     driver.expect_clean()
+
+
+# ------------------------------------------------------------------- events
+def _read_events(driver) -> list[dict]:
+    """Every record waiting, through READ_EVENTS (a parked read at the end is cancelled)."""
+    import events_wire as W
+    out = []
+    while True:
+        r = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_READ_EVENTS, out_len=64 * 1024)
+        assert r.status in (L.STATUS_SUCCESS, L.STATUS_PENDING), L.status_name(r.status)
+        if r.status == L.STATUS_PENDING:
+            driver.cancel_irp(r.irp)
+            return [e for e in out if e["kind"] == "connection"]
+        out += W.decode(r.buffer_after[:r.information]) if r.information else []
+
+
+def test_events_follow_the_policy(driver, vectors):
+    """Monitor mode records every connection; with a policy loaded only blocks and `log` rules (rule 700 of
+    the mixed policy) are recorded, with the deciding rule's id; clearing the policy records everything again."""
+    ck = harness.Checker("events follow the policy")
+    p = _policy(vectors, "mixed")
+    vs = p["vectors"]
+    first = vs[0]
+    classify_vector(driver, first)
+    got = _read_events(driver)
+    ck.eq(len(got), 1, "monitor mode", "events for one classification before any policy")
+    expect_set(ck, driver, p["bytes"], "set mixed", 1, p["rule_count"], p["set_count"])
+    for v in vs:
+        classify_vector(driver, v)
+    got = [(e["decision"], e["rule_id"]) for e in _read_events(driver)]
+    want = [(v["expect"]["action"], v["expect"]["rule_id"]) for v in vs
+            if v["write_right"] and (v["expect"]["action"] == "block" or v["expect"]["log"])]
+    ck.true(any(v["expect"]["log"] and v["expect"]["action"] == "permit" for v in vs), "vectors",
+            "no vector matches the `log` permit rule, so the test would not see it")
+    ck.eq(got, want, "mixed policy", "(decision, rule id) of the recorded events, in classify order")
+    expect_set(ck, driver, b"", "clear", 2, 0, 0)
+    classify_vector(driver, first)
+    ck.eq(len(_read_events(driver)), 1, "cleared", "events for one classification after clearing the policy")
+    ck.done()
+    driver.expect_clean()
