@@ -44,7 +44,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
     step("host tests (cargo test --workspace), including the image tests");
     let ok = cargo()
         .current_dir(&root)
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .env("WEIR_IMAGE", build::image_path())
         .status()
         .map(|s| s.success())
