@@ -14,7 +14,10 @@
 //!    does nothing;
 //! 2. unsubscribe from BFE state changes (waits for a callback in flight);
 //! 3. unregister the run-time callouts, waiting out classify calls in flight;
-//! 4. delete the symbolic link, then 5. the device, then the state.
+//! 4. drop the event log: flush its completion DPC, complete every parked
+//!    READ_EVENTS with STATUS_CANCELLED, free the ring (no classify can
+//!    reach it any more);
+//! 5. delete the symbolic link, then 6. the device, then the state.
 //!
 //! Nothing is freed while something else may still reach it: if the BFE
 //! subscription or a callout registration cannot be removed (after bounded,
@@ -28,6 +31,7 @@
 //!
 //! Everything here runs at PASSIVE_LEVEL.
 
+use crate::events::EventLog;
 use crate::ids;
 use core::sync::atomic::{AtomicBool, Ordering};
 use wfp_km::ale::AleLayer;
@@ -57,6 +61,8 @@ pub struct Callbacks {
     pub flow_delete: FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN0,
     /// Called by the filter engine at PASSIVE_LEVEL on BFE state changes.
     pub bfe_state: FWPM_SERVICE_STATE_CHANGE_CALLBACK0,
+    /// Cancel routine of parked READ_EVENTS requests.
+    pub cancel_read: wfp_km::csq::CancelRoutine,
 }
 
 /// The session with BFE, guarded so DriverEntry, DriverUnload and the BFE
@@ -97,6 +103,7 @@ pub enum Teardown {
 pub struct Driver {
     bfe: Option<Subscription>,
     callouts: Callouts,
+    events: Option<PoolBox<EventLog>>,
     link: Option<SymbolicLink>,
     device: Option<ControlDevice>,
 }
@@ -107,7 +114,7 @@ impl Driver {
     /// and the failing status is returned.
     pub fn start(driver: &DriverObject, callbacks: &Callbacks) -> Result<PoolBox<Self>> {
         FILTERING.init();
-        let mut this = PoolBox::try_new(Self { bfe: None, callouts: Callouts::new(), link: None, device: None })
+        let mut this = PoolBox::try_new(Self { bfe: None, callouts: Callouts::new(), events: None, link: None, device: None })
             .inspect_err(|s| trace::failed("ExAllocatePool2(driver state)", *s))?;
         match this.fill(driver, callbacks) {
             Ok(()) => Ok(this),
@@ -130,6 +137,9 @@ impl Driver {
         )?);
         security::restrict_to_system_and_administrators(device)?;
         self.link = Some(SymbolicLink::create(ids::LINK_NAME, ids::DEVICE_NAME)?);
+        // Before the callouts: classify records into it as soon as filters
+        // exist; shutdown frees it after the callouts are gone.
+        self.events = Some(EventLog::try_new(callbacks.cancel_read)?);
         self.callouts.register(device, callbacks)?;
         self.bfe = Some(Subscription::subscribe(device, callbacks.bfe_state)?);
         // Subscribed first, then asked: a change in between is not lost (the
@@ -163,9 +173,16 @@ impl Driver {
             ));
             return Teardown::Pinned;
         }
+        // No classify can run now: parked reads complete, the ring goes.
+        drop(self.events.take());
         drop(self.link.take());
         drop(self.device.take());
         Teardown::Complete
+    }
+
+    /// The event log (ring, parked reads), once DriverEntry created it.
+    pub fn events(&self) -> Option<&EventLog> {
+        self.events.as_deref()
     }
 }
 

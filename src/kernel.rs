@@ -4,6 +4,7 @@
 
 use crate::classify::{on_classify, Applied, Outcome, COUNTERS};
 use crate::driver::{self, Callbacks, Driver, Teardown};
+use crate::events::{event_for, EventLog};
 use crate::{ids, ioctl, policy};
 use core::ffi::c_void;
 use core::net::SocketAddr;
@@ -26,6 +27,22 @@ use wfp_km::{trace, NtStatus, GUID};
 /// The loaded driver's state: null before DriverEntry succeeds and after
 /// DriverUnload.
 static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(ptr::null_mut());
+
+/// The event log inside `DRIVER`, for classify, dispatch, the DPC and the
+/// cancel routine: published once its DPC is initialised, cleared when
+/// DriverUnload's shutdown completes. Lifetime argument: shutdown frees the
+/// log only after the callouts are unregistered (no classify runs), with its
+/// DPC flushed and every parked read completed (no cancel routine can be
+/// called for it); dispatch routines do not run during unload. If shutdown
+/// leaves registrations pinned, the log is leaked with the state and stays
+/// valid. So no load of this pointer can see freed memory.
+static EVENTS: AtomicPtr<EventLog> = AtomicPtr::new(ptr::null_mut());
+
+fn events() -> Option<&'static EventLog> {
+    // SAFETY: null or the live log (see EVENTS); only shared references
+    // are made, and EventLog is Sync.
+    unsafe { EVENTS.load(Ordering::Acquire).as_ref() }
+}
 
 /// DriverEntry: set the dispatch table, then run [`Driver::start`].
 ///
@@ -54,9 +71,18 @@ pub unsafe extern "system" fn driver_entry(
         notify: Some(notify),
         flow_delete: Some(flow_delete),
         bfe_state: Some(bfe_state_changed),
+        cancel_read,
     };
     match Driver::start(&driver, &callbacks) {
         Ok(state) => {
+            if let Some(log) = state.events() {
+                // SAFETY: the log lives in pool memory owned by `state` and
+                // does not move; it outlives its DPC (EventLog's drop flushes
+                // it before the memory goes). Not queued yet: nothing reaches
+                // the log before EVENTS is published below.
+                unsafe { log.dpc().init(events_dpc, ptr::from_ref(log).cast()) };
+                EVENTS.store(ptr::from_ref(log).cast_mut(), Ordering::Release);
+            }
             DRIVER.store(PoolBox::into_raw(state), Ordering::Release);
             trace::info(format_args!("weir: started, version {:?}", ids::VERSION));
             NtStatus::SUCCESS.raw()
@@ -79,7 +105,10 @@ unsafe extern "system" fn driver_unload(_driver_object: *const DRIVER_OBJECT) {
         // swap above gave us sole ownership.
         let mut state = unsafe { PoolBox::from_raw(raw) };
         match state.shutdown() {
-            Teardown::Complete => drop(state),
+            Teardown::Complete => {
+                EVENTS.store(ptr::null_mut(), Ordering::Release);
+                drop(state);
+            }
             Teardown::Pinned => {
                 let _ = PoolBox::into_raw(state);
                 trace::error(format_args!("weir: unloaded with registrations left; state and device leaked"));
@@ -108,15 +137,34 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
     };
     let major_function = irp.major_function();
     let control = irp.device_control().filter(|_| major_function == Some(major::DEVICE_CONTROL));
+    if let Some(request) = control.filter(|c| c.code == weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS) {
+        // Completes the IRP, or parks it (STATUS_PENDING).
+        return match events() {
+            Some(log) => log.read(irp, request).raw(),
+            None => irp.complete(NtStatus::INVALID_DEVICE_REQUEST, 0).raw(),
+        };
+    }
+    if major_function == Some(major::CLEANUP) {
+        if let Some(log) = events() {
+            log.cleanup(irp.file_object());
+        }
+    }
     let len = control.map_or(0, |c| usize::try_from(c.input_len.max(c.output_len)).unwrap_or(0));
     let ctx = ioctl::Context {
         version: ids::VERSION,
         counters: &COUNTERS,
         store: &policy::STORE,
         filtering: if driver::filtering() { weir_abi::stats::FILTERING_ACTIVE } else { 0 },
-        event_drops: 0,
+        event_drops: events().map_or(0, |log| log.totals().1),
     };
     let (status, information) = driver::dispatch(major_function, control, irp.buffered(len), &ctx);
+    if status.is_success() && control.is_some_and(|c| c.code == weir_abi::IOCTL_WEIR_SET_POLICY) {
+        // Monitor mode (no policy) records every connection; with a policy,
+        // blocks, rules marked `log` and the policy's `log_all` (docs/events.md).
+        if let Some(log) = events() {
+            log.set_log_all(policy::STORE.read(|p| p.is_none_or(|p| p.blob().is_empty())));
+        }
+    }
     irp.complete(status, information).raw()
 }
 
@@ -143,9 +191,56 @@ unsafe extern "system" fn classify(
     };
     let (Some(values), Some(mut out)) = (values, out) else { return };
     if let Some(outcome) = on_classify(&COUNTERS, &policy::STORE, &values, meta.as_ref(), filter.as_ref(), &mut out) {
+        if let Some(log) = events() {
+            if log.wants(&outcome) {
+                let time = wfp_km::sync::system_time_precise();
+                log.record(&event_for(&outcome, &values, meta.as_ref(), time));
+            }
+        }
         if trace::connection_traces() {
             trace_outcome(&outcome);
         }
+    }
+}
+
+/// Cancel routine of parked READ_EVENTS requests (I/O manager, DISPATCH_LEVEL,
+/// cancel spin lock held).
+unsafe extern "system" fn cancel_read(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    match events() {
+        Some(log) => {
+            // SAFETY: we are the queue's cancel routine, called as the
+            // kernel documents, with the IRP being cancelled.
+            if unsafe { log.readers().cancel(irp) } {
+                log.read_cancelled();
+            }
+        }
+        None => {
+            // No log: no read was ever parked (EVENTS is published before
+            // any dispatch and cleared after every parked read completed).
+            // Release the cancel spin lock as the contract requires.
+            if let Some(irp) = NonNull::new(irp) {
+                // SAFETY: called with the cancel spin lock held; CancelIrql
+                // is the IRQL to restore.
+                unsafe {
+                    let irql = ptr::addr_of!((*irp.as_ptr()).CancelIrql).read();
+                    windows_sys::Wdk::System::SystemServices::IoReleaseCancelSpinLock(irql);
+                }
+            }
+        }
+    }
+}
+
+/// The event log's DPC: completes parked reads (DISPATCH_LEVEL).
+unsafe extern "system" fn events_dpc(
+    _dpc: *mut windows_sys::Wdk::Foundation::KDPC,
+    context: *mut c_void,
+    _argument1: *mut c_void,
+    _argument2: *mut c_void,
+) {
+    // SAFETY: the context is the live EventLog this DPC belongs to (Dpc::init
+    // in driver_entry); the log flushes the DPC before it is freed.
+    if let Some(log) = unsafe { context.cast::<EventLog>().cast_const().as_ref() } {
+        log.complete_waiting();
     }
 }
 

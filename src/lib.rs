@@ -6,6 +6,7 @@
 //! - [`classify`]: the decision taken for each connection, and its counters.
 //! - [`ioctl`]: the control device's request handling (formats in `weir-abi`).
 //! - [`policy`]: the active policy, its replacement and its hit counters.
+//! - [`events`]: connection events (ring, parked reads, READ_EVENTS).
 //! - [`ids`]: the GUIDs, names and numbers Weir registers under.
 //! - `kernel` (Windows targets only): the kernel boundary — DriverEntry,
 //!   DriverUnload, dispatch routines and WFP callbacks converting raw pointers
@@ -19,6 +20,7 @@
 
 pub mod classify;
 pub mod driver;
+pub mod events;
 pub mod ids;
 pub mod ioctl;
 pub mod policy;

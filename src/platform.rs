@@ -23,7 +23,8 @@
 //! `Layout::align()` (its own FIXME): pool blocks are 16-byte aligned on x64,
 //! so any type aligned above 16 would get a misaligned block, which is
 //! undefined behaviour. Weir has such types: `wfp_km::rcu::Rcu` (the policy
-//! swap) keeps its reader counters in `#[repr(align(64))]` cache lines.
+//! swap) keeps its reader counters in `#[repr(align(64))]` cache lines, and
+//! `weir-events`' ring pads its head and tail the same way.
 //! Weir's allocator over-allocates for those (proptest-checked in
 //! `wfp_km::pool`). `PoolBox` never goes through the global allocator; it
 //! calls the same aligned pool path directly.

@@ -128,7 +128,7 @@ fn vector_json(p: &Policy, compiled: &CompiledPolicy, c: &Conn) -> String {
         }
     };
     format!(
-        "{{\"name\":{},\"layer\":\"{}\",\"local\":\"{}\",\"remote\":\"{}\",\"lport\":{},\"rport\":{},\"proto\":{},\"app\":{},\"loopback\":{},\"reauth\":{},\"write_right\":{},\"expect\":{{\"action\":\"{}\",\"rule_id\":{},\"rule_index\":{}}}}}",
+        "{{\"name\":{},\"layer\":\"{}\",\"local\":\"{}\",\"remote\":\"{}\",\"lport\":{},\"rport\":{},\"proto\":{},\"app\":{},\"loopback\":{},\"reauth\":{},\"write_right\":{},\"expect\":{{\"action\":\"{}\",\"rule_id\":{},\"rule_index\":{},\"log\":{}}}}}",
         json_str(&c.name),
         c.layer.name(),
         c.local,
@@ -143,6 +143,7 @@ fn vector_json(p: &Policy, compiled: &CompiledPolicy, c: &Conn) -> String {
         action,
         if c.write_right { opt_u32(reference.rule_id) } else { "null".into() },
         if c.write_right { opt_u32(reference.rule_index) } else { "null".into() },
+        c.write_right && reference.log,
     )
 }
 
@@ -187,6 +188,7 @@ fn mixed_policy() -> Policy {
     r.direction = Some(Direction::Outbound);
     r.protocol = Some(17);
     r.remote_port = Some(PortCond { ranges: vec![(53, 53)] });
+    r.log = true;
     rules.push(r);
     Policy { rules, sets: vec![blocklist], default_outbound: Action::Block, default_inbound: Action::Permit, log_all: false }
 }

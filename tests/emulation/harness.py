@@ -280,6 +280,8 @@ class DriverRun:
             if ty == "bytes16":
                 ptr = self.alloc(16, payload, tag="weir.test.bytes16")
                 blob += struct.pack("<IIQ", L.FWP_BYTE_ARRAY16_TYPE, 0, ptr)
+            elif ty == "blob":  # FWP_BYTE_BLOB_TYPE: payload = the bytes
+                blob += struct.pack("<IIQ", L.FWP_BYTE_BLOB_TYPE, 0, self.byte_blob(payload))
             elif ty == "raw":  # (type, raw 64-bit union)
                 t, raw = payload
                 blob += struct.pack("<IIQ", t, 0, raw)
@@ -287,11 +289,16 @@ class DriverRun:
                 blob += struct.pack("<IIQ", ty, 0, payload)
         return self.alloc(max(len(blob), 16), bytes(blob), tag="weir.test.values")
 
+    def byte_blob(self, data: bytes) -> int:
+        """An FWP_BYTE_BLOB {size u32, data ptr @8} holding `data`; returns its address."""
+        dptr = self.alloc(max(len(data), 1), data, tag="weir.test.blobdata")
+        return self.alloc(16, struct.pack("<IIQ", len(data), 0, dptr), tag="weir.test.blob")
+
     def classify(self, layer_id: int, values: list[tuple[Any, Any]] | None, *, rights: int = L.FWPS_RIGHT_ACTION_WRITE,
                  filter_flags: int = 0, pid: int | None = 4242, pid_valid: bool = True, meta: bool = True, value_count: int | None = None,
                  null_values_array: bool = False, null_fixed: bool = False, null_filter: bool = False,
                  null_out: bool = False, action_in: int = L.FWP_ACTION_BLOCK, fn: int | None = None,
-                 irql: int | None = None) -> ClassifyResult:
+                 irql: int | None = None, process_path: bytes | None = None) -> ClassifyResult:
         """Calls classifyFn like the filter engine, at `irql` (default
         DEFAULT_CLASSIFY_IRQL). Returns the classify-out before and after."""
         prev_phase = self.model.phase
@@ -310,6 +317,10 @@ class DriverRun:
                 bits = L.FWPS_METADATA_FIELD_PROCESS_ID if pid_valid else 0xFFFFFFFF & ~L.FWPS_METADATA_FIELD_PROCESS_ID
                 struct.pack_into("<I", m, L.METADATA_CURRENT_VALUES, bits)
                 struct.pack_into("<Q", m, L.METADATA_PROCESS_ID, pid)
+            if process_path is not None:
+                bits = struct.unpack_from("<I", m, L.METADATA_CURRENT_VALUES)[0] | L.FWPS_METADATA_FIELD_PROCESS_PATH
+                struct.pack_into("<I", m, L.METADATA_CURRENT_VALUES, bits)
+                struct.pack_into("<Q", m, L.METADATA_PROCESS_PATH, self.byte_blob(process_path))
             meta_ptr = self.alloc(L.METADATA_SIZE, bytes(m), tag="weir.test.meta")
         flt = 0
         if not null_filter:
@@ -334,7 +345,8 @@ class DriverRun:
     def irp(self, major: int, *, code: int = 0, in_len: int = 0, out_len: int = 0, buffer_size: int | None = None,
             null_buffer: bool = False, create_token: tuple[str, int] | dict | None = None,
             null_security_context: bool = False, null_access_state: bool = False,
-            dispatch: int | None = None, input: bytes | None = None) -> IrpResult:
+            dispatch: int | None = None, input: bytes | None = None,
+            file_object: int = 0) -> IrpResult:
         """Builds an IRP with one IO_STACK_LOCATION and calls MajorFunction[major]
         at PASSIVE_LEVEL (a top-level driver's dispatch routines run there)."""
         prev_phase = self.model.phase
@@ -349,6 +361,7 @@ class DriverRun:
         m.w32(irp + L.IRP_IO_STATUS_STATUS, 0xDEADBEEF)  # sentinels: must be overwritten
         m.w64(irp + L.IRP_IO_STATUS_INFORMATION, 0xDEADBEEFDEADBEEF)
         m.write(stack + L.IOSL_MAJOR_FUNCTION, bytes([major]))
+        m.w64(stack + L.IOSL_FILE_OBJECT, file_object)
         buf = 0
         size = 0
         guard = b"\xA5" * 64
@@ -415,6 +428,52 @@ class DriverRun:
             ck.true(False, where, problem)
             return None
         return L.decode_stats(r.buffer_after)
+
+    # ----------------------------------------------- DPCs, cancel routines
+    def run_dpcs(self) -> list[RunResult]:
+        """Runs every queued DPC once, as the kernel does after the queuing call returned (DISPATCH_LEVEL)."""
+        out = []
+        for dpc, d in self.model.queued_dpcs():
+            d["queued"] = False
+            a1, a2 = d.get("args", (0, 0))
+            prev = self.model.phase
+            self.model.begin_phase("DPC")
+            with self.model.at_irql(2):  # DISPATCH_LEVEL
+                res = self.call(d["routine"], [dpc, d["context"], a1, a2], f"DPC routine {d['routine']:#x}")
+            self.model.phase = prev
+            self.model.dpc_runs.append({"dpc": dpc, "error": res.error})
+            out.append(res)
+        return out
+
+    def cancel_irp(self, irp: int) -> RunResult | None:
+        """IoCancelIrp: under the cancel spin lock set Irp->Cancel, exchange Irp->CancelRoutine with NULL and,
+        if there was one, call it with the lock held and Irp->CancelIrql = PASSIVE_LEVEL. None when no routine
+        was set (nothing runs). A routine that returns without releasing the cancel spin lock is a violation."""
+        m = self.mem
+        self.model.cancel_lock_held = True
+        m.write(irp + 0x44, b"\x01")  # Cancel = TRUE
+        routine = m.u64(irp + 0x68)
+        m.w64(irp + 0x68, 0)
+        if not routine:
+            self.model.cancel_lock_held = False
+            return None
+        m.write(irp + 0x45, bytes([self.model.irql]))  # CancelIrql: the IRQL to restore
+        prev = self.model.phase
+        self.model.begin_phase("cancel")
+        with self.model.at_irql(2):  # IoCancelIrp holds the cancel spin lock: DISPATCH_LEVEL
+            res = self.call(routine, [self.device_object(), irp], f"cancel routine {routine:#x} (IRP {irp:#x})")
+        self.model.phase = prev
+        if self.model.cancel_lock_held:
+            self.model.violation(res.what, "cancel spin lock", "the cancel routine returned without IoReleaseCancelSpinLock")
+            self.model.cancel_lock_held = False
+        return res
+
+    def completions_of(self, irp: int) -> list[dict]:
+        return [c for c in self.model.irp_completions if c["irp"] == irp]
+
+    def pending_marked(self, irp: int) -> bool:
+        """IoMarkIrpPending's SL_PENDING_RETURNED in the IRP's (single) stack location."""
+        return bool(self.mem.u8(irp + L.IRP_SIZE + 0x03) & 0x01)
 
     def open_device(self, token: str | dict, desired: int = L.GENERIC_READ | L.GENERIC_WRITE) -> tuple[int, str, IrpResult | None]:
         """A user-mode CreateFile of the control device: the I/O manager's access check

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import layouts as L
+from events_model import EVENTS_ARGC, EVENTS_IRQL_RULES, EventsModelMixin
 
 ZERO_GUID = uuid.UUID(int=0)
 
@@ -162,7 +163,11 @@ IRQL_RULES: dict[str, tuple[int, str]] = {
     "memmove": (HIGH_LEVEL, "C runtime (no IRQL rule; non-paged buffers)"),
     "memcmp": (HIGH_LEVEL, "C runtime (no IRQL rule; non-paged buffers)"),
     # Deliberately absent: DbgQueryDebugFilterState (no documented IRQL).
+    # The event stream's spin locks, DPCs, cancel spin lock and clock.
+    **EVENTS_IRQL_RULES,
 }
+# Spin locks, DPC objects, the cancel spin lock and the clock cannot fail.
+INFALLIBLE_APIS |= set(EVENTS_ARGC)
 
 
 @dataclass
@@ -279,7 +284,7 @@ class PoolArena:
             self.free_lists.setdefault(cls, []).append(addr)
 
 
-class KernelModel:
+class KernelModel(EventsModelMixin):
     """Bookkeeping and rules for one emulated driver instance."""
 
     def __init__(self):
@@ -329,6 +334,7 @@ class KernelModel:
         self._next_callout_id = 0x101
         self._next_filter_id = 0x10001
         self.unregistered: list[dict] = []
+        self.init_events_state()
 
         # Base Filtering Engine service: its state, the drivers' state-change
         # subscriptions, and a generation that changes on every restart (a
@@ -483,6 +489,8 @@ class KernelModel:
             "ZwOpenKey", "ZwQueryValueKey",
         ):
             t[("ntoskrnl", name)] = (_ARGC[name], getattr(self, "_" + name))
+        for name, argc in EVENTS_ARGC.items():
+            t[("ntoskrnl", name)] = (argc, getattr(self, "_" + name))
         return t
 
     def make_hook(self, module: str, api: str, handler: Callable) -> Callable:
@@ -1060,6 +1068,7 @@ class KernelModel:
             return None
         if tag is not None and block["tag"] != tag:
             self.violation(call, "Tag", f"tag {_tag(tag)!r} differs from the allocation's tag {_tag(block['tag'])!r}")
+        self.check_free(call, addr, block["size"])
         del self.pool[addr]
         self.pool_history.append({"op": "free", "address": hex(addr), "call": call.label})
         if self.pool_arena:
@@ -1117,6 +1126,7 @@ class KernelModel:
         info = mem.u64(irp + L.IRP_IO_STATUS_INFORMATION)
         call.args = {"Irp": hex(irp), "PriorityBoost": boost, "IoStatus.Status": L.status_name(status), "IoStatus.Information": info}
         self.irp_completions.append({"irp": irp, "status": status, "information": info, "call": call.label})
+        self.check_completion(mem, call, irp)
         orig(argv)
         return None
 

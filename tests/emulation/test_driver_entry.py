@@ -13,12 +13,16 @@ EXPECTED_ORDER = (
     # the device, its DACL before the link
     + ["IoCreateDevice", "RtlCreateSecurityDescriptor", "RtlCreateAcl", "RtlAddAccessAllowedAce", "RtlAddAccessAllowedAce",
        "RtlSetDaclSecurityDescriptor", "ObOpenObjectByPointer", "ZwSetSecurityObject", "ZwClose", "IoCreateSymbolicLink"]
+    # the event log, then its ring's slots
+    + ["ExAllocatePool2", "ExAllocatePool2"]
     + ["FwpsCalloutRegister3"] * 4
     + ["FwpmBfeStateSubscribeChanges0", "FwpmBfeStateGet0", "KeWaitForSingleObject"]
     + ["FwpmEngineOpen0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
     + ["FwpmCalloutAdd0"] * 4
     + ["FwpmFilterAdd0"] * 4
     + ["FwpmTransactionCommit0", "KeSetEvent"]
+    # the event log's completion DPC, once the state exists
+    + ["KeInitializeDpc"]
 )
 
 
@@ -31,7 +35,7 @@ def test_driver_entry_call_sequence(driver):
     calls = driver.model.effective_calls("DriverEntry")
     ck.eq([c.api for c in calls], EXPECTED_ORDER, "DriverEntry", "ordered kernel/WFP call list")
     for c in calls:
-        if c.api in ("ExAllocatePool2", "FwpmBfeStateGet0", "KeInitializeEvent", "KeSetEvent"):
+        if c.api in ("ExAllocatePool2", "FwpmBfeStateGet0", "KeInitializeEvent", "KeSetEvent", "KeInitializeDpc"):
             continue
         ck.eq(c.ret, 0, c.label, "return value")
     ck.done()
@@ -124,9 +128,14 @@ def test_driver_entry_arguments(driver):
     ck.eq(filter_layers, ordered, "FwpmFilterAdd0", "layerKey order")
     ck.eq(list(callouts), rt_keys, "FwpmCalloutAdd0", "calloutKey order (same as FwpsCalloutRegister3)")
 
-    (alloc,) = m.calls_in("DriverEntry", "ExAllocatePool2")
-    ck.true(int(alloc.args["Flags"], 16) & L.POOL_FLAG_NON_PAGED, alloc.label, f"Flags {alloc.args['Flags']} lacks POOL_FLAG_NON_PAGED")
-    ck.true(not int(alloc.args["Flags"], 16) & L.POOL_FLAG_PAGED, alloc.label, f"Flags {alloc.args['Flags']} asks for paged pool")
+    allocs = m.calls_in("DriverEntry", "ExAllocatePool2")
+    ck.eq(len(allocs), 3, "ExAllocatePool2", "allocations (event ring slots, event log, driver state)")
+    for alloc in allocs:
+        ck.true(int(alloc.args["Flags"], 16) & L.POOL_FLAG_NON_PAGED, alloc.label, f"Flags {alloc.args['Flags']} lacks POOL_FLAG_NON_PAGED")
+        ck.true(not int(alloc.args["Flags"], 16) & L.POOL_FLAG_PAGED, alloc.label, f"Flags {alloc.args['Flags']} asks for paged pool")
+    (dpc,) = m.calls_in("DriverEntry", "KeInitializeDpc")
+    ck.true(any(int(a.args["returned"], 16) <= int(dpc.args["Dpc"], 16) < int(a.args["returned"], 16) + a.args["NumberOfBytes"]
+                for a in allocs), dpc.label, "the KDPC is not inside a non-paged pool block")
     ck.done()
     driver.expect_clean()
 
@@ -143,7 +152,7 @@ def test_driver_entry_leaves_exactly_the_loaded_state(driver):
     objs = state["engine_objects"]
     ck.eq((len(objs["sublayers"]), len(objs["callouts"]), len(objs["filters"])), (1, 4, 4), "filter engine",
           "(sublayers, callouts, filters) committed")
-    ck.eq(len(state["pool_outstanding"]), 1, "pool", "outstanding allocations (the driver state only)")
+    ck.eq(len(state["pool_outstanding"]), 3, "pool", "outstanding allocations (the driver state, the event log, its ring slots)")
     ck.eq(len(state["bfe"]["subscriptions"]), 1, "filter engine", "BFE state subscriptions")
     ck.eq(state["kernel_handles"], {}, "kernel", "open kernel handles (the temporary ones are closed)")
 

@@ -2,6 +2,7 @@
 
 import harness
 import layouts as L
+from events_model import EVENTS_ARGC
 from kernel_model import KernelModel
 
 
@@ -9,8 +10,10 @@ def _entry_facts(driver):
     m = driver.model
     (open_call,) = m.calls_in("DriverEntry", "FwpmEngineOpen0")
     (dev_call,) = m.calls_in("DriverEntry", "IoCreateDevice")
-    (alloc,) = m.calls_in("DriverEntry", "ExAllocatePool2")
+    # The driver state, then the event log and its ring slots.
+    alloc, log, slots = m.calls_in("DriverEntry", "ExAllocatePool2")
     return {
+        "events": [slots.args["returned"], log.args["returned"]],
         "handle": open_call.args["assigned_handle"],
         "ids": [r["id"] for r in driver.registrations()],
         "device": dev_call.args["created_device"],
@@ -45,7 +48,8 @@ def test_unload_tears_down_in_order_and_releases_everything(driver):
     devs = [c for c in calls if c.api == "IoDeleteDevice"]
     ck.eq([c.args["DeviceObject"] for c in devs], [facts["device"]], where, "IoDeleteDevice DeviceObject(s)")
     frees = [c for c in calls if c.api == "ExFreePoolWithTag"]
-    ck.eq([c.args["P"] for c in frees], [facts["state"]], where, "ExFreePoolWithTag P (the driver state from DriverEntry)")
+    ck.eq([c.args["P"] for c in frees], facts["events"] + [facts["state"]], where,
+          "ExFreePoolWithTag P (the event ring's slots, the event log, then the driver state)")
 
     def pos(api, first=True):
         idx = [i for i, a in enumerate(apis) if a == api]
@@ -60,7 +64,7 @@ def test_unload_tears_down_in_order_and_releases_everything(driver):
     ck.eq(len([a for a in apis if a == "FwpmBfeStateUnsubscribeChanges0"]), 1, where, "FwpmBfeStateUnsubscribeChanges0 calls")
     ck.true(not set(apis) - {"FwpmEngineClose0", "FwpsCalloutUnregisterById0", "IoDeleteSymbolicLink", "IoDeleteDevice",
                              "ExFreePoolWithTag", "KeDelayExecutionThread", "FwpmBfeStateUnsubscribeChanges0",
-                             "KeWaitForSingleObject", "KeSetEvent"}, where, f"unexpected calls {apis}")
+                             "KeWaitForSingleObject", "KeSetEvent"} - set(EVENTS_ARGC), where, f"unexpected calls {apis}")
     ck.eq(m.leaks(), [], where, "resources still held after DriverUnload")
     ck.done()
     driver.expect_clean()

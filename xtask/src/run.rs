@@ -44,7 +44,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
     step("host tests (cargo test --workspace), including the image tests");
     let ok = cargo()
         .current_dir(&root)
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .env("WEIR_IMAGE", build::image_path())
         .status()
         .map(|s| s.success())
@@ -71,6 +71,21 @@ pub fn test_all(emulation: bool) -> Result<()> {
         .unwrap_or(false);
     outcomes.push(Outcome { name: "loom model check (wfp-km rcu)", ok });
 
+    step("model-checked concurrency (loom): the event ring and its wake-up gate");
+    // Own target directory: `--cfg loom` changes every crate's build. A
+    // preemption bound of 3 explores every interleaving with up to three
+    // forced context switches (about a minute here).
+    let ok = cargo()
+        .current_dir(&root)
+        .args(["test", "-p", "weir-events", "--test", "loom", "--release"])
+        .env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", root.join("target/loom"))
+        .env("LOOM_MAX_PREEMPTIONS", "3")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    outcomes.push(Outcome { name: "loom model check (weir-events)", ok });
+
     let emulation_runner = root.join("tests/emulation/run.sh");
     if emulation && emulation_runner.is_file() {
         // The shipped bytes: the signed image from the package when there is
@@ -88,6 +103,17 @@ pub fn test_all(emulation: bool) -> Result<()> {
                 .unwrap_or(false);
         outcomes.push(Outcome { name: "emulation suite", ok });
     }
+
+    step("lints (cargo clippy --workspace --all-targets --all-features -- -D warnings)");
+    // The workspace lints deny unwrap/expect/panic/indexing and undocumented
+    // unsafe; a warning here is a defect like a failing test.
+    let ok = cargo()
+        .current_dir(&root)
+        .args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    outcomes.push(Outcome { name: "clippy (workspace lints)", ok });
 
     step("weirctl.exe under Wine (help, version, policy check, status without a driver)");
     let tool = crate::weirctl::exe_path();

@@ -2,6 +2,8 @@
 //! ring that a consumer thread drains (the driver's shape: classify on
 //! several CPUs, one reader). `cargo bench -p weir-events`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

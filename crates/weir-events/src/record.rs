@@ -62,7 +62,7 @@ pub mod flags {
 }
 
 const fn round_up(n: usize) -> usize {
-    (n + RECORD_ALIGN - 1) / RECORD_ALIGN * RECORD_ALIGN
+    n.div_ceil(RECORD_ALIGN) * RECORD_ALIGN
 }
 
 /// Direction of the connection (`FWP_DIRECTION` values).
@@ -128,16 +128,13 @@ impl AppPath {
     /// dropped, an odd last byte ignored, more than [`MAX_PATH_UNITS`] units
     /// cut.
     pub fn from_utf16le_bytes(bytes: &[u8]) -> Self {
-        let mut n = bytes.len() / 2;
-        let unit_at = |i: usize| -> u16 {
-            let lo = bytes.get(2 * i).copied().unwrap_or(0);
-            let hi = bytes.get(2 * i + 1).copied().unwrap_or(0);
-            u16::from_le_bytes([lo, hi])
-        };
-        if n > 0 && unit_at(n - 1) == 0 {
+        let mut units = bytes.chunks_exact(2);
+        let mut n = units.len();
+        if units.next_back().is_some_and(|c| c == [0, 0]) {
             n -= 1;
         }
-        Self::from_unit_iter((0..n).map(unit_at), n)
+        let iter = bytes.chunks_exact(2).take(n).map(|c| u16::from_le_bytes([c.first().copied().unwrap_or(0), c.get(1).copied().unwrap_or(0)]));
+        Self::from_unit_iter(iter, n)
     }
 
     fn from_unit_iter(units: impl Iterator<Item = u16>, total: usize) -> Self {
@@ -232,6 +229,9 @@ impl Event {
 }
 
 /// One decoded record.
+// The connection variant is large (it carries the path inline); the
+// decoder stays allocation-free, so it is not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
     Connection(Event),

@@ -81,7 +81,29 @@ impl<T: Copy> Ring<T> {
     /// A ring of `capacity` slots (a power of two), allocated once with a
     /// fallible reservation: allocation failure is an error, never a panic.
     pub fn try_new(capacity: usize) -> Result<Self, RingError> {
-        if capacity == 0 || !capacity.is_power_of_two() {
+        let mut ring = Self::unallocated();
+        ring.allocate(capacity)?;
+        Ok(ring)
+    }
+
+    /// A ring without slots: every push is dropped (and counted) until
+    /// [`Ring::allocate`]. Lets an owner be placed in its final memory
+    /// before the slots are allocated.
+    pub fn unallocated() -> Self {
+        Self {
+            slots: Vec::new(),
+            mask: 0,
+            tail: Padded(AtomicUsize::new(0)),
+            head: Padded(AtomicUsize::new(0)),
+            dropped: AtomicU64::new(0),
+            dropped_total: AtomicU64::new(0),
+        }
+    }
+
+    /// Allocates the slots of an [`Ring::unallocated`] ring (`&mut`: no
+    /// producer or consumer can be using it).
+    pub fn allocate(&mut self, capacity: usize) -> Result<(), RingError> {
+        if capacity == 0 || !capacity.is_power_of_two() || !self.slots.is_empty() {
             return Err(RingError::BadCapacity);
         }
         let mut slots = Vec::new();
@@ -90,18 +112,14 @@ impl<T: Copy> Ring<T> {
             // Within the reserved capacity: push does not allocate.
             slots.push(Slot { seq: AtomicUsize::new(i), value: UnsafeCell::new(MaybeUninit::uninit()) });
         }
-        Ok(Self {
-            slots,
-            mask: capacity - 1,
-            tail: Padded(AtomicUsize::new(0)),
-            head: Padded(AtomicUsize::new(0)),
-            dropped: AtomicU64::new(0),
-            dropped_total: AtomicU64::new(0),
-        })
+        self.slots = slots;
+        self.mask = capacity - 1;
+        Ok(())
     }
 
+    /// Slots (0 while unallocated).
     pub fn capacity(&self) -> usize {
-        self.mask + 1
+        self.slots.len()
     }
 
     fn slot(&self, pos: usize) -> Option<&Slot<T>> {

@@ -4,6 +4,8 @@
 //! Run: `RUSTFLAGS="--cfg loom" cargo test -p weir-events --test loom --release`
 //! (`cargo xtask test` does, in its own target directory).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 #![cfg(loom)]
 
 use loom::sync::atomic::{AtomicBool, Ordering};

@@ -1,5 +1,7 @@
 //! Record encoding and the total decoder.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use proptest::prelude::*;
 use weir_events::record::{flags, CONNECTION_FIXED_SIZE, DROPPED_SIZE, KIND_CONNECTION};
 use weir_events::*;
@@ -188,7 +190,8 @@ proptest! {
         let mut buf = vec![0u8; MAX_CONNECTION_SIZE];
         let n = encode_event(&e, &mut buf).unwrap();
         prop_assert_eq!(n, e.encoded_len());
-        prop_assert!(n <= MAX_CONNECTION_SIZE && n % 8 == 0);
+        prop_assert!(n <= MAX_CONNECTION_SIZE);
+        prop_assert_eq!(n % 8, 0);
         let recs: Vec<_> = decode(&buf[..n]).collect::<Result<_, _>>().unwrap();
         prop_assert_eq!(recs, vec![Record::Connection(e)]);
     }

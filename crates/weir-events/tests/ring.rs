@@ -1,6 +1,8 @@
 //! Host tests of the ring: order, wrap-around, overflow counting, the drain
 //! into READ_EVENTS buffers, and concurrent producers on real threads.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 #![cfg(not(loom))]
 
 use std::sync::Arc;
@@ -31,6 +33,20 @@ fn capacity_must_be_a_power_of_two() {
     assert_eq!(Ring::<u32>::try_new(0).err(), Some(RingError::BadCapacity));
     assert_eq!(Ring::<u32>::try_new(3).err(), Some(RingError::BadCapacity));
     assert_eq!(Ring::<u32>::try_new(4).unwrap().capacity(), 4);
+}
+
+#[test]
+fn an_unallocated_ring_drops_and_counts_until_allocated() {
+    let mut r = Ring::<u32>::unallocated();
+    assert_eq!(r.capacity(), 0);
+    assert!(!r.push(1));
+    assert_eq!(r.pop(), None);
+    assert!(!r.has_ready());
+    assert_eq!(r.take_dropped(), 1);
+    r.allocate(2).unwrap();
+    assert_eq!(r.allocate(2), Err(RingError::BadCapacity), "allocated once");
+    assert!(r.push(2));
+    assert_eq!(r.pop(), Some(2));
 }
 
 #[test]

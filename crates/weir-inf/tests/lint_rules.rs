@@ -727,7 +727,7 @@ fn driver_inx_has_the_documented_shape() {
     let e = &reg.entries[0];
     assert_eq!(
         e.values.iter().map(|v| v.text.as_str()).collect::<Vec<_>>(),
-        ["HKR", "Parameters", "TraceLevel", "0x00010001", "3"]
+        ["HKR", "Parameters", "TraceLevel", "0x00010001", "2"]
     );
     let files: Vec<String> = copied_files(&inf).into_iter().map(|f| f.name).collect();
     assert_eq!(files, ["weir.sys"]);

@@ -23,9 +23,11 @@
 //!    predicates over the set's own sorted disjoint range index (binary search, `O(log n)`),
 //!    keyed by their hull prefix (small sets are expanded like range lists).
 //! 3. **Tables.** Entries are grouped into hash tables, each with a *tuple*: remote prefix
-//!    length `a`, local prefix length `b`, and whether the protocol, the exact remote port and
-//!    the exact local port are part of the key. An entry fits a table when its own prefixes are
-//!    at least as long and it has every keyed field; its key is its fields masked to the tuple.
+//!    length `a`, local prefix length `b`, and whether the protocol, the exact remote port, the
+//!    exact local port and the application (its folded hash) are part of the key. An entry fits
+//!    a table when its own prefixes are at least as long and it has every keyed field; its key
+//!    is its fields masked to the tuple. A query without an application skips the tables keyed
+//!    by application (none of their entries can match it).
 //!    Entries are placed greedily, in rule order, into the most specific fitting table whose
 //!    bucket for that key holds fewer than [`BUCKET_LIMIT`] entries; failing that a new table
 //!    is made with a coarse tuple (lengths rounded down to multiples of 8 (IPv4) / 16 (IPv6), no
@@ -42,9 +44,10 @@
 //! The cost of a lookup is therefore bounded by the number of tables of the partition plus the
 //! entries of the buckets it visits, both fixed at compile time and reported by
 //! [`CompiledPolicy::stats`]; it does not grow with the number of rules unless the rules
-//! themselves are indistinguishable by prefix, protocol and exact port (for example thousands
-//! of rules that differ only in port *ranges*, or only in application): such rules share a
-//! bucket and are scanned in order, as any classifier without that dimension would.
+//! themselves are indistinguishable by prefix, protocol, exact port and application (for
+//! example thousands of rules that differ only in port *ranges*): such rules share a bucket
+//! and are scanned in order, as any classifier without that dimension would. Rules that differ
+//! only in application (one rule per program, the commonest firewall policy) are keyed apart.
 //!
 //! # Stack
 //!
@@ -391,6 +394,8 @@ struct Table<W> {
     mask_r: W,
     mask_l: W,
     small_mask: u64,
+    /// The folded application hash is part of the key: every entry has an application.
+    app_keyed: bool,
     min_rule: u32,
     slot_base: u32,
     shift: u32,
@@ -516,6 +521,20 @@ struct AppCache<'q> {
     hash: Option<u64>,
 }
 
+impl AppCache<'_> {
+    /// The folded hash of the query's application (`None` without one), computed once.
+    fn hash(&mut self) -> Option<u64> {
+        let qa = self.app?;
+        Some(*self.hash.get_or_insert_with(|| folded_hash(qa)))
+    }
+}
+
+/// A key with the application hash mixed in (tables keyed by application).
+#[inline]
+fn with_app(key: u64, app_hash: u64) -> u64 {
+    key ^ app_hash
+}
+
 impl CompiledPolicy {
     /// Compiles `p` (validating it first). Runs at PASSIVE_LEVEL in the driver; every
     /// allocation is fallible. Errors: [`CompileError::Invalid`], [`CompileError::OutOfMemory`].
@@ -569,10 +588,10 @@ impl CompiledPolicy {
             }
         }
         let mut budget = ENTRY_BUDGET;
-        let mut build4 = |d| build_partition::<u32>(p, d, IpVersion::V4, &sets4, &rule_app, expand, &mut budget);
+        let mut build4 = |d| build_partition::<u32>(p, d, IpVersion::V4, &sets4, &rule_app, &app_meta, expand, &mut budget);
         let Some(o4) = build4(Direction::Outbound)? else { return Ok(None) };
         let Some(i4) = build4(Direction::Inbound)? else { return Ok(None) };
-        let mut build6 = |d| build_partition::<u128>(p, d, IpVersion::V6, &sets6, &rule_app, expand, &mut budget);
+        let mut build6 = |d| build_partition::<u128>(p, d, IpVersion::V6, &sets6, &rule_app, &app_meta, expand, &mut budget);
         let Some(o6) = build6(Direction::Outbound)? else { return Ok(None) };
         let Some(i6) = build6(Direction::Inbound)? else { return Ok(None) };
         Ok(Some(CompiledPolicy {
@@ -709,7 +728,13 @@ impl CompiledPolicy {
                 break;
             }
             counter.probe();
-            let h = key_hash(r.and(t.mask_r).fold64(), l.and(t.mask_l).fold64(), small & t.small_mask);
+            let mut h = key_hash(r.and(t.mask_r).fold64(), l.and(t.mask_l).fold64(), small & t.small_mask);
+            if t.app_keyed {
+                // Every entry of this table has an application condition: without one in the
+                // query, none can match.
+                let Some(ah) = app.hash() else { continue };
+                h = with_app(h, ah);
+            }
             let slot = (t.slot_base as usize).wrapping_add(h.checked_shr(t.shift).unwrap_or(0) as usize);
             let (Some(&s), Some(&e)) = (part.offsets.get(slot), part.offsets.get(slot.wrapping_add(1)))
             else {
@@ -788,14 +813,7 @@ impl CompiledPolicy {
             if qa.len() != meta.len as usize {
                 return false;
             }
-            let h = match app.hash {
-                Some(h) => h,
-                None => {
-                    let h = folded_hash(qa);
-                    app.hash = Some(h);
-                    h
-                }
-            };
+            let Some(h) = app.hash() else { return false };
             if h != meta.hash {
                 return false;
             }
@@ -833,6 +851,8 @@ struct BuildEntry<W> {
     p: bool,
     rp: bool,
     lp: bool,
+    /// Folded hash of the rule's application, if it has one.
+    app: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -842,24 +862,41 @@ struct Spec {
     p: bool,
     rp: bool,
     lp: bool,
+    /// The application hash is keyed.
+    ap: bool,
 }
 
 impl Spec {
     fn score(&self) -> u32 {
-        u32::from(self.a) + u32::from(self.b) + 8 * u32::from(self.p) + 16 * u32::from(self.rp) + 16 * u32::from(self.lp)
+        u32::from(self.a)
+            + u32::from(self.b)
+            + 8 * u32::from(self.p)
+            + 16 * u32::from(self.rp)
+            + 16 * u32::from(self.lp)
+            + 16 * u32::from(self.ap)
     }
     fn fits<W>(&self, e: &BuildEntry<W>) -> bool {
-        self.a <= e.la && self.b <= e.lb && (!self.p || e.p) && (!self.rp || e.rp) && (!self.lp || e.lp)
+        self.a <= e.la
+            && self.b <= e.lb
+            && (!self.p || e.p)
+            && (!self.rp || e.rp)
+            && (!self.lp || e.lp)
+            && (!self.ap || e.app.is_some())
     }
     fn small_mask(&self) -> u64 {
         small_key(if self.p { 0xFF } else { 0 }, if self.rp { 0xFFFF } else { 0 }, if self.lp { 0xFFFF } else { 0 })
     }
-    fn key<W: Word>(&self, e: &Entry<W>) -> u64 {
-        key_hash(
+    fn key<W: Word>(&self, it: &BuildEntry<W>) -> u64 {
+        let e = &it.e;
+        let k = key_hash(
             e.r_val.and(W::mask(self.a)).fold64(),
             e.l_val.and(W::mask(self.b)).fold64(),
             small_key(e.proto, e.rp_lo, e.lp_lo) & self.small_mask(),
-        )
+        );
+        match (self.ap, it.app) {
+            (true, Some(h)) => with_app(k, h),
+            _ => k,
+        }
     }
 }
 
@@ -1061,12 +1098,14 @@ fn rule_applies(r: &Rule, d: Direction, v: IpVersion) -> bool {
     r.direction.is_none_or(|x| x == d) && r.ip_version.is_none_or(|x| x == v)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_partition<W: Word>(
     p: &Policy,
     d: Direction,
     v: IpVersion,
     sets: &SetIndex<W>,
     rule_app: &[u32],
+    app_meta: &[AppMeta],
     expand: usize,
     budget: &mut usize,
 ) -> Result<Option<Partition<W>>, CompileError> {
@@ -1095,6 +1134,7 @@ fn build_partition<W: Word>(
             }
         }
         let app = rule_app.get(ri).copied().unwrap_or(NONE);
+        let app_hash = app_meta.get(app as usize).map(|m| m.hash);
         let residual = if app == NONE
             && matches!(ra.pred, Pred::Any)
             && matches!(la.pred, Pred::Any)
@@ -1145,6 +1185,7 @@ fn build_partition<W: Word>(
                             p: r.protocol.is_some(),
                             rp: rplo == rphi,
                             lp: lplo == lphi,
+                            app: app_hash,
                         });
                     }
                 }
@@ -1182,7 +1223,7 @@ fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<
             if fallback.is_none() {
                 fallback = Some(si);
             }
-            if counts.get(s.key(&it.e) ^ salt(si)) < BUCKET_LIMIT {
+            if counts.get(s.key(it) ^ salt(si)) < BUCKET_LIMIT {
                 chosen = Some(si);
                 break;
             }
@@ -1190,8 +1231,9 @@ fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<
         let si = match chosen {
             Some(si) => si,
             None => {
-                let coarse = Spec { a: relax(it.la, W::BITS), b: relax(it.lb, W::BITS), p: false, rp: false, lp: false };
-                let exact = Spec { a: it.la, b: it.lb, p: it.p, rp: it.rp, lp: it.lp };
+                let coarse =
+                    Spec { a: relax(it.la, W::BITS), b: relax(it.lb, W::BITS), p: false, rp: false, lp: false, ap: false };
+                let exact = Spec { a: it.la, b: it.lb, p: it.p, rp: it.rp, lp: it.lp, ap: it.app.is_some() };
                 let new = if !specs.contains(&coarse) {
                     Some(coarse)
                 } else if !specs.contains(&exact) {
@@ -1219,7 +1261,7 @@ fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<
             }
         };
         let Some(s) = specs.get(si) else { return Err(CompileError::OutOfMemory) };
-        if counts.inc(s.key(&it.e) ^ salt(si))? == 1 {
+        if counts.inc(s.key(it) ^ salt(si))? == 1 {
             if let Some(k) = keys_per_spec.get_mut(si) {
                 *k += 1;
             }
@@ -1250,6 +1292,7 @@ fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<
             mask_r: W::mask(s.a),
             mask_l: W::mask(s.b),
             small_mask: s.small_mask(),
+            app_keyed: s.ap,
             min_rule: mr,
             slot_base: slot_base as u32,
             shift: 64 - bits,
@@ -1266,7 +1309,7 @@ fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<
         let (Some(t), Some(s)) = (part.tables.get(ti as usize), specs.get(si as usize)) else {
             return Err(CompileError::OutOfMemory);
         };
-        let slot = t.slot_base as usize + s.key(&it.e).checked_shr(t.shift).unwrap_or(0) as usize;
+        let slot = t.slot_base as usize + s.key(it).checked_shr(t.shift).unwrap_or(0) as usize;
         slot_of.push(slot as u32);
         if let Some(c) = part.offsets.get_mut(slot + 1) {
             *c += 1;

@@ -192,3 +192,33 @@ fn lookup_cost_is_bounded_by_tables_not_rules() {
     }
     assert!(c.memory_bytes() > 0);
 }
+
+#[test]
+fn rules_that_differ_only_in_application_do_not_share_a_bucket() {
+    // The most common firewall shape: one rule per application, nothing else. The application
+    // must be part of the table key, or every connection of an unlisted application scans all
+    // of them (at DISPATCH_LEVEL, in classifyFn).
+    let n = 5_000u32;
+    let path = |i: u32| format!("\\device\\harddiskvolume3\\program files\\app{i}\\app{i}.exe");
+    let rules: Vec<Rule> = (0..n)
+        .map(|i| {
+            let mut r = Rule::any(i, Action::Permit);
+            r.app = Some(AppPath::from_str_units(&path(i)).unwrap());
+            r
+        })
+        .collect();
+    let p = Policy { rules, default_outbound: Action::Block, ..Policy::permit_all() };
+    let c = CompiledPolicy::compile(&p).unwrap();
+    let other: Vec<u16> = "\\device\\harddiskvolume3\\windows\\system32\\svchost.exe".encode_utf16().collect();
+    let (v, probes, entries) = c.lookup_work(&Query { app: Some(&other), ..q4(1, 443) });
+    assert_eq!((v.rule_index, v.action), (None, Action::Block));
+    assert!(entries <= 64 && probes <= 16, "unlisted app: {probes} tables probed, {entries} entries checked");
+    for i in [0, 1, 7, 8, 9, n / 2, n - 1] {
+        let upper: Vec<u16> = path(i).to_uppercase().encode_utf16().collect();
+        let q = Query { app: Some(&upper), ..q4(1, 443) };
+        assert_eq!(both(&p, &q).rule_index, Some(i));
+        let (_, probes, entries) = c.lookup_work(&q);
+        assert!(entries <= 64 && probes <= 16, "app {i}: {probes} tables probed, {entries} entries checked");
+    }
+    assert_eq!(both(&p, &Query { app: None, ..q4(1, 443) }).rule_index, None);
+}

@@ -190,7 +190,7 @@ pub fn utf16le_nul(s: &str) -> Vec<u8> {
 
 /// Decodes UTF-16LE text, dropping trailing NULs; `None` if not UTF-16.
 pub fn from_utf16le(bytes: &[u8]) -> Option<String> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let units: Vec<u16> = bytes

@@ -122,3 +122,47 @@ pub struct DEVICE_IO_CONTROL_PARAMETERS {
     pub _pad2: u32,
     pub Type3InputBuffer: *mut core::ffi::c_void,
 }
+
+/// `KDEFERRED_ROUTINE`: a DPC's routine, called at DISPATCH_LEVEL with the
+/// DPC, its deferred context and the two system arguments. windows-sys
+/// 0.61 declares `PKDEFERRED_ROUTINE` without parameters.
+pub type KDEFERRED_ROUTINE = unsafe extern "system" fn(
+    dpc: *mut windows_sys::Wdk::Foundation::KDPC,
+    deferred_context: *mut core::ffi::c_void,
+    system_argument1: *mut core::ffi::c_void,
+    system_argument2: *mut core::ffi::c_void,
+);
+
+kernel_import!("ntoskrnl.exe", "system" {
+    /// Acquires a spin lock, raising to DISPATCH_LEVEL; returns the previous
+    /// IRQL. IRQL <= DISPATCH_LEVEL. (x64's `KeAcquireSpinLock` is this
+    /// routine behind a macro; windows-sys does not declare it.)
+    pub fn KeAcquireSpinLockRaiseToDpc(spin_lock: *mut usize) -> u8;
+
+    /// Releases a spin lock and lowers to `new_irql`. IRQL DISPATCH_LEVEL.
+    pub fn KeReleaseSpinLock(spin_lock: *mut usize, new_irql: u8);
+
+    /// Initialises a DPC object. Any IRQL. Declared here for the
+    /// `KDEFERRED_ROUTINE` signature (see above).
+    pub fn KeInitializeDpc(
+        dpc: *mut windows_sys::Wdk::Foundation::KDPC,
+        routine: KDEFERRED_ROUTINE,
+        context: *mut core::ffi::c_void,
+    );
+
+    /// Queues a DPC; `TRUE` (1) if it was not queued yet. Any IRQL.
+    /// Returns `BOOLEAN` (u8), declared here for the same reason as
+    /// `SeTokenIsAdmin`.
+    pub fn KeInsertQueueDpc(
+        dpc: *mut windows_sys::Wdk::Foundation::KDPC,
+        system_argument1: *mut core::ffi::c_void,
+        system_argument2: *mut core::ffi::c_void,
+    ) -> u8;
+
+    /// Removes a DPC from its queue; `TRUE` (1) if it was queued. Any IRQL.
+    pub fn KeRemoveQueueDpc(dpc: *mut windows_sys::Wdk::Foundation::KDPC) -> u8;
+});
+
+/// `SL_PENDING_RETURNED` in `IO_STACK_LOCATION.Control` (what
+/// `IoMarkIrpPending` sets).
+pub const SL_PENDING_RETURNED: u8 = 0x01;

@@ -8,14 +8,33 @@
 
 use core::slice;
 use wfp_km_sys::fwp_types::{
-    FWP_BYTE_ARRAY16_TYPE, FWP_BYTE_BLOB_TYPE, FWP_DATA_TYPE, FWP_UINT16, FWP_UINT32, FWP_UINT8,
+    FWP_BYTE_ARRAY16_TYPE, FWP_BYTE_BLOB, FWP_BYTE_BLOB_TYPE, FWP_DATA_TYPE, FWP_UINT16, FWP_UINT32, FWP_UINT8,
     FWP_VALUE0,
 };
 use wfp_km_sys::fwps::{
     FWPS_CLASSIFY_OUT0, FWPS_FILTER3, FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT,
     FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUE0, FWPS_INCOMING_VALUES0,
-    FWPS_METADATA_FIELD_PROCESS_ID, FWPS_RIGHT_ACTION_WRITE,
+    FWPS_METADATA_FIELD_PROCESS_ID, FWPS_METADATA_FIELD_PROCESS_PATH, FWPS_RIGHT_ACTION_WRITE,
 };
+
+/// The bytes of an `FWP_BYTE_BLOB` (`None` for a null pointer).
+///
+/// # Safety
+/// `blob` is null or points to a blob whose `data` holds `size` bytes, all
+/// valid for `'a`.
+unsafe fn blob_bytes<'a>(blob: *const FWP_BYTE_BLOB) -> Option<&'a [u8]> {
+    // SAFETY: caller contract.
+    let blob = unsafe { blob.as_ref() }?;
+    let len = usize::try_from(blob.size).ok()?;
+    if len == 0 {
+        return Some(&[]);
+    }
+    if blob.data.is_null() {
+        return None;
+    }
+    // SAFETY: caller contract: `size` bytes at `data`, valid for 'a.
+    Some(unsafe { slice::from_raw_parts(blob.data, len) })
+}
 
 /// The fixed values of one classification.
 ///
@@ -94,6 +113,15 @@ impl<'a> IncomingValues<'a> {
         // pointer, which the invariant makes null or valid.
         unsafe { v.Anonymous.byteArray16.as_ref() }.map(|a| a.byteArray16)
     }
+
+    /// An `FWP_BYTE_BLOB_TYPE` field (for example `ALE_APP_ID`, the UTF-16LE
+    /// NT image path with its trailing NUL), as bytes.
+    pub fn byte_blob(&self, index: u32) -> Option<&'a [u8]> {
+        let v = self.typed(index, FWP_BYTE_BLOB_TYPE)?;
+        // SAFETY: the type tag says the union holds an FWP_BYTE_BLOB pointer,
+        // which the invariant makes null or valid for 'a.
+        unsafe { blob_bytes(v.Anonymous.byteBlob) }
+    }
 }
 
 impl<'a> IncomingValues<'a> {
@@ -150,6 +178,17 @@ impl<'a> Metadata<'a> {
     /// The process id, when the layer supplied one.
     pub fn process_id(&self) -> Option<u64> {
         self.has(FWPS_METADATA_FIELD_PROCESS_ID).then_some(self.raw.processId)
+    }
+
+    /// The process image path (`FWPS_METADATA_FIELD_PROCESS_PATH`): UTF-16LE
+    /// bytes of the NT path with its trailing NUL.
+    pub fn process_path(&self) -> Option<&'a [u8]> {
+        if !self.has(FWPS_METADATA_FIELD_PROCESS_PATH) {
+            return None;
+        }
+        // SAFETY: the flag says processPath is the engine's blob, valid for
+        // the classification ('a).
+        unsafe { blob_bytes(self.raw.processPath) }
     }
 }
 

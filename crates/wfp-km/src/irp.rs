@@ -18,12 +18,13 @@ pub const fn ctl_code(device_type: u32, function: u32, method: u32, access: u32)
 
 /// An IRP owned by a dispatch routine until it is completed.
 ///
-/// Invariant: `raw` is the IRP the I/O manager passed to the current dispatch
-/// routine, with a valid current stack location; the routine has not yet
-/// completed it. [`Irp::complete`] consumes the value, so an IRP cannot be
+/// Invariant: `raw` is an IRP this driver owns and has not completed: the
+/// one the I/O manager passed to the current dispatch routine, or one taken
+/// back out of a [`crate::csq::IrpQueue`]; its current stack location is
+/// valid. [`Irp::complete`] consumes the value, so an IRP cannot be
 /// completed twice or touched after completion.
 pub struct Irp {
-    raw: NonNull<IRP>,
+    pub(crate) raw: NonNull<IRP>,
 }
 
 /// Parameters of an `IRP_MJ_DEVICE_CONTROL` request.
@@ -112,6 +113,12 @@ impl Irp {
             }
             Some(core::slice::from_raw_parts_mut(buffer, len))
         }
+    }
+
+    /// The file object (handle) the request came through, as a number to
+    /// compare (0 if the stack location has none).
+    pub fn file_object(&self) -> usize {
+        self.stack().map_or(0, |s| s.FileObject as usize)
     }
 
     /// Completes the IRP with `status` and `information` (bytes returned).

@@ -14,6 +14,11 @@
 //! | [`engine::Engine`]       | `FwpmEngineOpen0`           | `FwpmEngineClose0`                |
 //! | [`engine::Transaction`]  | `FwpmTransactionBegin0`     | `FwpmTransactionAbort0` unless committed |
 //! | [`pool::PoolBox`]        | `ExAllocatePool2`           | `ExFreePoolWithTag`               |
+//! | [`dpc::Dpc`]             | `KeInitializeDpc`           | `KeRemoveQueueDpc` + `KeFlushQueuedDpcs` |
+//! | [`sync::SpinLockGuard`]  | `KeAcquireSpinLockRaiseToDpc` | `KeReleaseSpinLock`             |
+//!
+//! Pended IRPs live in [`csq::IrpQueue`], a cancel-safe queue (the
+//! `IoSetCancelRoutine` pattern under a spin lock).
 //!
 //! Classify inputs are read through [`classify`]'s accessors, which check the
 //! value count and the value type before every read.
@@ -29,7 +34,9 @@ pub mod bfe;
 pub mod bugcheck;
 pub mod callout;
 pub mod classify;
+pub mod csq;
 pub mod device;
+pub mod dpc;
 pub mod engine;
 pub mod irp;
 pub mod objects;
@@ -38,6 +45,7 @@ pub mod rcu;
 pub mod security;
 pub mod status;
 pub mod strings;
+pub mod sync;
 pub mod trace;
 
 pub use status::{NtStatus, Result};

@@ -74,7 +74,12 @@
 //! least two sleeps of the timer resolution (about 2 × 1–16 ms).
 //!
 //! Model-checked with `loom` (`RUSTFLAGS="--cfg loom" cargo test -p wfp-km
-//! --release --lib rcu`, a stage of `cargo xtask test`).
+//! --release --lib rcu`, a stage of `cargo xtask test`). loom models
+//! `fence(SeqCst)` but treats `SeqCst` *accesses* as acquire-release; the
+//! protocol relies on the fences only. Two deliberately broken variants must
+//! be caught: one phase (`rcu_one_phase_is_caught`) and acquire-release
+//! instead of `SeqCst` fences (`rcu_acqrel_fences_are_caught`), so the
+//! model checks the ordering argument above, not only the phase count.
 
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
@@ -166,6 +171,10 @@ pub struct Rcu<O: Owner> {
     readers: [CacheLine<AtomicUsize>; 2],
     writer: AtomicBool,
     phases: usize,
+    /// The ordering of F_r and F_w in the model checker's deliberately
+    /// weakened variants (`SeqCst` otherwise).
+    #[cfg(loom)]
+    fence_order: Ordering,
     _owns: PhantomData<O>,
 }
 
@@ -192,20 +201,32 @@ impl<O: Owner> Rcu<O> {
     /// Nothing published.
     #[cfg(loom)]
     pub fn new() -> Self {
-        Self::with_phases(2)
+        Self::weakened(2, Ordering::SeqCst)
     }
 
-    /// A deliberately weakened variant for the model checker.
+    /// A deliberately weakened variant for the model checker: fewer phases,
+    /// or F_r and F_w with an ordering weaker than `SeqCst`.
     #[cfg(loom)]
-    fn with_phases(phases: usize) -> Self {
+    fn weakened(phases: usize, fence_order: Ordering) -> Self {
         Self {
             current: AtomicPtr::new(ptr::null_mut()),
             epoch: AtomicUsize::new(0),
             readers: [CacheLine(AtomicUsize::new(0)), CacheLine(AtomicUsize::new(0))],
             writer: AtomicBool::new(false),
             phases,
+            fence_order,
             _owns: PhantomData,
         }
+    }
+
+    /// F_r and F_w: `fence(SeqCst)` (a weaker fence only in the model
+    /// checker's broken variants).
+    #[inline(always)]
+    fn full_fence(&self) {
+        #[cfg(not(loom))]
+        fence(Ordering::SeqCst);
+        #[cfg(loom)]
+        fence(self.fence_order);
     }
 
     fn counter(&self, parity: usize) -> &AtomicUsize {
@@ -225,7 +246,7 @@ impl<O: Owner> Rcu<O> {
     pub fn read<R>(&self, f: impl FnOnce(Option<&O::Target>) -> R) -> R {
         let counter = self.counter(self.epoch.load(Ordering::Relaxed)); // R1
         counter.fetch_add(1, Ordering::Relaxed); // R2
-        fence(Ordering::SeqCst); // F_r
+        self.full_fence(); // F_r
         let raw = self.current.load(Ordering::Acquire); // R3
         // SAFETY: invariant: raw is null or an owned, live object (the
         // acquire load pairs with the writer's release swap, so it is fully
@@ -249,7 +270,7 @@ impl<O: Owner> Rcu<O> {
         }
         let new_raw = new.map_or(ptr::null_mut(), |o| o.into_raw().as_ptr());
         let old = self.current.swap(new_raw, Ordering::AcqRel); // W1
-        fence(Ordering::SeqCst); // F_w
+        self.full_fence(); // F_w
         for _ in 0..self.phases {
             let before = self.epoch.fetch_xor(1, Ordering::Relaxed); // W2
             while self.counter(before).load(Ordering::Acquire) != 0 {
@@ -442,12 +463,12 @@ mod loom_tests {
 
     /// Writer publishes slot 0, then replaces it by 1 and by 2, freeing each
     /// old one; `readers` threads read concurrently.
-    fn scenario(phases: usize, readers: usize, reads_each: usize, bound: Option<usize>) {
+    fn scenario(phases: usize, fence_order: Ordering, readers: usize, reads_each: usize, bound: Option<usize>) {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = bound;
         builder.check(move || {
             let s = slots();
-            let rcu = Arc::new(Rcu::with_phases(phases));
+            let rcu = Arc::new(Rcu::weakened(phases, fence_order));
             drop(rcu.replace(Some(tracked(&s, 0)), || {}));
             let handles: Vec<_> = (0..readers)
                 .map(|_| {
@@ -476,13 +497,13 @@ mod loom_tests {
     /// replacing twice.
     #[test]
     fn rcu_two_readers_one_writer_replacing_twice() {
-        scenario(2, 2, 1, Some(3));
+        scenario(2, Ordering::SeqCst, 2, 1, Some(3));
     }
 
     /// One reader doing two lookups across both replaces.
     #[test]
     fn rcu_one_reader_two_lookups() {
-        scenario(2, 1, 2, Some(3));
+        scenario(2, Ordering::SeqCst, 1, 2, Some(3));
     }
 
     /// The broken one-phase variant must be caught: this proves the model
@@ -492,6 +513,18 @@ mod loom_tests {
     #[test]
     #[should_panic(expected = "Concurrent read and write accesses")]
     fn rcu_one_phase_is_caught() {
-        scenario(1, 1, 1, None);
+        scenario(1, Ordering::SeqCst, 1, 1, None);
+    }
+
+    /// F_r and F_w as acquire-release fences instead of `SeqCst`: the
+    /// store-buffering pattern is then allowed (the reader's R3 reads the
+    /// old pointer while the writer's W3 loads miss the reader's R2), so the
+    /// writer frees what the reader holds. Must be caught: this proves the
+    /// model checks the ordering argument of the module docs, not only the
+    /// phases.
+    #[test]
+    #[should_panic(expected = "Concurrent read and write accesses")]
+    fn rcu_acqrel_fences_are_caught() {
+        scenario(2, Ordering::AcqRel, 1, 1, None);
     }
 }

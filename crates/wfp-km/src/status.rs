@@ -14,6 +14,7 @@ pub type Result<T> = core::result::Result<T, NtStatus>;
 #[allow(clippy::cast_possible_wrap)]
 impl NtStatus {
     pub const SUCCESS: Self = Self(0);
+    pub const PENDING: Self = Self(0x0000_0103);
     pub const DEVICE_BUSY: Self = Self(0x8000_0011_u32 as i32);
     pub const UNSUCCESSFUL: Self = Self(0xC000_0001_u32 as i32);
     pub const INVALID_PARAMETER: Self = Self(0xC000_000D_u32 as i32);
@@ -21,6 +22,7 @@ impl NtStatus {
     pub const ACCESS_DENIED: Self = Self(0xC000_0022_u32 as i32);
     pub const BUFFER_TOO_SMALL: Self = Self(0xC000_0023_u32 as i32);
     pub const INSUFFICIENT_RESOURCES: Self = Self(0xC000_009A_u32 as i32);
+    pub const CANCELLED: Self = Self(0xC000_0120_u32 as i32);
     pub const INVALID_BUFFER_SIZE: Self = Self(0xC000_0206_u32 as i32);
     pub const NOT_SUPPORTED: Self = Self(0xC000_00BB_u32 as i32);
     pub const FWP_CALLOUT_NOT_FOUND: Self = Self(0xC022_0001_u32 as i32);

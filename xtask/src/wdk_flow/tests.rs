@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use super::plain_metadata;
+use super::{plain_metadata, upstream_makefile_path};
 use crate::repo_root;
 use cargo_metadata::{Metadata, Package};
 use std::path::{Path, PathBuf};
@@ -22,7 +22,8 @@ const WINDOWS_TARGET: &str = crate::build::TARGET;
 /// The driver package (and cdylib, INF and package directory name).
 const DRIVER: &str = "weir";
 
-fn plain_metadata_() -> Metadata {
+/// Plain `cargo metadata`, as load_rust_driver_makefile() runs it.
+fn metadata() -> Metadata {
     plain_metadata().unwrap()
 }
 
@@ -41,8 +42,7 @@ fn toml_file(path: &str) -> toml::Table {
 
 /// wdk-build's rust-driver-makefile.toml, the file Makefile.toml extends.
 fn upstream_makefile(metadata: &Metadata) -> (PathBuf, toml::Table) {
-    let wdk_build = package(metadata, "wdk-build");
-    let path = wdk_build.manifest_path.parent().unwrap().join("rust-driver-makefile.toml").into_std_path_buf();
+    let path = upstream_makefile_path(metadata).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     (path, text.parse().unwrap())
 }
@@ -149,7 +149,7 @@ fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 // `cargo metadata`, exactly once (it fails on none and on several).
 #[test]
 fn plain_cargo_metadata_lists_exactly_one_wdk_build_with_its_makefile() {
-    let metadata = plain_metadata_();
+    let metadata = metadata();
     let wdk_build: Vec<_> = metadata.packages.iter().filter(|p| p.name.as_str() == "wdk-build").collect();
     assert_eq!(wdk_build.len(), 1, "wdk-build versions: {:?}", wdk_build.iter().map(|p| &p.version).collect::<Vec<_>>());
     let (path, makefile) = upstream_makefile(&metadata);
@@ -171,7 +171,7 @@ fn plain_cargo_metadata_lists_exactly_one_wdk_build_with_its_makefile() {
 // in the graph and packages only cdylibs that have one.
 #[test]
 fn the_driver_is_the_only_wdk_package_and_a_wdm_cdylib() {
-    let metadata = plain_metadata_();
+    let metadata = metadata();
     let with_wdk: Vec<&str> =
         metadata.packages.iter().filter(|p| !p.metadata["wdk"].is_null()).map(|p| p.name.as_str()).collect();
     assert_eq!(with_wdk, [DRIVER]);
@@ -191,7 +191,7 @@ fn no_feature_is_passed_and_every_member_accepts_the_flows_arguments() {
         !env.contains_key("CARGO_MAKE_CARGO_BUILD_TEST_FLAGS"),
         "wdk-build unsets CARGO_MAKE_CARGO_BUILD_TEST_FLAGS (cargo-make's default is --all-features); keep it so"
     );
-    let (_, upstream) = upstream_makefile(&plain_metadata_());
+    let (_, upstream) = upstream_makefile(&metadata());
     assert_eq!(upstream["env"]["CARGO_MAKE_CARGO_BUILD_TEST_FLAGS"]["unset"].as_bool(), Some(true));
     let job = WindowsJob::parse();
     for arg in &job.cargo_make_args {
@@ -202,7 +202,7 @@ fn no_feature_is_passed_and_every_member_accepts_the_flows_arguments() {
     }
     let target = option(&job.cargo_make_args, "--target").unwrap_or(WINDOWS_TARGET);
     // cargo-make runs `cargo build <args>` in each member's directory.
-    let metadata = plain_metadata_();
+    let metadata = metadata();
     for id in &metadata.workspace_members {
         let member = metadata.packages.iter().find(|p| &p.id == id).unwrap();
         let manifest = member.manifest_path.as_str();
@@ -244,7 +244,7 @@ fn crt_static_is_set_for_the_windows_target_only_and_selects_the_wdk_crates() {
 // that one task so driver.inx stays the source. The replacement is run here.
 #[test]
 fn the_inx_task_copies_driver_inx_to_the_crates_inf() {
-    let metadata = plain_metadata_();
+    let metadata = metadata();
     let (path, upstream) = upstream_makefile(&metadata);
     let base = upstream["tasks"]["copy-inx-to-output"]["script"].as_str().unwrap();
     assert!(base.contains("{}.inx"), "{}: wdk-build's task changed; re-check the override", path.display());
@@ -302,7 +302,7 @@ fn the_workflow_invokes_cargo_make_as_upstream_ci_does() {
     let args = &job.cargo_make_args;
     let task = args.first().expect("a task name");
     assert!(!task.starts_with('-'), "the task name comes first; cargo-make options before it are cargo-make's: {args:?}");
-    let (_, upstream) = upstream_makefile(&plain_metadata_());
+    let (_, upstream) = upstream_makefile(&metadata());
     assert!(upstream["tasks"][task.as_str()].is_table(), "{task} is a task of rust-driver-makefile.toml");
 
     // `--profile` after the task is cargo's (wdk-build-init forwards it and
@@ -341,7 +341,7 @@ fn the_workflow_invokes_cargo_make_as_upstream_ci_does() {
 // Finding 10: rust-version covers what the WDK crates declare.
 #[test]
 fn rust_version_covers_the_wdk_crates() {
-    let metadata = plain_metadata_();
+    let metadata = metadata();
     let ours = package(&metadata, DRIVER).rust_version.clone().expect("weir declares rust-version");
     let needed = metadata
         .packages
@@ -390,7 +390,7 @@ fn no_package_registry_host_in_tracked_files() {
 // writes and copies into the package (name read from its makefile).
 #[test]
 fn the_scripts_accept_the_certificate_of_either_flow() {
-    let (path, upstream) = upstream_makefile(&plain_metadata_());
+    let (path, upstream) = upstream_makefile(&metadata());
     let args = upstream["tasks"]["generate-certificate"]["args"].as_array().unwrap();
     let output = args.last().and_then(|a| a.as_str()).unwrap();
     let wdk_cer = output.rsplit('/').next().unwrap();

@@ -1,0 +1,59 @@
+"""Decoder of READ_EVENTS replies for the emulation tests: an independent
+reading of the byte table in docs/events.md (not a port of the Rust decoder),
+so a driver and a document that drift apart fail here."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+KIND_CONNECTION = 1
+KIND_DROPPED = 2
+CONNECTION_FIXED = 72
+MAX_PATH_UNITS = 260
+MAX_CONNECTION_SIZE = 592
+DROPPED_SIZE = 16
+MIN_READ_BUFFER = DROPPED_SIZE + MAX_CONNECTION_SIZE
+
+F_PROCESS_ID = 0x01
+F_RULE = 0x02
+F_REAUTH = 0x04
+F_PATH = 0x08
+F_PATH_TRUNCATED = 0x10
+F_TUPLE = 0x20
+
+DECISIONS = {1: "permit", 2: "block", 3: "write-right-absent"}
+
+
+def decode(buf: bytes) -> list[dict]:
+    out = []
+    off = 0
+    while off < len(buf):
+        assert len(buf) - off >= 4, f"truncated header at {off}"
+        size, kind, version = struct.unpack_from("<HBB", buf, off)
+        assert size >= 8 and size % 8 == 0 and off + size <= len(buf), f"bad size {size} at {off}"
+        rec = buf[off:off + size]
+        if kind == KIND_DROPPED:
+            out.append({"kind": "dropped", "version": version, "count": struct.unpack_from("<Q", rec, 8)[0]})
+        elif kind == KIND_CONNECTION:
+            flags, layer_id, time, pid, rule = struct.unpack_from("<HHQQI", rec, 4)
+            direction, ipv, proto, decision = struct.unpack_from("<BBBB", rec, 28)
+            lport, rport, units = struct.unpack_from("<HHH", rec, 32)
+            la, ra = rec[40:56], rec[56:72]
+            assert CONNECTION_FIXED + 2 * units <= size
+            path = rec[72:72 + 2 * units].decode("utf-16-le")
+            addr = (lambda b: str(ipaddress.IPv6Address(b)) if ipv == 6 else str(ipaddress.IPv4Address(b[:4])))
+            out.append({
+                "kind": "connection", "version": version, "size": size, "flags": flags, "layer_id": layer_id,
+                "time": time, "process_id": pid if flags & F_PROCESS_ID else None,
+                "rule_id": rule if flags & F_RULE else None, "direction": "outbound" if direction == 0 else "inbound",
+                "ip_version": ipv, "protocol": proto, "decision": DECISIONS.get(decision, decision),
+                "local": addr(la), "local_port": lport, "remote": addr(ra), "remote_port": rport,
+                "path": path if flags & F_PATH else None, "path_truncated": bool(flags & F_PATH_TRUNCATED),
+                "reauthorization": bool(flags & F_REAUTH), "tuple": bool(flags & F_TUPLE),
+                "padding_zero": all(b == 0 for b in rec[72 + 2 * units:]),
+            })
+        else:
+            out.append({"kind": kind, "version": version, "size": size})
+        off += size
+    return out
