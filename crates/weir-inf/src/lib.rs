@@ -8,6 +8,9 @@
 //!   each finding tagged with the InfVerif code it corresponds to (see
 //!   docs/inf-lint.md for which codes are covered); [`lint_bytes`] adds the
 //!   encoding check; [`check_catalog_coverage`] checks the catalog's file list.
+//! - [`lint_for_arch`]: [`lint_bytes`] for a package whose kernel image is
+//!   for a given [`Arch`] (from its PE machine type, [`Arch::from_machine`]):
+//!   every platform extension of the INF must name that architecture.
 //!
 //! # Example
 //!
@@ -39,13 +42,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod arch;
 pub mod lint;
 pub mod parse;
 pub mod stamp;
 
+pub use arch::{Arch, ArchError};
 pub use lint::{
-    check_catalog_coverage, copied_files, lint, lint_bytes, lint_parsed, CopiedFile, Diagnostic,
-    Rule, WFPCALLOUTS_GUID,
+    check_catalog_coverage, copied_files, lint, lint_bytes, lint_for_arch, lint_parsed,
+    lint_text_for_arch, CopiedFile, Diagnostic, Rule, WFPCALLOUTS_GUID,
 };
 pub use parse::{decode, parse, parse_bytes, Entry, Inf, ParseError, Section, Value};
 pub use stamp::{

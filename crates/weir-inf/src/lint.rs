@@ -13,8 +13,10 @@
 //! `rule` (ids, InfVerif codes), `version`, `sections` (shape, banned and
 //! misplaced directives, duplicates), `strings`, `walk` (references from the
 //! install sections, Needs, unused sections), `services`, `files`,
-//! `registry`, `encoding` ([`lint_bytes`]) and `catalog`.
+//! `registry`, `encoding` ([`lint_bytes`]), `catalog` and `arch` (platform
+//! extensions, [`lint_for_arch`]).
 
+mod arch;
 mod catalog;
 mod encoding;
 mod files;
@@ -29,8 +31,10 @@ mod walk;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use crate::arch::Arch;
 use crate::parse::{parse, Entry, Inf, Section};
 
+pub use arch::{lint_for_arch, lint_text_for_arch};
 pub use catalog::{check_catalog_coverage, copied_files};
 pub use encoding::lint_bytes;
 pub use rule::Rule;
@@ -46,7 +50,8 @@ pub struct Diagnostic {
     pub message: String,
     /// The InfVerif code of the documented check this finding corresponds
     /// to (one of [`Rule::infverif_codes`]); None for project rules InfVerif
-    /// does not have (catalog coverage, stampinf variables other than `$ARCH$`).
+    /// does not have (catalog coverage, the image's architecture, stampinf
+    /// variables other than `$ARCH$`).
     pub infverif: Option<u16>,
 }
 
@@ -229,6 +234,11 @@ pub fn lint(inf_text: &str, file_name: &str) -> Vec<Diagnostic> {
 
 /// Lints an already parsed INF.
 pub fn lint_parsed(inf: &Inf, file_name: &str) -> Vec<Diagnostic> {
+    run(inf, file_name, None)
+}
+
+/// Every rule; with `image`, also the rules about the image's architecture.
+fn run(inf: &Inf, file_name: &str, image: Option<Arch>) -> Vec<Diagnostic> {
     let mut l = Linter::new(inf, file_name);
     l.check_version();
     l.check_shape();
@@ -248,5 +258,9 @@ pub fn lint_parsed(inf: &Inf, file_name: &str) -> Vec<Diagnostic> {
     l.check_localized_strings();
     l.check_needs();
     l.check_unused();
+    l.check_arch_decorations();
+    if let Some(image) = image {
+        l.check_image_arch(image);
+    }
     l.finish()
 }

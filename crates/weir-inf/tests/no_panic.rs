@@ -9,7 +9,10 @@
 )]
 
 use proptest::prelude::*;
-use weir_inf::{check_catalog_coverage, lint, lint_bytes, parse, parse_bytes, stamp, StampOptions};
+use weir_inf::{
+    check_catalog_coverage, lint, lint_bytes, lint_for_arch, parse, parse_bytes, stamp, Arch,
+    StampOptions,
+};
 
 fn opts(catalog: bool) -> StampOptions<'static> {
     StampOptions {
@@ -38,6 +41,11 @@ fn inf_like() -> impl Strategy<Value = String> {
         Just("CatalogFile".to_owned()),
         Just("HKR".to_owned()),
         Just("[DefaultInstall.NTamd64.Services]".to_owned()),
+        Just("[DefaultInstall.NTarm64]".to_owned()),
+        Just("[DefaultInstall.NTarm64.10.0...22000.Services]".to_owned()),
+        Just("[SourceDisksFiles.arm64]".to_owned()),
+        Just("[Manufacturer]".to_owned()),
+        Just("NTarm64".to_owned()),
         Just("[S]".to_owned()),
         Just("[S.Security]".to_owned()),
         Just("[Strings.0407]".to_owned()),
@@ -119,6 +127,7 @@ proptest! {
         let _ = parse(&text);
         let _ = lint(&text, "x.inf");
         let _ = lint_bytes(&bytes, "x.inf");
+        let _ = lint_for_arch(&bytes, "x.inf", Arch::Arm64);
         let _ = stamp(&text, &opts(true));
         let _ = check_catalog_coverage(&text, "x.inf", &["x.inf"]);
     }
@@ -172,7 +181,8 @@ proptest! {
     #[test]
     fn lint_lines_are_within_the_file(text in inf_like()) {
         let lines = text.split_inclusive('\n').count().max(1);
-        for d in lint(&text, "x.inf") {
+        let for_arch = lint_for_arch(text.as_bytes(), "x.inf", Arch::Arm64);
+        for d in lint(&text, "x.inf").into_iter().chain(for_arch) {
             prop_assert!(d.line >= 1 && d.line <= lines, "{} (file has {} lines)", d, lines);
         }
     }
@@ -182,7 +192,8 @@ proptest! {
     /// describes every code the lint can print).
     #[test]
     fn findings_carry_only_declared_codes(text in inf_like()) {
-        for d in lint_bytes(text.as_bytes(), "x.inf") {
+        let for_arch = lint_for_arch(text.as_bytes(), "x.inf", Arch::Amd64);
+        for d in lint_bytes(text.as_bytes(), "x.inf").into_iter().chain(for_arch) {
             if let Some(code) = d.infverif {
                 prop_assert!(d.rule.infverif_codes().contains(&code), "{}", d);
             }

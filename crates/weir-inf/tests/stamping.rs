@@ -9,8 +9,8 @@
 )]
 
 use weir_inf::{
-    build_date, build_date_from_env, date_from_unix, format_driver_ver, lint, parse, stamp,
-    version_from_crate, StampError, StampOptions,
+    build_date, build_date_from_env, date_from_unix, format_driver_ver, lint, lint_for_arch, parse,
+    stamp, version_from_crate, Arch, Rule, StampError, StampOptions,
 };
 
 const DRIVER_INX: &str = include_str!("../../../driver.inx");
@@ -49,6 +49,42 @@ fn replaces_arch_everywhere() {
     )
     .unwrap();
     assert!(arm.contains("[DefaultInstall.NTarm64]\r\n"));
+}
+
+/// driver.inx stamped for each architecture Weir ships is clean for an
+/// image of that architecture, and rejected (image-arch) for the other.
+#[test]
+fn stamped_for_each_arch_lints_clean_for_that_arch_only() {
+    for arch in Arch::ALL {
+        let inf = stamp(
+            DRIVER_INX,
+            &StampOptions {
+                arch: arch.as_str(),
+                ..opts()
+            },
+        )
+        .unwrap();
+        let header = format!("[DefaultInstall.{}]\r\n", arch.nt_decoration());
+        assert!(inf.contains(&header), "{arch}");
+        let d = lint_for_arch(inf.as_bytes(), "weir.inf", arch);
+        assert!(d.is_empty(), "{arch}: {d:#?}");
+        for other in Arch::ALL.into_iter().filter(|o| *o != arch) {
+            let d = lint_for_arch(inf.as_bytes(), "weir.inf", other);
+            let lines: Vec<usize> = d
+                .iter()
+                .filter(|d| d.rule == Rule::ImageArch)
+                .map(|d| d.line)
+                .collect();
+            let sections: Vec<usize> = inf
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| l.starts_with("[DefaultInstall."))
+                .map(|(i, _)| i + 1)
+                .collect();
+            assert_eq!(lines, sections, "{arch} INF, {other} image: {d:#?}");
+            assert!(d.iter().all(|d| d.rule == Rule::ImageArch), "{d:#?}");
+        }
+    }
 }
 
 #[test]

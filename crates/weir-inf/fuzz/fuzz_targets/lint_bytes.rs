@@ -5,10 +5,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir_inf::{check_catalog_coverage, lint_bytes, stamp, StampOptions};
+use weir_inf::{check_catalog_coverage, lint_bytes, lint_for_arch, stamp, Arch, StampOptions};
 
 fuzz_target!(|data: &[u8]| {
-    let diags = lint_bytes(data, "x.inf");
+    let mut diags = lint_bytes(data, "x.inf");
+    diags.extend(lint_for_arch(data, "x.inf", Arch::Arm64));
     for d in &diags {
         if let Some(code) = d.infverif {
             assert!(d.rule.infverif_codes().contains(&code), "{d}");

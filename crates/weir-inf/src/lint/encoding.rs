@@ -7,6 +7,16 @@ use super::{lint, parse_diag, Diagnostic, Rule};
 /// UTF-8 and non-ASCII 8-bit text are read in whatever code page the
 /// installing machine has), then the text as [`lint`] does.
 pub fn lint_bytes(bytes: &[u8], file_name: &str) -> Vec<Diagnostic> {
+    let mut out = encoding_findings(bytes, file_name);
+    match crate::parse::decode(bytes) {
+        Ok(text) => out.extend(lint(&text, file_name)),
+        Err(e) => out.push(parse_diag(file_name, &e)),
+    }
+    out
+}
+
+/// The encoding findings of [`lint_bytes`] alone.
+pub(super) fn encoding_findings(bytes: &[u8], file_name: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut encoding = |line: usize, text: &str| {
         out.push(Diagnostic {
@@ -34,10 +44,6 @@ pub fn lint_bytes(bytes: &[u8], file_name: &str) -> Vec<Diagnostic> {
             .count()
             .saturating_add(1);
         encoding(line, "non-ASCII byte in an 8-bit INF: it is read in the installing machine's code page; use ASCII or UTF-16LE");
-    }
-    match crate::parse::decode(bytes) {
-        Ok(text) => out.extend(lint(&text, file_name)),
-        Err(e) => out.push(parse_diag(file_name, &e)),
     }
     out
 }

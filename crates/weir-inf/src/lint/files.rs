@@ -4,13 +4,15 @@
 use std::collections::{HashMap, HashSet};
 
 use super::rule::destination_dirid_code;
-use super::{is_family, lower, CopiedFile, Entry, Linter, Rule};
+use super::{is_family, lower, CopiedFile, Entry, Linter, Rule, Section};
 
 impl<'a> Linter<'a> {
-    pub(super) fn copied_files(&self) -> Vec<CopiedFile> {
-        let mut out = Vec::new();
-        for (s, _) in &self.file_lists {
-            for e in &s.entries {
+    /// The source files a file list names: `dest[,source]`, the source
+    /// defaulting to the destination name.
+    pub(super) fn list_sources(&self, list: &Section) -> Vec<CopiedFile> {
+        list.entries
+            .iter()
+            .map(|e| {
                 let dest = e.key().unwrap_or_else(|| e.value_or_empty(0));
                 let source = if e.key.is_some() {
                     e.value_or_empty(0)
@@ -22,11 +24,18 @@ impl<'a> Linter<'a> {
                 } else {
                     source
                 };
-                out.push(CopiedFile {
+                CopiedFile {
                     name: self.resolve(name.trim()),
                     line: e.line,
-                });
-            }
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn copied_files(&self) -> Vec<CopiedFile> {
+        let mut out = Vec::new();
+        for (s, _) in &self.file_lists {
+            out.extend(self.list_sources(s));
         }
         out.extend(self.single_files.iter().map(|f| CopiedFile {
             name: self.resolve(&f.name),

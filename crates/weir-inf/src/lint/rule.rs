@@ -90,11 +90,20 @@ pub enum Rule {
     /// A Needs directive whose target has the wrong suffix for its section,
     /// or that names a section of another INF without an Include.
     Needs,
+    /// Platform extensions that disagree: a section of an install
+    /// (`.Services`, `.HW`...) decorated for an architecture its install
+    /// section is not, `[SourceDisksFiles.<arch>]` / `[SourceDisksNames.<arch>]`
+    /// for an architecture the INF does not install on, or a copied file
+    /// listed only for another architecture.
+    ArchDecoration,
+    /// A platform extension for another architecture than the package's
+    /// kernel image (only from [`lint_for_arch`](super::lint_for_arch)).
+    ImageArch,
 }
 
 impl Rule {
     /// Every rule, in declaration order.
-    pub const ALL: [Rule; 33] = [
+    pub const ALL: [Rule; 35] = [
         Rule::ParseError,
         Rule::VersionMissing,
         Rule::VersionKey,
@@ -128,6 +137,8 @@ impl Rule {
         Rule::LocalizedStrings,
         Rule::UnusedSection,
         Rule::Needs,
+        Rule::ArchDecoration,
+        Rule::ImageArch,
     ];
 
     /// The stable rule id, e.g. `addreg-root`.
@@ -166,6 +177,8 @@ impl Rule {
             Rule::LocalizedStrings => "localized-strings",
             Rule::UnusedSection => "unused-section",
             Rule::Needs => "needs-include",
+            Rule::ArchDecoration => "arch-decoration",
+            Rule::ImageArch => "image-arch",
         }
     }
 
@@ -210,6 +223,8 @@ impl Rule {
             Rule::LocalizedStrings => &[1295],
             Rule::UnusedSection => &[2083],
             Rule::Needs => &[1312, 1313, 1319],
+            Rule::ArchDecoration => &[1230, 2083],
+            Rule::ImageArch => &[],
         }
     }
 }

@@ -3,12 +3,10 @@
 
 use std::collections::HashMap;
 
+use super::arch::NT_ARCHES;
 use super::rule::{banned_directive_code, banned_section_code};
 use super::services::SINGLE_VALUED_SERVICE_KEYS;
 use super::{is_family, lower, Entry, Linter, Rule, Section};
-
-/// The platform decorations accepted after `.NT`.
-const NT_ARCHES: [&str; 5] = ["amd64", "x86", "arm64", "arm", "ia64"];
 
 const BANNED_DIRECTIVES: [&str; 11] = [
     "DelFiles",

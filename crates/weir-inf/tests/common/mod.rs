@@ -5,7 +5,7 @@
 //! Each test file compiles this module on its own and uses part of it.
 #![allow(dead_code)]
 
-use weir_inf::{lint, lint_bytes, stamp, Rule, StampOptions};
+use weir_inf::{lint, lint_bytes, lint_for_arch, stamp, Arch, Rule, StampOptions};
 
 pub const DRIVER_INX: &str = include_str!("../../../../driver.inx");
 
@@ -58,7 +58,7 @@ Svc = \"t\"
 /// Which rules each test file (INF part) owns; `lint_rules.rs` checks that
 /// every rule is in exactly one part, and each part checks that every rule
 /// and InfVerif code it owns has a bad INF.
-pub const PARTS: [(&str, &[Rule]); 9] = [
+pub const PARTS: [(&str, &[Rule]); 10] = [
     (
         "version",
         &[
@@ -117,6 +117,7 @@ pub const PARTS: [(&str, &[Rule]); 9] = [
     ),
     ("encoding", &[Rule::ParseError, Rule::Encoding]),
     ("catalog", &[Rule::CatalogCoverage]),
+    ("arch", &[Rule::ArchDecoration, Rule::ImageArch]),
 ];
 
 pub fn stamped_driver_inf() -> String {
@@ -159,6 +160,9 @@ pub struct Case {
     /// The InfVerif code the finding must carry (None: a project rule).
     pub code: Option<u16>,
     pub line: usize,
+    /// Lint with `lint_for_arch` for an image of this architecture
+    /// (None: `lint_bytes`).
+    pub image: Option<Arch>,
 }
 
 /// A bad INF: `text` must produce `rule` with InfVerif `code` on the line
@@ -177,6 +181,22 @@ pub fn case(
         rule,
         code: code.into(),
         line,
+        image: None,
+    }
+}
+
+/// [`case`] linted with `lint_for_arch` for an `image` kernel image.
+pub fn image_case(
+    name: &'static str,
+    text: String,
+    image: Arch,
+    rule: Rule,
+    code: impl Into<Option<u16>>,
+    marker: &str,
+) -> Case {
+    Case {
+        image: Some(image),
+        ..case(name, text, rule, code, marker)
     }
 }
 
@@ -193,7 +213,10 @@ pub fn check_rule(cases: &[Case], rule: Rule) {
     let mut n = 0;
     for c in cases.iter().filter(|c| c.rule == rule) {
         n += 1;
-        let diags = lint_bytes(c.text.as_bytes(), "t.inf");
+        let diags = match c.image {
+            Some(image) => lint_for_arch(c.text.as_bytes(), "t.inf", image),
+            None => lint_bytes(c.text.as_bytes(), "t.inf"),
+        };
         let hit = diags
             .iter()
             .find(|d| d.rule == rule && d.line == c.line && d.infverif == c.code);
