@@ -15,7 +15,8 @@
 //! # Example
 //!
 //! ```
-//! use weir_inf::{build_date, check_catalog_coverage, lint, stamp, version_from_crate, StampOptions};
+//! use weir_inf::{build_date, check_catalog_coverage, lint, lint_for_arch, stamp, version_from_crate};
+//! use weir_inf::{Arch, Rule, StampOptions};
 //!
 //! let inx = "[Version]\r\nSignature = \"$WINDOWS NT$\"\r\n[DefaultInstall.NT$ARCH$]\r\n";
 //! let now = 1_747_440_000; // the caller's clock
@@ -34,7 +35,13 @@
 //! }
 //! let missing = check_catalog_coverage(&inf, "weir.inf", &["weir.inf"]);
 //! assert!(missing.is_empty());
-//! # Ok::<(), weir_inf::StampError>(())
+//!
+//! // The package's image is for ARM64 (PE machine 0xAA64), the INF for amd64:
+//! let image = Arch::from_machine(0xAA64).map_err(|e| e.to_string())?;
+//! assert_eq!(image, Arch::Arm64);
+//! let d = lint_for_arch(inf.as_bytes(), "weir.inf", image);
+//! assert!(d.iter().any(|d| d.rule == Rule::ImageArch));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! These checks approximate the WDK tools; they were written from the

@@ -73,7 +73,7 @@ fn disk_platform(name: &str) -> Option<&'static str> {
     NT_ARCHES.iter().find(|a| **a == ext).copied()
 }
 
-/// The architecture of a [Manufacturer] decoration `NT<arch>[.os-version]`.
+/// The architecture of a `[Manufacturer]` decoration `NT<arch>[.os-version]`.
 fn decoration_arch(decoration: &str) -> Option<&'static str> {
     let first = lower(decoration.trim().split('.').next()?);
     let rest = first.strip_prefix("nt")?;
@@ -91,7 +91,7 @@ impl<'a> Linter<'a> {
             .collect()
     }
 
-    /// (line, text, arch) of each architecture a [Manufacturer] entry decorates.
+    /// (line, text, arch) of each architecture a `[Manufacturer]` entry decorates.
     fn manufacturer_decorations(&self) -> Vec<(usize, String, &'static str)> {
         self.inf
             .sections_named("Manufacturer")
@@ -241,6 +241,24 @@ impl<'a> Linter<'a> {
                 self.report(Rule::ImageArch, None, line, text);
             }
         }
+        // Models without a decoration are read on x86 only ("INF
+        // Manufacturer Section"): never on an amd64 or arm64 machine.
+        let undecorated: Vec<usize> = inf
+            .sections_named("Manufacturer")
+            .flat_map(|s| s.entries.iter())
+            .filter(|e| {
+                !e.value_or_empty(0).is_empty()
+                    && e.values.iter().skip(1).all(|v| v.text.trim().is_empty())
+            })
+            .map(|e| e.line)
+            .collect();
+        for line in undecorated {
+            let text = format!(
+                "[Manufacturer] entry has no {} decoration: Windows reads undecorated models on x86 only, and {why}",
+                image.nt_decoration()
+            );
+            self.report(Rule::ImageArch, None, line, text);
+        }
     }
 }
 
@@ -248,7 +266,8 @@ impl<'a> Linter<'a> {
 /// package whose kernel image is for `image`: every rule, plus `image-arch`
 /// — each `.NT<arch>` install section (and its `.Services`...),
 /// `[SourceDisksFiles.<arch>]` / `[SourceDisksNames.<arch>]` section and
-/// [Manufacturer] `NT<arch>` decoration must name `image`'s architecture.
+/// `[Manufacturer]` `NT<arch>` decoration must name `image`'s architecture,
+/// and no `[Manufacturer]` entry may be undecorated (x86 only).
 ///
 /// The caller takes `image` from the image's PE machine type with
 /// [`Arch::from_machine`] (0x8664 amd64, 0xAA64 arm64; any other machine
