@@ -163,23 +163,29 @@ fn rule_image_arch() {
 
 #[test]
 fn undecorated_models_are_x86_only() {
-    let text = models_amd64()
-        .replace("Models,NTamd64", "Models")
-        .replace("[Models.NTamd64]", "[Models]");
-    let line = line_of(&text, "%Prov% = Models");
-    for image in Arch::ALL {
-        let d = lint_for_arch(text.as_bytes(), "t.inf", image);
-        assert!(
-            d.iter().any(|d| d.rule == Rule::ImageArch
-                && d.line == line
-                && d.message
-                    .contains(&format!("has no {} decoration", image.nt_decoration()))),
-            "{image}: {d:#?}"
-        );
+    for (decoration, models) in [
+        ("", "Models"),
+        (",NT", "Models.NT"),
+        (",NT.10.0", "Models.NT.10.0"),
+    ] {
+        let text = models_amd64()
+            .replace("Models,NTamd64", &format!("Models{decoration}"))
+            .replace("[Models.NTamd64]", &format!("[{models}]"));
+        let line = line_of(&text, "%Prov% = Models");
+        for image in Arch::ALL {
+            let d = lint_for_arch(text.as_bytes(), "t.inf", image);
+            assert!(
+                d.iter().any(|d| d.rule == Rule::ImageArch
+                    && d.line == line
+                    && d.message
+                        .contains(&format!("has no {} decoration", image.nt_decoration()))),
+                "{image}: {d:#?}"
+            );
+        }
+        assert!(!lint(&text, "t.inf")
+            .iter()
+            .any(|d| d.rule == Rule::ImageArch));
     }
-    assert!(!lint(&text, "t.inf")
-        .iter()
-        .any(|d| d.rule == Rule::ImageArch));
 }
 
 #[test]

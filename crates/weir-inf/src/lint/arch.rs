@@ -241,14 +241,18 @@ impl<'a> Linter<'a> {
                 self.report(Rule::ImageArch, None, line, text);
             }
         }
-        // Models without a decoration are read on x86 only ("INF
-        // Manufacturer Section"): never on an amd64 or arm64 machine.
+        // Models without an architecture in their decoration (none, `NT`,
+        // `NT.10.0`) are read on x86 only ("INF Manufacturer Section"):
+        // never on an amd64 or arm64 machine.
         let undecorated: Vec<usize> = inf
             .sections_named("Manufacturer")
             .flat_map(|s| s.entries.iter())
             .filter(|e| {
                 !e.value_or_empty(0).is_empty()
-                    && e.values.iter().skip(1).all(|v| v.text.trim().is_empty())
+                    && e.values
+                        .iter()
+                        .skip(1)
+                        .all(|v| decoration_arch(&v.text).is_none())
             })
             .map(|e| e.line)
             .collect();
