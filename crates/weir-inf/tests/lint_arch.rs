@@ -189,6 +189,18 @@ fn undecorated_models_are_x86_only() {
 }
 
 #[test]
+fn arch_decoration_message_names_the_missing_install_section() {
+    let text = good_with(
+        "[DefaultInstall.NTamd64.Services]",
+        "[DefaultInstall.NTarm64.Services]",
+    );
+    let line = line_of(&text, "[DefaultInstall.NTarm64.Services]");
+    let d = lint(&text, "t.inf");
+    let want = format!("t.inf:{line}: [DefaultInstall.NTarm64.Services] is decorated for arm64, but its install section [DefaultInstall.NTarm64] does not exist: the sections of one install carry the same platform extension, so Windows never reads this one [arch-decoration, InfVerif 2083]");
+    assert!(d.iter().any(|d| d.to_string() == want), "{d:#?}");
+}
+
+#[test]
 fn image_arch_message_names_the_machine_type() {
     let d = lint_for_arch(GOOD.as_bytes(), "weir.inf", Arch::Arm64);
     let line = line_of(GOOD, "[DefaultInstall.NTamd64]");

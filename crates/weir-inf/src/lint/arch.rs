@@ -25,8 +25,8 @@ pub(super) const NT_ARCHES: [&str; 5] = ["amd64", "x86", "arm64", "arm", "ia64"]
 struct Platform {
     /// The architecture, lower-case, one of [`NT_ARCHES`].
     arch: &'static str,
-    /// The name through the extension and its OS-version fields,
-    /// lower-case: `defaultinstall.ntamd64`, `x.ntarm64.10.0...19041`.
+    /// The name through the extension and its OS-version fields:
+    /// `DefaultInstall.NTamd64`, `X.NTarm64.10.0...19041`.
     base: String,
     /// Whether the name goes on past `base` (`.Services`, `.HW`...): a
     /// section of the install `base` names, not the install section itself.
@@ -49,7 +49,7 @@ fn nt_platform(name: &str) -> Option<Platform> {
         .map_or(parts.len(), |(i, _)| i);
     Some(Platform {
         arch,
-        base: lower(&parts.get(..end).unwrap_or(&[]).join(".")),
+        base: parts.get(..end).unwrap_or(&[]).join("."),
         related: end < parts.len(),
     })
 }
@@ -109,13 +109,13 @@ impl<'a> Linter<'a> {
     /// INF installs on).
     pub(super) fn check_arch_decorations(&mut self) {
         let decorated = self.decorated_installs();
-        let bases: HashSet<&str> = decorated
+        let bases: HashSet<String> = decorated
             .iter()
             .filter(|(_, p)| !p.related)
-            .map(|(_, p)| p.base.as_str())
+            .map(|(_, p)| lower(&p.base))
             .collect();
         for (s, p) in decorated.iter().filter(|(_, p)| p.related) {
-            if !bases.contains(p.base.as_str()) {
+            if !bases.contains(&lower(&p.base)) {
                 let text = format!(
                     "[{}] is decorated for {}, but its install section [{}] does not exist: the sections of one install carry the same platform extension, so Windows never reads this one",
                     s.name, p.arch, p.base
