@@ -1417,7 +1417,7 @@ local = ["::1", "fe80::/10"]
     mod properties {
         use super::*;
         use proptest::prelude::*;
-        use weir_policy::testing::arb_policy;
+        use weir_policy_testing::arb_policy;
 
         /// Makes `p` expressible in the file format: set names unique (TOML keys are) and
         /// no rule whose `ip_version` contradicts its own addresses (the parser refuses those

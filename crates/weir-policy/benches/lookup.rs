@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use weir_policy::testing::{self, Extras, OwnedQuery, Profile};
+use weir_policy_testing::{self as testing, Extras, OwnedQuery, Profile};
 use weir_policy::{reference, AddrCond, AddrRange, AddressSet, CompiledPolicy, Policy, Rule, Action};
 
 const SIZES: [usize; 3] = [100, 10_000, 100_000];

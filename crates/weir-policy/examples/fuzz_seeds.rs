@@ -1,9 +1,9 @@
-//! Writes a seed corpus for the fuzz target: `cargo run -p weir-policy --features testing
+//! Writes a seed corpus for the fuzz target: `cargo run -p weir-policy
 //! --example fuzz_seeds -- DIR`. Each file is 8 bytes of query seed + a valid policy blob
 //! (ClassBench-style policies of several sizes and profiles, with sets, apps and loopback).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use weir_policy::testing::{self, Extras, Profile};
+use weir_policy_testing::{self as testing, Extras, Profile};
 use weir_policy::wire;
 
 fn main() {

@@ -1,11 +1,11 @@
 //! Runs lookups for instruction counting and prints the structure's work per lookup:
-//! `cargo run --release -p weir-policy --features testing --example lookup_work -- PROFILE RULES LOOPS`
+//! `cargo run --release -p weir-policy --example lookup_work -- PROFILE RULES LOOPS`
 //! (PROFILE = acl | fw | ipc; LOOPS × 4,096 lookups of a ClassBench-style trace). Under
 //! `valgrind --tool=cachegrind --cache-sim=no`, the difference between LOOPS = 0 and LOOPS = k
 //! divided by k × 4,096 is the instructions one lookup executes, independent of machine load.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use weir_policy::testing::{self, Extras, Profile};
+use weir_policy_testing::{self as testing, Extras, Profile};
 use weir_policy::{reference, CompiledPolicy};
 
 fn main() {

@@ -23,12 +23,14 @@
 //! - [`CompiledPolicy`]: `compile` + `lookup` (design and stack bound in [`compiled`]).
 //! - [`reference`]: the obvious first-match evaluator, for tests and benchmarks only.
 //! - [`fold`]: the case folding used for application paths.
-//! - `testing` (feature `testing`, host only): proptest generators for policies and queries.
+//!
+//! The proptest generators for policies and queries live in `crates/weir-policy-testing` (host
+//! only), not behind a feature: see Cargo.toml for why this crate has none.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
-#[cfg(any(test, feature = "std"))]
+#[cfg(test)]
 extern crate std;
 
 use alloc::string::String;
@@ -38,8 +40,6 @@ pub mod compiled;
 pub mod fold;
 pub mod limits;
 pub mod reference;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod validate;
 pub mod wire;
 

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use proptest::prelude::*;
-use weir_policy::testing::{self, Extras, Profile};
+use weir_policy_testing::{self as testing, Extras, Profile};
 use weir_policy::{reference, CompiledPolicy, Policy};
 
 fn check_all(p: &Policy, queries: &[testing::OwnedQuery]) -> Result<(), TestCaseError> {

@@ -1,7 +1,7 @@
 //! The documented semantics, case by case, on both the compiled lookup and the reference.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use weir_policy::testing::{self, Extras, Profile};
+use weir_policy_testing::{self as testing, Extras, Profile};
 use weir_policy::{
     reference, Action, Addr, AddrCond, AddrRange, AddressSet, AppPath, CompiledPolicy, Direction, IpVersion,
     Policy, PortCond, Query, Rule, Verdict,

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use weir_policy::limits::*;
-use weir_policy::testing;
+use weir_policy_testing as testing;
 use weir_policy::wire::{self, DecodeError, EncodeError, Section, HEADER_LEN};
 use weir_policy::{
     reference, Action, AddrCond, AddrRange, AddressSet, AppPath, CompiledPolicy, Direction, IpVersion, Policy,

@@ -9,7 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir_policy::{reference, testing, wire, CompiledPolicy};
+use weir_policy::{reference, wire, CompiledPolicy};
+use weir_policy_testing as testing;
 
 fuzz_target!(|data: &[u8]| {
     let (seed, blob) = match data.split_first_chunk::<8>() {

@@ -1,5 +1,5 @@
-//! Generators for tests, benchmarks, fuzzing and other crates' test vectors (feature
-//! `testing`, host only).
+//! Generators for weir-policy's tests, benchmarks, fuzzing and other crates' test vectors (host
+//! only; a crate of its own so that nothing of it can reach the driver, see Cargo.toml).
 //!
 //! - [`classbench`]: deterministic ClassBench-style rule sets of any size (three profiles in
 //!   the spirit of the ACL, firewall and IP-chain seeds: mixes of prefix lengths on both
@@ -13,13 +13,11 @@
 //! Host-only test support (never built into the driver): indexing here picks from non-empty
 //! tables, and a mistake would fail a test, not a machine.
 #![allow(clippy::indexing_slicing)]
-
-use std::vec;
-use std::vec::Vec;
+#![forbid(unsafe_code)]
 
 use proptest::prelude::*;
 
-use crate::{
+use weir_policy::{
     Action, Addr, AddrCond, AddrRange, AddressSet, AppPath, Direction, IpVersion, Policy, PortCond, Query,
     Rule,
 };
