@@ -12,22 +12,24 @@
 //! - the code names Weir in `!analyze -v` and in crash telemetry, where
 //!   "RPNC" is shared by every windows-drivers-rs driver on the machine
 //!   (the faulting module is still named either way);
-//! - wdk-panic's debug builds call `DbgBreakPoint` first, an unhandled
-//!   breakpoint exception when no kernel debugger is attached: the machine
-//!   then stops with a generic exception code instead of the panic's;
+//! - with debug assertions wdk-panic first breaks with an inline `int 3`
+//!   (`brk #0xF000` on ARM64, `wdk::dbg_break`), an unhandled breakpoint
+//!   exception when no kernel debugger is attached: the machine then stops
+//!   with a generic exception code instead of the panic's;
 //! - one handler in both flows means one layout for docs/debugging.md.
 //!
 //! Allocator: `wfp_km::pool::PoolAllocator` (`ExAllocatePool2`,
 //! `POOL_FLAG_NON_PAGED`, tag `'Weir'`, `ExFreePoolWithTag`). windows-drivers-rs'
 //! `wdk-alloc` 0.4.2 makes the same pool call with tag `'rust'`, but ignores
 //! `Layout::align()` (its own FIXME): pool blocks are 16-byte aligned on x64,
-//! so any type aligned above 16 would get a misaligned block, which is
-//! undefined behaviour. Weir has such types: `wfp_km::rcu::Rcu` (the policy
-//! swap) keeps its reader counters in `#[repr(align(64))]` cache lines, and
-//! `weir-events`' ring pads its head and tail the same way.
-//! Weir's allocator over-allocates for those (proptest-checked in
-//! `wfp_km::pool`). `PoolBox` never goes through the global allocator; it
-//! calls the same aligned pool path directly.
+//! so a type aligned above 16 would get a misaligned block, which is
+//! undefined behaviour. Today no such type goes through the global
+//! allocator: Weir's two `#[repr(align(64))]` types (`wfp_km::rcu::Rcu`'s
+//! reader counters, `weir-events`' ring head and tail) live in `PoolBox`es,
+//! which call the aligned pool path directly. So wdk-alloc's gap is a latent
+//! risk for Weir, not a present bug: the first `Box`/`Vec` of such a type
+//! would be misaligned with nothing to catch it. Weir's allocator
+//! over-allocates for those layouts (proptest-checked in `wfp_km::pool`).
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {

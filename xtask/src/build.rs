@@ -5,20 +5,24 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The default target: Windows x64. `--target aarch64-pc-windows-msvc`
+/// builds for ARM64 (`weir_inf::Arch` lists both).
 pub const TARGET: &str = "x86_64-pc-windows-msvc";
 
 /// Where the built driver lands, as in the WDK flow's layout.
 pub fn output_dir() -> PathBuf {
-    repo_root().join("target").join(TARGET).join("release")
+    output_dir_for(TARGET)
+}
+
+/// [`output_dir`] for another target.
+pub fn output_dir_for(target: &str) -> PathBuf {
+    repo_root().join("target").join(target).join("release")
 }
 
 pub fn image_path() -> PathBuf {
     output_dir().join("weir.sys")
 }
 
-pub fn pdb_path() -> PathBuf {
-    output_dir().join("weir.pdb")
-}
 
 /// Cross build directory, apart from the host build's (different compiler).
 fn cross_dir() -> PathBuf {
@@ -37,22 +41,30 @@ pub fn cross_rustflags(root: &Path) -> String {
     format!("--remap-path-prefix={}=weir", root.display())
 }
 
-/// Builds weir.sys and weir.pdb; returns the image path.
+/// Builds weir.sys and weir.pdb for x64; returns the image path.
 pub fn build(check: bool) -> Result<PathBuf> {
+    build_for(check, TARGET)
+}
+
+/// Builds weir.sys and weir.pdb for `target` (x64 or ARM64) into
+/// [`output_dir_for`]; with `check`, the static image checks run and the
+/// image's machine type must be `target`'s.
+pub fn build_for(check: bool, target: &str) -> Result<PathBuf> {
+    let arch = weir_inf::Arch::from_rust_target(target)?;
     step("toolchain");
     let tc = toolchain::cross_toolchain()?;
     println!("rustc {} ({}), linker {}", tc.version, tc.rustc.display(), tc.lld.display());
 
-    step(&format!("build weir for {TARGET}"));
+    step(&format!("build weir for {target}"));
     let root = repo_root();
     let mut cmd = Command::new(&tc.cargo);
     cmd.current_dir(&root)
-        .args(["build", "--release", "--package", "weir", "--lib", "--target", TARGET])
+        .args(["build", "--release", "--package", "weir", "--lib", "--target", target])
         .args(["-Zbuild-std=core,alloc", "-Zbuild-std-features=compiler-builtins-mem"])
         .arg("--target-dir")
         .arg(cross_dir())
         .arg("--config")
-        .arg(format!("target.{TARGET}.linker={:?}", tc.lld.display().to_string()))
+        .arg(format!("target.{target}.linker={:?}", tc.lld.display().to_string()))
         // The outer cargo (rustup's) must not leak into the Debian one.
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO_TARGET_DIR")
@@ -67,25 +79,29 @@ pub fn build(check: bool) -> Result<PathBuf> {
         bail!("cross build failed ({status})");
     }
 
-    let built = cross_dir().join(TARGET).join("release");
-    let out = output_dir();
+    let built = cross_dir().join(target).join("release");
+    let out = output_dir_for(target);
     std::fs::create_dir_all(&out)?;
-    copy(&built.join("weir.dll"), &image_path())?;
-    copy(&built.join("weir.pdb"), &pdb_path())?;
-    println!("image: {}", rel(&image_path()));
-    println!("pdb:   {}", rel(&pdb_path()));
+    let (image, pdb) = (out.join("weir.sys"), out.join("weir.pdb"));
+    copy(&built.join("weir.dll"), &image)?;
+    copy(&built.join("weir.pdb"), &pdb)?;
+    println!("image: {}", rel(&image));
+    println!("pdb:   {}", rel(&pdb));
 
     if check {
         step("check image");
-        let report = weir_image::check_driver(&image_path(), Some(&pdb_path()))?;
+        let report = weir_image::check_driver(&image, Some(&pdb))?;
         for c in &report.checks {
             println!("  {c}");
         }
         if !report.ok() {
             bail!("the image fails {} check(s)", report.failures().count());
         }
+        if report.machine != arch.machine() {
+            bail!("the image's machine type is {:#06x}, not {target}'s {:#06x}", report.machine, arch.machine());
+        }
     }
-    Ok(image_path())
+    Ok(image)
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {

@@ -5,6 +5,7 @@
 //! - `cargo xtask check-image [PATH]` prints the static image report
 //! - `cargo xtask setup`   installs (as root) or lists what the build needs
 //! - `cargo xtask wdk-task-graph` checks cargo-make's plan of the WDK flow
+//! - `cargo xtask wdk-compile` compiles what the WDK flows' build step compiles
 //! - `cargo xtask wine-test` builds weirctl.exe and runs its Wine tests
 
 mod build;
@@ -41,7 +42,7 @@ enum Command {
         no_emulation: bool,
     },
     /// Build, stamp, sign and verify the driver package
-    /// (target/x86_64-pc-windows-msvc/release/weir_package/).
+    /// (target/<triple>/release/weir_package/; x64 unless --target).
     Package {
         /// Certificate (PEM or DER) to sign with instead of the test certificate.
         #[arg(long, requires = "key", conflicts_with = "pfx")]
@@ -58,6 +59,10 @@ enum Command {
         /// Write a catalog v1 (SHA-1 members) instead of v2.
         #[arg(long)]
         catalog_v1: bool,
+        /// Target: x86_64-pc-windows-msvc (default) or aarch64-pc-windows-msvc
+        /// (an ARM64 package in target/aarch64-pc-windows-msvc/release/weir_package/).
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Verify a package directory (default: the built one).
     VerifyPackage {
@@ -78,6 +83,14 @@ enum Command {
     /// Print and check cargo-make's plan of the WDK flow (`cargo make`) for
     /// the driver, on this host (part of `test`).
     WdkTaskGraph,
+    /// Compile (cargo check) what the build step of `cargo make` and of
+    /// `cargo wdk build` compiles on a Windows host, with a wdk-sys stand-in
+    /// (part of `test`).
+    WdkCompile {
+        /// Windows target(s) to compile for.
+        #[arg(long = "target", default_values_t = [wdk_flow::compile::DEFAULT_TARGET.to_string()])]
+        targets: Vec<String>,
+    },
     /// Build weirctl.exe (unsigned) and run its tests under Wine (a stage of `test`).
     WineTest,
 }
@@ -87,18 +100,22 @@ fn main() {
     let result = match cli.command {
         Command::Build { no_check } => build::build(!no_check).map(|_| ()),
         Command::Test { no_emulation } => run::test_all(!no_emulation),
-        Command::Package { cert, key, pfx, pfx_password_env, catalog_v1 } => package::package(&package::SignOptions {
+        Command::Package { cert, key, pfx, pfx_password_env, catalog_v1, target } => package::package(&package::SignOptions {
             cert,
             key,
             pfx,
             pfx_password_env,
             catalog_v1,
+            target,
         })
         .map(|_| ()),
         Command::VerifyPackage { dir, no_build_pdb } => package::verify_cmd(dir, !no_build_pdb),
         Command::CheckImage { image, pdb } => build::check_image_cmd(image, pdb),
         Command::Setup => toolchain::setup(),
         Command::WdkTaskGraph => wdk_flow::task_graph(),
+        Command::WdkCompile { targets } => {
+            wdk_flow::compile::run(&targets.iter().map(String::as_str).collect::<Vec<_>>())
+        }
         Command::WineTest => weirctl::build_exe().and_then(|exe| weirctl::wine_tests(&exe)),
     };
     if let Err(err) = result {

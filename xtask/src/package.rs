@@ -27,10 +27,18 @@ pub struct SignOptions {
     pub pfx_password_env: String,
     /// Catalog v1 (SHA-1 only) instead of v2.
     pub catalog_v1: bool,
+    /// Target triple; None = x64 (`build::TARGET`). ARM64:
+    /// `aarch64-pc-windows-msvc`.
+    pub target: Option<String>,
 }
 
 pub fn package_dir() -> PathBuf {
-    build::output_dir().join("weir_package")
+    package_dir_for(build::TARGET)
+}
+
+/// The package directory of `target`, as windows-drivers-rs lays it out.
+pub fn package_dir_for(target: &str) -> PathBuf {
+    build::output_dir_for(target).join("weir_package")
 }
 
 /// Where the per-machine test certificate lives: outside `target/`, so
@@ -98,12 +106,15 @@ fn step(n: u32, text: &str) {
 
 /// `cargo xtask package`.
 pub fn package(opts: &SignOptions) -> Result<PathBuf> {
-    step(1, "build");
-    let image = build::build(true)?;
+    let target = opts.target.as_deref().unwrap_or(build::TARGET);
+    let arch = weir_inf::Arch::from_rust_target(target)?;
+    step(1, &format!("build ({target})"));
+    let image = build::build_for(true, target)?;
+    let pdb = build::output_dir_for(target).join("weir.pdb");
     let osslsigncode = toolchain::osslsigncode()?;
     let signer = signing_cert(opts)?;
     let time = package_time()?;
-    let dir = package_dir();
+    let dir = package_dir_for(target);
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
@@ -115,11 +126,11 @@ pub fn package(opts: &SignOptions) -> Result<PathBuf> {
     let version = weir_inf::version_from_crate(&crate_version()?)?;
     let inf = weir_inf::stamp(
         &inx,
-        &weir_inf::StampOptions { arch: "amd64", date, version, catalog_file: Some(CAT.into()) },
+        &weir_inf::StampOptions { arch: arch.as_str(), date, version, catalog_file: Some(CAT.into()) },
     )?;
     std::fs::write(dir.join(INF), &inf)?;
-    println!("DriverVer {}", weir_inf::format_driver_ver(date, version));
-    let diagnostics = weir_inf::lint(&inf, INF);
+    println!("DriverVer {}, decorated NT{}", weir_inf::format_driver_ver(date, version), arch.as_str());
+    let diagnostics = weir_inf::lint_for_arch(inf.as_bytes(), INF, arch);
     if !diagnostics.is_empty() {
         for d in &diagnostics {
             eprintln!("{d}");
@@ -128,7 +139,7 @@ pub fn package(opts: &SignOptions) -> Result<PathBuf> {
     }
 
     step(3, "sign weir.sys (Authenticode SHA-256, page hashes)");
-    let scratch = build::output_dir().join("sign-scratch");
+    let scratch = build::output_dir_for(target).join("sign-scratch");
     std::fs::create_dir_all(&scratch)?;
     let pem = signer.pem_files(&scratch)?;
     let status = Command::new(&osslsigncode)
@@ -153,18 +164,21 @@ pub fn package(opts: &SignOptions) -> Result<PathBuf> {
 
     step(4, if opts.catalog_v1 { "catalog weir.cat (v1, SHA-1)" } else { "catalog weir.cat (v2, SHA-256 + SHA-1 compat)" });
     let mut builder = CatalogBuilder::new(if opts.catalog_v1 { CatalogVersion::V1 } else { CatalogVersion::V2 });
+    builder.catalog_attributes(&[("OS", weir_package::catalog_os(arch))]);
     builder.add_pe_file(&dir.join(SYS))?;
     builder.add_flat_file(&dir.join(INF))?;
     let cat = builder.build_signed(&signer, u64::try_from(time).unwrap_or(0))?;
     std::fs::write(dir.join(CAT), cat)?;
-    std::fs::copy(build::pdb_path(), dir.join(PDB))?;
+    std::fs::copy(&pdb, dir.join(PDB))?;
     signer.write_cer(&dir.join(CER))?;
 
     step(5, "verify");
     toolchain::osslsigncode()?;
-    verify(&dir, Some(&build::pdb_path()))?;
+    verify(&dir, Some(&pdb))?;
 
-    step(6, "weirctl.exe (x86_64-pc-windows-gnu), signed, beside the package");
+    // One weirctl.exe for both: x64 programs run on Windows 11 on ARM under
+    // its x64 emulation, and Debian has no ARM64 Windows user-mode toolchain.
+    step(6, "weirctl.exe (x86_64-pc-windows-gnu), signed, beside the x64 package");
     let tool = crate::weirctl::package_exe(&osslsigncode, &signer, time)?;
 
     println!("\npackage: {}", rel(&dir));
@@ -184,7 +198,10 @@ pub fn verify_cmd(dir: Option<PathBuf>, against_build: bool) -> Result<()> {
     let dir = dir.unwrap_or_else(package_dir);
     toolchain::osslsigncode()?;
     println!("verifying {}", rel(&dir));
-    verify(&dir, against_build.then(build::pdb_path).as_deref())?;
+    // The build's PDB of the same architecture: the package directory sits in
+    // target/<triple>/release/.
+    let built_pdb = dir.parent().map(|d| d.join("weir.pdb"));
+    verify(&dir, if against_build { built_pdb.as_deref() } else { None })?;
     println!("package verified");
     Ok(())
 }

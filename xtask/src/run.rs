@@ -41,6 +41,18 @@ pub fn test_all(emulation: bool) -> Result<()> {
     };
     outcomes.push(Outcome { name: "signed package + verification + reproducibility", ok: packaged });
 
+    step("ARM64 driver package (cargo xtask package --target aarch64-pc-windows-msvc)");
+    // Built, signed and verified like the x64 one; the emulator runs x64
+    // code only, so nothing executes this image.
+    let arm64 = crate::package::package(&crate::package::SignOptions {
+        target: Some(weir_inf::Arch::Arm64.rust_target().to_string()),
+        ..crate::package::SignOptions::default()
+    });
+    if let Err(e) = &arm64 {
+        eprintln!("error: {e:#}");
+    }
+    outcomes.push(Outcome { name: "ARM64 signed package + verification", ok: arm64.is_ok() });
+
     step("host tests (cargo test --workspace), including the image tests");
     let ok = cargo()
         .current_dir(&root)
@@ -57,6 +69,13 @@ pub fn test_all(emulation: bool) -> Result<()> {
         eprintln!("error: {e:#}");
     }
     outcomes.push(Outcome { name: "WDK flow task graph (cargo-make)", ok: graph.is_ok() });
+
+    // What those flows' build step compiles, for x64 and ARM64 hosts.
+    let compiled = crate::wdk_flow::compile::run(&crate::wdk_flow::compile::CI_TARGETS);
+    if let Err(e) = &compiled {
+        eprintln!("error: {e:#}");
+    }
+    outcomes.push(Outcome { name: "WDK flows' build step compiled (cargo make, cargo wdk build)", ok: compiled.is_ok() });
 
     step("model check of the policy swap (loom): RUSTFLAGS=\"--cfg loom\" cargo test -p wfp-km --release --lib rcu");
     // Own target directory: --cfg loom changes every crate's build, and must

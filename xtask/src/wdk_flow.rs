@@ -4,9 +4,12 @@
 //! - [`task_graph`] (a `cargo xtask test` stage) asks cargo-make itself,
 //!   with `--print-steps`, which tasks `cargo make` runs for the driver, in
 //!   which order, and what our override of `copy-inx-to-output` resolves to.
+//! - [`compile`] (a `cargo xtask test` stage) compiles what the build step of
+//!   `cargo make` and of `cargo wdk build` compiles, for the same selections.
 //! - `tests` (in `cargo test --workspace`) check resolution, arguments,
-//!   crt-static, the INF task, the workflow and rust-version.
+//!   crt-static, the INF tasks, DriverVer, the workflow and rust-version.
 
+pub mod compile;
 #[cfg(test)]
 mod tests;
 

@@ -1,4 +1,4 @@
-//! Static checks of a Windows x64 kernel driver image and its PDB.
+//! Static checks of a Windows kernel driver image (x64 or ARM64) and its PDB.
 //!
 //! [`check_driver`] parses the image with `object` and the PDB with `pdb` and
 //! reports one [`Check`] per property a loadable, HVCI-compatible WDM driver
@@ -10,7 +10,8 @@
 
 use object::pe::{
     IMAGE_DIRECTORY_ENTRY_BASERELOC, IMAGE_DIRECTORY_ENTRY_IMPORT, IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE,
-    IMAGE_DLLCHARACTERISTICS_NX_COMPAT, IMAGE_FILE_MACHINE_AMD64, IMAGE_NT_OPTIONAL_HDR64_MAGIC,
+    IMAGE_DLLCHARACTERISTICS_NX_COMPAT, IMAGE_FILE_MACHINE_AMD64, IMAGE_FILE_MACHINE_ARM64,
+    IMAGE_NT_OPTIONAL_HDR64_MAGIC, IMAGE_REL_BASED_ABSOLUTE, IMAGE_REL_BASED_DIR64,
     IMAGE_SCN_MEM_DISCARDABLE, IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_NOT_PAGED, IMAGE_SCN_MEM_WRITE,
     IMAGE_SUBSYSTEM_NATIVE,
 };
@@ -32,6 +33,11 @@ pub const REQUIRED_WFP_IMPORTS: &[&str] = &[
     "FwpmCalloutAdd0",
     "FwpmFilterAdd0",
 ];
+
+/// Machine types of the images Weir builds: x64 (`IMAGE_FILE_MACHINE_AMD64`)
+/// and ARM64 (`IMAGE_FILE_MACHINE_ARM64`), both PE32+. The caller that knows
+/// which one it built compares [`Report::machine`].
+pub const MACHINES: &[u16] = &[IMAGE_FILE_MACHINE_AMD64, IMAGE_FILE_MACHINE_ARM64];
 
 const PAGE_SIZE: u32 = 0x1000;
 
@@ -56,6 +62,8 @@ pub struct Report {
     /// Imports as (module, function), in table order.
     pub imports: Vec<(String, String)>,
     pub exports: Vec<String>,
+    /// The file header's machine type (0x8664 x64, 0xaa64 ARM64).
+    pub machine: u16,
 }
 
 impl Report {
@@ -152,10 +160,11 @@ pub fn check_bytes(data: &[u8], pdb: Option<PdbIdentity<'_>>) -> Result<Report, 
     let opt = nt.optional_header();
     let mut r = Report::default();
 
+    r.machine = header.machine.get(LE);
     r.push(
         "machine",
-        header.machine.get(LE) == IMAGE_FILE_MACHINE_AMD64 && opt.magic() == IMAGE_NT_OPTIONAL_HDR64_MAGIC,
-        format!("machine {:#06x}, optional header magic {:#x}", header.machine.get(LE), opt.magic()),
+        MACHINES.contains(&r.machine) && opt.magic() == IMAGE_NT_OPTIONAL_HDR64_MAGIC,
+        format!("machine {:#06x} (x64 {IMAGE_FILE_MACHINE_AMD64:#06x} or ARM64 {IMAGE_FILE_MACHINE_ARM64:#06x}), optional header magic {:#x}", r.machine, opt.magic()),
     );
     r.push(
         "subsystem",
@@ -309,22 +318,25 @@ pub fn check_bytes(data: &[u8], pdb: Option<PdbIdentity<'_>>) -> Result<Report, 
     // Relocations.
     let reloc = dirs.get(IMAGE_DIRECTORY_ENTRY_BASERELOC);
     let reloc_size = reloc.map_or(0, |d| d.size.get(LE));
-    let relocations = dirs
-        .relocation_blocks(data, &pe.section_table())
-        .ok()
-        .flatten()
-        .map(|mut blocks| {
-            let mut n = 0usize;
-            while let Ok(Some(block)) = blocks.next() {
-                n += block.count();
+    // Every entry is DIR64 (a 64-bit pointer) or ABSOLUTE (block padding) on
+    // both machines; anything else (HIGHLOW, ARM MOV32...) means a wrong
+    // target or linker mode, which the loader would apply wrongly or refuse.
+    let mut relocations = 0usize;
+    let mut other_types: Vec<u16> = Vec::new();
+    if let Some(mut blocks) = dirs.relocation_blocks(data, &pe.section_table()).ok().flatten() {
+        while let Ok(Some(block)) = blocks.next() {
+            for reloc in block {
+                relocations += 1;
+                if reloc.typ != IMAGE_REL_BASED_DIR64 && reloc.typ != IMAGE_REL_BASED_ABSOLUTE && !other_types.contains(&reloc.typ) {
+                    other_types.push(reloc.typ);
+                }
             }
-            n
-        })
-        .unwrap_or(0);
+        }
+    }
     r.push(
         "relocations",
-        reloc_size > 0 && relocations > 0,
-        format!("base relocation directory {reloc_size} bytes, {relocations} relocations"),
+        reloc_size > 0 && relocations > 0 && other_types.is_empty(),
+        format!("base relocation directory {reloc_size} bytes, {relocations} relocations; types other than DIR64/ABSOLUTE: {other_types:?}"),
     );
 
     // Checksum.

@@ -4,8 +4,11 @@
 //! it covers: osslsigncode verifies the Authenticode signatures of weir.sys
 //! and weir.cat against the packaged certificate and weir.sys against the
 //! catalog; our catalog reader recomputes every member hash; the INF is
-//! linted and must be covered by the catalog; the signed image passes the
-//! static image checks and matches the PDB; the PDB equals the build's.
+//! linted (bytes and encoding included) for the image's architecture and must
+//! be covered by the catalog, whose `OS` attribute names the same
+//! architecture; the signed image passes the static image checks and matches
+//! the PDB; the PDB equals the build's. Packages for x64 and ARM64 are
+//! verified alike; the architecture comes from the image's machine type.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -20,6 +23,16 @@ pub const CER: &str = "weir-test.cer";
 
 /// The five files of a package.
 pub const FILES: [&str; 5] = [SYS, INF, CAT, PDB, CER];
+
+/// The catalog-level `OS` attribute Inf2Cat writes for Windows 10 and later
+/// on `arch` (`/os:10_X64` gives `_v100_X64`; ARM64's `_v100_ARM64` follows
+/// the same pattern and is unverified against a real Inf2Cat output).
+pub fn catalog_os(arch: weir_inf::Arch) -> &'static str {
+    match arch {
+        weir_inf::Arch::Amd64 => "_v100_X64",
+        weir_inf::Arch::Arm64 => "_v100_ARM64",
+    }
+}
 
 /// The osslsigncode to use (`WEIR_OSSLSIGNCODE` or the one on PATH).
 pub fn osslsigncode_path() -> PathBuf {
@@ -83,22 +96,29 @@ pub fn verify_with(osslsigncode: &Path, dir: &Path, built_pdb: Option<&Path>) ->
         println!("  [ok] catalog member {} ({:?}, {:?}) = {}", v.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), v.kind, v.algorithm, v.digest);
     }
 
-    let inf_text = std::fs::read_to_string(&inf)?;
-    let mut diagnostics = weir_inf::lint(&inf_text, INF);
-    let names: Vec<String> = catalog.members.iter().filter_map(|m| m.file_name.clone()).collect();
-    diagnostics.extend(weir_inf::check_catalog_coverage(&inf_text, INF, &names));
-    if !diagnostics.is_empty() {
-        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-        bail!("weir.inf:\n{}", text.join("\n"));
-    }
-    println!("  [ok] weir.inf lint and catalog coverage");
-
     let image = weir_image::check_driver(&sys, Some(&pdb))?;
     if !image.ok() {
         let text: Vec<String> = image.failures().map(ToString::to_string).collect();
         bail!("signed weir.sys:\n{}", text.join("\n"));
     }
-    println!("  [ok] weir.sys image checks ({} properties), PDB GUID/age match", image.checks.len());
+    let arch = weir_inf::Arch::from_machine(image.machine)?;
+    println!("  [ok] weir.sys image checks ({} properties, {arch}), PDB GUID/age match", image.checks.len());
+
+    let os = catalog.attributes.iter().find(|a| a.name == "OS").map(|a| a.value.as_str());
+    if os != Some(catalog_os(arch)) {
+        bail!("weir.cat's OS attribute is {os:?}, not {:?} for the {arch} image", catalog_os(arch));
+    }
+    println!("  [ok] weir.cat OS attribute {}", catalog_os(arch));
+
+    let inf_bytes = std::fs::read(&inf)?;
+    let mut diagnostics = weir_inf::lint_for_arch(&inf_bytes, INF, arch);
+    let names: Vec<String> = catalog.members.iter().filter_map(|m| m.file_name.clone()).collect();
+    diagnostics.extend(weir_inf::check_catalog_coverage(&String::from_utf8_lossy(&inf_bytes), INF, &names));
+    if !diagnostics.is_empty() {
+        let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+        bail!("weir.inf:\n{}", text.join("\n"));
+    }
+    println!("  [ok] weir.inf lint for {arch} (bytes and encoding included) and catalog coverage");
 
     if let Some(built) = built_pdb.filter(|p| p.is_file()) {
         if std::fs::read(built)? != std::fs::read(&pdb)? {

@@ -17,8 +17,10 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// The Windows target both flows build for.
+/// The Windows target both flows build for on an x64 host.
 const WINDOWS_TARGET: &str = crate::build::TARGET;
+/// Every Windows target the flows support (x64 and ARM64 hosts).
+const WINDOWS_TARGETS: [&str; 2] = ["aarch64-pc-windows-msvc", "x86_64-pc-windows-msvc"];
 /// The driver package (and cdylib, INF and package directory name).
 const DRIVER: &str = "weir";
 
@@ -73,14 +75,21 @@ fn wdk_crates(tree: &str) -> Vec<&str> {
     found
 }
 
-/// The one `cargo make` step of the GitHub workflow's Windows job and the
-/// job's `env:` values.
+/// The GitHub workflow's Windows job: its `env:` values, its matrix (one entry
+/// per Windows host architecture) and its one `cargo make` and one `cargo wdk
+/// build` step, expanded for each matrix entry.
 struct WindowsJob {
     /// The job's text, from `  windows:` to the end of the file.
     text: String,
     env: Vec<(String, String)>,
-    cargo_make_args: Vec<String>,
-    upload_path: String,
+    /// `include:` entries of the matrix, as key/value pairs.
+    matrix: Vec<Vec<(String, String)>>,
+    /// `run: cargo make ...` with `${{ env.X }}` expanded, `${{ matrix.X }}` not.
+    cargo_make: String,
+    /// `run: cargo wdk build ...`, the same way.
+    cargo_wdk: String,
+    /// Every upload `path:`, the same way.
+    upload_paths: Vec<String>,
 }
 
 impl WindowsJob {
@@ -88,10 +97,16 @@ impl WindowsJob {
         let text = read(".github/workflows/ci.yml");
         let job = &text[text.find("\n  windows:\n").expect("a `windows` job")..];
         let mut env = Vec::new();
+        let mut matrix: Vec<Vec<(String, String)>> = Vec::new();
         let mut in_env = false;
+        let mut in_include = false;
         for line in job.lines() {
             if line == "    env:" {
                 in_env = true;
+                continue;
+            }
+            if line.trim() == "include:" {
+                in_include = true;
                 continue;
             }
             if in_env {
@@ -107,14 +122,43 @@ impl WindowsJob {
                     env.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
                 }
             }
+            if in_include {
+                if !line.starts_with("          ") {
+                    in_include = false;
+                    continue;
+                }
+                let t = line.trim();
+                let (t, new_entry) = match t.strip_prefix("- ") {
+                    Some(rest) => (rest, true),
+                    None => (t, false),
+                };
+                if new_entry {
+                    matrix.push(Vec::new());
+                }
+                if let (Some((k, v)), Some(entry)) = (t.split_once(':'), matrix.last_mut()) {
+                    entry.push((k.trim().to_string(), v.trim().trim_matches('"').to_string()));
+                }
+            }
         }
-        let mut job_ = Self { text: job.to_string(), env, cargo_make_args: Vec::new(), upload_path: String::new() };
+        let mut job_ = Self {
+            text: job.to_string(),
+            env,
+            matrix,
+            cargo_make: String::new(),
+            cargo_wdk: String::new(),
+            upload_paths: Vec::new(),
+        };
         let runs: Vec<&str> = job.lines().filter_map(|l| l.trim().strip_prefix("run: ")).collect();
-        let make: Vec<&&str> = runs.iter().filter(|r| r.starts_with("cargo make")).collect();
-        assert_eq!(make.len(), 1, "exactly one `run: cargo make ...` step: {make:?}");
-        job_.cargo_make_args = job_.expand(make[0]).split_whitespace().skip(2).map(String::from).collect();
-        let path = job.lines().find_map(|l| l.trim().strip_prefix("path: ")).expect("an upload `path:`");
-        job_.upload_path = job_.expand(path);
+        let one = |prefix: &str| {
+            let found: Vec<&&str> = runs.iter().filter(|r| r.starts_with(prefix)).collect();
+            assert_eq!(found.len(), 1, "exactly one `run: {prefix} ...` step: {found:?}");
+            found[0].to_string()
+        };
+        job_.cargo_make = job_.expand(&one("cargo make"));
+        job_.cargo_wdk = job_.expand(&one("cargo wdk build"));
+        job_.upload_paths =
+            job.lines().filter_map(|l| l.trim().strip_prefix("path: ")).map(|p| job_.expand(p)).collect();
+        assert!(!job_.upload_paths.is_empty(), "an upload `path:`");
         job_
     }
 
@@ -131,6 +175,23 @@ impl WindowsJob {
             out.replace_range(start..end + 2, self.var(name));
         }
         out
+    }
+
+    /// `text` with `${{ matrix.NAME }}` expanded for matrix entry `entry`.
+    fn for_entry(&self, text: &str, entry: &[(String, String)]) -> String {
+        let mut out = text.to_string();
+        while let Some(start) = out.find("${{ matrix.") {
+            let end = out[start..].find("}}").unwrap() + start;
+            let name = out[start + 11..end].trim();
+            let value = entry.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_else(|| panic!("matrix.{name}"));
+            out.replace_range(start..end + 2, &value);
+        }
+        out
+    }
+
+    /// The `cargo make` arguments after `cargo make`, for matrix entry `entry`.
+    fn cargo_make_args(&self, entry: &[(String, String)]) -> Vec<String> {
+        self.for_entry(&self.cargo_make, entry).split_whitespace().skip(2).map(String::from).collect()
     }
 }
 
@@ -194,47 +255,53 @@ fn no_feature_is_passed_and_every_member_accepts_the_flows_arguments() {
     let (_, upstream) = upstream_makefile(&metadata());
     assert_eq!(upstream["env"]["CARGO_MAKE_CARGO_BUILD_TEST_FLAGS"]["unset"].as_bool(), Some(true));
     let job = WindowsJob::parse();
-    for arg in &job.cargo_make_args {
-        assert!(
-            !(arg.starts_with("--features") || arg == "-F" || arg == "--all-features" || arg.starts_with("--env")),
-            "the workflow passes {arg}: cargo-make forwards it to every workspace member"
-        );
+    assert!(!job.matrix.is_empty(), "the Windows job has a matrix of hosts");
+    for entry in &job.matrix {
+        let args = job.cargo_make_args(entry);
+        let wdk: Vec<String> = job.for_entry(&job.cargo_wdk, entry).split_whitespace().map(String::from).collect();
+        for arg in args.iter().chain(&wdk) {
+            assert!(
+                !(arg.starts_with("--features") || arg == "-F" || arg == "--all-features" || arg.starts_with("--env")),
+                "the workflow passes {arg}: both flows forward it to every workspace member"
+            );
+        }
+        let target = option(&args, "--target").unwrap_or(WINDOWS_TARGET).to_string();
+        // cargo-make runs `cargo build <args>` in each member's directory.
+        let metadata = metadata();
+        for id in &metadata.workspace_members {
+            let member = metadata.packages.iter().find(|p| &p.id == id).unwrap();
+            let manifest = member.manifest_path.as_str();
+            tree(&["--manifest-path", manifest, "--target", &target], None);
+        }
     }
-    let target = option(&job.cargo_make_args, "--target").unwrap_or(WINDOWS_TARGET);
-    // cargo-make runs `cargo build <args>` in each member's directory.
     let metadata = metadata();
-    for id in &metadata.workspace_members {
-        let member = metadata.packages.iter().find(|p| &p.id == id).unwrap();
-        let manifest = member.manifest_path.as_str();
-        tree(&["--manifest-path", manifest, "--target", target], None);
-    }
     assert!(package(&metadata, DRIVER).features.is_empty(), "no feature selects a flow");
 }
 
 // Finding 3: crt-static for the Windows MSVC target only; the Linux flow's
 // image never sees it, nor any windows-drivers-rs crate.
 #[test]
-fn crt_static_is_set_for_the_windows_target_only_and_selects_the_wdk_crates() {
+fn crt_static_is_set_for_the_windows_targets_only_and_selects_the_wdk_crates() {
     let config = toml_file(".cargo/config.toml");
-    let flags: Vec<&str> = config["target"][WINDOWS_TARGET]["rustflags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert!(flags.windows(2).any(|w| w == ["-C", "target-feature=+crt-static"]), "{flags:?}");
     assert!(config.get("build").and_then(|b| b.get("rustflags")).is_none(), "[build] rustflags would reach host proc-macros");
     assert!(config.get("host").is_none());
     let targets = config["target"].as_table().unwrap();
-    assert_eq!(targets.keys().collect::<Vec<_>>(), [WINDOWS_TARGET], "no other target (or cfg) table gets rustflags");
+    // x64 and ARM64 Windows hosts (issue 14, fault 5: without it on ARM64,
+    // wdk-build refuses to configure the build), nothing else.
+    assert_eq!(targets.keys().collect::<Vec<_>>(), WINDOWS_TARGETS, "no other target (or cfg) table gets rustflags");
+    for target in WINDOWS_TARGETS {
+        let flags: Vec<&str> =
+            config["target"][target]["rustflags"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert!(flags.windows(2).any(|w| w == ["-C", "target-feature=+crt-static"]), "{target}: {flags:?}");
 
-    // The WDK flow: config rustflags apply -> wdk-sys (and its wdk-build).
-    let wdk = tree(&["-p", DRIVER, "--target", WINDOWS_TARGET], None);
-    assert_eq!(wdk_crates(&wdk), ["wdk-build", "wdk-macros", "wdk-sys"], "{wdk}");
-    // The Linux flow: xtask's CARGO_ENCODED_RUSTFLAGS replace them.
-    let xtask_flags = crate::build::cross_rustflags(&repo_root());
-    let linux = tree(&["-p", DRIVER, "--target", WINDOWS_TARGET], Some(&xtask_flags));
-    assert_eq!(wdk_crates(&linux), Vec::<&str>::new(), "{linux}");
+        // The WDK flow: config rustflags apply -> wdk-sys (and its wdk-build).
+        let wdk = tree(&["-p", DRIVER, "--target", target], None);
+        assert_eq!(wdk_crates(&wdk), ["wdk-build", "wdk-macros", "wdk-sys"], "{target}: {wdk}");
+        // The Linux flow: xtask's CARGO_ENCODED_RUSTFLAGS replace them.
+        let xtask_flags = crate::build::cross_rustflags(&repo_root());
+        let linux = tree(&["-p", DRIVER, "--target", target], Some(&xtask_flags));
+        assert_eq!(wdk_crates(&linux), Vec::<&str>::new(), "{target}: {linux}");
+    }
     // Host builds (unit tests): none either.
     let host = tree(&["-p", DRIVER], None);
     assert_eq!(wdk_crates(&host), Vec::<&str>::new(), "{host}");
@@ -297,38 +364,62 @@ fn the_inx_task_copies_driver_inx_to_the_crates_inf() {
 // Findings 5 and 6: cargo arguments after the task name, one profile for
 // cargo and packaging, and upstream CI's setup with pinned versions.
 #[test]
-fn the_workflow_invokes_cargo_make_as_upstream_ci_does() {
+fn the_workflow_invokes_both_flows_as_upstream_ci_does() {
     let job = WindowsJob::parse();
-    let args = &job.cargo_make_args;
-    let task = args.first().expect("a task name");
-    assert!(!task.starts_with('-'), "the task name comes first; cargo-make options before it are cargo-make's: {args:?}");
     let (_, upstream) = upstream_makefile(&metadata());
-    assert!(upstream["tasks"][task.as_str()].is_table(), "{task} is a task of rust-driver-makefile.toml");
-
-    // `--profile` after the task is cargo's (wdk-build-init forwards it and
-    // sets WDK_BUILD_OUTPUT_DIRECTORY from it); cargo-make's `production`
-    // would give cargo no profile and the packaging tasks another directory.
-    let profile = option(args, "--profile").expect("--profile after the task name");
-    assert!(!args.iter().any(|a| a == "production" || a == "--release"));
     let cargo_toml = toml_file("Cargo.toml");
-    assert!(
-        ["dev", "release"].contains(&profile) || cargo_toml["profile"].get(profile).is_some(),
-        "profile {profile} is defined"
-    );
-    let target = option(args, "--target").expect("--target, as upstream CI passes");
-    assert_eq!(target, WINDOWS_TARGET);
-    let dir = if profile == "dev" { "debug" } else { profile };
-    assert_eq!(job.upload_path, format!("target/{target}/{dir}/weir_package"));
+    let mut targets = Vec::new();
+    for entry in &job.matrix {
+        let args = job.cargo_make_args(entry);
+        let task = args.first().expect("a task name");
+        assert!(!task.starts_with('-'), "the task name comes first; cargo-make options before it are cargo-make's: {args:?}");
+        assert!(upstream["tasks"][task.as_str()].is_table(), "{task} is a task of rust-driver-makefile.toml");
 
-    // Upstream's pins (windows-drivers-rs .github/workflows/build.yaml).
+        // `--profile` after the task is cargo's (wdk-build-init forwards it and
+        // sets WDK_BUILD_OUTPUT_DIRECTORY from it); cargo-make's `production`
+        // would give cargo no profile and the packaging tasks another directory.
+        let profile = option(&args, "--profile").expect("--profile after the task name").to_string();
+        assert!(!args.iter().any(|a| a == "production" || a == "--release"));
+        assert!(
+            ["dev", "release"].contains(&profile.as_str()) || cargo_toml["profile"].get(&profile).is_some(),
+            "profile {profile} is defined"
+        );
+        let target = option(&args, "--target").expect("--target, as upstream CI passes").to_string();
+        assert!(WINDOWS_TARGETS.contains(&target.as_str()), "{target}");
+        let dir = if profile == "dev" { "debug" } else { profile.as_str() };
+        let package = format!("target/{target}/{dir}/weir_package");
+        let uploads: Vec<String> = job.upload_paths.iter().map(|p| job.for_entry(p, entry)).collect();
+        assert_eq!(uploads.iter().filter(|p| **p == package).count(), 2, "both flows' packages uploaded: {uploads:?}");
+
+        // cargo-wdk: the same profile; the architecture of the same target.
+        let wdk: Vec<String> = job.for_entry(&job.cargo_wdk, entry).split_whitespace().map(String::from).collect();
+        assert_eq!(option(&wdk, "--profile"), Some(profile.as_str()), "{wdk:?}");
+        let arch = option(&wdk, "--target-arch").expect("cargo wdk build --target-arch");
+        let expected = weir_inf::Arch::from_rust_target(&target).unwrap();
+        assert_eq!(arch, expected.as_str(), "cargo-wdk's --target-arch matches {target}");
+        assert!(wdk.iter().any(|a| a == "--locked") && args.iter().any(|a| a == "--locked"));
+        targets.push(target);
+    }
+    targets.sort();
+    assert_eq!(targets, WINDOWS_TARGETS, "one matrix entry per Windows host architecture");
+
+    // Upstream's pins (windows-drivers-rs .github/workflows/build.yaml and
+    // its actions/install-{llvm,wdk}).
     assert_eq!(job.var("LLVM_VERSION"), "17.0.6");
     let wdk = job.var("WDK_VERSION");
     assert!(wdk.starts_with("10.0.") && wdk.split('.').count() == 3, "{wdk}");
     let text = &job.text;
-    assert!(text.contains("Microsoft.WindowsSDK.$env:WDK_VERSION") && text.contains("Microsoft.WindowsWDK.$env:WDK_VERSION"));
-    assert!(text.contains("\"Version_Number=$env:WDK_VERSION.0\""));
+    // 26100 comes from NuGet (what upstream's CI runs for it), not winget.
+    assert_eq!(wdk, "10.0.26100");
+    assert!(text.contains("nuget install \"Microsoft.Windows.WDK.${{ matrix.nuget_arch }}\" -Version $qfe"));
+    assert!(!text.contains("Microsoft.WindowsWDK.") && !text.contains("Microsoft.WindowsSDK."), "no winget kit install");
+    for var in ["Version_Number", "WDKContentRoot", "WDKBinRoot", "WDKToolRoot", "WindowsSdkBinPath"] {
+        assert!(text.contains(&format!("{var} ")), "the job sets {var}");
+    }
+    assert!(text.contains("Version_Number    = \"$env:WDK_VERSION.0\""));
     assert!(text.contains("--id LLVM.LLVM --version $env:LLVM_VERSION"));
     assert!(text.contains("cargo install --locked cargo-make --version $env:CARGO_MAKE_VERSION"));
+    assert!(text.contains("cargo install --locked cargo-wdk --version $env:CARGO_WDK_VERSION"));
     assert_eq!(job.var("CARGO_MAKE_VERSION"), crate::toolchain::CARGO_MAKE_VERSION, "the Linux task-graph check uses the same");
     let pinned: Vec<u32> = job.var("CARGO_MAKE_VERSION").split('.').map(|p| p.parse().unwrap()).collect();
     let min: Vec<u32> =
@@ -336,6 +427,8 @@ fn the_workflow_invokes_cargo_make_as_upstream_ci_does() {
     assert!(pinned >= min, "cargo-make {pinned:?} < wdk-build's min_version {min:?}");
     // No RUSTFLAGS in the job: it would replace config's crt-static.
     assert!(!text.contains("RUSTFLAGS:"));
+    // Both flows stamp the crate version: cargo-wdk through STAMPINF_VERSION.
+    assert!(text.contains("\"STAMPINF_VERSION=$v.0\""), "the job sets STAMPINF_VERSION from Cargo.toml");
 }
 
 // Finding 10: rust-version covers what the WDK crates declare.
@@ -408,4 +501,111 @@ fn the_scripts_accept_the_certificate_of_either_flow() {
     for cer in [weir_package::CER, wdk_cer] {
         assert!(names.contains(&format!("'{cer}'")), "scripts do not accept {cer}: {names}");
     }
+}
+
+// Issue 14, fault 2: cargo-wdk (no task to override) reads
+// `<package>.inx` from the package directory. weir.inx is that file; it must
+// be driver.inx byte for byte, so every flow ships the same INF.
+#[test]
+fn cargo_wdk_finds_weir_inx_and_it_is_driver_inx() {
+    let metadata = metadata();
+    let driver = package(&metadata, DRIVER);
+    let dir = driver.manifest_path.parent().unwrap();
+    // cargo-wdk 0.2.0 (actions/build/package_task.rs): the package name with
+    // `-` as `_`, plus `.inx`, in the package's directory.
+    let inx = dir.join(format!("{}.inx", driver.name.replace('-', "_")));
+    let copy = std::fs::read(&inx).unwrap_or_else(|e| panic!("{inx}: {e}: cargo wdk build needs it"));
+    let source = std::fs::read(dir.join("driver.inx")).unwrap();
+    assert!(copy == source, "{inx} differs from driver.inx: copy driver.inx over it (both flows must ship one INF)");
+}
+
+// Issue 14, fault 3: every flow stamps DriverVer's version from the crate
+// version: the Linux flow with weir_inf::version_from_crate, cargo make with
+// Makefile.toml's stampinf args, cargo wdk build with STAMPINF_VERSION (set
+// by the workflow and the README's command as `<crate version>.0`).
+#[test]
+fn every_flow_stamps_the_crate_version() {
+    let metadata = metadata();
+    let crate_version = package(&metadata, DRIVER).version.to_string();
+    let linux = weir_inf::version_from_crate(&crate_version).unwrap();
+    let linux = linux.map(|n| n.to_string()).join(".");
+    // What `${CARGO_MAKE_CRATE_VERSION}.0` and `$v.0` expand to; a pre-release
+    // or build suffix would make it differ from the Linux flow (which drops
+    // it), so such a version must not reach a release: change both mappings.
+    assert!(
+        crate_version.chars().all(|c| c.is_ascii_digit() || c == '.'),
+        "crate version {crate_version} has a suffix: Makefile.toml's stampinf args and STAMPINF_VERSION would not match the Linux flow's {linux}"
+    );
+    assert_eq!(format!("{crate_version}.0"), linux);
+
+    // cargo make: ours are wdk-build's args with `-v *` replaced, nothing else.
+    let (_, upstream) = upstream_makefile(&metadata);
+    let theirs: Vec<&str> =
+        upstream["tasks"]["stampinf"]["args"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let ours_toml = toml_file("Makefile.toml");
+    let task = ours_toml["tasks"]["stampinf"].as_table().unwrap();
+    assert_eq!(task.keys().collect::<Vec<_>>(), ["args"], "only args are redefined; command, env, dependencies stay wdk-build's");
+    let ours: Vec<&str> = task["args"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let v_at = theirs.iter().position(|a| *a == "-v").expect("wdk-build passes -v");
+    assert_eq!(theirs[v_at + 1], "*", "wdk-build's stampinf changed; re-check the override");
+    let mut expected = theirs.clone();
+    expected[v_at + 1] = "${CARGO_MAKE_CRATE_VERSION}.0";
+    assert_eq!(ours, expected);
+
+    // cargo wdk build: the README's command sets STAMPINF_VERSION the same way.
+    let readme = read("README.md");
+    assert!(
+        readme.contains("$env:STAMPINF_VERSION = \"$v.0\""),
+        "README documents STAMPINF_VERSION for cargo wdk build"
+    );
+    // docs/build.md spells the value out: it must be this version's.
+    let build_md = read("docs/build.md");
+    let spelled: Vec<&str> = build_md.lines().filter_map(|l| l.trim().strip_prefix("set STAMPINF_VERSION=")).collect();
+    assert!(!spelled.is_empty(), "docs/build.md shows the cargo wdk build command with STAMPINF_VERSION");
+    for line in spelled {
+        assert_eq!(line.split_whitespace().next(), Some(linux.as_str()), "docs/build.md: STAMPINF_VERSION={line}");
+    }
+}
+
+// Issue 14, fault 1's kind: nothing the driver links may have a cargo feature
+// that brings in another crate (`std`, proptest...): one cargo invocation that
+// builds the driver beside a tool asking for it (the WDK flows' root build,
+// `cargo test` at the root) would turn it on for the driver too, and the
+// driver no longer links (duplicate `panic_impl`). The WDK-flow compile stage
+// of `cargo xtask test` catches it by compiling; this is the fast check.
+#[test]
+fn no_crate_the_driver_links_has_a_feature_that_adds_a_dependency() {
+    let metadata = metadata();
+    let mut stack = vec![package(&metadata, DRIVER)];
+    let mut seen = Vec::new();
+    while let Some(p) = stack.pop() {
+        if seen.contains(&p.name.to_string()) {
+            continue;
+        }
+        seen.push(p.name.to_string());
+        for dep in p.dependencies.iter().filter(|d| d.kind == cargo_metadata::DependencyKind::Normal && d.path.is_some()) {
+            if let Some(local) = metadata.packages.iter().find(|q| q.name.as_str() == dep.name) {
+                stack.push(local);
+            }
+        }
+        if p.name.as_str() == DRIVER {
+            continue;
+        }
+        assert!(!p.features.contains_key("std"), "{} has a `std` feature the driver could get", p.name);
+        for (feature, enables) in &p.features {
+            for e in enables {
+                assert!(
+                    !e.starts_with("dep:") && !e.contains('/'),
+                    "{}'s feature `{feature}` enables `{e}`: a tool enabling it would put it into the driver",
+                    p.name
+                );
+            }
+        }
+        assert!(
+            p.dependencies.iter().all(|d| d.kind != cargo_metadata::DependencyKind::Normal || !d.optional),
+            "{} has an optional dependency a feature could pull into the driver",
+            p.name
+        );
+    }
+    assert!(seen.iter().any(|n| n == "weir-policy"), "{seen:?}");
 }
