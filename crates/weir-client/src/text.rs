@@ -25,20 +25,30 @@
 //! loopback = false
 //! ```
 //!
+//! The full language (every field, what an absent field means, every warning code) is in
+//! docs/policy-language.md.
+//!
 //! Parsing uses the `toml` crate with spans, so every error names the file, line and column
-//! of the value at fault ([`Diagnostic`]). Large address lists live in `@file`s, parsed line
+//! of the value at fault ([`Diagnostic`]). A structural error (bad TOML, unknown field) is
+//! reported and its table skipped, so the errors in the rest of the file are reported too.
+//! Warnings ([`Severity::Warning`]) flag what is accepted but may not do what it says. Large address lists live in `@file`s, parsed line
 //! by line (errors name the list file's line). The result is a [`weir_policy::Policy`],
 //! validated by `Policy::validate` (every limit in `weir_policy::limits`).
 
 mod addresses;
 mod diagnostic;
 mod fields;
+mod lint;
 mod locate;
 mod print;
 mod raw;
+pub mod source;
 
-pub use addresses::{format_range, parse_address, parse_address_list, read_address_list};
-pub use diagnostic::{Diagnostic, Diagnostics, MAX_DIAGNOSTICS};
+pub use addresses::{
+    format_range, parse_address, parse_address_entry, parse_address_list, read_address_list,
+    AddressList, AddressNote,
+};
+pub use diagnostic::{Diagnostic, Diagnostics, Severity, MAX_DIAGNOSTICS};
 pub use print::format;
 
 use crate::paths::{self, DriveMap};
@@ -48,8 +58,9 @@ use fields::{
     as_bool, as_str, parse_action, parse_direction, parse_ip_version, parse_protocol,
     port_condition,
 };
-use locate::{locate_validation, SetSource};
+use locate::{locate_validation, RuleSource, SetSource};
 use raw::{elements, Field, RawPolicy, Scalar, Values};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -72,6 +83,19 @@ pub struct LoadOptions<'a> {
     pub app_paths: AppPaths<'a>,
 }
 
+/// What one rule's application path became.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AppConversion {
+    /// The rule's id.
+    pub rule: u32,
+    /// The path as written in the file.
+    pub written: String,
+    /// The path put into the policy (the application id WFP reports, or `written` when kept).
+    pub converted: String,
+    /// Whether it was kept as written (not converted).
+    pub kept: bool,
+}
+
 /// A parsed policy.
 #[derive(Clone, Debug)]
 pub struct Loaded {
@@ -81,6 +105,10 @@ pub struct Loaded {
     pub kept_paths: Vec<String>,
     /// Number of address-set entries read from `@file`s.
     pub file_entries: usize,
+    /// What each application path became, in rule order.
+    pub apps: Vec<AppConversion>,
+    /// The warnings (none is an error), in file order.
+    pub warnings: Diagnostics,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -88,15 +116,26 @@ pub struct Loaded {
 
 struct Parser<'a> {
     pub(super) pos: Positions<'a>,
-    pub(super) errors: Vec<Diagnostic>,
+    pub(super) diags: Diagnostics,
+    /// A structural error made the `[sets]` table unreadable: references to unknown sets are
+    /// not reported (they may be defined there).
+    pub(super) sets_broken: bool,
 }
 
 impl Parser<'_> {
     pub(super) fn err(&mut self, span: &Range<usize>, message: impl Into<String>) {
-        if self.errors.len() < MAX_DIAGNOSTICS {
-            let d = self.pos.span(span, message);
-            self.errors.push(d);
-        }
+        let d = self.pos.span(span, message);
+        self.diags.push(d);
+    }
+
+    pub(super) fn warn(
+        &mut self,
+        span: &Range<usize>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) {
+        let d = self.pos.span(span, message).warning(code);
+        self.diags.push(d);
     }
 
     /// `Some(value)` or records the error at the field.
@@ -116,8 +155,93 @@ impl Parser<'_> {
     }
 }
 
+/// Whether `line` starts a TOML table (`[name]`, `[[name]]`), as far as recovery cares.
+fn is_header(line: &str) -> bool {
+    let t = line.trim_start().trim_start_matches('[').trim_start();
+    line.trim_start().starts_with('[')
+        && t.chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || matches!(c, '"' | '\'' | '_'))
+}
+
+/// Replaces every byte of `range` except line ends with a space (offsets and UTF-8 stay valid).
+fn blank(work: &mut [u8], range: Range<usize>) -> bool {
+    let mut changed = false;
+    for b in work.get_mut(range).into_iter().flatten() {
+        if *b != b'\n' && *b != b' ' {
+            *b = b' ';
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Deserializes the file; after each structural error, reports it, blanks the table it is in
+/// (keeping a `[[rule]]` header, so later rules keep their positions) and tries again.
+/// Returns the shape and the spans of the rules whose bodies were skipped.
+fn read_raw(p: &mut Parser<'_>, text: &str) -> (RawPolicy, Vec<Range<usize>>) {
+    let mut work = text.as_bytes().to_vec();
+    let mut broken_rules = Vec::new();
+    for _ in 0..=MAX_DIAGNOSTICS * 2 {
+        let Ok(current) = std::str::from_utf8(&work) else {
+            break;
+        };
+        let e = match toml::from_str::<RawPolicy>(current) {
+            Ok(r) => return (r, broken_rules),
+            Err(e) => e,
+        };
+        let message = e.message().trim_end().replace('\n', "; ");
+        let Some(span) = e.span() else {
+            p.diags.push(Diagnostic::file_error(&p.pos.file, message));
+            break;
+        };
+        p.err(&span, message);
+        let mut starts = vec![0];
+        starts.extend(current.match_indices('\n').map(|(i, _)| i + 1));
+        let line_of = |off: usize| starts.partition_point(|&s| s <= off).saturating_sub(1);
+        let text_of = |i: usize| {
+            let a = starts.get(i).copied().unwrap_or(current.len());
+            let b = starts.get(i + 1).copied().unwrap_or(current.len());
+            current.get(a..b).unwrap_or("")
+        };
+        let at = line_of(span.start);
+        let first = (0..=at).rev().find(|&i| is_header(text_of(i)));
+        let last = (at + 1..starts.len()).find(|&i| is_header(text_of(i)));
+        let end = last
+            .and_then(|i| starts.get(i).copied())
+            .unwrap_or(current.len());
+        let header = first.map(|i| {
+            text_of(i)
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        });
+        let mut from = first.and_then(|i| starts.get(i).copied()).unwrap_or(0);
+        match header.as_deref() {
+            Some("[[rule]]") if first != Some(at) => {
+                let body = first
+                    .and_then(|i| starts.get(i + 1).copied())
+                    .unwrap_or(end);
+                broken_rules.push(from..end);
+                from = body;
+            }
+            Some("[sets]") => p.sets_broken = true,
+            _ => {}
+        }
+        if !blank(&mut work, from..end) {
+            break;
+        }
+    }
+    (RawPolicy::default(), broken_rules)
+}
+
 /// Parses policy text. `file` names it in errors; `@file` lists are resolved relative to
 /// `base_dir` (the policy file's directory).
+///
+/// # Errors
+/// Every error (and the warnings beside them), in file order, up to [`MAX_DIAGNOSTICS`].
 pub fn parse(
     file: &str,
     text: &str,
@@ -126,24 +250,10 @@ pub fn parse(
 ) -> Result<Loaded, Diagnostics> {
     let mut p = Parser {
         pos: Positions::new(file, text),
-        errors: Vec::new(),
+        diags: Diagnostics::default(),
+        sets_broken: false,
     };
-    let raw: RawPolicy = match toml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let message = e.message().trim_end().replace('\n', "; ");
-            let d = match e.span() {
-                Some(span) => p.pos.span(&span, message),
-                None => Diagnostic {
-                    file: file.to_string(),
-                    line: 0,
-                    column: 0,
-                    message,
-                },
-            };
-            return Err(Diagnostics(vec![d]));
-        }
-    };
+    let (raw, broken_rules) = read_raw(&mut p, text);
 
     let mut policy = Policy::permit_all();
     if let Some(d) = &raw.defaults {
@@ -166,23 +276,28 @@ pub fn parse(
     sets.sort_by_key(|(k, _)| k.span().start);
     for (name, value) in sets {
         let mut entries = Vec::new();
+        let mut list_file = None;
         match value.get_ref() {
             Values::One(Scalar::Str(s)) if s.starts_with('@') => {
                 let rel = s.get(1..).unwrap_or("");
                 let path = base_dir.map_or_else(|| PathBuf::from(rel), |b| b.join(rel));
+                list_file = Some(rel.to_string());
                 match read_address_list(&path, rel) {
                     Ok(list) => {
-                        file_entries += list.len();
-                        entries = list;
-                    }
-                    Err(Diagnostics(ds)) => {
-                        let first = ds.first().map(ToString::to_string).unwrap_or_default();
-                        p.err(&value.span(), format!("set `{}`: {first}", name.get_ref()));
-                        for d in ds.into_iter().skip(1) {
-                            if p.errors.len() < MAX_DIAGNOSTICS {
-                                p.errors.push(d);
-                            }
+                        file_entries += list.entries.len();
+                        entries = list.entries;
+                        for w in list.warnings.list {
+                            p.diags.push(w);
                         }
+                        p.diags.omitted += list.warnings.omitted;
+                    }
+                    Err(ds) => {
+                        let first = ds.list.first().map(ToString::to_string).unwrap_or_default();
+                        p.err(&value.span(), format!("set `{}`: {first}", name.get_ref()));
+                        for d in ds.list.into_iter().skip(1) {
+                            p.diags.push(d);
+                        }
+                        p.diags.omitted += ds.omitted;
                     }
                 }
             }
@@ -195,8 +310,13 @@ pub fn parse(
             ),
             Values::Many(_) => {
                 for (span, v) in elements(value) {
-                    match as_str(v, "an address").and_then(parse_address) {
-                        Ok(r) => entries.push(r),
+                    match as_str(v, "an address").and_then(parse_address_entry) {
+                        Ok((r, note)) => {
+                            if let Some(n) = note {
+                                p.warn(&span, n.code, n.message);
+                            }
+                            entries.push(r);
+                        }
                         Err(e) => p.err(&span, e),
                     }
                 }
@@ -207,6 +327,8 @@ pub fn parse(
         set_sources.push(SetSource {
             name: name.get_ref().clone(),
             span: name.span(),
+            value: value.span(),
+            list_file,
         });
         policy.sets.push(AddressSet {
             name: name.get_ref().clone(),
@@ -215,12 +337,13 @@ pub fn parse(
     }
 
     let mut kept_paths = Vec::new();
-    let mut rule_spans = Vec::new();
+    let mut apps = Vec::new();
+    let mut rule_sources = Vec::new();
     for (position, rule) in raw.rules.iter().enumerate() {
         let span = rule.span();
-        rule_spans.push(span.clone());
         let r = rule.get_ref();
         let default_id = u32::try_from(position + 1).unwrap_or(u32::MAX);
+        let broken = broken_rules.iter().any(|b| b.contains(&span.start));
         let id = p
             .field(&r.id, |v| match v {
                 Scalar::Int(n) => u32::try_from(*n)
@@ -228,10 +351,23 @@ pub fn parse(
                 other => Err(format!("rule id must be an integer, not {}", other.kind())),
             })
             .unwrap_or(default_id);
+        let span_of = |f: &Option<toml::Spanned<Values>>| f.as_ref().map(toml::Spanned::span);
+        let scalar_span = |f: &Field| f.as_ref().map(toml::Spanned::span);
+        rule_sources.push(RuleSource {
+            span: span.clone(),
+            id_span: scalar_span(&r.id),
+            remote: span_of(&r.remote),
+            local: span_of(&r.local),
+            remote_port: span_of(&r.remote_port),
+            local_port: span_of(&r.local_port),
+            app: scalar_span(&r.app),
+        });
         let action = match &r.action {
             Some(_) => p
                 .field(&r.action, |v| parse_action(v, "action"))
                 .unwrap_or(Action::Block),
+            // Its body was skipped after a structural error, already reported.
+            None if broken => Action::Block,
             None => {
                 p.err(
                     &span,
@@ -255,12 +391,14 @@ pub fn parse(
             match as_str(app.get_ref(), "app") {
                 Err(e) => p.err(&app.span(), e),
                 Ok(written) => {
+                    let mut kept = false;
                     let converted = match opts.app_paths {
                         AppPaths::Convert(drives) => {
                             paths::to_nt_path(written, drives).map_err(|e| e.to_string())
                         }
                         AppPaths::Keep => {
                             if !paths::is_nt_path(written) {
+                                kept = true;
                                 kept_paths.push(written.to_string());
                             }
                             Ok(written.to_string())
@@ -268,7 +406,15 @@ pub fn parse(
                     };
                     match converted {
                         Ok(s) if s.is_empty() => p.err(&app.span(), "app must not be empty"),
-                        Ok(s) => out.app = Some(AppPath(s.encode_utf16().collect())),
+                        Ok(s) => {
+                            out.app = Some(AppPath(s.encode_utf16().collect()));
+                            apps.push(AppConversion {
+                                rule: id,
+                                written: written.to_string(),
+                                converted: s,
+                                kept,
+                            });
+                        }
                         Err(e) => p.err(&app.span(), format!("app `{written}`: {e}")),
                     }
                 }
@@ -277,43 +423,48 @@ pub fn parse(
         policy.rules.push(out);
     }
 
-    if p.errors.is_empty() {
+    if !p.diags.has_errors() {
         if let Err(v) = policy.validate() {
-            let (span, message) = locate_validation(&v, &rule_spans, &set_sources);
+            let (span, message) = locate_validation(&v, &policy, &rule_sources, &set_sources);
             match span {
                 Some(s) => p.err(&s, message),
-                None => p.errors.push(Diagnostic {
-                    file: file.to_string(),
-                    line: 0,
-                    column: 0,
-                    message,
-                }),
+                None => p.diags.push(Diagnostic::file_error(file, message)),
             }
         }
     }
-    if p.errors.is_empty() {
+    if !p.diags.has_errors() {
+        lint::lint(&mut p, &policy, &rule_sources, &set_sources);
+    }
+    p.diags
+        .list
+        .sort_by_key(|d| (d.file != file, d.line, d.column));
+    if p.diags.has_errors() {
+        Err(p.diags)
+    } else {
         Ok(Loaded {
             policy,
             kept_paths,
             file_entries,
+            apps,
+            warnings: p.diags,
         })
-    } else {
-        p.errors.sort_by_key(|d| (d.file != file, d.line, d.column));
-        Err(Diagnostics(p.errors))
     }
 }
 
-/// Reads and parses a policy file; `@file` lists are relative to its directory.
+/// Reads and parses a policy file; `@file` lists are relative to its directory. The file may
+/// be UTF-8 (with or without BOM) or UTF-16 with BOM, with LF or CRLF line ends.
+///
+/// # Errors
+/// As [`parse`]; a file that cannot be read or decoded is one diagnostic.
 pub fn load_file(path: &Path, opts: &LoadOptions<'_>) -> Result<Loaded, Diagnostics> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic {
-            file: display.clone(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read: {e}"),
-        }])
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostics::one(Diagnostic::file_error(
+            &display,
+            format!("cannot read: {e}"),
+        ))
     })?;
+    let text = source::decode(&display, &bytes).map_err(Diagnostics::one)?;
     parse(&display, &text, path.parent(), opts)
 }
 

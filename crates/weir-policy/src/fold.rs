@@ -56,7 +56,10 @@ pub const fn fold_unit(u: u16) -> u16 {
 
 /// Whether `a` and `b` are equal after folding every unit.
 pub fn eq_folded(a: &[u16], b: &[u16]) -> bool {
-    a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| fold_unit(*x) == fold_unit(*y))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter())
+            .all(|(x, y)| fold_unit(*x) == fold_unit(*y))
 }
 
 /// Bits that are zero in four packed 16-bit lanes exactly when every lane is below 0x80.
@@ -88,12 +91,16 @@ pub fn folded_hash(units: &[u16]) -> u64 {
         let w = if raw & NON_ASCII == 0 {
             fold4_ascii(raw)
         } else {
-            c.iter().fold(0u64, |acc, u| (acc << 16) | u64::from(fold_unit(*u)))
+            c.iter()
+                .fold(0u64, |acc, u| (acc << 16) | u64::from(fold_unit(*u)))
         };
         let m = u128::from(h ^ w) * u128::from(K);
         h = (m as u64) ^ ((m >> 64) as u64);
     }
-    let w = chunks.remainder().iter().fold(0u64, |acc, u| (acc << 16) | u64::from(fold_unit(*u)));
+    let w = chunks
+        .remainder()
+        .iter()
+        .fold(0u64, |acc, u| (acc << 16) | u64::from(fold_unit(*u)));
     let m = u128::from(h ^ w ^ 0xFF) * u128::from(K);
     (m as u64) ^ ((m >> 64) as u64)
 }
@@ -156,7 +163,11 @@ mod tests {
             "\\device\\harddiskvolume3\\program files\\ünïcödé\\APP.EXE",
             "абвгдеёжзabcdefgh{|}~`@[\\]^_",
             "АБВГДЕЁЖЗABCDEFGH{|}~`@[\\]^_",
-            "a", "ab", "abc", "abcd", "abcde",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abcde",
         ];
         for p in paths {
             let u: alloc::vec::Vec<u16> = p.encode_utf16().collect();
@@ -171,11 +182,17 @@ mod tests {
 
     #[test]
     fn eq_and_hash_agree() {
-        let a: alloc::vec::Vec<u16> = "\\Device\\HarddiskVolume3\\Windows\\explorer.EXE".encode_utf16().collect();
-        let b: alloc::vec::Vec<u16> = "\\device\\harddiskvolume3\\windows\\EXPLORER.exe".encode_utf16().collect();
+        let a: alloc::vec::Vec<u16> = "\\Device\\HarddiskVolume3\\Windows\\explorer.EXE"
+            .encode_utf16()
+            .collect();
+        let b: alloc::vec::Vec<u16> = "\\device\\harddiskvolume3\\windows\\EXPLORER.exe"
+            .encode_utf16()
+            .collect();
         assert!(eq_folded(&a, &b));
         assert_eq!(folded_hash(&a), folded_hash(&b));
-        let c: alloc::vec::Vec<u16> = "\\device\\harddiskvolume3\\windows\\explorer.ex".encode_utf16().collect();
+        let c: alloc::vec::Vec<u16> = "\\device\\harddiskvolume3\\windows\\explorer.ex"
+            .encode_utf16()
+            .collect();
         assert!(!eq_folded(&a, &c));
     }
 }

@@ -57,10 +57,10 @@ pub(super) fn as_bool(v: &Scalar, what: &str) -> Result<bool, String> {
 }
 
 pub(super) fn parse_action(v: &Scalar, what: &str) -> Result<Action, String> {
-    match as_str(v, what)? {
-        "permit" => Ok(Action::Permit),
-        "block" => Ok(Action::Block),
-        s => Err(format!(
+    let s = as_str(v, what)?;
+    match Action::from_name(s) {
+        Some(a) => Ok(a),
+        None => Err(format!(
             "{what} must be \"permit\" or \"block\", not \"{s}\""
         )),
     }
@@ -95,10 +95,10 @@ pub(super) fn parse_ip_version(v: &Scalar) -> Result<IpVersion, String> {
 }
 
 pub(super) fn parse_direction(v: &Scalar) -> Result<Direction, String> {
-    match as_str(v, "direction")? {
-        "outbound" => Ok(Direction::Outbound),
-        "inbound" => Ok(Direction::Inbound),
-        s => Err(format!(
+    let s = as_str(v, "direction")?;
+    match Direction::from_name(s) {
+        Some(d) => Ok(d),
+        None => Err(format!(
             "direction must be \"outbound\" or \"inbound\", not \"{s}\""
         )),
     }

@@ -3,7 +3,7 @@
 use super::addresses::format_range;
 use crate::paths::{self, DriveMap};
 use std::fmt::Write as _;
-use weir_policy::{Action, AddrCond, Direction, IpVersion, Policy, PortCond};
+use weir_policy::{AddrCond, IpVersion, Policy, PortCond};
 
 /// A TOML string literal for `s`: literal (`'...'`) when possible, so Windows paths stay
 /// readable; otherwise a basic string with escapes.
@@ -34,13 +34,6 @@ pub(super) fn key(s: &str) -> String {
         s.to_string()
     } else {
         quote(s)
-    }
-}
-
-pub(super) fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Permit => "permit",
-        Action::Block => "block",
     }
 }
 
@@ -80,12 +73,8 @@ pub(super) fn ports_text(c: &PortCond) -> String {
 pub fn format(policy: &Policy, drives: Option<&dyn DriveMap>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "[defaults]");
-    let _ = writeln!(
-        out,
-        "outbound = \"{}\"",
-        action_name(policy.default_outbound)
-    );
-    let _ = writeln!(out, "inbound = \"{}\"", action_name(policy.default_inbound));
+    let _ = writeln!(out, "outbound = \"{}\"", policy.default_outbound.as_str());
+    let _ = writeln!(out, "inbound = \"{}\"", policy.default_inbound.as_str());
     let _ = writeln!(out, "log_all = {}", policy.log_all);
 
     // Set names as printed: unique (the model allows duplicates; TOML keys do not).
@@ -136,20 +125,12 @@ pub fn format(policy: &Policy, drives: Option<&dyn DriveMap>) -> String {
     for r in &policy.rules {
         let _ = writeln!(out, "\n[[rule]]");
         let _ = writeln!(out, "id = {}", r.id);
-        let _ = writeln!(out, "action = \"{}\"", action_name(r.action));
+        let _ = writeln!(out, "action = \"{}\"", r.action.as_str());
         if r.log {
             let _ = writeln!(out, "log = true");
         }
         if let Some(d) = r.direction {
-            let _ = writeln!(
-                out,
-                "direction = \"{}\"",
-                if d == Direction::Outbound {
-                    "outbound"
-                } else {
-                    "inbound"
-                }
-            );
+            let _ = writeln!(out, "direction = \"{}\"", d.as_str());
         }
         if let Some(v) = r.ip_version {
             let _ = writeln!(

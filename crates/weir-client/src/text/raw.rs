@@ -128,7 +128,7 @@ pub(super) struct RawRule {
     pub(super) loopback: Field,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPolicy {
     pub(super) defaults: Option<RawDefaults>,
