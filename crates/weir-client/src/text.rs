@@ -195,7 +195,7 @@ fn read_raw(p: &mut Parser<'_>, text: &str) -> (RawPolicy, Vec<Range<usize>>) {
             p.diags.push(Diagnostic::file_error(&p.pos.file, message));
             break;
         };
-        p.err(&span, message);
+        p.err(&span, message.clone());
         let mut starts = vec![0];
         starts.extend(current.match_indices('\n').map(|(i, _)| i + 1));
         let line_of = |off: usize| starts.partition_point(|&s| s <= off).saturating_sub(1);
@@ -204,7 +204,18 @@ fn read_raw(p: &mut Parser<'_>, text: &str) -> (RawPolicy, Vec<Range<usize>>) {
             let b = starts.get(i + 1).copied().unwrap_or(current.len());
             current.get(a..b).unwrap_or("")
         };
-        let at = line_of(span.start);
+        let mut at = line_of(span.start);
+        // "expected `]`" at the start of the next table's header: the culprit is the table
+        // before it (an unclosed array or inline table).
+        let line_start = starts.get(at).copied().unwrap_or(0);
+        let before = current.get(line_start..span.start).unwrap_or("x");
+        if at > 0
+            && is_header(text_of(at))
+            && before.trim().is_empty()
+            && message.contains("expected")
+        {
+            at -= 1;
+        }
         let first = (0..=at).rev().find(|&i| is_header(text_of(i)));
         let last = (at + 1..starts.len()).find(|&i| is_header(text_of(i)));
         let end = last

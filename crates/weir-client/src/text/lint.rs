@@ -201,8 +201,8 @@ pub(super) fn lint(p: &mut Parser<'_>, policy: &Policy, rules: &[RuleSource], se
     }
     let line =
         |p: &Parser<'_>, i: usize| rules.get(i).map_or(0, |r| p.pos.line_col(r.span.start).0);
-    let mut reachable: Vec<(usize, Vec<IpVersion>)> = Vec::new();
-    for (j, r) in policy.rules.iter().enumerate() {
+    let findings = analyse(policy);
+    for (j, (r, finding)) in policy.rules.iter().zip(&findings).enumerate() {
         let Some(src) = rules.get(j) else { continue };
         if let Some(i) = policy
             .rules
@@ -217,36 +217,128 @@ pub(super) fn lint(p: &mut Parser<'_>, policy: &Policy, rules: &[RuleSource], se
             );
             p.warn(&at, "duplicate_id", message);
         }
+        match finding {
+            Finding::Reachable => {}
+            Finding::Never => {
+                let message = format!("rule {} can never match: {}", r.id, never_reason(policy, r));
+                p.warn(&src.span, "never_matches", message);
+            }
+            Finding::ShadowedBy(i) => {
+                let Some(o) = policy.rules.get(*i) else {
+                    continue;
+                };
+                let message = format!(
+                    "rule {} is never reached: the rule at line {} (id {}, {}) matches every connection it matches{}",
+                    r.id,
+                    line(p, *i),
+                    o.id,
+                    o.action.as_str(),
+                    if o.action == r.action { "" } else { ", with the other action" }
+                );
+                p.warn(&src.span, "shadowed", message);
+            }
+        }
+    }
+}
+
+/// What the analysis found about one rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Finding {
+    /// Some connection may reach and match it.
+    Reachable,
+    /// No connection matches it.
+    Never,
+    /// The rule at this index matches every connection it matches.
+    ShadowedBy(usize),
+}
+
+/// One finding per rule of `policy`.
+pub(super) fn analyse(policy: &Policy) -> Vec<Finding> {
+    let mut out = Vec::with_capacity(policy.rules.len());
+    let mut reachable: Vec<usize> = Vec::new();
+    for (j, r) in policy.rules.iter().enumerate() {
         let vs = versions(policy, r);
         if vs.is_empty() {
-            let message = format!("rule {} can never match: {}", r.id, never_reason(policy, r));
-            p.warn(&src.span, "never_matches", message);
+            out.push(Finding::Never);
             continue;
         }
-        if let Some(&(i, _)) = reachable.iter().find(|(i, _)| {
+        let by = reachable.iter().copied().find(|i| {
             policy
                 .rules
                 .get(*i)
                 .is_some_and(|o| shadows(policy, o, r, &vs))
-        }) {
-            let o = policy.rules.get(i).map_or("", |o| o.action.as_str());
-            let message = format!(
-                "rule {} is never reached: the rule at line {} (id {}, {o}) matches every connection it matches{}",
-                r.id,
-                line(p, i),
-                policy.rules.get(i).map_or(0, |o| o.id),
-                if policy.rules.get(i).is_some_and(|o| o.action == r.action) { "" } else { ", with the other action" }
-            );
-            p.warn(&src.span, "shadowed", message);
-            continue;
+        });
+        match by {
+            Some(i) => out.push(Finding::ShadowedBy(i)),
+            None => {
+                out.push(Finding::Reachable);
+                reachable.push(j);
+            }
         }
-        reachable.push((j, vs));
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use weir_policy::reference::rule_matches;
+    use weir_policy::testing::{arb_policy, arb_query_near};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// No false "shadowed" or "never matches": every connection a shadowed rule matches
+        /// is matched by the rule said to shadow it; a "never" rule matches no connection.
+        #[test]
+        fn findings_are_never_false(
+            (p, qs) in arb_policy(12).prop_flat_map(|p| {
+                let qs = proptest::collection::vec(arb_query_near(&p), 64);
+                (Just(p), qs)
+            })
+        ) {
+            let f = analyse(&p);
+            for q in &qs {
+                let q = q.as_query();
+                for (j, finding) in f.iter().enumerate() {
+                    let Some(r) = p.rules.get(j) else { continue };
+                    if !rule_matches(&p, r, &q) {
+                        continue;
+                    }
+                    match finding {
+                        Finding::Reachable => {}
+                        Finding::Never => prop_assert!(false, "rule {} matched {:?}", j, q),
+                        Finding::ShadowedBy(i) => {
+                            let o = p.rules.get(*i);
+                            prop_assert!(o.is_some_and(|o| rule_matches(&p, o, &q)), "rule {} does not cover {} for {:?}", i, j, q);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn some_shadowing_is_found_in_random_policies() {
+        // The property above could pass by finding nothing: make sure the search finds some.
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let mut found = 0;
+        for _ in 0..200 {
+            let p = arb_policy(12)
+                .new_tree(&mut runner)
+                .map(|t| t.current())
+                .ok();
+            found += p.map_or(0, |p| {
+                analyse(&p)
+                    .iter()
+                    .filter(|f| matches!(f, Finding::ShadowedBy(_)))
+                    .count()
+            });
+        }
+        assert!(found > 0);
+    }
 
     #[test]
     fn coverage_merges_adjacent_ranges_and_finds_gaps() {
