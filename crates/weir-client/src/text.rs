@@ -94,6 +94,9 @@ pub struct AppConversion {
     pub converted: String,
     /// Whether it was kept as written (not converted).
     pub kept: bool,
+    /// Whether the OS resolved it (`FwpmGetAppIdFromFileName0` on Windows, for a program
+    /// that exists) rather than the drive map.
+    pub by_os: bool,
 }
 
 /// A parsed policy.
@@ -403,17 +406,27 @@ pub fn parse(
                 Err(e) => p.err(&app.span(), e),
                 Ok(written) => {
                     let mut kept = false;
+                    let mut by_os = false;
                     let converted = match opts.app_paths {
-                        AppPaths::Convert(drives) => {
-                            paths::to_nt_path(written, drives).map_err(|e| e.to_string())
-                        }
-                        AppPaths::Keep => {
-                            if !paths::is_nt_path(written) {
-                                kept = true;
-                                kept_paths.push(written.to_string());
-                            }
-                            Ok(written.to_string())
-                        }
+                        // The conversion's refusals hold everywhere (check equals load);
+                        // an id the OS gives for an installed program is preferred.
+                        AppPaths::Convert(drives) => paths::to_nt_path(written, drives)
+                            .map(|nt| {
+                                drives.app_id(written).map_or(nt, |os| {
+                                    by_os = true;
+                                    os
+                                })
+                            })
+                            .map_err(|e| e.to_string()),
+                        AppPaths::Keep => paths::check_form(written)
+                            .map(|()| {
+                                if !paths::is_nt_path(written) {
+                                    kept = true;
+                                    kept_paths.push(written.to_string());
+                                }
+                                written.to_string()
+                            })
+                            .map_err(|e| e.to_string()),
                     };
                     match converted {
                         Ok(s) if s.is_empty() => p.err(&app.span(), "app must not be empty"),
@@ -424,6 +437,7 @@ pub fn parse(
                                 written: written.to_string(),
                                 converted: s,
                                 kept,
+                                by_os,
                             });
                         }
                         Err(e) => p.err(&app.span(), format!("app `{written}`: {e}")),

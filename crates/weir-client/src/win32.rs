@@ -4,7 +4,8 @@
 //!   `NtDeviceIoControlFile` so the raw NTSTATUS (Weir's customer codes `0xE057xxxx`, which
 //!   `RtlNtStatusToDosError` cannot map) reaches the decoders.
 //! - [`Canceller`]: `CancelIoEx` on the device from another thread (Ctrl-C).
-//! - [`DosDevices`]: drive letters to NT devices with `QueryDosDeviceW`.
+//! - [`DosDevices`]: drive letters to NT devices with `QueryDosDeviceW`, and application ids
+//!   from the OS with `FwpmGetAppIdFromFileName0` ([`app_id_of`]).
 //! - [`service_state`]: the `weir` service's state from the service control manager, to say
 //!   *why* the device is missing.
 //!
@@ -374,4 +375,50 @@ impl DriveMap for DosDevices {
         let first = buf.get(..n as usize)?.split(|&u| u == 0).next()?;
         Some(String::from_utf16_lossy(first))
     }
+
+    fn app_id(&self, path: &str) -> Option<String> {
+        app_id_of(path).ok()
+    }
+}
+
+/// The application id WFP uses for the program at `path`, as `FwpmGetAppIdFromFileName0`
+/// returns it (the NT device path, lower case, with 8.3 names, mapped drives and links
+/// resolved by the OS).
+///
+/// # Errors
+/// The Win32 error the call returned. The call opens the file, so a program that is not
+/// installed yet fails (`ERROR_FILE_NOT_FOUND`, `ERROR_PATH_NOT_FOUND`); the caller then uses
+/// its own conversion ([`crate::paths::to_nt_path`]), which gives the same id for a program
+/// later installed at that path unless the path goes through a link or junction.
+pub fn app_id_of(path: &str) -> Result<String, u32> {
+    use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
+        FwpmFreeMemory0, FwpmGetAppIdFromFileName0, FWP_BYTE_BLOB,
+    };
+    let name = wide(path);
+    let mut blob: *mut FWP_BYTE_BLOB = std::ptr::null_mut();
+    // SAFETY: `name` is NUL-terminated and outlives the call; `blob` is a valid out pointer
+    // that the call sets to memory it allocated (freed below with FwpmFreeMemory0).
+    let rc = unsafe { FwpmGetAppIdFromFileName0(name.as_ptr(), &mut blob) };
+    if rc != 0 {
+        return Err(rc);
+    }
+    if blob.is_null() {
+        return Err(u32::MAX);
+    }
+    // SAFETY: on success `blob` points to an FWP_BYTE_BLOB whose `data` holds `size` bytes
+    // (a NUL-terminated UTF-16 string), valid until FwpmFreeMemory0.
+    let units: Vec<u16> = unsafe {
+        let b = &*blob;
+        let n = (b.size as usize) / 2;
+        if b.data.is_null() || n == 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(b.data.cast::<u16>(), n).to_vec()
+        }
+    };
+    let mut p = blob.cast::<core::ffi::c_void>();
+    // SAFETY: `p` is the pointer FwpmGetAppIdFromFileName0 returned, freed exactly once.
+    unsafe { FwpmFreeMemory0(&mut p) };
+    let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
+    Ok(String::from_utf16_lossy(units.get(..end).unwrap_or(&[])))
 }

@@ -219,6 +219,36 @@ fn limits_are_reported_with_the_limit() {
 }
 
 #[test]
+fn keep_mode_refuses_what_conversion_would_refuse_except_unknown_drives() {
+    for (app, refused) in [
+        ("C:\\\\Tools\\\\*.exe", true),
+        ("%ProgramFiles%\\\\a.exe", true),
+        ("C:\\\\PROGRA~1\\\\a.exe", true),
+        ("a.exe", true),
+        ("Q:\\\\a.exe", false),
+    ] {
+        let text = format!("[[rule]]\naction = \"block\"\napp = \"{app}\"\n");
+        let keep = parse(
+            "p.toml",
+            &text,
+            None,
+            &LoadOptions {
+                app_paths: AppPaths::Keep,
+            },
+        );
+        assert_eq!(keep.is_err(), refused, "{app}: {keep:?}");
+        if refused {
+            let converted = parse_with(&text).unwrap_err();
+            assert_eq!(
+                keep.unwrap_err().list[0].message,
+                converted.list[0].message,
+                "{app}"
+            );
+        }
+    }
+}
+
+#[test]
 fn keep_mode_keeps_paths_and_lists_them() {
     let text = "[[rule]]\naction = \"permit\"\napp = 'C:\\App\\a.exe'\n[[rule]]\naction = \"permit\"\napp = '\\Device\\X\\b.exe'\n";
     let l = parse(

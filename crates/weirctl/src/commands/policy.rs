@@ -253,7 +253,13 @@ impl fmt::Display for CheckReport {
             )?;
         }
         for a in &self.apps {
-            let how = if a.kept { "kept as written" } else { "matches" };
+            let how = if a.kept {
+                "kept as written"
+            } else if a.by_os {
+                "matches (id from Windows)"
+            } else {
+                "matches"
+            };
             writeln!(f, "  rule {} app {how}: {}", a.rule, a.converted)?;
         }
         Ok(())
