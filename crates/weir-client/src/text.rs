@@ -21,6 +21,8 @@
 //! local = "192.168.1.10"
 //! remote_port = [80, 443, "8000-8080"]
 //! local_port = 3389
+//! icmp_type = "echo-request"  # with protocol = "icmp"/"icmpv6": a name or 0-255 (local_port in WFP)
+//! icmp_code = 0              # 0-255 (remote_port in WFP)
 //! app = 'C:\Program Files\App\app.exe'
 //! loopback = false
 //! ```
@@ -55,8 +57,8 @@ use crate::paths::{self, DriveMap};
 use addresses::address_condition;
 use diagnostic::Positions;
 use fields::{
-    as_bool, as_str, parse_action, parse_direction, parse_ip_version, parse_protocol,
-    port_condition,
+    as_bool, as_str, icmp_condition, parse_action, parse_direction, parse_ip_version,
+    parse_protocol, port_condition,
 };
 use locate::{locate_validation, RuleSource, SetSource};
 use raw::{elements, Field, RawPolicy, Scalar, Values};
@@ -372,8 +374,8 @@ pub fn parse(
             id_span: scalar_span(&r.id),
             remote: span_of(&r.remote),
             local: span_of(&r.local),
-            remote_port: span_of(&r.remote_port),
-            local_port: span_of(&r.local_port),
+            remote_port: span_of(&r.remote_port).or_else(|| span_of(&r.icmp_code)),
+            local_port: span_of(&r.local_port).or_else(|| span_of(&r.icmp_type)),
             app: scalar_span(&r.app),
         });
         let action = match &r.action {
@@ -401,6 +403,26 @@ pub fn parse(
         out.local_addr = address_condition(&mut p, &r.local, "local", &set_index, out.ip_version);
         out.remote_port = port_condition(&mut p, &r.remote_port);
         out.local_port = port_condition(&mut p, &r.local_port);
+        if r.icmp_type.is_some() {
+            out.local_port = icmp_condition(
+                &mut p,
+                &r.icmp_type,
+                "icmp_type",
+                out.protocol,
+                &r.local_port,
+                "local_port",
+            );
+        }
+        if r.icmp_code.is_some() {
+            out.remote_port = icmp_condition(
+                &mut p,
+                &r.icmp_code,
+                "icmp_code",
+                out.protocol,
+                &r.remote_port,
+                "remote_port",
+            );
+        }
         if let Some(app) = &r.app {
             match as_str(app.get_ref(), "app") {
                 Err(e) => p.err(&app.span(), e),

@@ -123,3 +123,118 @@ pub(super) fn port_condition(p: &mut Parser<'_>, field: &ListField) -> Option<Po
     }
     (!ranges.is_empty()).then_some(PortCond { ranges })
 }
+
+/// ICMP (protocol 1) type names, as `ping` and firewall tools spell them.
+const ICMP_TYPES: &[(&str, u16)] = &[
+    ("echo-reply", 0),
+    ("destination-unreachable", 3),
+    ("redirect", 5),
+    ("echo-request", 8),
+    ("router-advertisement", 9),
+    ("router-solicitation", 10),
+    ("time-exceeded", 11),
+    ("parameter-problem", 12),
+    ("timestamp-request", 13),
+    ("timestamp-reply", 14),
+];
+
+/// ICMPv6 (protocol 58) type names.
+const ICMPV6_TYPES: &[(&str, u16)] = &[
+    ("destination-unreachable", 1),
+    ("packet-too-big", 2),
+    ("time-exceeded", 3),
+    ("parameter-problem", 4),
+    ("echo-request", 128),
+    ("echo-reply", 129),
+    ("router-solicitation", 133),
+    ("router-advertisement", 134),
+    ("neighbor-solicitation", 135),
+    ("neighbor-advertisement", 136),
+    ("redirect", 137),
+];
+
+/// The type names of `protocol` (1 or 58).
+pub(super) fn icmp_names(protocol: u8) -> &'static [(&'static str, u16)] {
+    if protocol == 58 {
+        ICMPV6_TYPES
+    } else {
+        ICMP_TYPES
+    }
+}
+
+/// `icmp_type` / `icmp_code` of a rule: a number 0-255, a `"first-last"` range, or (types) a
+/// name; WFP carries them in the local and remote port fields at the ALE layers
+/// (FWPM_CONDITION_ICMP_TYPE is FWPM_CONDITION_IP_LOCAL_PORT, FWPM_CONDITION_ICMP_CODE is
+/// FWPM_CONDITION_IP_REMOTE_PORT).
+pub(super) fn icmp_condition(
+    p: &mut Parser<'_>,
+    field: &ListField,
+    what: &str,
+    protocol: Option<u8>,
+    port_field: &ListField,
+    port_name: &str,
+) -> Option<PortCond> {
+    let field = field.as_ref()?;
+    let proto = match protocol {
+        Some(x @ (1 | 58)) => x,
+        _ => {
+            p.err(
+                &field.span(),
+                format!("{what} needs protocol = \"icmp\" or \"icmpv6\" in the same rule"),
+            );
+            return None;
+        }
+    };
+    if port_field.is_some() {
+        p.err(
+            &field.span(),
+            format!("{what} and {port_name} are the same WFP field for ICMP; use only {what}"),
+        );
+        return None;
+    }
+    let items = elements(field);
+    if items.is_empty() {
+        p.err(
+            &field.span(),
+            format!("empty {what} list (omit the field to match any)"),
+        );
+        return None;
+    }
+    let mut ranges = Vec::new();
+    for (span, v) in items {
+        let named = match v {
+            Scalar::Str(s) if what == "icmp_type" && s.chars().any(|c| c.is_ascii_alphabetic()) => {
+                let found = icmp_names(proto)
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(s));
+                match found {
+                    Some(&(_, t)) => Some(Ok((t, t))),
+                    None => Some(Err(format!(
+                        "unknown {} type `{s}` (known: {}; or a number 0-255)",
+                        if proto == 58 { "ICMPv6" } else { "ICMP" },
+                        icmp_names(proto)
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))),
+                }
+            }
+            _ => None,
+        };
+        let r = named.unwrap_or_else(|| {
+            parse_port(v).and_then(|(lo, hi)| {
+                if hi > 255 {
+                    Err(format!("{what} {hi} is out of range (0 to 255)"))
+                } else {
+                    Ok((lo, hi))
+                }
+            })
+        });
+        match r {
+            Ok(r) => ranges.push(r),
+            Err(e) => p.err(&span, e),
+        }
+    }
+    (!ranges.is_empty()).then_some(PortCond { ranges })
+}

@@ -148,11 +148,25 @@ pub fn format(policy: &Policy, drives: Option<&dyn DriveMap>) -> String {
         if let Some(c) = &r.local_addr {
             let _ = writeln!(out, "local = {}", addr_text(c));
         }
+        // For ICMP the port fields are the type (local) and code (remote): printed under
+        // those names when they fit.
+        let icmp = matches!(r.protocol, Some(1 | 58));
+        let small = |c: &PortCond| c.ranges.iter().all(|&(_, hi)| hi <= 255);
         if let Some(c) = &r.remote_port {
-            let _ = writeln!(out, "remote_port = {}", ports_text(c));
+            let name = if icmp && small(c) {
+                "icmp_code"
+            } else {
+                "remote_port"
+            };
+            let _ = writeln!(out, "{name} = {}", ports_text(c));
         }
         if let Some(c) = &r.local_port {
-            let _ = writeln!(out, "local_port = {}", ports_text(c));
+            let name = if icmp && small(c) {
+                "icmp_type"
+            } else {
+                "local_port"
+            };
+            let _ = writeln!(out, "{name} = {}", ports_text(c));
         }
         if let Some(app) = &r.app {
             let s = String::from_utf16_lossy(app.units());

@@ -124,6 +124,8 @@ pub(super) struct RawRule {
     pub(super) local: ListField,
     pub(super) remote_port: ListField,
     pub(super) local_port: ListField,
+    pub(super) icmp_type: ListField,
+    pub(super) icmp_code: ListField,
     pub(super) app: Field,
     pub(super) loopback: Field,
 }

@@ -125,6 +125,62 @@ local = ["::1", "fe80::/10"]
 }
 
 #[test]
+fn icmp_type_and_code_are_the_port_fields_wfp_uses() {
+    let l = parse_with("[[rule]]\naction = \"permit\"\nprotocol = \"icmp\"\nicmp_type = [\"echo-request\", 0]\nicmp_code = 0\n[[rule]]\naction = \"block\"\nprotocol = \"icmpv6\"\nicmp_type = \"Echo-Request\"\n").unwrap();
+    let r = &l.policy.rules[0];
+    assert_eq!(
+        r.local_port,
+        Some(PortCond {
+            ranges: vec![(8, 8), (0, 0)]
+        })
+    );
+    assert_eq!(
+        r.remote_port,
+        Some(PortCond {
+            ranges: vec![(0, 0)]
+        })
+    );
+    assert_eq!(
+        l.policy.rules[1].local_port,
+        Some(PortCond {
+            ranges: vec![(128, 128)]
+        })
+    );
+    let printed = format(&l.policy, None);
+    assert!(
+        printed.contains("icmp_type = [8, 0]\nicmp_code = 0")
+            || printed.contains("icmp_code = 0\nicmp_type = [8, 0]"),
+        "{printed}"
+    );
+    for (text, (line, col), message) in [
+        (
+            "[[rule]]\naction = \"block\"\nicmp_type = 8\n",
+            (3, 13),
+            "icmp_type needs protocol = \"icmp\" or \"icmpv6\" in the same rule",
+        ),
+        (
+            "[[rule]]\naction = \"block\"\nprotocol = \"icmp\"\nicmp_type = \"ping\"\n",
+            (4, 13),
+            "unknown ICMP type `ping`",
+        ),
+        (
+            "[[rule]]\naction = \"block\"\nprotocol = 1\nicmp_code = 300\n",
+            (4, 13),
+            "icmp_code 300 is out of range (0 to 255)",
+        ),
+        (
+            "[[rule]]\naction = \"block\"\nprotocol = 1\nlocal_port = 8\nicmp_type = 8\n",
+            (5, 13),
+            "icmp_type and local_port are the same WFP field for ICMP",
+        ),
+    ] {
+        let d = one_error(text);
+        assert_eq!((d.line, d.column), (line, col), "{text}");
+        assert!(d.message.starts_with(message), "{}", d.message);
+    }
+}
+
+#[test]
 fn empty_file_is_the_permit_all_policy() {
     assert_eq!(parse_with("").unwrap().policy, Policy::permit_all());
 }
