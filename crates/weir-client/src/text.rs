@@ -498,6 +498,18 @@ pub fn parse(
     }
 }
 
+/// A protocol as `weirctl` options and the file write it: `tcp`, `udp`, `icmp`, `icmpv6` or
+/// a number 0-255.
+///
+/// # Errors
+/// Any other text, with the accepted forms.
+pub fn parse_protocol_name(s: &str) -> Result<u8, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) => parse_protocol(&Scalar::Int(n)),
+        Err(_) => parse_protocol(&Scalar::Str(s.trim().to_string())),
+    }
+}
+
 /// Reads and parses a policy file; `@file` lists are relative to its directory. The file may
 /// be UTF-8 (with or without BOM) or UTF-16 with BOM, with LF or CRLF line ends.
 ///

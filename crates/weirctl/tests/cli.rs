@@ -483,6 +483,27 @@ fn native_output_into_a_closed_pipe_ends_quietly() {
         (&["policy", "show"], 1),
         (&["policy", "clear"], 1),
         (&["events"], 1),
+        (
+            &[
+                "policy",
+                "explain",
+                "examples/server-ports.toml",
+                "--remote",
+                "1.2.3.4:80",
+            ],
+            0,
+        ),
+        (
+            &[
+                "policy",
+                "diff",
+                "examples/blocklist.toml",
+                "--against",
+                "examples/server-ports.toml",
+            ],
+            0,
+        ),
+        (&["policy", "diff", "examples/blocklist.toml"], 1),
         (&["--help"], 0),
         (&["policy", "check", "--help"], 0),
         (&["--version"], 0),
@@ -568,6 +589,168 @@ fn wine_drive_map_converts_as_load_would() {
 #[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
 fn wine_usage_errors_follow_json() {
     usage_errors_follow_json(&Runner::wine());
+}
+
+fn explain_and_diff_on_files(w: &Runner) {
+    let (code, j) = w.json(&[
+        "policy",
+        "explain",
+        "--json",
+        "examples/server-ports.toml",
+        "--direction",
+        "inbound",
+        "--protocol",
+        "tcp",
+        "--remote",
+        "203.0.113.5:50000",
+        "--local",
+        "192.0.2.10:3389",
+    ]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        (&j["action"], &j["rule_id"], &j["rule_index"]),
+        (&Value::from("block"), &Value::from(9), &Value::from(3))
+    );
+    let reasons: Vec<&str> = j["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "local_port 3389 is not in 22, 443",
+            "remote 203.0.113.5 is not in set `lan`",
+            "protocol = 58, the connection's is 6",
+        ]
+    );
+    let r = w.run(&[
+        "policy",
+        "explain",
+        "examples/app-allowlist.toml",
+        "--protocol",
+        "udp",
+        "--remote",
+        "1.1.1.1:53",
+        "--app",
+        "c:\\windows\\system32\\SVCHOST.EXE",
+        "--drive-map",
+        "C:=\\Device\\HarddiskVolume3",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("permit: rule 10 (position 2) decides"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("rule 1 (position 1) does not match: loopback = true"),
+        "{}",
+        r.stdout
+    );
+    let r = w.run(&[
+        "policy",
+        "explain",
+        "crates/weirctl/tests/policies/bad-several.toml",
+        "--remote",
+        "1.1.1.1",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("bad-several.toml:7:10: address range"),
+        "{}",
+        r.stderr
+    );
+    let r = w.run(&[
+        "policy",
+        "explain",
+        "examples/blocklist.toml",
+        "--remote",
+        "1.1.1",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("`1.1.1` is not an address"),
+        "{}",
+        r.stderr
+    );
+
+    let r = w.run(&[
+        "policy",
+        "diff",
+        "examples/blocklist.toml",
+        "--against",
+        "examples/blocklist.toml",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.trim_end()),
+        (
+            0,
+            "examples/blocklist.toml against examples/blocklist.toml: no changes"
+        )
+    );
+    let (code, j) = w.json(&[
+        "policy",
+        "diff",
+        "--json",
+        "examples/blocklist.toml",
+        "--against",
+        "examples/server-ports.toml",
+    ]);
+    assert_eq!(code, 0);
+    let kinds: Vec<String> = j["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["kind"].as_str().unwrap(),
+                c["what"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "changed defaults",
+            "added set blocklist",
+            "added set never",
+            "removed set lan",
+            "added rule 100",
+            "added rule 101",
+            "removed rule 1",
+            "removed rule 2",
+            "removed rule 3",
+            "removed rule 9",
+        ]
+    );
+    let r = w.run(&[
+        "policy",
+        "diff",
+        "crates/weirctl/tests/policies/bad-action.toml",
+        "--against",
+        "examples/blocklist.toml",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("bad-action.toml:3:10"), "{}", r.stderr);
+    // Against the active policy: needs the driver.
+    let r = w.run(&["policy", "diff", "examples/blocklist.toml"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn native_explain_and_diff_on_files() {
+    explain_and_diff_on_files(&Runner::native());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_explain_and_diff_on_files() {
+    explain_and_diff_on_files(&Runner::wine());
 }
 
 #[test]
