@@ -91,19 +91,20 @@ fn parse(out_json: bool) -> Result<Cli, ExitCode> {
     }
 }
 
-/// The exit code of a finished command: `ok` on success or a closed pipe, 1 on failure (after
-/// printing it).
+/// The exit code of a finished command: `ok` on success or a closed pipe, 2 for a malformed
+/// option value, 1 for any other failure (after printing it).
 fn exit(result: Result<(), Failure>, out: &Output, ok: u8) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(ok),
         Err(f) if f.is_closed_pipe() => ExitCode::from(ok),
         Err(f) => {
+            let code = if matches!(f, Failure::Usage(_)) { 2 } else { 1 };
             if let Err(e) = out.error(&f).and_then(|()| out.flush()) {
                 if e.kind() != std::io::ErrorKind::BrokenPipe {
                     out.stderr(&format!("error: cannot write the output: {e}"));
                 }
             }
-            ExitCode::from(1)
+            ExitCode::from(code)
         }
     }
 }

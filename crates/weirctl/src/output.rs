@@ -20,6 +20,8 @@ pub enum Failure {
     Policy(Diagnostics),
     /// Writing the output failed (`BrokenPipe`: the reader closed early).
     Output(io::Error),
+    /// An option's value is malformed (exit code 2, like clap's own usage errors).
+    Usage(String),
 }
 
 impl From<ClientError> for Failure {
@@ -52,6 +54,7 @@ pub fn kind(f: &Failure) -> &'static str {
     match f {
         Failure::Policy(_) => "policy_invalid",
         Failure::Output(_) => "output_error",
+        Failure::Usage(_) => "usage",
         Failure::Client(e) => match e {
             ClientError::NotInstalled => "not_installed",
             ClientError::NotStarted { .. } => "not_started",
@@ -90,6 +93,9 @@ pub fn failure_json(f: &Failure) -> Value {
                 "message".into(),
                 json!(format!("cannot write the output: {e}")),
             );
+        }
+        Failure::Usage(m) => {
+            error.insert("message".into(), json!(m));
         }
     }
     json!({ "ok": false, "error": error })
@@ -168,6 +174,7 @@ impl Output {
                 }
             }
             Failure::Output(e) => self.stderr(&format!("error: cannot write the output: {e}")),
+            Failure::Usage(m) => self.stderr(&format!("error: {m}")),
         }
         Ok(())
     }

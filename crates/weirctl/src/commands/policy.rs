@@ -112,9 +112,7 @@ pub(super) fn drive_map(entries: &[String]) -> Result<FixedDriveMap, Failure> {
 }
 
 fn usage(message: String) -> Failure {
-    Failure::Policy(Diagnostics::one(
-        Diagnostic::file_error("--drive-map", message).with_code("usage"),
-    ))
+    Failure::Usage(message)
 }
 
 /// How application paths are treated on this OS: converted with this machine's drives on

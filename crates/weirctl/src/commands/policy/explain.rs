@@ -58,9 +58,7 @@ fn endpoint(s: &str, what: &str) -> Result<(IpAddr, u16), Failure> {
 }
 
 fn usage_as(what: &str, message: String) -> Failure {
-    Failure::Policy(Diagnostics::one(
-        Diagnostic::file_error(what, message).with_code("usage"),
-    ))
+    Failure::Usage(format!("{what}: {message}"))
 }
 
 /// The result of `policy explain`.
@@ -125,8 +123,12 @@ pub(super) fn run(args: &ExplainArgs, out: &Output) -> Result<(), Failure> {
         None => {
             let (generation, policy) = active_policy()?;
             let policy = policy.unwrap_or_else(Policy::permit_all);
-            let compiled = CompiledPolicy::compile(&policy)
-                .map_err(|e| usage_as("active policy", format!("does not compile: {e}")))?;
+            let compiled = CompiledPolicy::compile(&policy).map_err(|e| {
+                Failure::Policy(Diagnostics::one(Diagnostic::file_error(
+                    "active policy",
+                    format!("does not compile: {e}"),
+                )))
+            })?;
             (
                 format!("active policy (generation {generation})"),
                 policy,
