@@ -432,7 +432,7 @@ fn drive_map_converts_as_load_would(w: &Runner) {
         "C",
         "examples/app-allowlist.toml",
     ]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 2);
     assert!(r.stderr.contains("expected DRIVE=DEVICE"), "{}", r.stderr);
 }
 
@@ -670,12 +670,21 @@ fn explain_and_diff_on_files(w: &Runner) {
         "--remote",
         "1.1.1",
     ]);
-    assert_eq!(r.code, 1);
+    assert_eq!(r.code, 2);
     assert!(
         r.stderr.contains("`1.1.1` is not an address"),
         "{}",
         r.stderr
     );
+    let (code, j) = w.json(&[
+        "policy",
+        "explain",
+        "--json",
+        "examples/blocklist.toml",
+        "--remote",
+        "1.1.1",
+    ]);
+    assert_eq!((code, &j["error"]["kind"]), (2, &Value::from("usage")));
 
     let r = w.run(&[
         "policy",
