@@ -381,6 +381,25 @@ impl DriveMap for DosDevices {
     }
 }
 
+/// `ERROR_CALL_NOT_IMPLEMENTED`.
+const ERROR_CALL_NOT_IMPLEMENTED: u32 = 120;
+/// `ERROR_FILE_NOT_FOUND`.
+const ERROR_FILE_NOT_FOUND_CODE: u32 = 2;
+
+/// Whether this process runs under Wine (its ntdll exports `wine_get_version`).
+fn under_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let ntdll = wide("ntdll.dll");
+    // SAFETY: `ntdll` is NUL-terminated; GetModuleHandleW does not take a reference.
+    let module = unsafe { GetModuleHandleW(ntdll.as_ptr()) };
+    if module.is_null() {
+        return false;
+    }
+    // SAFETY: `module` is ntdll's handle, loaded for the life of the process; the name is a
+    // NUL-terminated ANSI string.
+    unsafe { GetProcAddress(module, b"wine_get_version\0".as_ptr()) }.is_some()
+}
+
 /// The application id WFP uses for the program at `path`, as `FwpmGetAppIdFromFileName0`
 /// returns it (the NT device path, lower case, with 8.3 names, mapped drives and links
 /// resolved by the OS).
@@ -394,6 +413,14 @@ pub fn app_id_of(path: &str) -> Result<String, u32> {
     use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
         FwpmFreeMemory0, FwpmGetAppIdFromFileName0, FWP_BYTE_BLOB,
     };
+    // Only an existing file has an id; and Wine's fwpuclnt exports the call as a stub that
+    // aborts the process, so under Wine the caller's own conversion is used.
+    if under_wine() {
+        return Err(ERROR_CALL_NOT_IMPLEMENTED);
+    }
+    if !std::path::Path::new(path).is_file() {
+        return Err(ERROR_FILE_NOT_FOUND_CODE);
+    }
     let name = wide(path);
     let mut blob: *mut FWP_BYTE_BLOB = std::ptr::null_mut();
     // SAFETY: `name` is NUL-terminated and outlives the call; `blob` is a valid out pointer
