@@ -7,7 +7,11 @@
 //! package's certificate.
 //!
 //! Wine: Debian's `wine64` runs the exe in a prefix under `target/`; the checks themselves
-//! are `crates/weirctl/tests/cli.rs` (its Wine tests, `#[ignore]`d in plain `cargo test`).
+//! are `crates/weirctl/tests/cli.rs` (its Wine tests, `#[ignore]`d in plain `cargo test`):
+//! help and usage errors (text and `--json`), `policy check` on the examples and on every
+//! broken file of `crates/weirctl/tests/policies` (positions, every error, encodings, warnings,
+//! `--deny-warnings`, `--drive-map`), `policy explain` and `policy diff` on the examples, and
+//! the driver commands' errors without a driver.
 //! Wine 8 has no `bcryptprimitives.dll` (std's `ProcessPrng`), so the stage builds a test-only
 //! stand-in from `tests/wine/bcryptprimitives.c` next to a copy of the exe in
 //! `target/wine-test/`; it never enters the package.

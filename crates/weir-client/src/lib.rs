@@ -8,12 +8,16 @@
 //!   not elevated, version mismatch, policy too large).
 //! - [`text`]: the TOML policy file (parse with positions, print back); [`paths`]: application
 //!   paths to NT device paths.
+//! - [`explain`]: which rule decides a connection and why each earlier one did not;
+//!   [`diff`]: what changes from one policy to another.
 //!
 //! Only `win32` (Windows only) contains `unsafe`; everything else builds and is tested on
 //! any OS.
 
 pub mod client;
+pub mod diff;
 pub mod error;
+pub mod explain;
 #[cfg(feature = "line-transport")]
 pub mod line;
 pub mod paths;

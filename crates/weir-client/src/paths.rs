@@ -12,11 +12,22 @@
 //! | `C:\dir\app.exe`, `C:/dir/app.exe` | `<device of C:>\dir\app.exe` |
 //! | `\\?\C:\dir\app.exe`, `\\.\C:\dir\app.exe` | same as `C:\dir\app.exe` |
 //! | `\\server\share\app.exe`, `\\?\UNC\server\share\app.exe` | `\Device\Mup\server\share\app.exe` |
+//! | `\??\C:\dir\app.exe` | same as `C:\dir\app.exe` |
+//! | `Z:\app.exe`, Z: a mapped network drive (`\Device\LanmanRedirector\;Z:0000…\server\share`) | `\Device\Mup\server\share\app.exe` (what WFP reports for programs on a share) |
 //! | `\Device\...` | unchanged (already an NT path) |
 //!
-//! Relative and drive-relative paths (`app.exe`, `C:app.exe`, `\dir\app.exe`) and paths with
-//! `.` or `..` components are refused: WFP reports canonical absolute paths, so such a
-//! rule could never match.
+//! Refused, each with its reason, because WFP reports canonical absolute long paths and such a
+//! rule could never match: relative and drive-relative paths (`app.exe`, `C:app.exe`,
+//! `\dir\app.exe`); `.` or `..` or empty components; components ending in a dot or a space
+//! (Win32 strips them); wildcards (`*`, `?`: a rule names one program); environment variables
+//! (`%ProgramFiles%`: the same file must mean the same thing on every machine it is checked on);
+//! 8.3 short names (`PROGRA~1`: WFP reports the long name); characters Windows does not allow
+//! in names (`<>:"|`, control characters; a `:` after the drive is an alternate data stream);
+//! volume GUID paths (`\\?\Volume{…}\`).
+//!
+//! Drive letters compare in any case. On Windows, weirctl also asks the OS
+//! (`FwpmGetAppIdFromFileName0`, `crate::win32::app_id_of`) for a program that exists, and
+//! reports where the two differ.
 
 use std::fmt;
 
@@ -25,6 +36,13 @@ pub trait DriveMap {
     /// The target of the DOS device `drive` (two characters: letter and colon), as
     /// `QueryDosDeviceW` returns it (first string), or `None` when the drive is not mapped.
     fn device_of(&self, drive: &str) -> Option<String>;
+
+    /// The application id the OS itself gives the program at `path` (on Windows
+    /// `FwpmGetAppIdFromFileName0`, for a program that exists), preferred to the conversion
+    /// when present; `None` by default.
+    fn app_id(&self, _path: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A fixed drive table (tests, and tools that know the target machine's volumes).
@@ -71,6 +89,18 @@ pub enum PathError {
     UnknownDrive(String),
     /// A drive maps to another DOS path more than a few times over (`subst` chains).
     SubstLoop(String),
+    /// Contains a wildcard.
+    Wildcard(char),
+    /// Contains an environment variable reference (`%NAME%`).
+    EnvVar(String),
+    /// A component looks like an 8.3 short name.
+    ShortName(String),
+    /// A component ends in a dot or a space.
+    TrailingDotOrSpace(String),
+    /// A character Windows does not allow in file names.
+    BadChar(char),
+    /// A volume GUID path.
+    VolumeGuid,
 }
 
 impl fmt::Display for PathError {
@@ -85,6 +115,30 @@ impl fmt::Display for PathError {
             }
             PathError::UnknownDrive(d) => write!(f, "drive {d} is not mapped on this machine"),
             PathError::SubstLoop(d) => write!(f, "drive {d} maps to itself through subst"),
+            PathError::Wildcard(c) => write!(
+                f,
+                "wildcards (`{c}`) are not supported: a rule matches one program; write one rule per program"
+            ),
+            PathError::EnvVar(v) => write!(
+                f,
+                "environment variable `{v}` is not expanded (a policy must mean the same on every machine it is checked on); write the path it stands for"
+            ),
+            PathError::ShortName(n) => write!(
+                f,
+                "`{n}` looks like an 8.3 short name, but WFP reports long names; write the long name (`dir /x` shows both)"
+            ),
+            PathError::TrailingDotOrSpace(n) => write!(
+                f,
+                "`{n}` ends in a dot or a space, which Windows removes from names; write it without"
+            ),
+            PathError::BadChar(c) => write!(
+                f,
+                "character {c:?} is not allowed in Windows file names (a `:` after the drive names an alternate data stream)"
+            ),
+            PathError::VolumeGuid => write!(
+                f,
+                "volume GUID paths (\\\\?\\Volume{{...}}) are not converted; use the drive letter or \\Device\\HarddiskVolumeN"
+            ),
         }
     }
 }
@@ -98,6 +152,42 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .flatten()
 }
 
+/// Whether `part` has the shape of a generated 8.3 name: up to 6 characters, `~`, digits,
+/// and an extension of up to 3.
+fn is_short_name(part: &str) -> bool {
+    let (base, ext) = part.split_once('.').unwrap_or((part, ""));
+    let Some((stem, digits)) = base.split_once('~') else {
+        return false;
+    };
+    !stem.is_empty()
+        && base.len() <= 8
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && ext.len() <= 3
+        && !ext.contains('.')
+}
+
+/// Refusals that hold for a path in any form, before it is taken apart.
+fn check_text(path: &str) -> Result<(), PathError> {
+    if let Some(c) = path.chars().find(|c| matches!(c, '*' | '?')) {
+        // `\\?\` prefixes are not wildcards.
+        let body = path
+            .strip_prefix("\\\\?\\")
+            .or_else(|| path.strip_prefix("\\??\\"))
+            .unwrap_or(path);
+        if body.contains(c) {
+            return Err(PathError::Wildcard(c));
+        }
+    }
+    if let Some(start) = path.find('%') {
+        if let Some(len) = path.get(start + 1..).and_then(|r| r.find('%')) {
+            let name = path.get(start..start + len + 2).unwrap_or("%");
+            return Err(PathError::EnvVar(name.to_string()));
+        }
+    }
+    Ok(())
+}
+
 fn check_components(rest: &str) -> Result<(), PathError> {
     // `rest` starts after the volume: `\dir\app.exe`.
     let mut parts = rest.split('\\');
@@ -108,8 +198,29 @@ fn check_components(rest: &str) -> Result<(), PathError> {
         if part.is_empty() || part == "." || part == ".." {
             return Err(PathError::NotCanonical);
         }
+        if let Some(c) = part
+            .chars()
+            .find(|c| matches!(c, '<' | '>' | ':' | '"' | '|') || c.is_control())
+        {
+            return Err(PathError::BadChar(c));
+        }
+        if part.ends_with('.') || part.ends_with(' ') {
+            return Err(PathError::TrailingDotOrSpace(part.to_string()));
+        }
+        if is_short_name(part) {
+            return Err(PathError::ShortName(part.to_string()));
+        }
     }
     Ok(())
+}
+
+/// The device of a network drive as WFP names programs on it: `\Device\LanmanRedirector\;Z:0…\server\share`
+/// (or the same under `\Device\Mup\;LanmanRedirector\`) is `\Device\Mup\server\share`.
+fn network_device(device: &str) -> Option<String> {
+    let parts: Vec<&str> = device.trim_end_matches('\\').split('\\').collect();
+    let last = parts.iter().rposition(|p| p.starts_with(';'))?;
+    let rest = parts.get(last + 1..)?;
+    (rest.len() >= 2).then(|| format!("\\Device\\Mup\\{}", rest.join("\\")))
 }
 
 /// Whether `path` is already an NT device path (`\Device\...`).
@@ -122,6 +233,10 @@ pub fn is_nt_path(path: &str) -> bool {
 /// Errors: [`PathError`] (see the module docs for the accepted forms).
 pub fn to_nt_path(path: &str, drives: &dyn DriveMap) -> Result<String, PathError> {
     let path = path.replace('/', "\\");
+    check_text(&path)?;
+    if strip_prefix_ci(&path, "\\\\?\\Volume{").is_some() {
+        return Err(PathError::VolumeGuid);
+    }
     if is_nt_path(&path) {
         let rest = strip_prefix_ci(&path, "\\Device").unwrap_or("");
         check_components(rest)?;
@@ -143,6 +258,7 @@ pub fn to_nt_path(path: &str, drives: &dyn DriveMap) -> Result<String, PathError
     }
     let local = strip_prefix_ci(&path, "\\\\?\\")
         .or_else(|| strip_prefix_ci(&path, "\\\\.\\"))
+        .or_else(|| strip_prefix_ci(&path, "\\??\\"))
         .unwrap_or(&path);
     resolve_drive_path(local, drives, 0)
 }
@@ -169,7 +285,25 @@ fn resolve_drive_path(local: &str, drives: &dyn DriveMap, depth: u32) -> Result<
         let joined = format!("{}{rest}", target.trim_end_matches('\\'));
         return resolve_drive_path(&joined, drives, depth + 1);
     }
+    if let Some(share) = network_device(&device) {
+        return Ok(format!("{share}{rest}"));
+    }
     Ok(format!("{}{rest}", device.trim_end_matches('\\')))
+}
+
+/// Every refusal of [`to_nt_path`] that does not depend on the machine's drives: what
+/// `policy check` applies to paths it keeps as written, so that it refuses what `load` would.
+///
+/// # Errors
+/// As [`to_nt_path`], except [`PathError::UnknownDrive`].
+pub fn check_form(path: &str) -> Result<(), PathError> {
+    struct AnyDrive;
+    impl DriveMap for AnyDrive {
+        fn device_of(&self, _: &str) -> Option<String> {
+            Some("\\Device\\Volume".into())
+        }
+    }
+    to_nt_path(path, &AnyDrive).map(|_| ())
 }
 
 /// The reverse of [`to_nt_path`] for display: the first drive of `drives` (A: to Z:) whose
@@ -204,7 +338,92 @@ mod tests {
             ("D:", "\\Device\\HarddiskVolume7\\"),
             ("S:", "\\??\\C:\\Shared"),
             ("L:", "\\??\\L:\\loop"),
+            (
+                "N:",
+                "\\Device\\LanmanRedirector\\;N:000000000002a3b4\\srv\\share",
+            ),
+            (
+                "Y:",
+                "\\Device\\Mup\\;LanmanRedirector\\;Y:000000000002a3b4\\srv\\tools\\",
+            ),
         ])
+    }
+
+    #[test]
+    fn paths_as_windows_users_write_them_match_what_wfp_reports_or_are_refused() {
+        let m = map();
+        let ok = [
+            (
+                "c:\\Tools\\x.exe",
+                "\\Device\\HarddiskVolume3\\Tools\\x.exe",
+            ),
+            (
+                "C:\\Tools\\x.exe",
+                "\\Device\\HarddiskVolume3\\Tools\\x.exe",
+            ),
+            ("\\??\\C:\\x.exe", "\\Device\\HarddiskVolume3\\x.exe"),
+            ("n:\\bin\\x.exe", "\\Device\\Mup\\srv\\share\\bin\\x.exe"),
+            ("y:\\x.exe", "\\Device\\Mup\\srv\\tools\\x.exe"),
+            (
+                "\\\\srv\\share\\bin\\x.exe",
+                "\\Device\\Mup\\srv\\share\\bin\\x.exe",
+            ),
+            (
+                "C:\\Program Files\\a~b\\x.exe",
+                "\\Device\\HarddiskVolume3\\Program Files\\a~b\\x.exe",
+            ),
+            (
+                "C:\\Program Files\\App~Suite Pro\\x.exe",
+                "\\Device\\HarddiskVolume3\\Program Files\\App~Suite Pro\\x.exe",
+            ),
+        ];
+        for (written, nt) in ok {
+            assert_eq!(to_nt_path(written, &m).as_deref(), Ok(nt), "{written}");
+        }
+        let refused = [
+            ("C:\\Tools\\*.exe", PathError::Wildcard('*')),
+            ("C:\\Tools\\app?.exe", PathError::Wildcard('?')),
+            (
+                "%ProgramFiles%\\App\\x.exe",
+                PathError::EnvVar("%ProgramFiles%".into()),
+            ),
+            ("C:\\%APPDIR%\\x.exe", PathError::EnvVar("%APPDIR%".into())),
+            (
+                "C:\\PROGRA~1\\App\\x.exe",
+                PathError::ShortName("PROGRA~1".into()),
+            ),
+            (
+                "C:\\App\\LONGNA~2.EXE",
+                PathError::ShortName("LONGNA~2.EXE".into()),
+            ),
+            (
+                "C:\\App\\x.exe.",
+                PathError::TrailingDotOrSpace("x.exe.".into()),
+            ),
+            (
+                "C:\\App \\x.exe",
+                PathError::TrailingDotOrSpace("App ".into()),
+            ),
+            ("C:\\App\\x.exe:stream", PathError::BadChar(':')),
+            ("C:\\App\\x|y.exe", PathError::BadChar('|')),
+            (
+                "\\\\?\\Volume{26a21bda-a627-11d7-9931-806e6f6e6963}\\x.exe",
+                PathError::VolumeGuid,
+            ),
+            ("x.exe", PathError::NotAbsolute),
+            (".\\x.exe", PathError::NotAbsolute),
+            ("..\\bin\\x.exe", PathError::NotAbsolute),
+        ];
+        for (written, e) in refused {
+            assert_eq!(to_nt_path(written, &m), Err(e), "{written}");
+        }
+        // Every refusal says why in words.
+        assert!(PathError::Wildcard('*')
+            .to_string()
+            .contains("not supported"));
+        assert!(PathError::ShortName("PROGRA~1".into())
+            .to_string()
+            .contains("long name"));
     }
 
     #[test]

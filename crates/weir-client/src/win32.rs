@@ -4,7 +4,8 @@
 //!   `NtDeviceIoControlFile` so the raw NTSTATUS (Weir's customer codes `0xE057xxxx`, which
 //!   `RtlNtStatusToDosError` cannot map) reaches the decoders.
 //! - [`Canceller`]: `CancelIoEx` on the device from another thread (Ctrl-C).
-//! - [`DosDevices`]: drive letters to NT devices with `QueryDosDeviceW`.
+//! - [`DosDevices`]: drive letters to NT devices with `QueryDosDeviceW`, and application ids
+//!   from the OS with `FwpmGetAppIdFromFileName0` ([`app_id_of`]).
 //! - [`service_state`]: the `weir` service's state from the service control manager, to say
 //!   *why* the device is missing.
 //!
@@ -374,4 +375,77 @@ impl DriveMap for DosDevices {
         let first = buf.get(..n as usize)?.split(|&u| u == 0).next()?;
         Some(String::from_utf16_lossy(first))
     }
+
+    fn app_id(&self, path: &str) -> Option<String> {
+        app_id_of(path).ok()
+    }
+}
+
+/// `ERROR_CALL_NOT_IMPLEMENTED`.
+const ERROR_CALL_NOT_IMPLEMENTED: u32 = 120;
+/// `ERROR_FILE_NOT_FOUND`.
+const ERROR_FILE_NOT_FOUND_CODE: u32 = 2;
+
+/// Whether this process runs under Wine (its ntdll exports `wine_get_version`).
+fn under_wine() -> bool {
+    use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+    let ntdll = wide("ntdll.dll");
+    // SAFETY: `ntdll` is NUL-terminated; GetModuleHandleW does not take a reference.
+    let module = unsafe { GetModuleHandleW(ntdll.as_ptr()) };
+    if module.is_null() {
+        return false;
+    }
+    // SAFETY: `module` is ntdll's handle, loaded for the life of the process; the name is a
+    // NUL-terminated ANSI string.
+    unsafe { GetProcAddress(module, b"wine_get_version\0".as_ptr()) }.is_some()
+}
+
+/// The application id WFP uses for the program at `path`, as `FwpmGetAppIdFromFileName0`
+/// returns it (the NT device path, lower case, with 8.3 names, mapped drives and links
+/// resolved by the OS).
+///
+/// # Errors
+/// The Win32 error the call returned. The call opens the file, so a program that is not
+/// installed yet fails (`ERROR_FILE_NOT_FOUND`, `ERROR_PATH_NOT_FOUND`); the caller then uses
+/// its own conversion ([`crate::paths::to_nt_path`]), which gives the same id for a program
+/// later installed at that path unless the path goes through a link or junction.
+pub fn app_id_of(path: &str) -> Result<String, u32> {
+    use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
+        FwpmFreeMemory0, FwpmGetAppIdFromFileName0, FWP_BYTE_BLOB,
+    };
+    // Only an existing file has an id; and Wine's fwpuclnt exports the call as a stub that
+    // aborts the process, so under Wine the caller's own conversion is used.
+    if under_wine() {
+        return Err(ERROR_CALL_NOT_IMPLEMENTED);
+    }
+    if !std::path::Path::new(path).is_file() {
+        return Err(ERROR_FILE_NOT_FOUND_CODE);
+    }
+    let name = wide(path);
+    let mut blob: *mut FWP_BYTE_BLOB = std::ptr::null_mut();
+    // SAFETY: `name` is NUL-terminated and outlives the call; `blob` is a valid out pointer
+    // that the call sets to memory it allocated (freed below with FwpmFreeMemory0).
+    let rc = unsafe { FwpmGetAppIdFromFileName0(name.as_ptr(), &mut blob) };
+    if rc != 0 {
+        return Err(rc);
+    }
+    if blob.is_null() {
+        return Err(u32::MAX);
+    }
+    // SAFETY: on success `blob` points to an FWP_BYTE_BLOB whose `data` holds `size` bytes
+    // (a NUL-terminated UTF-16 string), valid until FwpmFreeMemory0.
+    let units: Vec<u16> = unsafe {
+        let b = &*blob;
+        let n = (b.size as usize) / 2;
+        if b.data.is_null() || n == 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(b.data.cast::<u16>(), n).to_vec()
+        }
+    };
+    let mut p = blob.cast::<core::ffi::c_void>();
+    // SAFETY: `p` is the pointer FwpmGetAppIdFromFileName0 returned, freed exactly once.
+    unsafe { FwpmFreeMemory0(&mut p) };
+    let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
+    Ok(String::from_utf16_lossy(units.get(..end).unwrap_or(&[])))
 }

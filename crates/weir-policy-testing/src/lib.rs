@@ -151,7 +151,11 @@ fn port_cond(rng: &mut Rng, profile: Profile, remote: bool) -> Option<PortCond> 
     let ranges = match rng.below(10) {
         0..=5 => {
             let p = rng.pick(&[22u16, 25, 53, 80, 123, 443, 445, 3389, 8080, 8443]);
-            let p = if rng.chance(30) { rng.below(65536) as u16 } else { p };
+            let p = if rng.chance(30) {
+                rng.below(65536) as u16
+            } else {
+                p
+            };
             vec![(p, p)]
         }
         6 => vec![(1024, 65535)],
@@ -184,7 +188,11 @@ impl Pool {
     fn new(rng: &mut Rng, n: usize) -> Pool {
         let v4 = (0..n.max(1)).map(|_| rng.next_u64() as u32).collect();
         let v6 = (0..n.max(1))
-            .map(|_| (0x2001_0db8u128 << 96) | (u128::from(rng.next_u64()) << 32) | u128::from(rng.next_u64() as u32))
+            .map(|_| {
+                (0x2001_0db8u128 << 96)
+                    | (u128::from(rng.next_u64()) << 32)
+                    | u128::from(rng.next_u64() as u32)
+            })
             .collect();
         Pool { v4, v6 }
     }
@@ -195,7 +203,10 @@ fn v4_prefix(rng: &mut Rng, pool: &Pool, len: u8) -> AddrRange {
     if rng.chance(50) {
         a ^= rng.next_u64() as u32 & 0xFF; // vary the host part so /32s differ
     }
-    AddrRange::v4_cidr(a, len).unwrap_or(AddrRange::V4 { lo: 0, hi: u32::MAX })
+    AddrRange::v4_cidr(a, len).unwrap_or(AddrRange::V4 {
+        lo: 0,
+        hi: u32::MAX,
+    })
 }
 
 fn v6_prefix(rng: &mut Rng, pool: &Pool, len4: u8) -> AddrRange {
@@ -212,7 +223,10 @@ fn v6_prefix(rng: &mut Rng, pool: &Pool, len4: u8) -> AddrRange {
         8 => 32,
         l => 32 + (l - 8) * 4,
     };
-    AddrRange::v6_cidr(a, len).unwrap_or(AddrRange::V6 { lo: 0, hi: u128::MAX })
+    AddrRange::v6_cidr(a, len).unwrap_or(AddrRange::V6 {
+        lo: 0,
+        hi: u128::MAX,
+    })
 }
 
 /// Application paths the generators use (NT paths, mixed case).
@@ -241,7 +255,8 @@ pub fn classbench(n: usize, profile: Profile, extras: Extras, seed: u64) -> Poli
             .map(|i| {
                 if i % 10 == 9 {
                     let a = rng.next_u64() as u32;
-                    AddrRange::v4_cidr(a, 16 + rng.below(17) as u8).unwrap_or(AddrRange::V4 { lo: a, hi: a })
+                    AddrRange::v4_cidr(a, 16 + rng.below(17) as u8)
+                        .unwrap_or(AddrRange::V4 { lo: a, hi: a })
                 } else if i % 50 == 7 {
                     let a = (0x2001_0db8u128 << 96) | u128::from(rng.next_u64());
                     AddrRange::V6 { lo: a, hi: a }
@@ -251,16 +266,30 @@ pub fn classbench(n: usize, profile: Profile, extras: Extras, seed: u64) -> Poli
                 }
             })
             .collect();
-        sets.push(AddressSet { name: "reputation".into(), entries });
+        sets.push(AddressSet {
+            name: "reputation".into(),
+            entries,
+        });
     }
     let mut rules = Vec::with_capacity(n);
     for i in 0..n {
         let v6 = rng.chance(extras.v6_percent);
-        let mut r = Rule::any(1000 + i as u32, if rng.chance(60) { Action::Block } else { Action::Permit });
+        let mut r = Rule::any(
+            1000 + i as u32,
+            if rng.chance(60) {
+                Action::Block
+            } else {
+                Action::Permit
+            },
+        );
         r.log = rng.chance(10);
         r.ip_version = Some(if v6 { IpVersion::V6 } else { IpVersion::V4 });
         if rng.chance(70) {
-            r.direction = Some(if rng.chance(70) { Direction::Outbound } else { Direction::Inbound });
+            r.direction = Some(if rng.chance(70) {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            });
         }
         r.protocol = match rng.below(10) {
             0..=4 => Some(6),
@@ -302,7 +331,13 @@ pub fn classbench(n: usize, profile: Profile, extras: Extras, seed: u64) -> Poli
         }
         rules.push(r);
     }
-    Policy { rules, sets, default_outbound: Action::Permit, default_inbound: Action::Block, log_all: false }
+    Policy {
+        rules,
+        sets,
+        default_outbound: Action::Permit,
+        default_inbound: Action::Block,
+        log_all: false,
+    }
 }
 
 fn point_in_v4(rng: &mut Rng, lo: u32, hi: u32) -> u32 {
@@ -323,7 +358,8 @@ fn point_in_v6(rng: &mut Rng, lo: u128, hi: u128) -> u128 {
         3 => hi.wrapping_add(1),
         _ => {
             let span = hi - lo;
-            let off = (u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())) % span.saturating_add(1).max(1);
+            let off = (u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()))
+                % span.saturating_add(1).max(1);
             lo.wrapping_add(off)
         }
     }
@@ -337,12 +373,17 @@ fn addr_near(rng: &mut Rng, p: &Policy, c: &Option<AddrCond>, v6: bool) -> Addr 
             if s.is_empty() {
                 vec![]
             } else {
-                (0..3).map(|_| s[rng.below(s.len() as u64) as usize]).collect()
+                (0..3)
+                    .map(|_| s[rng.below(s.len() as u64) as usize])
+                    .collect()
             }
         }
         None => vec![],
     };
-    let of_version: Vec<AddrRange> = ranges.into_iter().filter(|r| matches!(r, AddrRange::V6 { .. }) == v6).collect();
+    let of_version: Vec<AddrRange> = ranges
+        .into_iter()
+        .filter(|r| matches!(r, AddrRange::V6 { .. }) == v6)
+        .collect();
     if of_version.is_empty() || rng.chance(5) {
         return if v6 {
             Addr::V6((u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64()))
@@ -386,13 +427,21 @@ pub fn query_near(rng: &mut Rng, p: &Policy, rule: usize) -> OwnedQuery {
             }
         };
         return OwnedQuery {
-            direction: if rng.chance(50) { Direction::Outbound } else { Direction::Inbound },
+            direction: if rng.chance(50) {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            },
             remote: any(rng),
             local: any(rng),
             protocol: rng.pick(&[6u8, 17, 1, 58, 0, 255]),
             remote_port: rng.below(65536) as u16,
             local_port: rng.below(65536) as u16,
-            app: if rng.chance(70) { Some(apps[rng.below(apps.len() as u64) as usize].clone()) } else { None },
+            app: if rng.chance(70) {
+                Some(apps[rng.below(apps.len() as u64) as usize].clone())
+            } else {
+                None
+            },
             loopback: rng.chance(20),
         };
     };
@@ -475,20 +524,45 @@ pub fn trace(p: &Policy, n: usize, seed: u64) -> Vec<OwnedQuery> {
 
 /// IPv4 ranges from a small universe of bases so random rules overlap.
 pub fn arb_range_v4() -> impl Strategy<Value = AddrRange> {
-    let base = prop_oneof![Just(0x0A00_0000u32), Just(0xC0A8_0100), Just(0x7F00_0001), Just(0), Just(u32::MAX), any::<u32>()];
+    let base = prop_oneof![
+        Just(0x0A00_0000u32),
+        Just(0xC0A8_0100),
+        Just(0x7F00_0001),
+        Just(0),
+        Just(u32::MAX),
+        any::<u32>()
+    ];
     prop_oneof![
-        (base.clone(), 0u8..=32).prop_map(|(a, l)| AddrRange::v4_cidr(a, l).unwrap_or(AddrRange::V4 { lo: 0, hi: 0 })),
-        (base.clone(), 0u32..300).prop_map(|(a, d)| AddrRange::V4 { lo: a, hi: a.saturating_add(d) }),
-        (base, 0u32..0x2_0000).prop_map(|(a, d)| AddrRange::V4 { lo: a.saturating_sub(d), hi: a }),
+        (base.clone(), 0u8..=32)
+            .prop_map(|(a, l)| AddrRange::v4_cidr(a, l).unwrap_or(AddrRange::V4 { lo: 0, hi: 0 })),
+        (base.clone(), 0u32..300).prop_map(|(a, d)| AddrRange::V4 {
+            lo: a,
+            hi: a.saturating_add(d)
+        }),
+        (base, 0u32..0x2_0000).prop_map(|(a, d)| AddrRange::V4 {
+            lo: a.saturating_sub(d),
+            hi: a
+        }),
     ]
 }
 
 /// IPv6 ranges from a small universe of bases.
 pub fn arb_range_v6() -> impl Strategy<Value = AddrRange> {
-    let base = prop_oneof![Just(0x2001_0db8u128 << 96), Just(1u128), Just(0xfe80u128 << 112), Just(0), Just(u128::MAX), any::<u128>()];
+    let base = prop_oneof![
+        Just(0x2001_0db8u128 << 96),
+        Just(1u128),
+        Just(0xfe80u128 << 112),
+        Just(0),
+        Just(u128::MAX),
+        any::<u128>()
+    ];
     prop_oneof![
-        (base.clone(), 0u8..=128).prop_map(|(a, l)| AddrRange::v6_cidr(a, l).unwrap_or(AddrRange::V6 { lo: 0, hi: 0 })),
-        (base, 0u128..1000).prop_map(|(a, d)| AddrRange::V6 { lo: a, hi: a.saturating_add(d) }),
+        (base.clone(), 0u8..=128)
+            .prop_map(|(a, l)| AddrRange::v6_cidr(a, l).unwrap_or(AddrRange::V6 { lo: 0, hi: 0 })),
+        (base, 0u128..1000).prop_map(|(a, d)| AddrRange::V6 {
+            lo: a,
+            hi: a.saturating_add(d)
+        }),
     ]
 }
 
@@ -507,7 +581,17 @@ fn arb_addr_cond(nsets: u32) -> impl Strategy<Value = Option<AddrCond>> {
 
 fn arb_port_cond() -> impl Strategy<Value = Option<PortCond>> {
     let one = prop_oneof![
-        prop_oneof![Just(0u16), Just(53), Just(80), Just(443), Just(1023), Just(1024), Just(65535), any::<u16>()].prop_map(|p| (p, p)),
+        prop_oneof![
+            Just(0u16),
+            Just(53),
+            Just(80),
+            Just(443),
+            Just(1023),
+            Just(1024),
+            Just(65535),
+            any::<u16>()
+        ]
+        .prop_map(|p| (p, p)),
         (any::<u16>(), any::<u16>()).prop_map(|(a, b)| (a.min(b), a.max(b))),
         (0u16..2000, 0u16..40).prop_map(|(a, d)| (a, a.saturating_add(d))),
     ];
@@ -556,7 +640,10 @@ pub fn arb_rule(nsets: u32) -> impl Strategy<Value = Rule> {
 }
 
 fn arb_set() -> impl Strategy<Value = AddressSet> {
-    ("[a-z][a-z0-9_-]{0,12}", proptest::collection::vec(arb_range(), 0..40))
+    (
+        "[a-z][a-z0-9_-]{0,12}",
+        proptest::collection::vec(arb_range(), 0..40),
+    )
         .prop_map(|(name, entries)| AddressSet { name, entries })
 }
 
@@ -597,7 +684,19 @@ pub fn arb_query_near(p: &Policy) -> impl Strategy<Value = OwnedQuery> {
     let p = p.clone();
     (any::<u64>(), any::<usize>()).prop_map(move |(seed, r)| {
         let mut rng = Rng::new(seed);
-        let rule = if p.rules.is_empty() { usize::MAX } else { r % (p.rules.len() + 1) };
-        query_near(&mut rng, &p, if rule == p.rules.len() { usize::MAX } else { rule })
+        let rule = if p.rules.is_empty() {
+            usize::MAX
+        } else {
+            r % (p.rules.len() + 1)
+        };
+        query_near(
+            &mut rng,
+            &p,
+            if rule == p.rules.len() {
+                usize::MAX
+            } else {
+                rule
+            },
+        )
     })
 }

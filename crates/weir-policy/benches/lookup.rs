@@ -4,7 +4,12 @@
 //! (`testing::trace`: 90% of queries aimed at a random rule, often on its boundaries, 10%
 //! uniform). Each lookup benchmark cycles through 4,096 pre-built queries, so one iteration is
 //! one lookup. Memory per rule is printed before the timings (criterion has no custom metric).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -15,10 +20,20 @@ use weir_policy_testing::{self as testing, Extras, OwnedQuery, Profile};
 use weir_policy::{reference, AddrCond, AddrRange, AddressSet, CompiledPolicy, Policy, Rule, Action};
 
 const SIZES: [usize; 3] = [100, 10_000, 100_000];
-const PROFILES: [(Profile, &str); 3] = [(Profile::Acl, "acl"), (Profile::Fw, "fw"), (Profile::Ipc, "ipc")];
+const PROFILES: [(Profile, &str); 3] = [
+    (Profile::Acl, "acl"),
+    (Profile::Fw, "fw"),
+    (Profile::Ipc, "ipc"),
+];
 
 fn extras() -> Extras {
-    Extras { set_percent: 0, set_entries: 0, app_percent: 2, loopback_percent: 2, v6_percent: 10 }
+    Extras {
+        set_percent: 0,
+        set_entries: 0,
+        app_percent: 2,
+        loopback_percent: 2,
+        v6_percent: 10,
+    }
 }
 
 fn policy(n: usize, profile: Profile) -> Policy {
@@ -39,7 +54,10 @@ fn set_policy() -> Policy {
             }
         })
         .collect();
-    p.sets.push(AddressSet { name: "reputation".into(), entries });
+    p.sets.push(AddressSet {
+        name: "reputation".into(),
+        entries,
+    });
     let mut r = Rule::any(1, Action::Block);
     r.remote_addr = Some(AddrCond::Set(0));
     p.rules.insert(0, r);
@@ -119,9 +137,16 @@ impl ValueFormatter for NsFormatter {
         }
         unit
     }
-    fn scale_throughputs(&self, _typical: f64, throughput: &Throughput, values: &mut [f64]) -> &'static str {
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
         let n = match throughput {
-            Throughput::Elements(n) | Throughput::Bytes(n) | Throughput::BytesDecimal(n) => *n as f64,
+            Throughput::Elements(n) | Throughput::Bytes(n) | Throughput::BytesDecimal(n) => {
+                *n as f64
+            }
             _ => 1.0,
         };
         for v in values.iter_mut() {
@@ -141,7 +166,8 @@ fn bench_lookup(c: &mut C, name: &str, p: &Policy, qs: &[OwnedQuery], with_refer
     let queries: Vec<_> = qs.iter().map(OwnedQuery::as_query).collect();
     let mask = queries.len() - 1;
     let mut g = c.benchmark_group("lookup");
-    g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
     let mut i = 0usize;
     g.bench_function(BenchmarkId::new("compiled", name), |b| {
         b.iter(|| {
@@ -176,7 +202,9 @@ fn lookups(c: &mut C) {
 
 fn compiles(c: &mut C) {
     let mut g = c.benchmark_group("compile");
-    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
     for n in SIZES {
         for (profile, pname) in PROFILES {
             let p = policy(n, profile);
@@ -217,7 +245,9 @@ fn memory() {
 fn main() {
     memory();
     let wall = std::env::var_os("WEIR_BENCH_WALL").is_some();
-    let mut c = Criterion::default().with_measurement(ThreadCpu { wall }).configure_from_args();
+    let mut c = Criterion::default()
+        .with_measurement(ThreadCpu { wall })
+        .configure_from_args();
     lookups(&mut c);
     compiles(&mut c);
     c.final_summary();

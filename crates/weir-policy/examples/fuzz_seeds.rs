@@ -1,7 +1,12 @@
 //! Writes a seed corpus for the fuzz target: `cargo run -p weir-policy
 //! --example fuzz_seeds -- DIR`. Each file is 8 bytes of query seed + a valid policy blob
 //! (ClassBench-style policies of several sizes and profiles, with sets, apps and loopback).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use weir_policy_testing::{self as testing, Extras, Profile};
 use weir_policy::wire;
@@ -10,7 +15,10 @@ fn main() {
     let dir = std::env::args().nth(1).unwrap_or_else(|| "corpus".into());
     std::fs::create_dir_all(&dir).unwrap();
     let mut n = 0;
-    for (pi, profile) in [Profile::Acl, Profile::Fw, Profile::Ipc].into_iter().enumerate() {
+    for (pi, profile) in [Profile::Acl, Profile::Fw, Profile::Ipc]
+        .into_iter()
+        .enumerate()
+    {
         for rules in [0usize, 1, 2, 3, 5, 8, 13, 40] {
             for seed in 0..4u64 {
                 let extras = Extras {

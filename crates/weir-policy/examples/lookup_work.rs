@@ -3,7 +3,12 @@
 //! (PROFILE = acl | fw | ipc; LOOPS × 4,096 lookups of a ClassBench-style trace). Under
 //! `valgrind --tool=cachegrind --cache-sim=no`, the difference between LOOPS = 0 and LOOPS = k
 //! divided by k × 4,096 is the instructions one lookup executes, independent of machine load.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use weir_policy_testing::{self as testing, Extras, Profile};
 use weir_policy::{reference, CompiledPolicy};
@@ -19,7 +24,13 @@ fn main() {
     let loops: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let reference_too = args.get(4).is_some_and(|s| s == "reference");
     // Same policies and traces as benches/lookup.rs.
-    let extras = Extras { set_percent: 0, set_entries: 0, app_percent: 2, loopback_percent: 2, v6_percent: 10 };
+    let extras = Extras {
+        set_percent: 0,
+        set_entries: 0,
+        app_percent: 2,
+        loopback_percent: 2,
+        v6_percent: 10,
+    };
     let p = testing::classbench(n, profile, extras, 0x5EED ^ n as u64);
     let c = CompiledPolicy::compile(&p).unwrap();
     let qs = testing::trace(&p, 4096, 1);

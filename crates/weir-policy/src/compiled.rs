@@ -158,7 +158,9 @@ macro_rules! word {
                 if len == 0 {
                     0
                 } else {
-                    <$t>::MAX << (u32::from(<Self as Word>::BITS) - u32::from(len.min(<Self as Word>::BITS)))
+                    <$t>::MAX
+                        << (u32::from(<Self as Word>::BITS)
+                            - u32::from(len.min(<Self as Word>::BITS)))
                 }
             }
             #[inline]
@@ -225,7 +227,8 @@ macro_rules! word {
 }
 
 word!(u32, 32, V4, |x| u64::from(x));
-word!(u128, 128, V6, |x| (x as u64) ^ ((x >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+word!(u128, 128, V6, |x| (x as u64)
+    ^ ((x >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
 
 /// Number of prefixes needed for `[lo, hi]`, counting at most up to `cap + 1`, calling `f`
 /// for each (value, length) while `f` is given.
@@ -326,7 +329,10 @@ impl<W: Word> SetIndex<W> {
         for s in &p.sets {
             total += s.entries.iter().filter(|r| W::range(r).is_some()).count();
         }
-        let mut ix = SetIndex { ranges: Vec::new(), spans: Vec::new() };
+        let mut ix = SetIndex {
+            ranges: Vec::new(),
+            spans: Vec::new(),
+        };
         ix.ranges.try_reserve_exact(total).map_err(oom)?;
         ix.spans.try_reserve_exact(p.sets.len()).map_err(oom)?;
         let mut tmp: Vec<(W, W)> = Vec::new();
@@ -338,7 +344,10 @@ impl<W: Word> SetIndex<W> {
             merge_ranges(&mut tmp, W::succ);
             let start = ix.ranges.len() as u32;
             ix.ranges.extend_from_slice(&tmp);
-            ix.spans.push(Span { start, len: tmp.len() as u32 });
+            ix.spans.push(Span {
+                start,
+                len: tmp.len() as u32,
+            });
         }
         Ok(ix)
     }
@@ -566,10 +575,19 @@ impl CompiledPolicy {
         let sets6 = SetIndex::<u128>::build(p)?;
         let mut rules = Vec::new();
         rules.try_reserve_exact(p.rules.len()).map_err(oom)?;
-        rules.extend(p.rules.iter().map(|r| RuleInfo { id: r.id, action: r.action, log: r.log }));
+        rules.extend(p.rules.iter().map(|r| RuleInfo {
+            id: r.id,
+            action: r.action,
+            log: r.log,
+        }));
         let mut apps = Vec::new();
         let mut app_meta = Vec::new();
-        let units: usize = p.rules.iter().filter_map(|r| r.app.as_ref()).map(|a| a.0.len()).sum();
+        let units: usize = p
+            .rules
+            .iter()
+            .filter_map(|r| r.app.as_ref())
+            .map(|a| a.0.len())
+            .sum();
         apps.try_reserve_exact(units).map_err(oom)?;
         let mut rule_app: Vec<u32> = Vec::new();
         rule_app.try_reserve_exact(p.rules.len()).map_err(oom)?;
@@ -581,19 +599,53 @@ impl CompiledPolicy {
                     apps.extend(a.0.iter().map(|u| fold_unit(*u)));
                     push(
                         &mut app_meta,
-                        AppMeta { start, len: a.0.len() as u32, hash: folded_hash(&a.0) },
+                        AppMeta {
+                            start,
+                            len: a.0.len() as u32,
+                            hash: folded_hash(&a.0),
+                        },
                     )?;
                 }
                 None => rule_app.push(NONE),
             }
         }
         let mut budget = ENTRY_BUDGET;
-        let mut build4 = |d| build_partition::<u32>(p, d, IpVersion::V4, &sets4, &rule_app, &app_meta, expand, &mut budget);
-        let Some(o4) = build4(Direction::Outbound)? else { return Ok(None) };
-        let Some(i4) = build4(Direction::Inbound)? else { return Ok(None) };
-        let mut build6 = |d| build_partition::<u128>(p, d, IpVersion::V6, &sets6, &rule_app, &app_meta, expand, &mut budget);
-        let Some(o6) = build6(Direction::Outbound)? else { return Ok(None) };
-        let Some(i6) = build6(Direction::Inbound)? else { return Ok(None) };
+        let mut build4 = |d| {
+            build_partition::<u32>(
+                p,
+                d,
+                IpVersion::V4,
+                &sets4,
+                &rule_app,
+                &app_meta,
+                expand,
+                &mut budget,
+            )
+        };
+        let Some(o4) = build4(Direction::Outbound)? else {
+            return Ok(None);
+        };
+        let Some(i4) = build4(Direction::Inbound)? else {
+            return Ok(None);
+        };
+        let mut build6 = |d| {
+            build_partition::<u128>(
+                p,
+                d,
+                IpVersion::V6,
+                &sets6,
+                &rule_app,
+                &app_meta,
+                expand,
+                &mut budget,
+            )
+        };
+        let Some(o6) = build6(Direction::Outbound)? else {
+            return Ok(None);
+        };
+        let Some(i6) = build6(Direction::Inbound)? else {
+            return Ok(None);
+        };
         Ok(Some(CompiledPolicy {
             v4: [o4, i4],
             v6: [o6, i6],
@@ -629,15 +681,33 @@ impl CompiledPolicy {
     pub fn stats(&self) -> CompiledStats {
         let mut s = CompiledStats::default();
         let parts: [(usize, usize, u32); 4] = [
-            (self.v4[0].tables.len(), self.v4[0].entries.len(), self.v4[0].max_bucket),
-            (self.v4[1].tables.len(), self.v4[1].entries.len(), self.v4[1].max_bucket),
-            (self.v6[0].tables.len(), self.v6[0].entries.len(), self.v6[0].max_bucket),
-            (self.v6[1].tables.len(), self.v6[1].entries.len(), self.v6[1].max_bucket),
+            (
+                self.v4[0].tables.len(),
+                self.v4[0].entries.len(),
+                self.v4[0].max_bucket,
+            ),
+            (
+                self.v4[1].tables.len(),
+                self.v4[1].entries.len(),
+                self.v4[1].max_bucket,
+            ),
+            (
+                self.v6[0].tables.len(),
+                self.v6[0].entries.len(),
+                self.v6[0].max_bucket,
+            ),
+            (
+                self.v6[1].tables.len(),
+                self.v6[1].entries.len(),
+                self.v6[1].max_bucket,
+            ),
         ];
         for (i, (t, e, m)) in parts.into_iter().enumerate() {
-            if let (Some(a), Some(b), Some(c)) =
-                (s.tables.get_mut(i), s.entries.get_mut(i), s.max_bucket.get_mut(i))
-            {
+            if let (Some(a), Some(b), Some(c)) = (
+                s.tables.get_mut(i),
+                s.entries.get_mut(i),
+                s.max_bucket.get_mut(i),
+            ) {
                 *a = t;
                 *b = e;
                 *c = m;
@@ -653,7 +723,10 @@ impl CompiledPolicy {
             Direction::Outbound => 0,
             Direction::Inbound => 1,
         };
-        let mut app = AppCache { app: q.app, hash: None };
+        let mut app = AppCache {
+            app: q.app,
+            hash: None,
+        };
         let best = match q.remote {
             Addr::V4(r) => {
                 let l = u32::addr(q.local_normalized()).unwrap_or(0);
@@ -695,15 +768,22 @@ impl CompiledPolicy {
     pub fn lookup_work(&self, q: &Query<'_>) -> (Verdict, u32, u32) {
         let mut w = Work::default();
         let di = usize::from(q.direction == Direction::Inbound);
-        let mut app = AppCache { app: q.app, hash: None };
+        let mut app = AppCache {
+            app: q.app,
+            hash: None,
+        };
         let _ = match q.remote {
             Addr::V4(r) => {
                 let l = u32::addr(q.local_normalized()).unwrap_or(0);
-                self.v4.get(di).map(|p| self.lookup_in(p, &self.sets4, r, l, q, &mut app, &mut w))
+                self.v4
+                    .get(di)
+                    .map(|p| self.lookup_in(p, &self.sets4, r, l, q, &mut app, &mut w))
             }
             Addr::V6(r) => {
                 let l = u128::addr(q.local_normalized()).unwrap_or(0);
-                self.v6.get(di).map(|p| self.lookup_in(p, &self.sets6, r, l, q, &mut app, &mut w))
+                self.v6
+                    .get(di)
+                    .map(|p| self.lookup_in(p, &self.sets6, r, l, q, &mut app, &mut w))
             }
         };
         (self.lookup(q), w.probes, w.entries)
@@ -728,19 +808,28 @@ impl CompiledPolicy {
                 break;
             }
             counter.probe();
-            let mut h = key_hash(r.and(t.mask_r).fold64(), l.and(t.mask_l).fold64(), small & t.small_mask);
+            let mut h = key_hash(
+                r.and(t.mask_r).fold64(),
+                l.and(t.mask_l).fold64(),
+                small & t.small_mask,
+            );
             if t.app_keyed {
                 // Every entry of this table has an application condition: without one in the
                 // query, none can match.
                 let Some(ah) = app.hash() else { continue };
                 h = with_app(h, ah);
             }
-            let slot = (t.slot_base as usize).wrapping_add(h.checked_shr(t.shift).unwrap_or(0) as usize);
-            let (Some(&s), Some(&e)) = (part.offsets.get(slot), part.offsets.get(slot.wrapping_add(1)))
-            else {
+            let slot =
+                (t.slot_base as usize).wrapping_add(h.checked_shr(t.shift).unwrap_or(0) as usize);
+            let (Some(&s), Some(&e)) = (
+                part.offsets.get(slot),
+                part.offsets.get(slot.wrapping_add(1)),
+            ) else {
                 continue;
             };
-            let Some(bucket) = part.entries.get(s as usize..e as usize) else { continue };
+            let Some(bucket) = part.entries.get(s as usize..e as usize) else {
+                continue;
+            };
             for en in bucket {
                 if en.rule >= best {
                     break;
@@ -790,7 +879,9 @@ impl CompiledPolicy {
         q: &Query<'_>,
         app: &mut AppCache<'_>,
     ) -> bool {
-        let Some(res) = part.residuals.get(idx as usize) else { return false };
+        let Some(res) = part.residuals.get(idx as usize) else {
+            return false;
+        };
         let pred_ok = |p: Pred, x: W| match p {
             Pred::Any => true,
             Pred::Ranges(s) => in_sorted(s.of(&part.ranges), x),
@@ -806,7 +897,9 @@ impl CompiledPolicy {
             return false;
         }
         if res.app != NONE {
-            let Some(meta) = self.app_meta.get(res.app as usize) else { return false };
+            let Some(meta) = self.app_meta.get(res.app as usize) else {
+                return false;
+            };
             let Some(qa) = app.app else { return false };
             // Length first: it rejects most application conditions without hashing the
             // query's path (the hash walks the whole path; lengths of paths mostly differ).
@@ -817,8 +910,13 @@ impl CompiledPolicy {
             if h != meta.hash {
                 return false;
             }
-            let stored = Span { start: meta.start, len: meta.len }.of(&self.apps);
-            if stored.len() != qa.len() || !stored.iter().zip(qa).all(|(s, u)| *s == fold_unit(*u)) {
+            let stored = Span {
+                start: meta.start,
+                len: meta.len,
+            }
+            .of(&self.apps);
+            if stored.len() != qa.len() || !stored.iter().zip(qa).all(|(s, u)| *s == fold_unit(*u))
+            {
                 return false;
             }
         }
@@ -884,7 +982,11 @@ impl Spec {
             && (!self.ap || e.app.is_some())
     }
     fn small_mask(&self) -> u64 {
-        small_key(if self.p { 0xFF } else { 0 }, if self.rp { 0xFFFF } else { 0 }, if self.lp { 0xFFFF } else { 0 })
+        small_key(
+            if self.p { 0xFF } else { 0 },
+            if self.rp { 0xFFFF } else { 0 },
+            if self.lp { 0xFFFF } else { 0 },
+        )
     }
     fn key<W: Word>(&self, it: &BuildEntry<W>) -> u64 {
         let e = &it.e;
@@ -908,7 +1010,10 @@ struct Counts {
 
 impl Counts {
     fn new() -> Self {
-        Counts { slots: Vec::new(), used: 0 }
+        Counts {
+            slots: Vec::new(),
+            used: 0,
+        }
     }
     fn find(&self, k: u64) -> usize {
         let n = self.slots.len();
@@ -950,7 +1055,9 @@ impl Counts {
         }
         let k = k | 1;
         let i = self.find(k);
-        let Some(s) = self.slots.get_mut(i) else { return Ok(0) };
+        let Some(s) = self.slots.get_mut(i) else {
+            return Ok(0);
+        };
         if s.0 == 0 {
             *s = (k, 0);
             self.used += 1;
@@ -960,22 +1067,35 @@ impl Counts {
     }
 }
 
-fn port_plan(c: &Option<PortCond>, ports: &mut Vec<(u16, u16)>, expand: usize) -> Result<PortPlan, CompileError> {
+fn port_plan(
+    c: &Option<PortCond>,
+    ports: &mut Vec<(u16, u16)>,
+    expand: usize,
+) -> Result<PortPlan, CompileError> {
     let mut alts = Vec::new();
     let Some(c) = c else {
         push(&mut alts, (0u16, u16::MAX))?;
-        return Ok(PortPlan { alts, pred: Span::default() });
+        return Ok(PortPlan {
+            alts,
+            pred: Span::default(),
+        });
     };
     alts.try_reserve(c.ranges.len()).map_err(oom)?;
     alts.extend_from_slice(&c.ranges);
     merge_ranges(&mut alts, |x: u16| x.checked_add(1));
     if alts.len() <= expand {
-        return Ok(PortPlan { alts, pred: Span::default() });
+        return Ok(PortPlan {
+            alts,
+            pred: Span::default(),
+        });
     }
     let start = ports.len() as u32;
     ports.try_reserve(alts.len()).map_err(oom)?;
     ports.extend_from_slice(&alts);
-    let pred = Span { start, len: alts.len() as u32 };
+    let pred = Span {
+        start,
+        len: alts.len() as u32,
+    };
     let lo = alts.first().map_or(0, |r| r.0);
     let hi = alts.last().map_or(u16::MAX, |r| r.1);
     alts.clear();
@@ -995,7 +1115,10 @@ fn addr_plan<W: Word>(
     let (merged, set): (Vec<(W, W)>, Option<u32>) = match c {
         None => {
             push(&mut alts, (W::default(), 0))?;
-            return Ok(Some(AddrPlan { alts, pred: Pred::Any }));
+            return Ok(Some(AddrPlan {
+                alts,
+                pred: Pred::Any,
+            }));
         }
         Some(AddrCond::Ranges(rs)) => {
             let mut v: Vec<(W, W)> = Vec::new();
@@ -1008,9 +1131,14 @@ fn addr_plan<W: Word>(
             let s = sets.set(*i);
             if s.len() > expand {
                 // Large set: hull key + predicate on the set index; no copy.
-                let (Some(first), Some(last)) = (s.first(), s.last()) else { return Ok(None) };
+                let (Some(first), Some(last)) = (s.first(), s.last()) else {
+                    return Ok(None);
+                };
                 push(&mut alts, hull_prefix(first.0, last.1))?;
-                return Ok(Some(AddrPlan { alts, pred: Pred::Set(*i) }));
+                return Ok(Some(AddrPlan {
+                    alts,
+                    pred: Pred::Set(*i),
+                }));
             }
             let mut v: Vec<(W, W)> = Vec::new();
             v.try_reserve(s.len()).map_err(oom)?;
@@ -1033,7 +1161,10 @@ fn addr_plan<W: Word>(
         for (lo, hi) in &merged {
             split_range(*lo, *hi, expand, Some(&mut |v, len| alts.push((v, len))));
         }
-        return Ok(Some(AddrPlan { alts, pred: Pred::Any }));
+        return Ok(Some(AddrPlan {
+            alts,
+            pred: Pred::Any,
+        }));
     }
     push(&mut alts, hull_prefix(first.0, last.1))?;
     let pred = match set {
@@ -1042,14 +1173,20 @@ fn addr_plan<W: Word>(
             let start = ranges.len() as u32;
             ranges.try_reserve(merged.len()).map_err(oom)?;
             ranges.extend_from_slice(&merged);
-            Pred::Ranges(Span { start, len: merged.len() as u32 })
+            Pred::Ranges(Span {
+                start,
+                len: merged.len() as u32,
+            })
         }
     };
     Ok(Some(AddrPlan { alts, pred }))
 }
 
 /// Collapses a plan to its hull + predicate (when the rule's alternatives multiply too much).
-fn collapse_addr<W: Word>(plan: &mut AddrPlan<W>, ranges: &mut Vec<(W, W)>) -> Result<(), CompileError> {
+fn collapse_addr<W: Word>(
+    plan: &mut AddrPlan<W>,
+    ranges: &mut Vec<(W, W)>,
+) -> Result<(), CompileError> {
     if plan.alts.len() <= 1 {
         return Ok(());
     }
@@ -1071,7 +1208,10 @@ fn collapse_addr<W: Word>(plan: &mut AddrPlan<W>, ranges: &mut Vec<(W, W)>) -> R
     ranges.extend_from_slice(&stored);
     let pred = match plan.pred {
         Pred::Set(i) => Pred::Set(i),
-        _ => Pred::Ranges(Span { start, len: stored.len() as u32 }),
+        _ => Pred::Ranges(Span {
+            start,
+            len: stored.len() as u32,
+        }),
     };
     plan.alts.clear();
     plan.alts.push(hull_prefix(first.0, hi));
@@ -1086,7 +1226,10 @@ fn collapse_port(plan: &mut PortPlan, ports: &mut Vec<(u16, u16)>) -> Result<(),
     let start = ports.len() as u32;
     ports.try_reserve(plan.alts.len()).map_err(oom)?;
     ports.extend_from_slice(&plan.alts);
-    plan.pred = Span { start, len: plan.alts.len() as u32 };
+    plan.pred = Span {
+        start,
+        len: plan.alts.len() as u32,
+    };
     let lo = plan.alts.first().map_or(0, |r| r.0);
     let hi = plan.alts.last().map_or(u16::MAX, |r| r.1);
     plan.alts.clear();
@@ -1115,17 +1258,28 @@ fn build_partition<W: Word>(
         if !rule_applies(r, d, v) {
             continue;
         }
-        let Some(mut ra) = addr_plan(&r.remote_addr, sets, &mut part.ranges, expand)? else { continue };
-        let Some(mut la) = addr_plan(&r.local_addr, sets, &mut part.ranges, expand)? else { continue };
+        let Some(mut ra) = addr_plan(&r.remote_addr, sets, &mut part.ranges, expand)? else {
+            continue;
+        };
+        let Some(mut la) = addr_plan(&r.local_addr, sets, &mut part.ranges, expand)? else {
+            continue;
+        };
         let mut rp = port_plan(&r.remote_port, &mut part.ports, expand)?;
         let mut lp = port_plan(&r.local_port, &mut part.ports, expand)?;
         // Keep the product of alternatives within `expand` by collapsing the widest dimension.
         loop {
             let n = [ra.alts.len(), la.alts.len(), rp.alts.len(), lp.alts.len()];
-            if n.iter().try_fold(1usize, |acc, x| acc.checked_mul(*x)).is_some_and(|prod| prod <= expand) {
+            if n.iter()
+                .try_fold(1usize, |acc, x| acc.checked_mul(*x))
+                .is_some_and(|prod| prod <= expand)
+            {
                 break;
             }
-            let widest = n.iter().enumerate().max_by_key(|(_, x)| **x).map_or(0, |(i, _)| i);
+            let widest = n
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, x)| **x)
+                .map_or(0, |(i, _)| i);
             match widest {
                 0 => collapse_addr(&mut ra, &mut part.ranges)?,
                 1 => collapse_addr(&mut la, &mut part.ranges)?,
@@ -1146,7 +1300,13 @@ fn build_partition<W: Word>(
             let i = part.residuals.len() as u32;
             push(
                 &mut part.residuals,
-                Residual { app, remote: ra.pred, local: la.pred, remote_port: rp.pred, local_port: lp.pred },
+                Residual {
+                    app,
+                    remote: ra.pred,
+                    local: la.pred,
+                    remote_port: rp.pred,
+                    local_port: lp.pred,
+                },
             )?;
             i
         };
@@ -1231,9 +1391,22 @@ fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<
         let si = match chosen {
             Some(si) => si,
             None => {
-                let coarse =
-                    Spec { a: relax(it.la, W::BITS), b: relax(it.lb, W::BITS), p: false, rp: false, lp: false, ap: false };
-                let exact = Spec { a: it.la, b: it.lb, p: it.p, rp: it.rp, lp: it.lp, ap: it.app.is_some() };
+                let coarse = Spec {
+                    a: relax(it.la, W::BITS),
+                    b: relax(it.lb, W::BITS),
+                    p: false,
+                    rp: false,
+                    lp: false,
+                    ap: false,
+                };
+                let exact = Spec {
+                    a: it.la,
+                    b: it.lb,
+                    p: it.p,
+                    rp: it.rp,
+                    lp: it.lp,
+                    ap: it.app.is_some(),
+                };
                 let new = if !specs.contains(&coarse) {
                     Some(coarse)
                 } else if !specs.contains(&exact) {
@@ -1260,7 +1433,9 @@ fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<
                 }
             }
         };
-        let Some(s) = specs.get(si) else { return Err(CompileError::OutOfMemory) };
+        let Some(s) = specs.get(si) else {
+            return Err(CompileError::OutOfMemory);
+        };
         if counts.inc(s.key(it) ^ salt(si))? == 1 {
             if let Some(k) = keys_per_spec.get_mut(si) {
                 *k += 1;
@@ -1281,10 +1456,15 @@ fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<
     part.tables.try_reserve_exact(specs.len()).map_err(oom)?;
     let mut slot_base: usize = 0;
     for (ti, &si) in by_prio.iter().enumerate() {
-        let (Some(s), Some(&keys), Some(&mr)) = (specs.get(si), keys_per_spec.get(si), min_rule.get(si)) else {
+        let (Some(s), Some(&keys), Some(&mr)) =
+            (specs.get(si), keys_per_spec.get(si), min_rule.get(si))
+        else {
             continue;
         };
-        let bits = (keys as usize * SLOTS_PER_KEY).max(2).next_power_of_two().trailing_zeros();
+        let bits = (keys as usize * SLOTS_PER_KEY)
+            .max(2)
+            .next_power_of_two()
+            .trailing_zeros();
         if let Some(t) = table_of_spec.get_mut(si) {
             *t = ti as u32;
         }
@@ -1333,7 +1513,9 @@ fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<
     };
     part.entries.resize(items.len(), placeholder);
     for (it, &slot) in items.iter().zip(&slot_of) {
-        let Some(f) = fill.get_mut(slot as usize) else { continue };
+        let Some(f) = fill.get_mut(slot as usize) else {
+            continue;
+        };
         if let Some(dst) = part.entries.get_mut(*f as usize) {
             *dst = it.e;
         }

@@ -1,62 +1,50 @@
-//! Case folding for application paths.
+//! Case folding for application paths, shared by the driver (compiled lookup) and weirctl
+//! (the reference evaluator, `policy check`'s warnings), so both compare paths alike.
 //!
-//! Windows compares NT paths case-insensitively by upcasing each UTF-16 code unit (the file
-//! system's upcase table; `RtlUpcaseUnicodeChar` in the kernel). Weir folds with a fixed,
-//! documented subset of the Unicode *simple uppercase* mapping (UnicodeData.txt, field 12),
-//! one code unit to one code unit, so the result does not depend on the running system:
+//! Windows compares NT paths case-insensitively by upcasing each UTF-16 code unit with the
+//! file system's upcase table (`$UpCase` on NTFS; `RtlUpcaseUnicodeChar` in the kernel). Weir
+//! folds with the *simple uppercase mapping* of the Unicode Character Database
+//! (UnicodeData.txt, field 12; version in [`UCD_VERSION`]), restricted to one UTF-16 unit to
+//! one unit: a character of the Basic Multilingual Plane whose simple uppercase is also in it
+//! maps to that; everything else (characters without a mapping, surrogates, and the few whose
+//! uppercase lies outside the BMP) is unchanged. The result does not depend on the running
+//! system.
 //!
-//! | code units | maps to |
-//! |---|---|
-//! | U+0061..U+007A (`a`-`z`) | minus 0x20 (`A`-`Z`) |
-//! | U+00B5 (micro sign) | U+039C |
-//! | U+00E0..U+00FE except U+00F7 | minus 0x20 |
-//! | U+00FF | U+0178 |
-//! | U+0100..U+012F, U+0132..U+0137, U+014A..U+0177: odd units | minus 1 |
-//! | U+0139..U+0148, U+0179..U+017E: even units | minus 1 |
-//! | U+03B1..U+03C1, U+03C3..U+03CB (Greek) | minus 0x20 |
-//! | U+03C2 (final sigma) | U+03A3 |
-//! | U+0430..U+044F (Cyrillic) | minus 0x20 |
-//! | U+0450..U+045F (Cyrillic) | minus 0x50 |
-//! | everything else (including U+0130, U+0131, U+017F and surrogates) | unchanged |
+//! The table (`fold/table.rs`) is generated from UnicodeData.txt by the test
+//! `table_is_the_unicode_simple_uppercase` (`WEIR_REGEN_FOLD=1`; Debian's `unicode-data`
+//! package installs the file), which also checks it against the file whenever the file is
+//! present. It is two-level: 256 page numbers, then one page of 256 wrapping deltas per page
+//! that has a mapping (all-zero page 0 for the rest): two loads per unit, no branch on script.
 //!
 //! Two paths are equal for Weir when they have the same length and their folded units are
 //! equal. Folding is idempotent (`fold(fold(u)) == fold(u)`; tested over all 65,536 units).
-//! Characters outside the table compare exactly, which can differ from NTFS for other scripts.
+//! A volume formatted by a Windows whose `$UpCase` predates a mapping of this table (or adds
+//! one after it) compares that character differently; the mappings that exist in both, which
+//! cover every script with case in the BMP since Unicode 5, agree.
 
-/// The folded (upper-case) form of one UTF-16 code unit; see the module table.
+mod table;
+
+/// The Unicode version the fold table was generated from.
+pub const UCD_VERSION: &str = table::UCD_VERSION;
+
+/// The folded (upper-case) form of one UTF-16 code unit; see the module docs.
 #[inline]
-pub const fn fold_unit(u: u16) -> u16 {
-    match u {
-        0x0061..=0x007A => u - 0x20,
-        0x00B5 => 0x039C,
-        0x00F7 => u,
-        0x00E0..=0x00FE => u - 0x20,
-        0x00FF => 0x0178,
-        0x0100..=0x012F | 0x0132..=0x0137 | 0x014A..=0x0177 => {
-            if u & 1 == 1 {
-                u - 1
-            } else {
-                u
-            }
-        }
-        0x0139..=0x0148 | 0x0179..=0x017E => {
-            if u & 1 == 0 {
-                u - 1
-            } else {
-                u
-            }
-        }
-        0x03C2 => 0x03A3,
-        0x03B1..=0x03C1 | 0x03C3..=0x03CB => u - 0x20,
-        0x0430..=0x044F => u - 0x20,
-        0x0450..=0x045F => u - 0x50,
-        _ => u,
-    }
+pub fn fold_unit(u: u16) -> u16 {
+    let page = table::PAGE.get(usize::from(u >> 8)).copied().unwrap_or(0);
+    let delta = table::DELTA
+        .get(usize::from(page))
+        .and_then(|p| p.get(usize::from(u & 0xFF)))
+        .copied()
+        .unwrap_or(0);
+    u.wrapping_add(delta)
 }
 
 /// Whether `a` and `b` are equal after folding every unit.
 pub fn eq_folded(a: &[u16], b: &[u16]) -> bool {
-    a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| fold_unit(*x) == fold_unit(*y))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b.iter())
+            .all(|(x, y)| fold_unit(*x) == fold_unit(*y))
 }
 
 /// Bits that are zero in four packed 16-bit lanes exactly when every lane is below 0x80.
@@ -88,12 +76,16 @@ pub fn folded_hash(units: &[u16]) -> u64 {
         let w = if raw & NON_ASCII == 0 {
             fold4_ascii(raw)
         } else {
-            c.iter().fold(0u64, |acc, u| (acc << 16) | u64::from(fold_unit(*u)))
+            c.iter()
+                .fold(0u64, |acc, u| (acc << 16) | u64::from(fold_unit(*u)))
         };
         let m = u128::from(h ^ w) * u128::from(K);
         h = (m as u64) ^ ((m >> 64) as u64);
     }
-    let w = chunks.remainder().iter().fold(0u64, |acc, u| (acc << 16) | u64::from(fold_unit(*u)));
+    let w = chunks
+        .remainder()
+        .iter()
+        .fold(0u64, |acc, u| (acc << 16) | u64::from(fold_unit(*u)));
     let m = u128::from(h ^ w ^ 0xFF) * u128::from(K);
     (m as u64) ^ ((m >> 64) as u64)
 }
@@ -113,11 +105,163 @@ mod tests {
         assert_eq!(fold_unit(0x00FF), 0x0178);
         assert_eq!(fold_unit(0x0101), 0x0100);
         assert_eq!(fold_unit(0x013A), 0x0139);
-        assert_eq!(fold_unit(0x0131), 0x0131);
+        assert_eq!(fold_unit(0x0131), 0x0049); // dotless i -> I (simple uppercase)
         assert_eq!(fold_unit(0x03C9), 0x03A9);
         assert_eq!(fold_unit(0x0436), 0x0416);
         assert_eq!(fold_unit(0x0451), 0x0401);
         assert_eq!(fold_unit(0xD800), 0xD800);
+    }
+
+    #[test]
+    fn scripts_with_case_fold_to_their_capitals() {
+        // (lower, upper) pairs from many scripts; each lower folds to its upper, which stays.
+        let pairs: &[(char, char, &str)] = &[
+            ('a', 'A', "Latin"),
+            ('\u{e9}', '\u{c9}', "Latin-1"),
+            ('\u{1b6}', '\u{1b5}', "Latin Extended-B"),
+            ('\u{1e09}', '\u{1e08}', "Latin Extended Additional"),
+            ('\u{2c65}', '\u{23a}', "Latin Extended-C"),
+            ('\u{a77f}', '\u{a77e}', "Latin Extended-D"),
+            ('\u{3c9}', '\u{3a9}', "Greek"),
+            ('\u{3c2}', '\u{3a3}', "Greek final sigma"),
+            ('\u{1f00}', '\u{1f08}', "Greek Extended"),
+            ('\u{436}', '\u{416}', "Cyrillic"),
+            ('\u{4cf}', '\u{4c0}', "Cyrillic palochka"),
+            ('\u{a641}', '\u{a640}', "Cyrillic Extended-B"),
+            ('\u{561}', '\u{531}', "Armenian"),
+            ('\u{10d0}', '\u{1c90}', "Georgian Mkhedruli"),
+            ('\u{2d00}', '\u{10a0}', "Georgian Nuskhuri"),
+            ('\u{13f8}', '\u{13f0}', "Cherokee"),
+            ('\u{ab70}', '\u{13a0}', "Cherokee Supplement"),
+            ('\u{2c30}', '\u{2c00}', "Glagolitic"),
+            ('\u{2c81}', '\u{2c80}', "Coptic"),
+            ('\u{24d0}', '\u{24b6}', "Enclosed Alphanumerics"),
+            ('\u{2170}', '\u{2160}', "Roman numerals"),
+            ('\u{ff41}', '\u{ff21}', "Fullwidth"),
+            ('\u{b5}', '\u{39c}', "micro sign"),
+        ];
+        for &(lower, upper, script) in pairs {
+            let (l, u) = (lower as u32 as u16, upper as u32 as u16);
+            assert_eq!(fold_unit(l), u, "{script}");
+            assert_eq!(fold_unit(u), u, "{script}");
+        }
+        // No case: unchanged.
+        for c in [
+            '\u{5d0}', '\u{627}', '\u{4e2d}', '\u{ac00}', '\u{3042}', '\u{df}',
+        ] {
+            assert_eq!(fold_unit(c as u32 as u16), c as u32 as u16, "{c}");
+        }
+    }
+
+    /// Parses UnicodeData.txt: every BMP unit whose simple uppercase (field 12) is a BMP unit.
+    fn simple_upper(ucd: &str) -> std::vec::Vec<(u16, u16)> {
+        let mut out = std::vec::Vec::new();
+        for line in ucd.lines() {
+            let f: std::vec::Vec<&str> = line.split(';').collect();
+            let (Some(cp), Some(up)) = (f.first(), f.get(12)) else {
+                continue;
+            };
+            let (Ok(cp), Ok(up)) = (u32::from_str_radix(cp, 16), u32::from_str_radix(up, 16))
+            else {
+                continue;
+            };
+            if let (Ok(cp), Ok(up)) = (u16::try_from(cp), u16::try_from(up)) {
+                out.push((cp, up));
+            }
+        }
+        out
+    }
+
+    fn render(version: &str, map: &[(u16, u16)]) -> std::string::String {
+        use core::fmt::Write as _;
+        let mut delta = [[0u16; 256]; 256];
+        for &(cp, up) in map {
+            delta[usize::from(cp >> 8)][usize::from(cp & 0xFF)] = up.wrapping_sub(cp);
+        }
+        let mut pages: std::vec::Vec<[u16; 256]> = std::vec![[0; 256]];
+        let mut page_of = [0u8; 256];
+        for (hi, d) in delta.iter().enumerate() {
+            if d.iter().any(|x| *x != 0) {
+                page_of[hi] = u8::try_from(pages.len()).unwrap();
+                pages.push(*d);
+            }
+        }
+        let mut s = std::string::String::new();
+        let _ = writeln!(s, "//! The simple uppercase mapping of UnicodeData.txt {version}, BMP to BMP, as wrapping deltas");
+        let _ = writeln!(
+            s,
+            "//! (see `fold.rs`). Generated: `WEIR_REGEN_FOLD=1 cargo test -p weir-policy --lib"
+        );
+        let _ = writeln!(
+            s,
+            "//! table_is_the_unicode_simple_uppercase`; do not edit."
+        );
+        let _ = writeln!(s);
+        let _ = writeln!(s, "/// The Unicode version of the data.");
+        let _ = writeln!(s, "pub(super) const UCD_VERSION: &str = \"{version}\";");
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "/// Page number of each high byte (0: no mapping in that page)."
+        );
+        let _ = writeln!(s, "#[rustfmt::skip]");
+        let _ = writeln!(s, "pub(super) const PAGE: [u8; 256] = [");
+        for row in page_of.chunks(16) {
+            let items: std::vec::Vec<std::string::String> =
+                row.iter().map(|x| std::format!("{x}")).collect();
+            let _ = writeln!(s, "    {},", items.join(", "));
+        }
+        let _ = writeln!(s, "];");
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "/// Per page, the delta to add (wrapping) to each unit of it."
+        );
+        let _ = writeln!(s, "#[rustfmt::skip]");
+        let _ = writeln!(
+            s,
+            "pub(super) const DELTA: [[u16; 256]; {}] = [",
+            pages.len()
+        );
+        for p in &pages {
+            let _ = writeln!(s, "    [");
+            for row in p.chunks(16) {
+                let items: std::vec::Vec<std::string::String> =
+                    row.iter().map(|x| std::format!("{x:#06x}")).collect();
+                let _ = writeln!(s, "        {},", items.join(", "));
+            }
+            let _ = writeln!(s, "    ],");
+        }
+        let _ = writeln!(s, "];");
+        s
+    }
+
+    /// The committed table is what UnicodeData.txt gives (checked when the file is present:
+    /// `WEIR_UCD` or Debian's `/usr/share/unicode/UnicodeData.txt`; regenerated with
+    /// `WEIR_REGEN_FOLD=1`).
+    #[test]
+    fn table_is_the_unicode_simple_uppercase() {
+        let path = std::env::var("WEIR_UCD")
+            .unwrap_or_else(|_| "/usr/share/unicode/UnicodeData.txt".into());
+        let Ok(ucd) = std::fs::read_to_string(&path) else {
+            std::println!("{path} absent: table not re-derived");
+            return;
+        };
+        let version = std::env::var("WEIR_UCD_VERSION").unwrap_or_else(|_| UCD_VERSION.into());
+        let map = simple_upper(&ucd);
+        let text = render(&version, &map);
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/src/fold/table.rs");
+        if std::env::var_os("WEIR_REGEN_FOLD").is_some() {
+            std::fs::write(file, &text).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(file).unwrap(),
+            text,
+            "fold/table.rs is stale"
+        );
+        for (cp, up) in map {
+            assert_eq!(fold_unit(cp), up, "U+{cp:04X}");
+        }
     }
 
     #[test]
@@ -156,7 +300,11 @@ mod tests {
             "\\device\\harddiskvolume3\\program files\\ünïcödé\\APP.EXE",
             "абвгдеёжзabcdefgh{|}~`@[\\]^_",
             "АБВГДЕЁЖЗABCDEFGH{|}~`@[\\]^_",
-            "a", "ab", "abc", "abcd", "abcde",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abcde",
         ];
         for p in paths {
             let u: alloc::vec::Vec<u16> = p.encode_utf16().collect();
@@ -171,11 +319,17 @@ mod tests {
 
     #[test]
     fn eq_and_hash_agree() {
-        let a: alloc::vec::Vec<u16> = "\\Device\\HarddiskVolume3\\Windows\\explorer.EXE".encode_utf16().collect();
-        let b: alloc::vec::Vec<u16> = "\\device\\harddiskvolume3\\windows\\EXPLORER.exe".encode_utf16().collect();
+        let a: alloc::vec::Vec<u16> = "\\Device\\HarddiskVolume3\\Windows\\explorer.EXE"
+            .encode_utf16()
+            .collect();
+        let b: alloc::vec::Vec<u16> = "\\device\\harddiskvolume3\\windows\\EXPLORER.exe"
+            .encode_utf16()
+            .collect();
         assert!(eq_folded(&a, &b));
         assert_eq!(folded_hash(&a), folded_hash(&b));
-        let c: alloc::vec::Vec<u16> = "\\device\\harddiskvolume3\\windows\\explorer.ex".encode_utf16().collect();
+        let c: alloc::vec::Vec<u16> = "\\device\\harddiskvolume3\\windows\\explorer.ex"
+            .encode_utf16()
+            .collect();
         assert!(!eq_folded(&a, &c));
     }
 }

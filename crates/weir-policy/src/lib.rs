@@ -56,6 +56,25 @@ pub enum Action {
     Block,
 }
 
+impl Action {
+    /// The name the policy file, `weirctl` and events use: `permit` or `block`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Permit => "permit",
+            Action::Block => "block",
+        }
+    }
+
+    /// The action named `s` (exact, lower case), as [`Action::as_str`] writes it.
+    pub fn from_name(s: &str) -> Option<Action> {
+        match s {
+            "permit" => Some(Action::Permit),
+            "block" => Some(Action::Block),
+            _ => None,
+        }
+    }
+}
+
 /// Which way the connection goes, as the ALE layers see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -63,6 +82,25 @@ pub enum Direction {
     Outbound,
     /// Remotely initiated: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4/V6.
     Inbound,
+}
+
+impl Direction {
+    /// The name the policy file and `weirctl` use: `outbound` or `inbound`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+        }
+    }
+
+    /// The direction named `s`, as [`Direction::as_str`] writes it.
+    pub fn from_name(s: &str) -> Option<Direction> {
+        match s {
+            "outbound" => Some(Direction::Outbound),
+            "inbound" => Some(Direction::Inbound),
+            _ => None,
+        }
+    }
 }
 
 /// IP version of a connection or of an address range.
@@ -136,13 +174,19 @@ impl AddrRange {
     /// The IPv4 CIDR `addr/len` as a range; `None` when `len > 32`.
     pub fn v4_cidr(addr: u32, len: u8) -> Option<AddrRange> {
         let mask = prefix_mask_u32(len)?;
-        Some(AddrRange::V4 { lo: addr & mask, hi: (addr & mask) | !mask })
+        Some(AddrRange::V4 {
+            lo: addr & mask,
+            hi: (addr & mask) | !mask,
+        })
     }
 
     /// The IPv6 CIDR `addr/len` as a range; `None` when `len > 128`.
     pub fn v6_cidr(addr: u128, len: u8) -> Option<AddrRange> {
         let mask = prefix_mask_u128(len)?;
-        Some(AddrRange::V6 { lo: addr & mask, hi: (addr & mask) | !mask })
+        Some(AddrRange::V6 {
+            lo: addr & mask,
+            hi: (addr & mask) | !mask,
+        })
     }
 
     /// Whether `a` lies in the range (false when the versions differ).

@@ -4,7 +4,7 @@
 //! [`crate::CompiledPolicy`].
 
 use crate::fold::eq_folded;
-use crate::{AddrCond, Addr, Policy, PortCond, Query, Rule, Verdict};
+use crate::{Addr, AddrCond, Policy, PortCond, Query, Rule, Verdict};
 
 fn addr_matches(p: &Policy, c: &AddrCond, a: Addr) -> bool {
     match c {
@@ -76,5 +76,10 @@ pub fn evaluate(p: &Policy, q: &Query<'_>) -> Verdict {
             };
         }
     }
-    Verdict { rule_index: None, rule_id: None, action: p.default_for(q.direction), log: p.log_all }
+    Verdict {
+        rule_index: None,
+        rule_id: None,
+        action: p.default_for(q.direction),
+        log: p.log_all,
+    }
 }

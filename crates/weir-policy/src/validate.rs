@@ -3,7 +3,7 @@
 use core::fmt;
 
 use crate::limits::*;
-use crate::{AddrCond, AddrRange, PortCond, Policy, Rule};
+use crate::{AddrCond, AddrRange, Policy, PortCond, Rule};
 
 /// Why a policy (model or decoded blob) is refused. `rule` / `set` fields are indices into
 /// `Policy::rules` / `Policy::sets`.
@@ -188,7 +188,11 @@ pub(crate) fn check_port_cond(c: &PortCond, rule: u32) -> Result<(), ValidationE
     Ok(())
 }
 
-pub(crate) fn check_app_len(len: usize, rule: u32, totals: &mut Totals) -> Result<(), ValidationError> {
+pub(crate) fn check_app_len(
+    len: usize,
+    rule: u32,
+    totals: &mut Totals,
+) -> Result<(), ValidationError> {
     if len == 0 {
         return Err(ValidationError::EmptyAppPath { rule });
     }

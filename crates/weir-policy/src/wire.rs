@@ -63,8 +63,14 @@ pub enum Section {
     Names,
 }
 
-const SECTIONS: [Section; 6] =
-    [Section::Rules, Section::Sets, Section::Addrs, Section::Ports, Section::Apps, Section::Names];
+const SECTIONS: [Section; 6] = [
+    Section::Rules,
+    Section::Sets,
+    Section::Addrs,
+    Section::Ports,
+    Section::Apps,
+    Section::Names,
+];
 
 impl fmt::Display for Section {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -163,33 +169,58 @@ impl From<ValidationError> for DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::TooShort => write!(f, "policy blob shorter than its {HEADER_LEN}-byte header"),
+            DecodeError::TooShort => {
+                write!(f, "policy blob shorter than its {HEADER_LEN}-byte header")
+            }
             DecodeError::BadMagic => write!(f, "not a Weir policy blob (bad magic)"),
             DecodeError::UnsupportedVersion { version } => {
-                write!(f, "policy format version {version} not supported (this build reads {VERSION})")
+                write!(
+                    f,
+                    "policy format version {version} not supported (this build reads {VERSION})"
+                )
             }
             DecodeError::BadHeaderLength => write!(f, "header length is not {HEADER_LEN}"),
             DecodeError::TooLarge => write!(f, "policy blob larger than {MAX_BLOB_BYTES} bytes"),
-            DecodeError::TotalLengthMismatch => write!(f, "total-length field differs from the blob size"),
-            DecodeError::ReservedNotZero => write!(f, "reserved header bytes or flag bits not zero"),
-            DecodeError::SectionLayout { section } => write!(f, "{section} section misplaced or out of bounds"),
+            DecodeError::TotalLengthMismatch => {
+                write!(f, "total-length field differs from the blob size")
+            }
+            DecodeError::ReservedNotZero => {
+                write!(f, "reserved header bytes or flag bits not zero")
+            }
+            DecodeError::SectionLayout { section } => {
+                write!(f, "{section} section misplaced or out of bounds")
+            }
             DecodeError::SectionLength { section } => {
                 write!(f, "{section} section length does not match its count")
             }
             DecodeError::BadField { rule } => write!(f, "rule #{rule}: field value out of range"),
             DecodeError::AbsentNotZero { rule } => {
-                write!(f, "rule #{rule}: absent condition with non-zero count or offset")
+                write!(
+                    f,
+                    "rule #{rule}: absent condition with non-zero count or offset"
+                )
             }
             DecodeError::NonCanonicalOffset { section } => {
-                write!(f, "{section}: list does not start where the previous one ended")
+                write!(
+                    f,
+                    "{section}: list does not start where the previous one ended"
+                )
             }
-            DecodeError::ListOutOfBounds { section } => write!(f, "{section}: list runs past the section"),
-            DecodeError::BadAddrTag => write!(f, "address range record with a tag other than 4 or 6"),
-            DecodeError::TrailingBytes { section } => write!(f, "{section}: bytes no record refers to"),
+            DecodeError::ListOutOfBounds { section } => {
+                write!(f, "{section}: list runs past the section")
+            }
+            DecodeError::BadAddrTag => {
+                write!(f, "address range record with a tag other than 4 or 6")
+            }
+            DecodeError::TrailingBytes { section } => {
+                write!(f, "{section}: bytes no record refers to")
+            }
             DecodeError::SetNameUtf8 { set } => write!(f, "set #{set}: name is not UTF-8"),
             DecodeError::Invalid(v) => write!(f, "invalid policy: {v}"),
             DecodeError::OutOfMemory => write!(f, "out of memory while decoding the policy"),
-            DecodeError::BadDefaultAction => write!(f, "default action neither permit (0) nor block (1)"),
+            DecodeError::BadDefaultAction => {
+                write!(f, "default action neither permit (0) nor block (1)")
+            }
         }
     }
 }
@@ -286,7 +317,11 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
     }
     let mut name_len: u64 = 0;
     for s in &p.sets {
-        addr_len += s.entries.iter().map(|r| addr_record_len(r) as u64).sum::<u64>();
+        addr_len += s
+            .entries
+            .iter()
+            .map(|r| addr_record_len(r) as u64)
+            .sum::<u64>();
         name_len += s.name.len() as u64;
     }
     let lens: [u64; 6] = [
@@ -303,7 +338,8 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
     }
     let total = total as usize;
     let mut out: Vec<u8> = Vec::new();
-    out.try_reserve_exact(total).map_err(|_| EncodeError::OutOfMemory)?;
+    out.try_reserve_exact(total)
+        .map_err(|_| EncodeError::OutOfMemory)?;
 
     // Header.
     out.extend_from_slice(&MAGIC);
@@ -360,7 +396,9 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
                 Some(true) => 2,
             },
         );
-        for (kind_at, a_at, off_at, c) in [(11, 16, 36, &r.remote_addr), (12, 20, 40, &r.local_addr)] {
+        for (kind_at, a_at, off_at, c) in
+            [(11, 16, 36, &r.remote_addr), (12, 20, 40, &r.local_addr)]
+        {
             match c {
                 None => {}
                 Some(AddrCond::Ranges(rs)) => {
@@ -402,7 +440,11 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
         out.extend_from_slice(&set_addr_cursor.to_le_bytes());
         out.extend_from_slice(&(s.entries.len() as u32).to_le_bytes());
         name_cursor += s.name.len() as u32;
-        set_addr_cursor += s.entries.iter().map(|r| addr_record_len(r) as u32).sum::<u32>();
+        set_addr_cursor += s
+            .entries
+            .iter()
+            .map(|r| addr_record_len(r) as u32)
+            .sum::<u32>();
     }
     // Address ranges.
     let put_range = |out: &mut Vec<u8>, r: &AddrRange| match r {
@@ -481,21 +523,30 @@ fn rd_u8(b: &[u8], at: usize) -> u8 {
 }
 
 fn rd_u16(b: &[u8], at: usize) -> u16 {
-    match b.get(at..at.wrapping_add(2)).and_then(|s| <[u8; 2]>::try_from(s).ok()) {
+    match b
+        .get(at..at.wrapping_add(2))
+        .and_then(|s| <[u8; 2]>::try_from(s).ok())
+    {
         Some(a) => u16::from_le_bytes(a),
         None => 0,
     }
 }
 
 fn rd_u32(b: &[u8], at: usize) -> u32 {
-    match b.get(at..at.wrapping_add(4)).and_then(|s| <[u8; 4]>::try_from(s).ok()) {
+    match b
+        .get(at..at.wrapping_add(4))
+        .and_then(|s| <[u8; 4]>::try_from(s).ok())
+    {
         Some(a) => u32::from_le_bytes(a),
         None => 0,
     }
 }
 
 fn rd_u128(b: &[u8], at: usize) -> u128 {
-    match b.get(at..at.wrapping_add(16)).and_then(|s| <[u8; 16]>::try_from(s).ok()) {
+    match b
+        .get(at..at.wrapping_add(16))
+        .and_then(|s| <[u8; 16]>::try_from(s).ok())
+    {
         Some(a) => u128::from_le_bytes(a),
         None => 0,
     }
@@ -554,31 +605,52 @@ fn parse_header(blob: &[u8]) -> Result<Layout<'_>, DecodeError> {
         if off != expect {
             return Err(DecodeError::SectionLayout { section: *section });
         }
-        let end = off.checked_add(len).ok_or(DecodeError::SectionLayout { section: *section })?;
-        let s = blob.get(off..end).ok_or(DecodeError::SectionLayout { section: *section })?;
+        let end = off
+            .checked_add(len)
+            .ok_or(DecodeError::SectionLayout { section: *section })?;
+        let s = blob
+            .get(off..end)
+            .ok_or(DecodeError::SectionLayout { section: *section })?;
         if let Some(slot) = sections.get_mut(i) {
             *slot = s;
         }
         expect = end;
     }
     if expect != blob.len() {
-        return Err(DecodeError::SectionLayout { section: Section::Names });
+        return Err(DecodeError::SectionLayout {
+            section: Section::Names,
+        });
     }
     let [rules, sets, addrs, ports, apps, _names] = sections;
     if rules.len() != rule_count.saturating_mul(RULE_RECORD_LEN) {
-        return Err(DecodeError::SectionLength { section: Section::Rules });
+        return Err(DecodeError::SectionLength {
+            section: Section::Rules,
+        });
     }
     if sets.len() != set_count.saturating_mul(SET_RECORD_LEN) {
-        return Err(DecodeError::SectionLength { section: Section::Sets });
+        return Err(DecodeError::SectionLength {
+            section: Section::Sets,
+        });
     }
     let _ = addrs;
     if ports.len() % PORT_RECORD_LEN != 0 {
-        return Err(DecodeError::SectionLength { section: Section::Ports });
+        return Err(DecodeError::SectionLength {
+            section: Section::Ports,
+        });
     }
     if apps.len() % 2 != 0 {
-        return Err(DecodeError::SectionLength { section: Section::Apps });
+        return Err(DecodeError::SectionLength {
+            section: Section::Apps,
+        });
     }
-    Ok(Layout { rule_count, set_count, default_outbound, default_inbound, log_all: flags & 1 != 0, sections })
+    Ok(Layout {
+        rule_count,
+        set_count,
+        default_outbound,
+        default_inbound,
+        log_all: flags & 1 != 0,
+        sections,
+    })
 }
 
 /// Iterates `count` address-range records starting at byte `start` of the address section,
@@ -595,16 +667,36 @@ impl AddrIter<'_> {
             return Ok(None);
         }
         self.left -= 1;
-        let oob = DecodeError::ListOutOfBounds { section: Section::Addrs };
+        let oob = DecodeError::ListOutOfBounds {
+            section: Section::Addrs,
+        };
         let tag = *self.sec.get(self.pos).ok_or(oob)?;
         let (len, r) = match tag {
             TAG_V4 => {
-                let b = self.sec.get(self.pos + 1..self.pos + ADDR_V4_RECORD_LEN).ok_or(oob)?;
-                (ADDR_V4_RECORD_LEN, AddrRange::V4 { lo: rd_u32(b, 0), hi: rd_u32(b, 4) })
+                let b = self
+                    .sec
+                    .get(self.pos + 1..self.pos + ADDR_V4_RECORD_LEN)
+                    .ok_or(oob)?;
+                (
+                    ADDR_V4_RECORD_LEN,
+                    AddrRange::V4 {
+                        lo: rd_u32(b, 0),
+                        hi: rd_u32(b, 4),
+                    },
+                )
             }
             TAG_V6 => {
-                let b = self.sec.get(self.pos + 1..self.pos + ADDR_V6_RECORD_LEN).ok_or(oob)?;
-                (ADDR_V6_RECORD_LEN, AddrRange::V6 { lo: rd_u128(b, 0), hi: rd_u128(b, 16) })
+                let b = self
+                    .sec
+                    .get(self.pos + 1..self.pos + ADDR_V6_RECORD_LEN)
+                    .ok_or(oob)?;
+                (
+                    ADDR_V6_RECORD_LEN,
+                    AddrRange::V6 {
+                        lo: rd_u128(b, 0),
+                        hi: rd_u128(b, 16),
+                    },
+                )
             }
             _ => return Err(DecodeError::BadAddrTag),
         };
@@ -669,7 +761,10 @@ fn parse_rule(rec: &[u8], index: u32) -> Result<RuleRec, DecodeError> {
         _ => return Err(bad),
     };
     let mut addr = [(0u8, 0u32, 0u32); 2];
-    for (i, (kind_at, a_at, off_at)) in [(11usize, 16usize, 36usize), (12, 20, 40)].into_iter().enumerate() {
+    for (i, (kind_at, a_at, off_at)) in [(11usize, 16usize, 36usize), (12, 20, 40)]
+        .into_iter()
+        .enumerate()
+    {
         let kind = rd_u8(rec, kind_at);
         let a = rd_u32(rec, a_at);
         let off = rd_u32(rec, off_at);
@@ -686,7 +781,10 @@ fn parse_rule(rec: &[u8], index: u32) -> Result<RuleRec, DecodeError> {
         }
     }
     let mut ports = [None; 2];
-    for (i, (present_at, count_at, first_at)) in [(13usize, 24usize, 44usize), (14, 28, 48)].into_iter().enumerate() {
+    for (i, (present_at, count_at, first_at)) in [(13usize, 24usize, 44usize), (14, 28, 48)]
+        .into_iter()
+        .enumerate()
+    {
         let count = rd_u32(rec, count_at);
         let first = rd_u32(rec, first_at);
         let v = match rd_u8(rec, present_at) {
@@ -707,7 +805,18 @@ fn parse_rule(rec: &[u8], index: u32) -> Result<RuleRec, DecodeError> {
         1 => Some((app_len, app_first)),
         _ => return Err(bad),
     };
-    Ok(RuleRec { id: rd_u32(rec, 0), action, log, direction, ip_version, protocol, loopback, addr, ports, app })
+    Ok(RuleRec {
+        id: rd_u32(rec, 0),
+        action,
+        log,
+        direction,
+        ip_version,
+        protocol,
+        loopback,
+        addr,
+        ports,
+        app,
+    })
 }
 
 /// Pass-1 and pass-2 shared walk over one rule's lists. With `out == None` it only checks;
@@ -726,7 +835,9 @@ fn walk_rule(
         let cond = match kind {
             ADDR_RANGES => {
                 if off as usize != cur.addr {
-                    return Err(DecodeError::NonCanonicalOffset { section: Section::Addrs });
+                    return Err(DecodeError::NonCanonicalOffset {
+                        section: Section::Addrs,
+                    });
                 }
                 if a == 0 {
                     return Err(ValidationError::EmptyAddrRanges { rule: index }.into());
@@ -738,10 +849,15 @@ fn walk_rule(
                 if totals.rule_addr_ranges > MAX_RULE_ADDR_RANGES_TOTAL {
                     return Err(ValidationError::TooManyRuleAddrRanges.into());
                 }
-                let mut it = AddrIter { sec: addrs, pos: cur.addr, left: a };
+                let mut it = AddrIter {
+                    sec: addrs,
+                    pos: cur.addr,
+                    left: a,
+                };
                 let mut v: Vec<AddrRange> = Vec::new();
                 if build {
-                    v.try_reserve_exact(a as usize).map_err(|_| DecodeError::OutOfMemory)?;
+                    v.try_reserve_exact(a as usize)
+                        .map_err(|_| DecodeError::OutOfMemory)?;
                 }
                 while let Some(r) = it.next_range()? {
                     if !validate::range_ordered(&r) {
@@ -756,7 +872,11 @@ fn walk_rule(
             }
             ADDR_SET => {
                 if a as usize >= l.set_count {
-                    return Err(ValidationError::SetIndex { rule: index, set: a }.into());
+                    return Err(ValidationError::SetIndex {
+                        rule: index,
+                        set: a,
+                    }
+                    .into());
                 }
                 Some(AddrCond::Set(a))
             }
@@ -770,7 +890,9 @@ fn walk_rule(
     for (i, p) in rec.ports.iter().enumerate() {
         let Some((count, first)) = *p else { continue };
         if first as usize != cur.port {
-            return Err(DecodeError::NonCanonicalOffset { section: Section::Ports });
+            return Err(DecodeError::NonCanonicalOffset {
+                section: Section::Ports,
+            });
         }
         if count == 0 {
             return Err(ValidationError::EmptyPortRanges { rule: index }.into());
@@ -780,11 +902,13 @@ fn walk_rule(
         }
         let start = cur.port * PORT_RECORD_LEN;
         let end = start + count as usize * PORT_RECORD_LEN;
-        let bytes =
-            ports.get(start..end).ok_or(DecodeError::ListOutOfBounds { section: Section::Ports })?;
+        let bytes = ports.get(start..end).ok_or(DecodeError::ListOutOfBounds {
+            section: Section::Ports,
+        })?;
         let mut v: Vec<(u16, u16)> = Vec::new();
         if build {
-            v.try_reserve_exact(count as usize).map_err(|_| DecodeError::OutOfMemory)?;
+            v.try_reserve_exact(count as usize)
+                .map_err(|_| DecodeError::OutOfMemory)?;
         }
         for c in bytes.chunks_exact(PORT_RECORD_LEN) {
             let (lo, hi) = (rd_u16(c, 0), rd_u16(c, 2));
@@ -803,15 +927,20 @@ fn walk_rule(
     let mut app = None;
     if let Some((len, first)) = rec.app {
         if first as usize != cur.app {
-            return Err(DecodeError::NonCanonicalOffset { section: Section::Apps });
+            return Err(DecodeError::NonCanonicalOffset {
+                section: Section::Apps,
+            });
         }
         validate::check_app_len(len as usize, index, totals)?;
         let start = cur.app * 2;
         let end = start + len as usize * 2;
-        let bytes = apps.get(start..end).ok_or(DecodeError::ListOutOfBounds { section: Section::Apps })?;
+        let bytes = apps.get(start..end).ok_or(DecodeError::ListOutOfBounds {
+            section: Section::Apps,
+        })?;
         if build {
             let mut v: Vec<u16> = Vec::new();
-            v.try_reserve_exact(len as usize).map_err(|_| DecodeError::OutOfMemory)?;
+            v.try_reserve_exact(len as usize)
+                .map_err(|_| DecodeError::OutOfMemory)?;
             v.extend(bytes.chunks_exact(2).map(|c| rd_u16(c, 0)));
             app = Some(AppPath(v));
         }
@@ -852,16 +981,24 @@ fn walk_set(
     let entries_off = rd_u32(rec, 8) as usize;
     let count = rd_u32(rec, 12);
     if name_off != cur.name {
-        return Err(DecodeError::NonCanonicalOffset { section: Section::Names });
+        return Err(DecodeError::NonCanonicalOffset {
+            section: Section::Names,
+        });
     }
     validate::check_set_name(name_len, index)?;
-    let name_bytes = names
-        .get(name_off..name_off + name_len)
-        .ok_or(DecodeError::ListOutOfBounds { section: Section::Names })?;
-    let name_str = core::str::from_utf8(name_bytes).map_err(|_| DecodeError::SetNameUtf8 { set: index })?;
+    let name_bytes =
+        names
+            .get(name_off..name_off + name_len)
+            .ok_or(DecodeError::ListOutOfBounds {
+                section: Section::Names,
+            })?;
+    let name_str =
+        core::str::from_utf8(name_bytes).map_err(|_| DecodeError::SetNameUtf8 { set: index })?;
     cur.name += name_len;
     if entries_off != cur.addr {
-        return Err(DecodeError::NonCanonicalOffset { section: Section::Addrs });
+        return Err(DecodeError::NonCanonicalOffset {
+            section: Section::Addrs,
+        });
     }
     totals.set_entries = totals.set_entries.saturating_add(count as usize);
     if totals.set_entries > MAX_SET_ENTRIES_TOTAL {
@@ -869,16 +1006,25 @@ fn walk_set(
     }
     // Each record is at least 9 bytes: refuse an impossible count before reserving for it.
     if (count as usize).saturating_mul(ADDR_V4_RECORD_LEN) > addrs.len().saturating_sub(cur.addr) {
-        return Err(DecodeError::ListOutOfBounds { section: Section::Addrs });
+        return Err(DecodeError::ListOutOfBounds {
+            section: Section::Addrs,
+        });
     }
     let mut entries: Vec<AddrRange> = Vec::new();
     let mut name = String::new();
     if build {
-        entries.try_reserve_exact(count as usize).map_err(|_| DecodeError::OutOfMemory)?;
-        name.try_reserve_exact(name_len).map_err(|_| DecodeError::OutOfMemory)?;
+        entries
+            .try_reserve_exact(count as usize)
+            .map_err(|_| DecodeError::OutOfMemory)?;
+        name.try_reserve_exact(name_len)
+            .map_err(|_| DecodeError::OutOfMemory)?;
         name.push_str(name_str);
     }
-    let mut it = AddrIter { sec: addrs, pos: cur.addr, left: count };
+    let mut it = AddrIter {
+        sec: addrs,
+        pos: cur.addr,
+        left: count,
+    };
     while let Some(r) = it.next_range()? {
         if !validate::range_ordered(&r) {
             return Err(ValidationError::SetEntryOrder { set: index }.into());
@@ -888,7 +1034,11 @@ fn walk_set(
         }
     }
     cur.addr = it.pos;
-    Ok(if build { Some(AddressSet { name, entries }) } else { None })
+    Ok(if build {
+        Some(AddressSet { name, entries })
+    } else {
+        None
+    })
 }
 
 fn walk(l: &Layout<'_>, mut out: Option<&mut Policy>) -> Result<(), DecodeError> {
@@ -936,8 +1086,12 @@ pub fn decode(blob: &[u8]) -> Result<Policy, DecodeError> {
         default_inbound: l.default_inbound,
         log_all: l.log_all,
     };
-    p.rules.try_reserve_exact(l.rule_count).map_err(|_| DecodeError::OutOfMemory)?;
-    p.sets.try_reserve_exact(l.set_count).map_err(|_| DecodeError::OutOfMemory)?;
+    p.rules
+        .try_reserve_exact(l.rule_count)
+        .map_err(|_| DecodeError::OutOfMemory)?;
+    p.sets
+        .try_reserve_exact(l.set_count)
+        .map_err(|_| DecodeError::OutOfMemory)?;
     walk(&l, Some(&mut p))?;
     Ok(p)
 }

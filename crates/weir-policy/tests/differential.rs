@@ -1,7 +1,12 @@
 //! The compiled lookup against the reference evaluator: rule index, id, action and log must
 //! agree for every query. Case counts add up to more than 10,000 proptest cases per run (each
 //! case checks many queries).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use proptest::prelude::*;
 use weir_policy_testing::{self as testing, Extras, Profile};
@@ -9,7 +14,8 @@ use weir_policy::{reference, CompiledPolicy, Policy};
 
 fn check_all(p: &Policy, queries: &[testing::OwnedQuery]) -> Result<(), TestCaseError> {
     let c = CompiledPolicy::compile(p).map_err(|e| TestCaseError::fail(format!("compile: {e}")))?;
-    let coarse = CompiledPolicy::compile_coarse(p).map_err(|e| TestCaseError::fail(format!("compile: {e}")))?;
+    let coarse = CompiledPolicy::compile_coarse(p)
+        .map_err(|e| TestCaseError::fail(format!("compile: {e}")))?;
     for q in queries {
         let q = q.as_query();
         let want = reference::evaluate(p, &q);
@@ -59,8 +65,17 @@ proptest! {
 
 #[test]
 fn larger_classbench_sets_agree() {
-    for (i, profile) in [Profile::Acl, Profile::Fw, Profile::Ipc].into_iter().enumerate() {
-        let extras = Extras { set_percent: 5, set_entries: 5000, app_percent: 5, loopback_percent: 5, v6_percent: 20 };
+    for (i, profile) in [Profile::Acl, Profile::Fw, Profile::Ipc]
+        .into_iter()
+        .enumerate()
+    {
+        let extras = Extras {
+            set_percent: 5,
+            set_entries: 5000,
+            app_percent: 5,
+            loopback_percent: 5,
+            v6_percent: 20,
+        };
         let p = testing::classbench(3000, profile, extras, 77 + i as u64);
         let qs = testing::trace(&p, 1000, 99);
         let c = CompiledPolicy::compile(&p).unwrap();
@@ -72,6 +87,10 @@ fn larger_classbench_sets_agree() {
             matched += usize::from(want.rule_index.is_some());
         }
         // The trace must exercise rules, not just defaults.
-        assert!(matched > qs.len() / 2, "{profile:?}: only {matched} of {} queries matched a rule", qs.len());
+        assert!(
+            matched > qs.len() / 2,
+            "{profile:?}: only {matched} of {} queries matched a rule",
+            qs.len()
+        );
     }
 }

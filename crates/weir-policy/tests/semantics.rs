@@ -1,10 +1,15 @@
 //! The documented semantics, case by case, on both the compiled lookup and the reference.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use weir_policy_testing::{self as testing, Extras, Profile};
 use weir_policy::{
-    reference, Action, Addr, AddrCond, AddrRange, AddressSet, AppPath, CompiledPolicy, Direction, IpVersion,
-    Policy, PortCond, Query, Rule, Verdict,
+    reference, Action, Addr, AddrCond, AddrRange, AddressSet, AppPath, CompiledPolicy, Direction,
+    IpVersion, Policy, PortCond, Query, Rule, Verdict,
 };
 
 fn q4(remote: u32, rport: u16) -> Query<'static> {
@@ -21,7 +26,11 @@ fn q4(remote: u32, rport: u16) -> Query<'static> {
 }
 
 fn q6(remote: u128) -> Query<'static> {
-    Query { remote: Addr::V6(remote), local: Addr::V6(2), ..q4(0, 443) }
+    Query {
+        remote: Addr::V6(remote),
+        local: Addr::V6(2),
+        ..q4(0, 443)
+    }
 }
 
 /// Both evaluators; asserts they agree and returns the verdict.
@@ -39,48 +48,114 @@ fn block(id: u32) -> Rule {
 #[test]
 fn empty_policy_permits_everything() {
     let p = Policy::permit_all();
-    for q in [q4(1, 1), q6(5), Query { direction: Direction::Inbound, ..q4(7, 7) }] {
-        assert_eq!(both(&p, &q), Verdict { rule_index: None, rule_id: None, action: Action::Permit, log: false });
+    for q in [
+        q4(1, 1),
+        q6(5),
+        Query {
+            direction: Direction::Inbound,
+            ..q4(7, 7)
+        },
+    ] {
+        assert_eq!(
+            both(&p, &q),
+            Verdict {
+                rule_index: None,
+                rule_id: None,
+                action: Action::Permit,
+                log: false
+            }
+        );
     }
 }
 
 #[test]
 fn defaults_per_direction_and_log_all() {
-    let p = Policy { default_inbound: Action::Block, log_all: true, ..Policy::permit_all() };
+    let p = Policy {
+        default_inbound: Action::Block,
+        log_all: true,
+        ..Policy::permit_all()
+    };
     assert_eq!(both(&p, &q4(1, 1)).action, Action::Permit);
-    let inbound = Query { direction: Direction::Inbound, ..q4(1, 1) };
-    assert_eq!(both(&p, &inbound), Verdict { rule_index: None, rule_id: None, action: Action::Block, log: true });
+    let inbound = Query {
+        direction: Direction::Inbound,
+        ..q4(1, 1)
+    };
+    assert_eq!(
+        both(&p, &inbound),
+        Verdict {
+            rule_index: None,
+            rule_id: None,
+            action: Action::Block,
+            log: true
+        }
+    );
 }
 
 #[test]
 fn first_match_wins_and_ids_may_repeat() {
     let mut r0 = Rule::any(5, Action::Permit);
-    r0.remote_port = Some(PortCond { ranges: vec![(443, 443)] });
+    r0.remote_port = Some(PortCond {
+        ranges: vec![(443, 443)],
+    });
     r0.log = true;
-    let p = Policy { rules: vec![r0, block(5), block(6)], ..Policy::permit_all() };
-    assert_eq!(both(&p, &q4(1, 443)), Verdict { rule_index: Some(0), rule_id: Some(5), action: Action::Permit, log: true });
-    assert_eq!(both(&p, &q4(1, 80)), Verdict { rule_index: Some(1), rule_id: Some(5), action: Action::Block, log: false });
+    let p = Policy {
+        rules: vec![r0, block(5), block(6)],
+        ..Policy::permit_all()
+    };
+    assert_eq!(
+        both(&p, &q4(1, 443)),
+        Verdict {
+            rule_index: Some(0),
+            rule_id: Some(5),
+            action: Action::Permit,
+            log: true
+        }
+    );
+    assert_eq!(
+        both(&p, &q4(1, 80)),
+        Verdict {
+            rule_index: Some(1),
+            rule_id: Some(5),
+            action: Action::Block,
+            log: false
+        }
+    );
 }
 
 #[test]
 fn ip_version_conditions() {
     let mut v4only = block(1);
     v4only.ip_version = Some(IpVersion::V4);
-    let p = Policy { rules: vec![v4only], ..Policy::permit_all() };
+    let p = Policy {
+        rules: vec![v4only],
+        ..Policy::permit_all()
+    };
     assert_eq!(both(&p, &q4(1, 1)).rule_index, Some(0));
     assert_eq!(both(&p, &q6(1)).rule_index, None);
 
     // An address condition whose ranges are all IPv6 never matches IPv4 connections.
     let mut r = block(2);
-    r.remote_addr = Some(AddrCond::Ranges(vec![AddrRange::V6 { lo: 0, hi: u128::MAX }]));
-    let p = Policy { rules: vec![r], ..Policy::permit_all() };
+    r.remote_addr = Some(AddrCond::Ranges(vec![AddrRange::V6 {
+        lo: 0,
+        hi: u128::MAX,
+    }]));
+    let p = Policy {
+        rules: vec![r],
+        ..Policy::permit_all()
+    };
     assert_eq!(both(&p, &q4(1, 1)).rule_index, None);
     assert_eq!(both(&p, &q6(77)).rule_index, Some(0));
 
     // Mixed lists match each version by its own ranges.
     let mut r = block(3);
-    r.remote_addr = Some(AddrCond::Ranges(vec![AddrRange::V4 { lo: 10, hi: 10 }, AddrRange::V6 { lo: 20, hi: 20 }]));
-    let p = Policy { rules: vec![r], ..Policy::permit_all() };
+    r.remote_addr = Some(AddrCond::Ranges(vec![
+        AddrRange::V4 { lo: 10, hi: 10 },
+        AddrRange::V6 { lo: 20, hi: 20 },
+    ]));
+    let p = Policy {
+        rules: vec![r],
+        ..Policy::permit_all()
+    };
     assert_eq!(both(&p, &q4(10, 1)).rule_index, Some(0));
     assert_eq!(both(&p, &q4(20, 1)).rule_index, None);
     assert_eq!(both(&p, &q6(20)).rule_index, Some(0));
@@ -93,39 +168,139 @@ fn loopback_direction_protocol() {
     r.loopback = Some(true);
     r.direction = Some(Direction::Inbound);
     r.protocol = Some(17);
-    let p = Policy { rules: vec![r], ..Policy::permit_all() };
-    let hit = Query { direction: Direction::Inbound, loopback: true, protocol: 17, ..q4(1, 1) };
+    let p = Policy {
+        rules: vec![r],
+        ..Policy::permit_all()
+    };
+    let hit = Query {
+        direction: Direction::Inbound,
+        loopback: true,
+        protocol: 17,
+        ..q4(1, 1)
+    };
     assert_eq!(both(&p, &hit).rule_index, Some(0));
-    assert_eq!(both(&p, &Query { loopback: false, ..hit }).rule_index, None);
-    assert_eq!(both(&p, &Query { direction: Direction::Outbound, ..hit }).rule_index, None);
+    assert_eq!(
+        both(
+            &p,
+            &Query {
+                loopback: false,
+                ..hit
+            }
+        )
+        .rule_index,
+        None
+    );
+    assert_eq!(
+        both(
+            &p,
+            &Query {
+                direction: Direction::Outbound,
+                ..hit
+            }
+        )
+        .rule_index,
+        None
+    );
     assert_eq!(both(&p, &Query { protocol: 6, ..hit }).rule_index, None);
     let mut r = block(1);
     r.loopback = Some(false);
-    let p = Policy { rules: vec![r], ..Policy::permit_all() };
+    let p = Policy {
+        rules: vec![r],
+        ..Policy::permit_all()
+    };
     assert_eq!(both(&p, &hit).rule_index, None);
-    assert_eq!(both(&p, &Query { loopback: false, ..hit }).rule_index, Some(0));
+    assert_eq!(
+        both(
+            &p,
+            &Query {
+                loopback: false,
+                ..hit
+            }
+        )
+        .rule_index,
+        Some(0)
+    );
 }
 
 #[test]
 fn app_is_case_insensitive() {
     let mut r = block(1);
-    r.app = Some(AppPath::from_str_units("\\Device\\HarddiskVolume3\\Program Files\\Été\\App.exe").unwrap());
-    let p = Policy { rules: vec![r], ..Policy::permit_all() };
-    let upper: Vec<u16> = "\\DEVICE\\HARDDISKVOLUME3\\PROGRAM FILES\\ÉTÉ\\APP.EXE".encode_utf16().collect();
-    let other: Vec<u16> = "\\DEVICE\\HARDDISKVOLUME3\\PROGRAM FILES\\ETE\\APP.EXE".encode_utf16().collect();
-    let prefix: Vec<u16> = "\\Device\\HarddiskVolume3\\Program Files\\Été\\App.ex".encode_utf16().collect();
-    assert_eq!(both(&p, &Query { app: Some(&upper), ..q4(1, 1) }).rule_index, Some(0));
-    assert_eq!(both(&p, &Query { app: Some(&other), ..q4(1, 1) }).rule_index, None);
-    assert_eq!(both(&p, &Query { app: Some(&prefix), ..q4(1, 1) }).rule_index, None);
-    assert_eq!(both(&p, &Query { app: None, ..q4(1, 1) }).rule_index, None);
+    r.app = Some(
+        AppPath::from_str_units("\\Device\\HarddiskVolume3\\Program Files\\Été\\App.exe").unwrap(),
+    );
+    let p = Policy {
+        rules: vec![r],
+        ..Policy::permit_all()
+    };
+    let upper: Vec<u16> = "\\DEVICE\\HARDDISKVOLUME3\\PROGRAM FILES\\ÉTÉ\\APP.EXE"
+        .encode_utf16()
+        .collect();
+    let other: Vec<u16> = "\\DEVICE\\HARDDISKVOLUME3\\PROGRAM FILES\\ETE\\APP.EXE"
+        .encode_utf16()
+        .collect();
+    let prefix: Vec<u16> = "\\Device\\HarddiskVolume3\\Program Files\\Été\\App.ex"
+        .encode_utf16()
+        .collect();
+    assert_eq!(
+        both(
+            &p,
+            &Query {
+                app: Some(&upper),
+                ..q4(1, 1)
+            }
+        )
+        .rule_index,
+        Some(0)
+    );
+    assert_eq!(
+        both(
+            &p,
+            &Query {
+                app: Some(&other),
+                ..q4(1, 1)
+            }
+        )
+        .rule_index,
+        None
+    );
+    assert_eq!(
+        both(
+            &p,
+            &Query {
+                app: Some(&prefix),
+                ..q4(1, 1)
+            }
+        )
+        .rule_index,
+        None
+    );
+    assert_eq!(
+        both(
+            &p,
+            &Query {
+                app: None,
+                ..q4(1, 1)
+            }
+        )
+        .rule_index,
+        None
+    );
 }
 
 #[test]
 fn ranges_ports_and_local_version_mismatch() {
     let mut r = block(1);
-    r.remote_addr = Some(AddrCond::Ranges(vec![AddrRange::V4 { lo: 0x0A00_0005, hi: 0x0A00_0F00 }]));
-    r.remote_port = Some(PortCond { ranges: vec![(1, 3), (100, 200), (5, 5), (7, 7), (9, 9), (11, 11)] });
-    let p = Policy { rules: vec![r], ..Policy::permit_all() };
+    r.remote_addr = Some(AddrCond::Ranges(vec![AddrRange::V4 {
+        lo: 0x0A00_0005,
+        hi: 0x0A00_0F00,
+    }]));
+    r.remote_port = Some(PortCond {
+        ranges: vec![(1, 3), (100, 200), (5, 5), (7, 7), (9, 9), (11, 11)],
+    });
+    let p = Policy {
+        rules: vec![r],
+        ..Policy::permit_all()
+    };
     for (a, port, want) in [
         (0x0A00_0005, 1, true),
         (0x0A00_0004, 1, false),
@@ -135,13 +310,30 @@ fn ranges_ports_and_local_version_mismatch() {
         (0x0A00_0100, 11, true),
         (0x0A00_0100, 201, false),
     ] {
-        assert_eq!(both(&p, &q4(a, port)).rule_index.is_some(), want, "{a:#x}:{port}");
+        assert_eq!(
+            both(&p, &q4(a, port)).rule_index.is_some(),
+            want,
+            "{a:#x}:{port}"
+        );
     }
     // A local address of the other version counts as the unspecified address.
     let mut r = block(2);
     r.local_addr = Some(AddrCond::Ranges(vec![AddrRange::V4 { lo: 0, hi: 0 }]));
-    let p = Policy { rules: vec![r], ..Policy::permit_all() };
-    assert_eq!(both(&p, &Query { local: Addr::V6(1), ..q4(1, 1) }).rule_index, Some(0));
+    let p = Policy {
+        rules: vec![r],
+        ..Policy::permit_all()
+    };
+    assert_eq!(
+        both(
+            &p,
+            &Query {
+                local: Addr::V6(1),
+                ..q4(1, 1)
+            }
+        )
+        .rule_index,
+        Some(0)
+    );
     assert_eq!(both(&p, &q4(1, 1)).rule_index, None);
 }
 
@@ -154,16 +346,26 @@ fn million_entry_set() {
             AddrRange::V4 { lo: a, hi: a }
         })
         .collect();
-    entries.push(AddrRange::V6 { lo: 1 << 100, hi: (1 << 100) + 10 });
-    let probe: Vec<u32> = entries.iter().take(1000).map(|r| match r {
-        AddrRange::V4 { lo, .. } => *lo,
-        AddrRange::V6 { .. } => 0,
-    }).collect();
+    entries.push(AddrRange::V6 {
+        lo: 1 << 100,
+        hi: (1 << 100) + 10,
+    });
+    let probe: Vec<u32> = entries
+        .iter()
+        .take(1000)
+        .map(|r| match r {
+            AddrRange::V4 { lo, .. } => *lo,
+            AddrRange::V6 { .. } => 0,
+        })
+        .collect();
     let mut r = block(9);
     r.remote_addr = Some(AddrCond::Set(0));
     let p = Policy {
         rules: vec![r],
-        sets: vec![AddressSet { name: "blocklist".into(), entries }],
+        sets: vec![AddressSet {
+            name: "blocklist".into(),
+            entries,
+        }],
         ..Policy::permit_all()
     };
     let c = CompiledPolicy::compile(&p).unwrap();
@@ -207,18 +409,46 @@ fn rules_that_differ_only_in_application_do_not_share_a_bucket() {
             r
         })
         .collect();
-    let p = Policy { rules, default_outbound: Action::Block, ..Policy::permit_all() };
+    let p = Policy {
+        rules,
+        default_outbound: Action::Block,
+        ..Policy::permit_all()
+    };
     let c = CompiledPolicy::compile(&p).unwrap();
-    let other: Vec<u16> = "\\device\\harddiskvolume3\\windows\\system32\\svchost.exe".encode_utf16().collect();
-    let (v, probes, entries) = c.lookup_work(&Query { app: Some(&other), ..q4(1, 443) });
+    let other: Vec<u16> = "\\device\\harddiskvolume3\\windows\\system32\\svchost.exe"
+        .encode_utf16()
+        .collect();
+    let (v, probes, entries) = c.lookup_work(&Query {
+        app: Some(&other),
+        ..q4(1, 443)
+    });
     assert_eq!((v.rule_index, v.action), (None, Action::Block));
-    assert!(entries <= 64 && probes <= 16, "unlisted app: {probes} tables probed, {entries} entries checked");
+    assert!(
+        entries <= 64 && probes <= 16,
+        "unlisted app: {probes} tables probed, {entries} entries checked"
+    );
     for i in [0, 1, 7, 8, 9, n / 2, n - 1] {
         let upper: Vec<u16> = path(i).to_uppercase().encode_utf16().collect();
-        let q = Query { app: Some(&upper), ..q4(1, 443) };
+        let q = Query {
+            app: Some(&upper),
+            ..q4(1, 443)
+        };
         assert_eq!(both(&p, &q).rule_index, Some(i));
         let (_, probes, entries) = c.lookup_work(&q);
-        assert!(entries <= 64 && probes <= 16, "app {i}: {probes} tables probed, {entries} entries checked");
+        assert!(
+            entries <= 64 && probes <= 16,
+            "app {i}: {probes} tables probed, {entries} entries checked"
+        );
     }
-    assert_eq!(both(&p, &Query { app: None, ..q4(1, 443) }).rule_index, None);
+    assert_eq!(
+        both(
+            &p,
+            &Query {
+                app: None,
+                ..q4(1, 443)
+            }
+        )
+        .rule_index,
+        None
+    );
 }

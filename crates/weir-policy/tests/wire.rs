@@ -1,13 +1,18 @@
 //! Wire format: round trips, canonical form, totality on mutated blobs, one test per error.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use proptest::prelude::*;
 use weir_policy::limits::*;
 use weir_policy_testing as testing;
 use weir_policy::wire::{self, DecodeError, EncodeError, Section, HEADER_LEN};
 use weir_policy::{
-    reference, Action, AddrCond, AddrRange, AddressSet, AppPath, CompiledPolicy, Direction, IpVersion, Policy,
-    PortCond, Rule, ValidationError,
+    reference, Action, AddrCond, AddrRange, AddressSet, AppPath, CompiledPolicy, Direction,
+    IpVersion, Policy, PortCond, Rule, ValidationError,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -91,7 +96,8 @@ impl Raw {
 
     fn rule_with_app(&mut self, n: u32) {
         let first = (self.apps.len() / 2) as u32;
-        self.apps.extend(std::iter::repeat_n([b'a', 0], n as usize).flatten());
+        self.apps
+            .extend(std::iter::repeat_n([b'a', 0], n as usize).flatten());
         let mut r = [0u8; 56];
         r[15] = 1;
         put32(&mut r, 32, n);
@@ -122,7 +128,8 @@ fn invalid(e: ValidationError) -> Result<Policy, DecodeError> {
 /// A policy that uses every field, for the patch tests. Blob layout facts the tests rely on:
 /// rule 0 remote ranges come first in the addr section; rule 0 has remote ports.
 fn full_policy() -> Policy {
-    let app = AppPath::from_str_units("\\Device\\HarddiskVolume3\\Windows\\System32\\svchost.exe").unwrap();
+    let app = AppPath::from_str_units("\\Device\\HarddiskVolume3\\Windows\\System32\\svchost.exe")
+        .unwrap();
     Policy {
         rules: vec![
             Rule {
@@ -137,14 +144,24 @@ fn full_policy() -> Policy {
                     AddrRange::V6 { lo: 1, hi: 1 },
                 ])),
                 local_addr: Some(AddrCond::Set(0)),
-                remote_port: Some(PortCond { ranges: vec![(80, 80), (8000, 8080)] }),
-                local_port: Some(PortCond { ranges: vec![(1024, 65535)] }),
+                remote_port: Some(PortCond {
+                    ranges: vec![(80, 80), (8000, 8080)],
+                }),
+                local_port: Some(PortCond {
+                    ranges: vec![(1024, 65535)],
+                }),
                 app: Some(app),
                 loopback: Some(false),
             },
             Rule::any(8, Action::Permit),
         ],
-        sets: vec![AddressSet { name: "lan".into(), entries: vec![AddrRange::V4 { lo: 0x0A00_0000, hi: 0x0AFF_FFFF }] }],
+        sets: vec![AddressSet {
+            name: "lan".into(),
+            entries: vec![AddrRange::V4 {
+                lo: 0x0A00_0000,
+                hi: 0x0AFF_FFFF,
+            }],
+        }],
         default_outbound: Action::Permit,
         default_inbound: Action::Block,
         log_all: true,
@@ -173,21 +190,30 @@ fn full_policy_round_trips() {
 #[test]
 fn header_errors() {
     let b = wire::encode(&full_policy()).unwrap();
-    assert_eq!(wire::decode(&b[..HEADER_LEN - 1]), Err(DecodeError::TooShort));
+    assert_eq!(
+        wire::decode(&b[..HEADER_LEN - 1]),
+        Err(DecodeError::TooShort)
+    );
     assert_eq!(wire::decode(&[]), Err(DecodeError::TooShort));
     let mut x = b.clone();
     x[0] = b'X';
     assert_eq!(wire::decode(&x), Err(DecodeError::BadMagic));
     let mut x = b.clone();
     x[8] = 2;
-    assert_eq!(wire::decode(&x), Err(DecodeError::UnsupportedVersion { version: 2 }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::UnsupportedVersion { version: 2 })
+    );
     let mut x = b.clone();
     x[10] = 64;
     assert_eq!(wire::decode(&x), Err(DecodeError::BadHeaderLength));
     let mut x = b.clone();
     x.push(0);
     assert_eq!(wire::decode(&x), Err(DecodeError::TotalLengthMismatch));
-    assert_eq!(wire::decode(&b[..b.len() - 1]), Err(DecodeError::TotalLengthMismatch));
+    assert_eq!(
+        wire::decode(&b[..b.len() - 1]),
+        Err(DecodeError::TotalLengthMismatch)
+    );
     let mut x = b.clone();
     x[18] = 2; // unknown flag bit
     assert_eq!(wire::decode(&x), Err(DecodeError::ReservedNotZero));
@@ -207,31 +233,61 @@ fn section_errors() {
     // Sets section moved by one byte.
     let mut x = b.clone();
     put32(&mut x, 40, get32(&b, 40) + 1);
-    assert_eq!(wire::decode(&x), Err(DecodeError::SectionLayout { section: Section::Sets }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::SectionLayout {
+            section: Section::Sets
+        })
+    );
     // Names section longer than the blob.
     let mut x = b.clone();
     put32(&mut x, 76, get32(&b, 76) + 1);
-    assert_eq!(wire::decode(&x), Err(DecodeError::SectionLayout { section: Section::Names }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::SectionLayout {
+            section: Section::Names
+        })
+    );
     // A rule count that does not fit the rules section.
     let mut x = b.clone();
     put32(&mut x, 20, 3);
-    assert_eq!(wire::decode(&x), Err(DecodeError::SectionLength { section: Section::Rules }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::SectionLength {
+            section: Section::Rules
+        })
+    );
     let mut x = b.clone();
     put32(&mut x, 24, 2);
-    assert_eq!(wire::decode(&x), Err(DecodeError::SectionLength { section: Section::Sets }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::SectionLength {
+            section: Section::Sets
+        })
+    );
     // Odd-length apps section: shift one byte from apps to names.
     let mut x = b.clone();
     put32(&mut x, 68, get32(&b, 68) - 1);
     put32(&mut x, 72, get32(&b, 72) - 1);
     put32(&mut x, 76, get32(&b, 76) + 1);
-    assert_eq!(wire::decode(&x), Err(DecodeError::SectionLength { section: Section::Apps }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::SectionLength {
+            section: Section::Apps
+        })
+    );
     // Trailing bytes in the names section.
     let mut x = b.clone();
     x.push(b'z');
     let n = x.len() as u32;
     put32(&mut x, 12, n);
     put32(&mut x, 76, get32(&b, 76) + 1);
-    assert_eq!(wire::decode(&x), Err(DecodeError::TrailingBytes { section: Section::Names }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::TrailingBytes {
+            section: Section::Names
+        })
+    );
 }
 
 #[test]
@@ -242,45 +298,103 @@ fn record_errors() {
     let ports = section_off(&b, 3);
     let apps = section_off(&b, 4);
     let names = section_off(&b, 5);
-    for (at, v) in [(4, 2u8), (5, 2), (6, 3), (7, 3), (8, 2), (10, 3), (11, 3), (13, 2), (15, 2)] {
+    for (at, v) in [
+        (4, 2u8),
+        (5, 2),
+        (6, 3),
+        (7, 3),
+        (8, 2),
+        (10, 3),
+        (11, 3),
+        (13, 2),
+        (15, 2),
+    ] {
         let mut x = b.clone();
         x[r0 + at] = v;
-        assert_eq!(wire::decode(&x), Err(DecodeError::BadField { rule: 0 }), "byte {at}");
+        assert_eq!(
+            wire::decode(&x),
+            Err(DecodeError::BadField { rule: 0 }),
+            "byte {at}"
+        );
     }
     // Rule 1 has no conditions: any non-zero field of an absent condition is refused.
     let r1 = r0 + 56;
     for at in [9usize, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52] {
         let mut x = b.clone();
         x[r1 + at] = 1;
-        assert_eq!(wire::decode(&x), Err(DecodeError::AbsentNotZero { rule: 1 }), "byte {at}");
+        assert_eq!(
+            wire::decode(&x),
+            Err(DecodeError::AbsentNotZero { rule: 1 }),
+            "byte {at}"
+        );
     }
     // Non-canonical list offsets.
     let mut x = b.clone();
     put32(&mut x, r0 + 36, 9);
-    assert_eq!(wire::decode(&x), Err(DecodeError::NonCanonicalOffset { section: Section::Addrs }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::NonCanonicalOffset {
+            section: Section::Addrs
+        })
+    );
     let mut x = b.clone();
     put32(&mut x, r0 + 48, 0);
-    assert_eq!(wire::decode(&x), Err(DecodeError::NonCanonicalOffset { section: Section::Ports }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::NonCanonicalOffset {
+            section: Section::Ports
+        })
+    );
     let mut x = b.clone();
     put32(&mut x, r0 + 52, 1);
-    assert_eq!(wire::decode(&x), Err(DecodeError::NonCanonicalOffset { section: Section::Apps }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::NonCanonicalOffset {
+            section: Section::Apps
+        })
+    );
     let sets = section_off(&b, 1);
     let mut x = b.clone();
     put32(&mut x, sets, 1);
-    assert_eq!(wire::decode(&x), Err(DecodeError::NonCanonicalOffset { section: Section::Names }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::NonCanonicalOffset {
+            section: Section::Names
+        })
+    );
     // Lists past their section.
     let mut x = b.clone();
     put32(&mut x, r0 + 28, 50);
-    assert_eq!(wire::decode(&x), Err(DecodeError::ListOutOfBounds { section: Section::Ports }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::ListOutOfBounds {
+            section: Section::Ports
+        })
+    );
     let mut x = b.clone();
     put32(&mut x, r0 + 32, 5000);
-    assert_eq!(wire::decode(&x), Err(DecodeError::ListOutOfBounds { section: Section::Apps }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::ListOutOfBounds {
+            section: Section::Apps
+        })
+    );
     let mut x = b.clone();
     put32(&mut x, sets + 12, 3);
-    assert_eq!(wire::decode(&x), Err(DecodeError::ListOutOfBounds { section: Section::Addrs }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::ListOutOfBounds {
+            section: Section::Addrs
+        })
+    );
     let mut x = b.clone();
     put32(&mut x, sets + 4, 40);
-    assert_eq!(wire::decode(&x), Err(DecodeError::ListOutOfBounds { section: Section::Names }));
+    assert_eq!(
+        wire::decode(&x),
+        Err(DecodeError::ListOutOfBounds {
+            section: Section::Names
+        })
+    );
     // Bad address tag.
     let mut x = b.clone();
     x[addrs] = 5;
@@ -288,17 +402,29 @@ fn record_errors() {
     // Model rules inside the blob.
     let mut x = b.clone();
     put32(&mut x, addrs + 1, 21); // lo 21 > hi 20
-    assert_eq!(wire::decode(&x), invalid(ValidationError::AddrRangeOrder { rule: 0 }));
+    assert_eq!(
+        wire::decode(&x),
+        invalid(ValidationError::AddrRangeOrder { rule: 0 })
+    );
     let mut x = b.clone();
     x[ports + 4..ports + 6].copy_from_slice(&9000u16.to_le_bytes()); // (9000, 8080)
-    assert_eq!(wire::decode(&x), invalid(ValidationError::PortRangeOrder { rule: 0 }));
+    assert_eq!(
+        wire::decode(&x),
+        invalid(ValidationError::PortRangeOrder { rule: 0 })
+    );
     let mut x = b.clone();
     put32(&mut x, r0 + 20, 1); // local set index 1 of 1 set
-    assert_eq!(wire::decode(&x), invalid(ValidationError::SetIndex { rule: 0, set: 1 }));
+    assert_eq!(
+        wire::decode(&x),
+        invalid(ValidationError::SetIndex { rule: 0, set: 1 })
+    );
     let set_entry = addrs + 9 + 33;
     let mut x = b.clone();
     put32(&mut x, set_entry + 1, u32::MAX);
-    assert_eq!(wire::decode(&x), invalid(ValidationError::SetEntryOrder { set: 0 }));
+    assert_eq!(
+        wire::decode(&x),
+        invalid(ValidationError::SetEntryOrder { set: 0 })
+    );
     let mut x = b.clone();
     x[names] = 0xFF;
     assert_eq!(wire::decode(&x), Err(DecodeError::SetNameUtf8 { set: 0 }));
@@ -309,22 +435,39 @@ fn record_errors() {
 fn empty_lists_refused() {
     let mut r = Raw::default();
     r.rule_with_ranges(0);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::EmptyAddrRanges { rule: 0 }));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::EmptyAddrRanges { rule: 0 })
+    );
     let mut r = Raw::default();
     r.rule_with_ports(0);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::EmptyPortRanges { rule: 0 }));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::EmptyPortRanges { rule: 0 })
+    );
     let mut r = Raw::default();
     r.rule_with_app(0);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::EmptyAppPath { rule: 0 }));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::EmptyAppPath { rule: 0 })
+    );
     let mut r = Raw::default();
     r.set(b"", 0);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::SetNameEmpty { set: 0 }));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::SetNameEmpty { set: 0 })
+    );
     // The model refuses the same.
     let mut p = Policy::permit_all();
     let mut rule = Rule::any(1, Action::Block);
     rule.remote_addr = Some(AddrCond::Ranges(vec![]));
     p.rules.push(rule);
-    assert_eq!(wire::encode(&p), Err(EncodeError::Invalid(ValidationError::EmptyAddrRanges { rule: 0 })));
+    assert_eq!(
+        wire::encode(&p),
+        Err(EncodeError::Invalid(ValidationError::EmptyAddrRanges {
+            rule: 0
+        }))
+    );
     assert!(CompiledPolicy::compile(&p).is_err());
     // An empty set is fine and matches nothing.
     let mut r = Raw::default();
@@ -336,15 +479,24 @@ fn empty_lists_refused() {
 #[test]
 fn limits_refused_and_reached() {
     // Rules: MAX_RULES all-zero records (no conditions) decode; one more is refused.
-    let mut r = Raw { rules: vec![[0u8; 56]; MAX_RULES], ..Raw::default() };
+    let mut r = Raw {
+        rules: vec![[0u8; 56]; MAX_RULES],
+        ..Raw::default()
+    };
     let p = wire::decode(&r.bytes()).unwrap();
     assert_eq!(p.rules.len(), MAX_RULES);
     assert_eq!(wire::encode(&p).unwrap(), r.bytes());
     r.rules.push([0u8; 56]);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::TooManyRules));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::TooManyRules)
+    );
     let mut big = p.clone();
     big.rules.push(Rule::any(0, Action::Permit));
-    assert_eq!(wire::encode(&big), Err(EncodeError::Invalid(ValidationError::TooManyRules)));
+    assert_eq!(
+        wire::encode(&big),
+        Err(EncodeError::Invalid(ValidationError::TooManyRules))
+    );
 
     // Sets.
     let mut r = Raw::default();
@@ -353,7 +505,10 @@ fn limits_refused_and_reached() {
     }
     assert_eq!(wire::decode(&r.bytes()).unwrap().sets.len(), MAX_SETS);
     r.set(b"s", 0);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::TooManySets));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::TooManySets)
+    );
 
     // Set entries in total: at the limit (checked without building), and one over.
     let mut r = Raw::default();
@@ -361,7 +516,10 @@ fn limits_refused_and_reached() {
     r.set(b"b", (MAX_SET_ENTRIES_TOTAL / 2) as u32);
     assert_eq!(wire::check(&r.bytes()), Ok(()));
     r.set(b"c", 1);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::TooManySetEntries));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::TooManySetEntries)
+    );
 
     // Ranges per rule.
     let mut r = Raw::default();
@@ -369,7 +527,10 @@ fn limits_refused_and_reached() {
     assert!(wire::decode(&r.bytes()).is_ok());
     let mut r = Raw::default();
     r.rule_with_ranges(MAX_ADDR_RANGES as u32 + 1);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::TooManyAddrRanges { rule: 0 }));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::TooManyAddrRanges { rule: 0 })
+    );
 
     // Ranges of all rules together.
     let mut r = Raw::default();
@@ -378,7 +539,10 @@ fn limits_refused_and_reached() {
     for _ in 0..n {
         r.rule_with_ranges(per);
     }
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::TooManyRuleAddrRanges));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::TooManyRuleAddrRanges)
+    );
 
     // Port ranges.
     let mut r = Raw::default();
@@ -386,7 +550,10 @@ fn limits_refused_and_reached() {
     assert!(wire::decode(&r.bytes()).is_ok());
     let mut r = Raw::default();
     r.rule_with_ports(MAX_PORT_RANGES as u32 + 1);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::TooManyPortRanges { rule: 0 }));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::TooManyPortRanges { rule: 0 })
+    );
 
     // Application paths.
     let mut r = Raw::default();
@@ -394,12 +561,18 @@ fn limits_refused_and_reached() {
     assert!(wire::decode(&r.bytes()).is_ok());
     let mut r = Raw::default();
     r.rule_with_app(MAX_APP_PATH_UNITS as u32 + 1);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::AppPathTooLong { rule: 0 }));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::AppPathTooLong { rule: 0 })
+    );
     let mut r = Raw::default();
     for _ in 0..=(MAX_APP_UNITS_TOTAL / MAX_APP_PATH_UNITS) {
         r.rule_with_app(MAX_APP_PATH_UNITS as u32);
     }
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::TooManyAppUnits));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::TooManyAppUnits)
+    );
 
     // Set names.
     let mut r = Raw::default();
@@ -407,7 +580,10 @@ fn limits_refused_and_reached() {
     assert!(wire::decode(&r.bytes()).is_ok());
     let mut r = Raw::default();
     r.set(&[b'n'; MAX_SET_NAME_BYTES + 1], 0);
-    assert_eq!(wire::decode(&r.bytes()), invalid(ValidationError::SetNameTooLong { set: 0 }));
+    assert_eq!(
+        wire::decode(&r.bytes()),
+        invalid(ValidationError::SetNameTooLong { set: 0 })
+    );
 
     // Encoding a policy over the blob size.
     let huge = Policy {
@@ -430,14 +606,24 @@ fn codes_are_stable_and_distinct() {
         DecodeError::TooLarge,
         DecodeError::TotalLengthMismatch,
         DecodeError::ReservedNotZero,
-        DecodeError::SectionLayout { section: Section::Rules },
-        DecodeError::SectionLength { section: Section::Rules },
+        DecodeError::SectionLayout {
+            section: Section::Rules,
+        },
+        DecodeError::SectionLength {
+            section: Section::Rules,
+        },
         DecodeError::BadField { rule: 0 },
         DecodeError::AbsentNotZero { rule: 0 },
-        DecodeError::NonCanonicalOffset { section: Section::Addrs },
-        DecodeError::ListOutOfBounds { section: Section::Addrs },
+        DecodeError::NonCanonicalOffset {
+            section: Section::Addrs,
+        },
+        DecodeError::ListOutOfBounds {
+            section: Section::Addrs,
+        },
         DecodeError::BadAddrTag,
-        DecodeError::TrailingBytes { section: Section::Addrs },
+        DecodeError::TrailingBytes {
+            section: Section::Addrs,
+        },
         DecodeError::SetNameUtf8 { set: 0 },
         DecodeError::OutOfMemory,
         DecodeError::BadDefaultAction,

@@ -1,16 +1,23 @@
 //! weirctl: the command-line control tool of the Weir driver.
 //!
 //! Exit codes: 0 success, 1 the operation failed (driver not loaded, policy invalid,
-//! request refused), 2 usage error (clap's own). Human output by default; `--json` prints
-//! one JSON document per command (one per line for `events`) on stdout, errors included.
+//! request refused), 2 usage error. Human output by default; `--json` prints one JSON document
+//! per command (one per line for `events`) on stdout, errors and usage errors included. A
+//! reader that closes stdout early (`| head`) ends the command quietly with 0.
+//!
+//! `main` only parses, dispatches and picks the exit code; each command is in [`commands`],
+//! every stdout write goes through [`output::Output`].
+
+#![forbid(unsafe_code)]
 
 mod commands;
 mod device;
-mod events;
 mod output;
 
-use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use clap::{Parser, Subcommand};
+use commands::{events::EventsArgs, policy::PolicyCommand, stats::StatsArgs};
+use output::{Failure, Output};
+use serde_json::json;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -21,7 +28,12 @@ use std::process::ExitCode;
     long_about = "Control the Weir WFP callout driver: status, policy, events, statistics.\n\n\
         Commands that talk to the driver need Windows and an elevated prompt (the control device \
         \\\\.\\Weir admits administrators only). `weirctl policy check FILE` works anywhere.",
-    after_help = "Exit codes: 0 success, 1 operation failed, 2 usage error."
+    after_help = "Exit codes: 0 success, 1 operation failed, 2 usage error.\n\
+        The policy language: docs/policy-language.md",
+    after_long_help = "Examples:\n  weirctl status\n  weirctl policy check examples\\blocklist.toml\n  \
+        weirctl policy load policy.toml\n  weirctl events --follow --json\n\n\
+        Exit codes: 0 success, 1 operation failed, 2 usage error.\n\
+        The policy language: docs/policy-language.md"
 )]
 struct Cli {
     /// Print JSON instead of text (one document; one per line for `events`).
@@ -34,6 +46,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Is the driver loaded: version, ABI, policy generation, counters, event drops.
+    #[command(after_long_help = "Example:\n  weirctl status --json")]
     Status,
     /// Check, load, show or clear the policy.
     #[command(subcommand)]
@@ -41,61 +54,74 @@ enum Command {
     /// Print connection events (what was permitted or blocked, by which rule, for which process).
     Events(EventsArgs),
     /// Per-layer counters, optionally per-rule hit counts.
-    Stats {
-        /// Also print the hit count of every rule of the active policy.
-        #[arg(long)]
-        rules: bool,
-    },
+    Stats(StatsArgs),
 }
 
-#[derive(Subcommand)]
-enum PolicyCommand {
-    /// Parse, validate and compile a policy file locally (any OS; no driver needed).
-    Check {
-        /// The policy file (TOML).
-        file: PathBuf,
-        /// Keep application paths as written instead of converting them to NT device paths
-        /// (always so off Windows).
-        #[arg(long)]
-        keep_paths: bool,
-    },
-    /// Check a policy file and make it the driver's active policy (atomic replace).
-    Load {
-        /// The policy file (TOML).
-        file: PathBuf,
-    },
-    /// Print the active policy in the policy file format.
-    Show,
-    /// Remove the active policy: the driver permits every connection again.
-    Clear,
+/// Parses the command line; help, version and usage errors are printed here (usage errors as
+/// JSON when `--json` is among the arguments).
+fn parse(out_json: bool) -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let out = Output::new(false);
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    if e.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                        let written = out.text(&e.render().to_string()).and_then(|()| out.flush());
+                        return Err(exit(written.map_err(Failure::from), &out, 0));
+                    }
+                    2
+                }
+                _ => 2,
+            };
+            if out_json {
+                let doc = json!({ "ok": false, "error": { "kind": "usage", "message": e.render().to_string().trim_end() } });
+                let written = Output::new(true)
+                    .json_value(&doc)
+                    .and_then(|()| out.flush());
+                return Err(exit(written.map_err(Failure::from), &out, code));
+            }
+            // clap's own rendering (with its colours) on stderr; a failing stderr is ignored.
+            let _ = e.print();
+            Err(ExitCode::from(code))
+        }
+    }
 }
 
-#[derive(Args)]
-struct EventsArgs {
-    /// Keep reading until Ctrl-C (which cancels the pending read).
-    #[arg(long, short)]
-    follow: bool,
+/// The exit code of a finished command: `ok` on success or a closed pipe, 2 for a malformed
+/// option value, 1 for any other failure (after printing it).
+fn exit(result: Result<(), Failure>, out: &Output, ok: u8) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(ok),
+        Err(f) if f.is_closed_pipe() => ExitCode::from(ok),
+        Err(f) => {
+            let code = if matches!(f, Failure::Usage(_)) { 2 } else { 1 };
+            if let Err(e) = out.error(&f).and_then(|()| out.flush()) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    out.stderr(&format!("error: cannot write the output: {e}"));
+                }
+            }
+            ExitCode::from(code)
+        }
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let out = output::Output::new(cli.json);
-    let result = match cli.command {
-        Command::Status => commands::status(&out),
-        Command::Policy(PolicyCommand::Check { file, keep_paths }) => {
-            commands::policy_check(&out, &file, keep_paths)
-        }
-        Command::Policy(PolicyCommand::Load { file }) => commands::policy_load(&out, &file),
-        Command::Policy(PolicyCommand::Show) => commands::policy_show(&out),
-        Command::Policy(PolicyCommand::Clear) => commands::policy_clear(&out),
-        Command::Events(args) => events::run(&out, args.follow),
-        Command::Stats { rules } => commands::stats(&out, rules),
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let cli = match parse(json) {
+        Ok(cli) => cli,
+        Err(code) => return code,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            out.error(&e);
-            ExitCode::from(1)
-        }
+    let out = Output::new(cli.json);
+    let result = match &cli.command {
+        Command::Status => commands::status::run(&out),
+        Command::Policy(cmd) => commands::policy::run(cmd, &out),
+        Command::Events(args) => commands::events::run(args, &out),
+        Command::Stats(args) => commands::stats::run(args, &out),
     }
+    .and_then(|()| out.flush().map_err(Failure::from));
+    exit(result, &out, 0)
 }

@@ -297,6 +297,471 @@ fn driver_commands_without_a_driver(w: &Runner) {
     }
 }
 
+fn warnings_are_shown_and_deny_warnings_refuses(w: &Runner) {
+    let dir = "crates/weirctl/tests/policies";
+    // The same policy as UTF-8/LF and as UTF-16 LE with BOM and CRLF (PowerShell 5.1's `>`).
+    for file in ["warn-shadowed.toml", "utf16le-crlf.toml"] {
+        let path = format!("{dir}/{file}");
+        let r = w.run(&["policy", "check", &path]);
+        assert_eq!(r.code, 0, "{file}: {}", r.stderr);
+        let warnings: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("warning: "))
+            .collect();
+        assert_eq!(warnings.len(), 4, "{file}: {}", r.stderr);
+        for (line, code) in [
+            (4, "host_bits"),
+            (11, "shadowed"),
+            (18, "duplicate_id"),
+            (20, "mapped_ipv4"),
+        ] {
+            assert!(
+                warnings
+                    .iter()
+                    .any(|l| l.contains(&format!("{file}:{line}:"))
+                        && l.ends_with(&format!("[{code}]"))),
+                "{file}: {code} at {line}: {}",
+                r.stderr
+            );
+        }
+        assert!(
+            r.stderr.contains("covers the whole network 10.0.0.0/8"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains("matched as the IPv4 host 192.0.2.1"),
+            "{}",
+            r.stderr
+        );
+        let (code, j) = w.json(&["policy", "check", "--json", &path]);
+        assert_eq!(code, 0);
+        let got: Vec<(&str, &str)> = j["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["severity"].as_str().unwrap(), d["code"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("warning", "host_bits"),
+                ("warning", "shadowed"),
+                ("warning", "duplicate_id"),
+                ("warning", "mapped_ipv4")
+            ]
+        );
+        let r = w.run(&["policy", "check", "--deny-warnings", &path]);
+        assert_eq!(r.code, 1, "{file}");
+        assert!(r.stdout.is_empty());
+        assert!(r.stderr.contains("(--deny-warnings)"), "{}", r.stderr);
+    }
+}
+
+fn every_error_is_reported_with_its_position(w: &Runner) {
+    let dir = "crates/weirctl/tests/policies";
+    let r = w.run(&["policy", "check", &format!("{dir}/bad-several.toml")]);
+    assert_eq!(r.code, 1);
+    let at: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("error: "))
+        .map(|l| l.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(
+        at,
+        [
+            format!("{dir}/bad-several.toml:3:1"),
+            format!("{dir}/bad-several.toml:7:10"),
+            format!("{dir}/bad-several.toml:10:10")
+        ]
+    );
+    for (file, message) in [
+        (
+            "bad-leading-zero.toml",
+            "bad-leading-zero.toml:3:10: `010.0.0.0` has a leading zero in the octet `010`",
+        ),
+        (
+            "bad-cp1252.toml",
+            "bad-cp1252.toml:1:4: byte 0xE8 is not UTF-8",
+        ),
+    ] {
+        let r = w.run(&["policy", "check", &format!("{dir}/{file}")]);
+        assert_eq!(r.code, 1, "{file}");
+        assert!(r.stderr.contains(message), "{file}: {}", r.stderr);
+    }
+    let r = w.run(&["policy", "check", &format!("{dir}/bad-cp1252.toml")]);
+    assert!(r.stderr.contains("save the file as UTF-8"), "{}", r.stderr);
+}
+
+fn drive_map_converts_as_load_would(w: &Runner) {
+    let (code, j) = w.json(&[
+        "policy",
+        "check",
+        "--json",
+        "--drive-map",
+        "c:=\\Device\\HarddiskVolume3",
+        "examples/app-allowlist.toml",
+    ]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["kept_paths"], serde_json::json!([]));
+    let apps = j["apps"].as_array().unwrap();
+    assert_eq!(apps.len(), 3);
+    assert_eq!(
+        apps[1]["written"],
+        "C:\\Program Files\\Mozilla Firefox\\firefox.exe"
+    );
+    assert_eq!(
+        apps[1]["converted"],
+        "\\Device\\HarddiskVolume3\\Program Files\\Mozilla Firefox\\firefox.exe"
+    );
+    let r = w.run(&[
+        "policy",
+        "check",
+        "--drive-map",
+        "D:=\\Device\\HarddiskVolume9",
+        "examples/app-allowlist.toml",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("drive C: is not mapped"), "{}", r.stderr);
+    let r = w.run(&[
+        "policy",
+        "check",
+        "--drive-map",
+        "C",
+        "examples/app-allowlist.toml",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("expected DRIVE=DEVICE"), "{}", r.stderr);
+}
+
+fn usage_errors_follow_json(w: &Runner) {
+    for args in [
+        &["stats", "--rulez", "--json"][..],
+        &["--json", "policy", "check"],
+        &["--json", "bogus"],
+    ] {
+        let r = w.run(args);
+        assert_eq!(r.code, 2, "{args:?}");
+        let j: Value = serde_json::from_str(r.stdout.trim())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", r.stdout));
+        assert_eq!(
+            (&j["ok"], &j["error"]["kind"]),
+            (&Value::Bool(false), &Value::from("usage")),
+            "{args:?}"
+        );
+        assert!(
+            j["error"]["message"].as_str().unwrap().contains("Usage:"),
+            "{args:?}"
+        );
+    }
+}
+
+/// Every command, text and JSON, into a pipe whose reader is already gone: weirctl ends
+/// without a panic, with the exit code it would have had (0 for success).
+#[cfg(unix)]
+#[test]
+fn native_output_into_a_closed_pipe_ends_quietly() {
+    let ok = ["policy", "check", "examples/blocklist.toml"];
+    let warn = [
+        "policy",
+        "check",
+        "crates/weirctl/tests/policies/warn-shadowed.toml",
+    ];
+    let bad = [
+        "policy",
+        "check",
+        "crates/weirctl/tests/policies/bad-several.toml",
+    ];
+    let cases: &[(&[&str], i32)] = &[
+        (&ok, 0),
+        (&warn, 0),
+        (&bad, 1),
+        (&["status"], 1),
+        (&["stats", "--rules"], 1),
+        (&["policy", "show"], 1),
+        (&["policy", "clear"], 1),
+        (&["events"], 1),
+        (
+            &[
+                "policy",
+                "explain",
+                "examples/server-ports.toml",
+                "--remote",
+                "1.2.3.4:80",
+            ],
+            0,
+        ),
+        (
+            &[
+                "policy",
+                "diff",
+                "examples/blocklist.toml",
+                "--against",
+                "examples/server-ports.toml",
+            ],
+            0,
+        ),
+        (&["policy", "diff", "examples/blocklist.toml"], 1),
+        (&["--help"], 0),
+        (&["policy", "check", "--help"], 0),
+        (&["--version"], 0),
+        (&["bogus"], 2),
+    ];
+    for (args, code) in cases {
+        for json in [false, true] {
+            let mut all: Vec<&str> = args.to_vec();
+            if json {
+                all.push("--json");
+            }
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            let out = Command::new(env!("CARGO_BIN_EXE_weirctl"))
+                .args(&all)
+                .current_dir(repo())
+                .stdout(writer)
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(*code), "{all:?}: {stderr}");
+            assert!(
+                !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+                "{all:?}: {stderr}"
+            );
+        }
+    }
+    // The shell form of the issue: `| head -c 10` on a long output.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -o pipefail; '{}' policy check --json examples/blocklist.toml | head -c 10; echo \" rc=$?\"", env!("CARGO_BIN_EXE_weirctl")))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.ends_with(" rc=0\n"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn native_warnings_are_shown_and_deny_warnings_refuses() {
+    warnings_are_shown_and_deny_warnings_refuses(&Runner::native());
+}
+
+#[test]
+fn native_every_error_is_reported_with_its_position() {
+    every_error_is_reported_with_its_position(&Runner::native());
+}
+
+#[test]
+fn native_drive_map_converts_as_load_would() {
+    drive_map_converts_as_load_would(&Runner::native());
+}
+
+#[test]
+fn native_usage_errors_follow_json() {
+    usage_errors_follow_json(&Runner::native());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_warnings_are_shown_and_deny_warnings_refuses() {
+    warnings_are_shown_and_deny_warnings_refuses(&Runner::wine());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_every_error_is_reported_with_its_position() {
+    every_error_is_reported_with_its_position(&Runner::wine());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_drive_map_converts_as_load_would() {
+    drive_map_converts_as_load_would(&Runner::wine());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_usage_errors_follow_json() {
+    usage_errors_follow_json(&Runner::wine());
+}
+
+fn explain_and_diff_on_files(w: &Runner) {
+    let (code, j) = w.json(&[
+        "policy",
+        "explain",
+        "--json",
+        "examples/server-ports.toml",
+        "--direction",
+        "inbound",
+        "--protocol",
+        "tcp",
+        "--remote",
+        "203.0.113.5:50000",
+        "--local",
+        "192.0.2.10:3389",
+    ]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        (&j["action"], &j["rule_id"], &j["rule_index"]),
+        (&Value::from("block"), &Value::from(9), &Value::from(3))
+    );
+    let reasons: Vec<&str> = j["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "local_port 3389 is not in 22, 443",
+            "remote 203.0.113.5 is not in set `lan`",
+            "protocol = 58, the connection's is 6",
+        ]
+    );
+    let r = w.run(&[
+        "policy",
+        "explain",
+        "examples/app-allowlist.toml",
+        "--protocol",
+        "udp",
+        "--remote",
+        "1.1.1.1:53",
+        "--app",
+        "c:\\windows\\system32\\SVCHOST.EXE",
+        "--drive-map",
+        "C:=\\Device\\HarddiskVolume3",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("permit: rule 10 (position 2) decides"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("rule 1 (position 1) does not match: loopback = true"),
+        "{}",
+        r.stdout
+    );
+    let r = w.run(&[
+        "policy",
+        "explain",
+        "crates/weirctl/tests/policies/bad-several.toml",
+        "--remote",
+        "1.1.1.1",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("bad-several.toml:7:10: address range"),
+        "{}",
+        r.stderr
+    );
+    let r = w.run(&[
+        "policy",
+        "explain",
+        "examples/blocklist.toml",
+        "--remote",
+        "1.1.1",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("`1.1.1` is not an address"),
+        "{}",
+        r.stderr
+    );
+    let (code, j) = w.json(&[
+        "policy",
+        "explain",
+        "--json",
+        "examples/blocklist.toml",
+        "--remote",
+        "1.1.1",
+    ]);
+    assert_eq!((code, &j["error"]["kind"]), (2, &Value::from("usage")));
+
+    let r = w.run(&[
+        "policy",
+        "diff",
+        "examples/blocklist.toml",
+        "--against",
+        "examples/blocklist.toml",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.trim_end()),
+        (
+            0,
+            "examples/blocklist.toml against examples/blocklist.toml: no changes"
+        )
+    );
+    let (code, j) = w.json(&[
+        "policy",
+        "diff",
+        "--json",
+        "examples/blocklist.toml",
+        "--against",
+        "examples/server-ports.toml",
+    ]);
+    assert_eq!(code, 0);
+    let kinds: Vec<String> = j["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["kind"].as_str().unwrap(),
+                c["what"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "changed defaults",
+            "added set blocklist",
+            "added set never",
+            "removed set lan",
+            "added rule 100",
+            "added rule 101",
+            "removed rule 1",
+            "removed rule 2",
+            "removed rule 3",
+            "removed rule 9",
+        ]
+    );
+    let r = w.run(&[
+        "policy",
+        "diff",
+        "crates/weirctl/tests/policies/bad-action.toml",
+        "--against",
+        "examples/blocklist.toml",
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("bad-action.toml:3:10"), "{}", r.stderr);
+    // Against the active policy: needs the driver.
+    let r = w.run(&["policy", "diff", "examples/blocklist.toml"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn native_explain_and_diff_on_files() {
+    explain_and_diff_on_files(&Runner::native());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_explain_and_diff_on_files() {
+    explain_and_diff_on_files(&Runner::wine());
+}
+
 #[test]
 fn native_help_and_version() {
     help_and_version(&Runner::native());

@@ -5,10 +5,20 @@
 //! which cancels the pended read (`CancelIoEx`); the tool then exits with 0.
 
 use crate::output::{Failure, Output};
+use clap::Args;
 use serde_json::{json, Value};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use weir_client::weir_events::{self, Decision, Direction, Event, IpVersion, Record};
 use weir_client::ClientError;
+
+/// Arguments of `weirctl events`.
+#[derive(Args)]
+#[command(after_long_help = "Examples:\n  weirctl events\n  weirctl events --follow --json")]
+pub struct EventsArgs {
+    /// Keep reading until Ctrl-C (which cancels the pending read).
+    #[arg(long, short)]
+    pub follow: bool,
+}
 
 /// Without `--follow`, a read still pending after this long means "no more events".
 #[cfg(windows)]
@@ -150,11 +160,11 @@ pub fn print_batch(out: &Output, bytes: &[u8]) -> Result<usize, Failure> {
         })?;
         n += 1;
         match record {
-            Record::Connection(e) => out.result(&event_line(&e), &event_json(&e)),
-            Record::Dropped { count } => out.result(
+            Record::Connection(e) => out.line(&event_line(&e), &event_json(&e))?,
+            Record::Dropped { count } => out.line(
                 &format!("-- {count} event(s) dropped: the driver's buffer was full --"),
                 &json!({ "kind": "dropped", "count": count }),
-            ),
+            )?,
             // Kinds a newer driver writes; skipped by their size, as the format intends.
             Record::Unknown { .. } => n -= 1,
         }
@@ -164,7 +174,8 @@ pub fn print_batch(out: &Output, bytes: &[u8]) -> Result<usize, Failure> {
 
 /// `weirctl events [--follow]`.
 #[cfg(windows)]
-pub fn run(out: &Output, follow: bool) -> Result<(), Failure> {
+pub fn run(args: &EventsArgs, out: &Output) -> Result<(), Failure> {
+    let follow = args.follow;
     use std::sync::mpsc;
     use std::time::Duration;
     use weir_client::win32::CtrlCGuard;
@@ -209,7 +220,8 @@ pub fn run(out: &Output, follow: bool) -> Result<(), Failure> {
 /// `weirctl events [--follow]` off Windows (only the emulation suite's transport exists
 /// here): no cancellation, so without `--follow` exactly one read.
 #[cfg(not(windows))]
-pub fn run(out: &Output, follow: bool) -> Result<(), Failure> {
+pub fn run(args: &EventsArgs, out: &Output) -> Result<(), Failure> {
+    let follow = args.follow;
     let client = crate::device::open()?;
     loop {
         let bytes = client.read_event_bytes()?;
