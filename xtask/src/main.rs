@@ -6,6 +6,7 @@
 //! - `cargo xtask setup`   installs (as root) or lists what the build needs
 //! - `cargo xtask wdk-task-graph` checks cargo-make's plan of the WDK flow
 //! - `cargo xtask wine-test` builds weirctl.exe and runs its Wine tests
+//! - `cargo xtask wine-kernel` runs the packaged weir.sys under Wine's kernel-driver host
 
 mod build;
 mod package;
@@ -13,6 +14,7 @@ mod run;
 mod toolchain;
 mod wdk_flow;
 mod weirctl;
+mod wine_kernel;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -80,6 +82,9 @@ enum Command {
     WdkTaskGraph,
     /// Build weirctl.exe (unsigned) and run its tests under Wine (a stage of `test`).
     WineTest,
+    /// Run the signed weir.sys and weirctl.exe of the package under Wine's kernel-driver
+    /// host (a stage of `test`; run `cargo xtask package` first).
+    WineKernel,
 }
 
 fn main() {
@@ -100,6 +105,7 @@ fn main() {
         Command::Setup => toolchain::setup(),
         Command::WdkTaskGraph => wdk_flow::task_graph(),
         Command::WineTest => weirctl::build_exe().and_then(|exe| weirctl::wine_tests(&exe)),
+        Command::WineKernel => wine_kernel::stage(&package::package_dir().join(weir_package::SYS), &weirctl::exe_path()),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

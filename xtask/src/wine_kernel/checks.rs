@@ -1,0 +1,261 @@
+//! The checks of the Wine kernel stage, in the order they run.
+
+use super::host::{Channel, Host, DRIVER_PATH};
+use super::{matrix, stress, Failures};
+use crate::repo_root;
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+/// Statuses the fault injection answers with (the first column of the emulation model's
+/// FAILURE_MODES for the same routine).
+const FAULTS: &[(&str, u32)] = &[
+    ("IoCreateDevice", 0xC000_009A),
+    ("IoCreateSymbolicLink", 0xC000_0035),
+    ("RtlCreateSecurityDescriptor", 0xC000_0058),
+    ("RtlCreateAcl", 0xC000_000D),
+    ("RtlAddAccessAllowedAce", 0xC000_0099),
+    ("RtlSetDaclSecurityDescriptor", 0xC000_0079),
+    ("ObOpenObjectByPointer", 0xC000_009A),
+    ("ZwSetSecurityObject", 0xC000_009A),
+    ("ExAllocatePool2", 0),
+    ("FwpsCalloutRegister3", 0xC022_0009),
+    ("FwpmBfeStateSubscribeChanges0", 0xC000_009A),
+    ("FwpmEngineOpen0", 0xC022_0012),
+    ("FwpmTransactionBegin0", 0xC022_000E),
+    ("FwpmSubLayerAdd0", 0xC022_0009),
+    ("FwpmCalloutAdd0", 0xC022_0018),
+    ("FwpmFilterAdd0", 0xC022_0035),
+    ("FwpmTransactionCommit0", 0xC022_000F),
+];
+
+pub fn run_all(host: &mut Host, f: &mut Failures) -> Result<()> {
+    step(host, "sc create + sc start: DriverEntry to the committed transaction");
+    host.sc(&["create", "weir", "type=", "kernel", "start=", "demand", "binPath=", DRIVER_PATH])?;
+    let mut ch = host.start()?;
+    engine_after_start(&mut ch, f, "after sc start")?;
+    step(host, "weirctl status (text and --json)");
+    status(host, f)?;
+    step(host, "policy load/show/clear with every example; injected matrix vs the reference evaluator; stats --rules");
+    matrix::examples(host, &mut ch, f)?;
+    step(host, "events and events --follow (a parked read completed from the DPC, then cancelled)");
+    events(host, &mut ch, f)?;
+    step(host, "BFE stop and start");
+    bfe(host, &mut ch, f)?;
+    step(host, "10,000 rules plus a 1,000,000-entry set");
+    matrix::large_policy(host, &mut ch, f)?;
+    step(host, "concurrency: classify threads vs policy swaps, event reads and BFE restarts");
+    stress::run(host, &mut ch, f)?;
+    drop(ch);
+    step(host, "sc stop / sc start cycles");
+    cycles(host, f)?;
+    step(host, "one start per failing call of DriverEntry");
+    faults(host, f)?;
+    step(host, "errors for a stopped and an absent driver");
+    errors(host, f)?;
+    Ok(())
+}
+
+fn step(host: &mut Host, what: &str) {
+    println!("-- {what}");
+    host.note(what);
+}
+
+fn count(state: &Value, key: &str) -> usize {
+    state.get(key).and_then(Value::as_array).map_or(0, Vec::len)
+}
+
+fn num(v: &Value, key: &str) -> i64 {
+    v.get(key).and_then(Value::as_i64).unwrap_or(-1)
+}
+
+/// What DriverEntry leaves in the engine: one dynamic session, Weir's sublayer, a callout and
+/// a callout filter (PERMIT_IF_CALLOUT_UNREGISTERED) per layer, four run-time callouts, one
+/// BFE subscription, no open transaction.
+pub fn engine_after_start(ch: &mut Channel, f: &mut Failures, when: &str) -> Result<()> {
+    let s = ch.state()?;
+    f.check(num(&s, "sessions") == 1 && num(&s, "transactions") == 0, || format!("{when}: sessions/transactions: {s}"));
+    f.check(count(&s, "sublayers") == 1 && count(&s, "callouts") == 4 && count(&s, "filters") == 4, || {
+        format!("{when}: expected 1 sublayer, 4 callouts, 4 filters: {s}")
+    });
+    let flags_ok = s
+        .get("filters")
+        .and_then(Value::as_array)
+        .is_some_and(|fs| fs.iter().all(|x| num(x, "flags") & 0x10 != 0 && num(x, "action") == 0x5003));
+    f.check(flags_ok, || format!("{when}: every filter is CALLOUT_TERMINATING with PERMIT_IF_CALLOUT_UNREGISTERED: {s}"));
+    f.check(num(&s, "registered_callouts") == 4 && num(&s, "subscriptions") == 1, || {
+        format!("{when}: 4 run-time callouts and 1 BFE subscription expected: {s}")
+    });
+    Ok(())
+}
+
+/// Nothing of Weir left in the engine (after a stop or a failed start).
+fn engine_clean(ch: &mut Channel, f: &mut Failures, when: &str) -> Result<()> {
+    let s = ch.state()?;
+    f.check(
+        num(&s, "sessions") == 0
+            && count(&s, "sublayers") + count(&s, "callouts") + count(&s, "filters") == 0
+            && num(&s, "registered_callouts") == 0
+            && num(&s, "subscriptions") == 0,
+        || format!("{when}: the engine still holds Weir's objects: {s}"),
+    );
+    Ok(())
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or(Value::Null)
+}
+
+fn status(host: &mut Host, f: &mut Failures) -> Result<()> {
+    let r = host.weirctl(&["status"])?;
+    let version = env!("CARGO_PKG_VERSION");
+    f.check(r.code == 0 && r.stdout.contains("filtering"), || format!("weirctl status: {} {}{}", r.code, r.stdout, r.stderr));
+    let r = host.weirctl(&["--json", "status"])?;
+    let j = json_of(&r.stdout);
+    f.check(r.code == 0 && j["ok"] == true && j["filtering"] == true && j["stats_abi"] == 2, || {
+        format!("weirctl --json status: {} {}", r.code, r.stdout)
+    });
+    let driver_version = j["driver_version"].as_str().unwrap_or_default().to_string();
+    f.check(!driver_version.is_empty() && driver_version.split('.').count() == 4, || {
+        format!("driver_version {driver_version:?} (xtask {version})")
+    });
+    Ok(())
+}
+
+/// Every connection at one layer, in monitor mode, reaches `events`; `events --follow` parks
+/// a read that a later classification completes from the DPC; killing the tool cancels it.
+fn events(host: &mut Host, ch: &mut Channel, f: &mut Failures) -> Result<()> {
+    host.weirctl(&["policy", "clear"])?;
+    // Drain whatever earlier checks logged.
+    host.weirctl(&["--json", "events"])?;
+    let n = 24u16;
+    for i in 0..n {
+        ch.cmd(&format!("classify 48 10.0.0.2 {} 6 192.0.2.{} 443 0 1 7777", 40000 + i, i + 1))?;
+    }
+    let r = host.weirctl(&["--json", "events"])?;
+    let lines: Vec<Value> = r.stdout.lines().map(json_of).collect();
+    let ports: Vec<i64> = lines.iter().filter(|e| e["kind"] == "connection").map(|e| num(e, "local_port")).collect();
+    let expected: Vec<i64> = (0..n).map(|i| 40000 + i64::from(i)).collect();
+    f.check(r.code == 0 && ports == expected, || format!("events: expected local ports {expected:?}, got {ports:?} ({})", r.stderr));
+    let pid_ok = lines.iter().filter(|e| e["kind"] == "connection").all(|e| num(e, "process_id") == 7777 && e["decision"] == "permit");
+    f.check(pid_ok, || format!("events: pid 7777 and permit expected: {}", r.stdout));
+
+    let dpcs_before = num(&ch.state()?, "dpcs_run");
+    let mut child = host.spawn_weirctl(&["--json", "events", "--follow"])?;
+    // Let the read park (nothing to report yet).
+    std::thread::sleep(Duration::from_millis(1500));
+    ch.cmd("classify 50 fe80::2 41000 17 2001:db8::7 53 0 1 8888")?;
+    let stdout = child.stdout.take().context("events --follow stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(15)).unwrap_or_default();
+    let e = json_of(&line);
+    f.check(e["remote_address"] == "2001:db8::7" && num(&e, "local_port") == 41000, || {
+        format!("events --follow: the parked read did not deliver the connection (got {line:?})")
+    });
+    let dpcs_after = num(&ch.state()?, "dpcs_run");
+    f.check(dpcs_after > dpcs_before, || format!("events --follow: no DPC ran ({dpcs_before} -> {dpcs_after})"));
+    // The tool's handle goes away with its process: Wine cancels the parked read.
+    let _ = child.kill();
+    let _ = child.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    let r = host.weirctl(&["--json", "status"])?;
+    f.check(r.code == 0, || format!("status after cancelling a parked read: {} {}", r.code, r.stderr));
+    Ok(())
+}
+
+/// BFE stop takes Weir's objects; the driver's callback notices, and BFE start brings them back.
+fn bfe(host: &mut Host, ch: &mut Channel, f: &mut Failures) -> Result<()> {
+    ch.cmd("bfe 0")?;
+    let s = ch.state()?;
+    f.check(count(&s, "filters") == 0, || format!("BFE stopped: filters remain: {s}"));
+    let r = host.weirctl(&["--json", "status"])?;
+    let j = json_of(&r.stdout);
+    f.check(r.code == 0 && j["filtering"] == false, || format!("status with BFE stopped: filtering should be false: {}", r.stdout));
+    let v = ch.cmd("classify 48 10.0.0.2 40000 6 192.0.2.1 443 0 1 1")?;
+    f.check(v.contains("callout 0"), || format!("BFE stopped: classify still reached a callout: {v}"));
+    ch.cmd("bfe 3")?;
+    engine_after_start(ch, f, "after BFE start")?;
+    let r = host.weirctl(&["--json", "status"])?;
+    f.check(json_of(&r.stdout)["filtering"] == true, || format!("status after BFE start: {}", r.stdout));
+    Ok(())
+}
+
+fn cycles(host: &mut Host, f: &mut Failures) -> Result<()> {
+    for i in 0..3 {
+        host.stop()?;
+        let r = host.weirctl(&["status"])?;
+        f.check(r.code == 1 && r.stderr.contains("stopped"), || format!("cycle {i}: status after sc stop: {} {}", r.code, r.stderr));
+        let mut ch = host.start()?;
+        engine_after_start(&mut ch, f, &format!("cycle {i}"))?;
+        let r = host.weirctl(&["--json", "status"])?;
+        f.check(r.code == 0, || format!("cycle {i}: status after sc start: {} {}", r.code, r.stderr));
+    }
+    Ok(())
+}
+
+/// Counts DriverEntry's calls of each faultable routine on a clean start, then starts once per
+/// call with that call failing: the start fails, nothing is left in the engine, and the next
+/// start succeeds.
+fn faults(host: &mut Host, f: &mut Failures) -> Result<()> {
+    let faults_file = host.c_path("C:\\weirtest\\faults.txt");
+    host.stop()?;
+    let mut ch = host.start()?;
+    let before = ch.state()?;
+    host.stop()?;
+    let mut ch = host.start()?;
+    let after = ch.state()?;
+    let calls = |s: &Value, r: &str| s["calls"][r].as_i64().unwrap_or(0);
+    let mut runs = 0;
+    let t = Instant::now();
+    for (routine, status) in FAULTS {
+        // Calls of one start: the difference between two consecutive starts' counts is the stop
+        // plus the start; the start alone is what DriverEntry's count is, measured on the channel
+        // of the second start against the state before it.
+        let per_start = calls(&after, routine) - calls(&before, routine);
+        if per_start <= 0 {
+            continue;
+        }
+        for n in 1..=per_start {
+            host.stop()?;
+            std::fs::write(&faults_file, format!("{routine} {n} {status:x}\n"))?;
+            let r = host.start_failing()?;
+            let _ = std::fs::remove_file(&faults_file);
+            runs += 1;
+            let mut probe = Channel::to_port(ch.port).or_else(|_| host_channel(host))?;
+            let s = probe.state()?;
+            let hit = s["faults_hit"].as_i64().unwrap_or(0);
+            f.check(r.code != 0, || format!("{routine} call {n} failing: sc start succeeded ({})", r.stdout));
+            f.check(hit > 0, || format!("{routine} call {n}: the fault was not reached"));
+            engine_clean(&mut probe, f, &format!("{routine} call {n} failing"))?;
+            ch = host.start()?;
+            engine_after_start(&mut ch, f, &format!("start after {routine} call {n} failed"))?;
+        }
+    }
+    println!("  {runs} failing starts, each followed by a clean start ({:.1} s)", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn host_channel(host: &Host) -> Result<Channel> {
+    Channel::connect(&host.c_path("C:\\weirtest\\port.txt"), &host.c_path("C:\\weirtest\\refused.txt"))
+}
+
+fn errors(host: &mut Host, f: &mut Failures) -> Result<()> {
+    host.stop()?;
+    let r = host.weirctl(&["status"])?;
+    f.check(r.code == 1 && r.stderr.contains("installed but stopped") && r.stderr.contains("sc.exe start weir"), || {
+        format!("stopped driver: {} {}", r.code, r.stderr)
+    });
+    let r = host.weirctl(&["--json", "stats"])?;
+    f.check(r.code == 1 && json_of(&r.stdout)["ok"] == false, || format!("stopped driver, --json stats: {} {}", r.code, r.stdout));
+    host.sc(&["delete", "weir"])?;
+    let r = host.weirctl(&["status"])?;
+    f.check(r.code == 1 && r.stderr.contains("not installed"), || format!("absent driver: {} {}", r.code, r.stderr));
+    let _ = repo_root();
+    Ok(())
+}

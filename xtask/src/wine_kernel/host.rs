@@ -1,0 +1,226 @@
+//! The Wine side of the stage: a fresh prefix, the service, weirctl.exe runs, and the
+//! stand-in's test channel.
+
+use crate::weirctl::{WINE64, WINESERVER};
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the driver lives in the prefix (what `sc create` names).
+pub const DRIVER_PATH: &str = "C:\\windows\\system32\\drivers\\weir.sys";
+/// Where weirctl.exe and its bcryptprimitives stand-in live.
+pub const TOOL_PATH: &str = "C:\\weir\\weirctl.exe";
+
+/// One Wine prefix with the driver installed and a log of every command.
+pub struct Host {
+    pub prefix: PathBuf,
+    pub logs: PathBuf,
+    log: std::fs::File,
+}
+
+/// The result of one command under Wine.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: &Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Host {
+    /// A fresh prefix at `prefix` (whatever was there is removed), logs in `logs`.
+    pub fn create(prefix: &Path, logs: &Path) -> Result<Self> {
+        if prefix.exists() {
+            kill_server(prefix);
+            std::fs::remove_dir_all(prefix).with_context(|| format!("removing {}", prefix.display()))?;
+        }
+        std::fs::create_dir_all(logs)?;
+        let log = std::fs::File::create(logs.join("commands.log"))?;
+        let host = Host { prefix: prefix.to_path_buf(), logs: logs.to_path_buf(), log };
+        // The server lives for the whole stage (and 60 s after), so each run does not start one.
+        let mut server = Command::new(WINESERVER);
+        server.arg("-p60");
+        host.env(&mut server);
+        server.status().context("starting wineserver")?;
+        let boot = host.wine(&["wineboot", "-i"])?;
+        if boot.code != 0 {
+            bail!("wineboot -i failed ({}): {}", boot.code, boot.stderr);
+        }
+        Ok(host)
+    }
+
+    fn env(&self, c: &mut Command) {
+        c.env("WINEPREFIX", &self.prefix)
+            // DbgPrintEx output (debugstr) and the driver host's own warnings.
+            .env("WINEDEBUG", "-all,warn+debugstr,err+ntoskrnl")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY");
+    }
+
+    /// `drive_c` path of a `C:\...` path.
+    pub fn c_path(&self, windows: &str) -> PathBuf {
+        let rel = windows.trim_start_matches("C:\\").replace('\\', "/");
+        self.prefix.join("drive_c").join(rel)
+    }
+
+    /// Copies a file into the prefix at a `C:\...` path.
+    pub fn install(&self, from: &Path, windows: &str) -> Result<()> {
+        let to = self.c_path(windows);
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::copy(from, &to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        Ok(())
+    }
+
+    fn record(&mut self, args: &[&str], r: &Run, took: Duration) {
+        let _ = writeln!(
+            self.log,
+            "$ wine {} -> {} ({} ms)\n{}{}",
+            args.join(" "),
+            r.code,
+            took.as_millis(),
+            r.stdout,
+            r.stderr.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("  stderr: {l}\n")).collect::<String>()
+        );
+    }
+
+    /// Runs `wine64 args...` to completion.
+    pub fn wine(&self, args: &[&str]) -> Result<Run> {
+        let mut c = Command::new(WINE64);
+        c.args(args).stdin(Stdio::null());
+        self.env(&mut c);
+        let o = c.output().with_context(|| format!("running wine64 {}", args.join(" ")))?;
+        Ok(Run::from(&o))
+    }
+
+    /// Runs and logs a command.
+    pub fn run(&mut self, args: &[&str]) -> Result<Run> {
+        let t = Instant::now();
+        let r = self.wine(args)?;
+        self.record(args, &r, t.elapsed());
+        Ok(r)
+    }
+
+    /// `weirctl.exe args...`.
+    pub fn weirctl(&mut self, args: &[&str]) -> Result<Run> {
+        let mut all = vec![TOOL_PATH];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    /// `weirctl.exe args...` left running, stdout piped.
+    pub fn spawn_weirctl(&self, args: &[&str]) -> Result<Child> {
+        let mut c = Command::new(WINE64);
+        c.arg(TOOL_PATH).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.env(&mut c);
+        c.spawn().context("starting weirctl.exe")
+    }
+
+    /// `sc args...`; fails unless it exits 0.
+    pub fn sc(&mut self, args: &[&str]) -> Result<Run> {
+        let mut all = vec!["sc"];
+        all.extend_from_slice(args);
+        let r = self.run(&all)?;
+        if r.code != 0 {
+            bail!("sc {} failed ({}): {}{}", args.join(" "), r.code, r.stdout, r.stderr);
+        }
+        Ok(r)
+    }
+
+    /// Starts the service after clearing the stand-in's port file; returns the channel.
+    pub fn start(&mut self) -> Result<Channel> {
+        let port_file = self.c_path("C:\\weirtest\\port.txt");
+        let _ = std::fs::remove_file(&port_file);
+        self.sc(&["start", "weir"])?;
+        Channel::connect(&port_file, &self.c_path("C:\\weirtest\\refused.txt"))
+    }
+
+    /// `sc start weir` expected to fail; returns its output.
+    pub fn start_failing(&mut self) -> Result<Run> {
+        self.run(&["sc", "start", "weir"])
+    }
+
+    pub fn stop(&mut self) -> Result<()> {
+        self.sc(&["stop", "weir"]).map(|_| ())
+    }
+
+    /// Appends a line to the log (a check's heading or result).
+    pub fn note(&mut self, text: &str) {
+        let _ = writeln!(self.log, "# {text}");
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        kill_server(&self.prefix);
+    }
+}
+
+fn kill_server(prefix: &Path) {
+    let _ = Command::new(WINESERVER).arg("-k").env("WINEPREFIX", prefix).status();
+}
+
+/// The stand-in's localhost channel: one command line, one reply line.
+pub struct Channel {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    pub port: u16,
+}
+
+impl Channel {
+    /// Connects to the port the stand-in wrote (it listens from DllMain on).
+    pub fn connect(port_file: &Path, refused_file: &Path) -> Result<Self> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(refused_file) {
+                bail!("the stand-in refused weir.sys:\n{text}");
+            }
+            if let Ok(text) = std::fs::read_to_string(port_file) {
+                if let Ok(port) = text.trim().parse::<u16>() {
+                    return Self::to_port(port);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the fwpkclnt.sys stand-in did not open its test channel ({} not written)", port_file.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn to_port(port: u16) -> Result<Self> {
+        let writer = TcpStream::connect(("127.0.0.1", port)).context("connecting to the stand-in's channel")?;
+        writer.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Channel { reader: BufReader::new(writer.try_clone()?), writer, port })
+    }
+
+    /// Sends one command; returns the reply without its newline. `error ...` replies fail.
+    pub fn cmd(&mut self, line: &str) -> Result<String> {
+        self.writer.write_all(format!("{line}\n").as_bytes())?;
+        let mut reply = String::new();
+        self.reader.read_line(&mut reply).with_context(|| format!("reply to `{line}`"))?;
+        let reply = reply.trim_end().to_string();
+        if reply.is_empty() || reply.starts_with("error") {
+            bail!("stand-in: `{line}` -> `{reply}`");
+        }
+        Ok(reply)
+    }
+
+    /// The engine's state.
+    pub fn state(&mut self) -> Result<serde_json::Value> {
+        let text = self.cmd("state")?;
+        serde_json::from_str(&text).with_context(|| format!("stand-in state: {text}"))
+    }
+}
