@@ -68,6 +68,7 @@ pub fn stage(image: &Path, tool: &Path) -> Result<()> {
     host.install(&stand_in, "C:\\windows\\system32\\drivers\\fwpkclnt.sys")?;
     host.install(tool, host::TOOL_PATH)?;
     host.install(&bcrypt, "C:\\weir\\bcryptprimitives.dll")?;
+    host.install(&work.join("build").join("fwpk-rules.exe"), "C:\\weir\\fwpk-rules.exe")?;
     println!("prefix {} ready in {:.1} s", rel(&host.prefix), started.elapsed().as_secs_f64());
     let mut failures = Failures(Vec::new());
     let result = checks::run_all(&mut host, &mut failures);

@@ -31,6 +31,8 @@ const FAULTS: &[(&str, u32)] = &[
 ];
 
 pub fn run_all(host: &mut Host, f: &mut Failures) -> Result<()> {
+    step(host, "the stand-in's engine follows tests/wine/wfp_rules.toml (fwpk-rules.exe)");
+    rules_table(host, f)?;
     step(host, "sc create + sc start: DriverEntry to the committed transaction");
     host.sc(&["create", "weir", "type=", "kernel", "start=", "demand", "binPath=", DRIVER_PATH])?;
     let mut ch = host.start()?;
@@ -54,6 +56,24 @@ pub fn run_all(host: &mut Host, f: &mut Failures) -> Result<()> {
     faults(host, f)?;
     step(host, "errors for a stopped and an absent driver");
     errors(host, f)?;
+    Ok(())
+}
+
+/// The stand-in's engine, built as an exe, runs one scenario per rule of the table (the same
+/// scenarios `tests/wine/test_rules_table.py` runs on the Python model) and must answer the
+/// table's status for each.
+fn rules_table(host: &mut Host, f: &mut Failures) -> Result<()> {
+    let expected = super::stand_in::expected_statuses(&super::stand_in::table()?)?;
+    let r = host.run(&["C:\\weir\\fwpk-rules.exe"])?;
+    let got: Vec<(String, u32)> = r
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let (id, st) = l.trim().split_once(' ')?;
+            Some((id.to_string(), u32::from_str_radix(st.trim_start_matches("0x"), 16).ok()?))
+        })
+        .collect();
+    f.check(r.code == 0 && got == expected, || format!("stand-in rules self-test: expected {expected:?}, got {}", r.stdout));
     Ok(())
 }
 

@@ -17,7 +17,6 @@ pub const TOOL_PATH: &str = "C:\\weir\\weirctl.exe";
 /// One Wine prefix with the driver installed and a log of every command.
 pub struct Host {
     pub prefix: PathBuf,
-    pub logs: PathBuf,
     log: std::fs::File,
 }
 
@@ -47,7 +46,7 @@ impl Host {
         }
         std::fs::create_dir_all(logs)?;
         let log = std::fs::File::create(logs.join("commands.log"))?;
-        let host = Host { prefix: prefix.to_path_buf(), logs: logs.to_path_buf(), log };
+        let host = Host { prefix: prefix.to_path_buf(), log };
         // The server lives for the whole stage (and 60 s after), so each run does not start one.
         let mut server = Command::new(WINESERVER);
         server.arg("-p60");

@@ -6,7 +6,7 @@ use crate::repo_root;
 use crate::weirctl::MINGW_GCC;
 use anyhow::{bail, Context, Result};
 use object::read::pe::PeFile64;
-use object::{Object, ObjectSymbol};
+use object::Object;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -95,25 +95,47 @@ fn guid_initializer(text: &str) -> Result<String> {
     Ok(format!("{{ {:#010x}, {:#06x}, {:#06x}, {{ {} }} }}", v >> 96, (v >> 80) & 0xFFFF, (v >> 64) & 0xFFFF, tail.join(", ")))
 }
 
-/// Builds `fwpkclnt.sys` into `dir` (beside its generated header); returns its path.
+/// The rules table.
+pub fn table() -> Result<toml::Value> {
+    let text = std::fs::read_to_string(repo_root().join(RULES)).with_context(|| format!("reading {RULES}"))?;
+    toml::from_str(&text).with_context(|| format!("parsing {RULES}"))
+}
+
+/// What the rules self-test must print: `(rule id, status)` in table order.
+pub fn expected_statuses(table: &toml::Value) -> Result<Vec<(String, u32)>> {
+    let status = table.get("status").and_then(toml::Value::as_table).context("rules table: no [status]")?;
+    let rules = table.get("rule").and_then(toml::Value::as_array).context("rules table: no [[rule]]")?;
+    rules
+        .iter()
+        .map(|r| {
+            let id = r.get("id").and_then(toml::Value::as_str).context("rule id")?;
+            let name = r.get("status").and_then(toml::Value::as_str).context("rule status")?;
+            let v = status.get(name).and_then(toml::Value::as_integer).context("rule status value")?;
+            Ok((id.to_string(), u32::try_from(v)?))
+        })
+        .collect()
+}
+
+/// Builds `fwpkclnt.sys` and the rules self-test `fwpk-rules.exe` (the same engine) into
+/// `dir`, beside their generated header; returns the DLL's path.
 pub fn build(dir: &Path) -> Result<PathBuf> {
     let root = repo_root();
-    let text = std::fs::read_to_string(root.join(RULES)).with_context(|| format!("reading {RULES}"))?;
-    let table: toml::Value = toml::from_str(&text).with_context(|| format!("parsing {RULES}"))?;
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("wfp_rules.h"), header(&table)?)?;
+    std::fs::write(dir.join("wfp_rules.h"), header(&table()?)?)?;
     let out = dir.join("fwpkclnt.sys");
-    let status = Command::new(MINGW_GCC)
-        .args(["-shared", "-O2", "-s", "-Wall", "-Wno-cast-function-type", "-Werror", "-I"])
-        .arg(dir)
-        .arg("-o")
-        .arg(&out)
-        .arg(root.join("tests/wine/fwpkclnt.c"))
-        .arg("-lws2_32")
-        .status()
-        .with_context(|| format!("running {MINGW_GCC}"))?;
-    if !status.success() {
-        bail!("building the fwpkclnt.sys stand-in failed ({status})");
+    for (target, extra) in [(&out, "-shared"), (&dir.join("fwpk-rules.exe"), "-DWFP_RULES_SELFTEST")] {
+        let status = Command::new(MINGW_GCC)
+            .args([extra, "-O2", "-s", "-Wall", "-Wno-cast-function-type", "-Werror", "-I"])
+            .arg(dir)
+            .arg("-o")
+            .arg(target)
+            .arg(root.join("tests/wine/fwpkclnt.c"))
+            .arg("-lws2_32")
+            .status()
+            .with_context(|| format!("running {MINGW_GCC}"))?;
+        if !status.success() {
+            bail!("building {} from tests/wine/fwpkclnt.c failed ({status})", target.display());
+        }
     }
     Ok(out)
 }
