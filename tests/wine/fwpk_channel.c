@@ -253,7 +253,8 @@ static void command(char *line, char *reply, size_t n)
 static DWORD WINAPI client_thread(void *arg)
 {
     SOCKET c = (SOCKET)(uintptr_t)arg;
-    static __thread char reply[65536];
+    char *reply = malloc(65536);
+    if (reply == NULL) { closesocket(c); return 1; }
     char line[1024];
     size_t used = 0;
     for (;;) {
@@ -264,7 +265,7 @@ static DWORD WINAPI client_thread(void *arg)
         char *nl;
         while ((nl = strchr(line, '\n')) != NULL) {
             *nl = 0;
-            command(line, reply, sizeof reply - 1);
+            command(line, reply, 65535);
             strcat(reply, "\n");
             send(c, reply, (int)strlen(reply), 0);
             size_t rest = used - (size_t)(nl + 1 - line);
@@ -274,6 +275,7 @@ static DWORD WINAPI client_thread(void *arg)
         }
         if (used >= sizeof line - 1) break;
     }
+    free(reply);
     closesocket(c);
     return 0;
 }

@@ -243,7 +243,20 @@ static void CALLBACK on_dll_load(ULONG reason, const LDR_NOTIFY_DATA *d, void *c
 
 BOOL WINAPI DllMain(HINSTANCE self, DWORD reason, void *reserved)
 {
-    (void)reserved;
+    if (reason == DLL_PROCESS_DETACH) {
+        /* The host exits once its only driver is gone (stopped, or failed to start): what the
+           driver left in the engine is written for the stage to check. Other threads are
+           already gone when the process exits (reserved != NULL). */
+        static char text[65536];
+        if (reserved != NULL && state_json(text, sizeof text)) {
+            FILE *f = fopen(DIR_ROOT "\\unload.json", "w");
+            if (f) {
+                fputs(text, f);
+                fclose(f);
+            }
+        }
+        return TRUE;
+    }
     if (reason != DLL_PROCESS_ATTACH) return TRUE;
     CreateDirectoryA(DIR_ROOT, NULL);
     InitializeCriticalSection(&bfe_lock);

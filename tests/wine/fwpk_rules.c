@@ -223,8 +223,14 @@ static const struct { const char *id; NTSTATUS (*run)(void); } scenarios[] = {
     { "permit-if-callout-unregistered", s_permit_if_callout_unregistered },
 };
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* "hold": stay alive until killed. Wine ends its system processes (services.exe and the
+       driver host) when no other process of the prefix runs; the stage keeps this one. */
+    if (argc > 1 && strcmp(argv[1], "hold") == 0) {
+        Sleep(INFINITE);
+        return 0;
+    }
     InitializeCriticalSection(&bfe_lock);
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
         reset();

@@ -69,6 +69,7 @@ pub fn stage(image: &Path, tool: &Path) -> Result<()> {
     host.install(tool, host::TOOL_PATH)?;
     host.install(&bcrypt, "C:\\weir\\bcryptprimitives.dll")?;
     host.install(&work.join("build").join("fwpk-rules.exe"), "C:\\weir\\fwpk-rules.exe")?;
+    host.hold("C:\\weir\\fwpk-rules.exe")?;
     println!("prefix {} ready in {:.1} s", rel(&host.prefix), started.elapsed().as_secs_f64());
     let mut failures = Failures(Vec::new());
     let result = checks::run_all(&mut host, &mut failures);

@@ -18,6 +18,9 @@ pub const TOOL_PATH: &str = "C:\\weir\\weirctl.exe";
 pub struct Host {
     pub prefix: PathBuf,
     log: std::fs::File,
+    /// A process that keeps the prefix's system processes (services.exe, the driver host)
+    /// alive: Wine ends them when no other process of the prefix runs.
+    keeper: Option<Child>,
 }
 
 /// The result of one command under Wine.
@@ -46,7 +49,7 @@ impl Host {
         }
         std::fs::create_dir_all(logs)?;
         let log = std::fs::File::create(logs.join("commands.log"))?;
-        let host = Host { prefix: prefix.to_path_buf(), log };
+        let host = Host { prefix: prefix.to_path_buf(), log, keeper: None };
         // The server lives for the whole stage (and 60 s after), so each run does not start one.
         let mut server = Command::new(WINESERVER);
         server.arg("-p60");
@@ -139,21 +142,57 @@ impl Host {
         Ok(r)
     }
 
-    /// Starts the service after clearing the stand-in's port file; returns the channel.
+    /// Starts a process that holds the prefix open (`fwpk-rules.exe hold`, installed by then).
+    pub fn hold(&mut self, exe: &str) -> Result<()> {
+        let mut c = Command::new(WINE64);
+        c.args([exe, "hold"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        self.env(&mut c);
+        self.keeper = Some(c.spawn().context("starting the keeper process")?);
+        Ok(())
+    }
+
+    /// Starts the service; returns the stand-in's channel (in a new driver host process:
+    /// winedevice.exe exits when its only driver stops).
     pub fn start(&mut self) -> Result<Channel> {
-        let port_file = self.c_path("C:\\weirtest\\port.txt");
-        let _ = std::fs::remove_file(&port_file);
+        let _ = std::fs::remove_file(self.c_path("C:\\weirtest\\port.txt"));
         self.sc(&["start", "weir"])?;
-        Channel::connect(&port_file, &self.c_path("C:\\weirtest\\refused.txt"))
+        Channel::connect(&self.c_path("C:\\weirtest\\port.txt"), &self.c_path("C:\\weirtest\\refused.txt"))
     }
 
-    /// `sc start weir` expected to fail; returns its output.
-    pub fn start_failing(&mut self) -> Result<Run> {
-        self.run(&["sc", "start", "weir"])
+    /// The engine as the stand-in left it when its host exited (after the driver stopped or
+    /// failed to start), from `C:\weirtest\unload.json`.
+    fn unload_state(&self) -> Result<serde_json::Value> {
+        let file = self.c_path("C:\\weirtest\\unload.json");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&file) {
+                if let Ok(v) = serde_json::from_str(&text) {
+                    return Ok(v);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the driver host did not exit (no {})", file.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
-    pub fn stop(&mut self) -> Result<()> {
-        self.sc(&["stop", "weir"]).map(|_| ())
+    /// `sc start weir` expected to fail; returns its output and the engine the host left.
+    pub fn start_failing(&mut self) -> Result<(Run, serde_json::Value)> {
+        let _ = std::fs::remove_file(self.c_path("C:\\weirtest\\unload.json"));
+        let r = self.run(&["sc", "start", "weir"])?;
+        if r.code == 0 {
+            return Ok((r, serde_json::Value::Null));
+        }
+        let state = self.unload_state()?;
+        Ok((r, state))
+    }
+
+    /// `sc stop weir`; returns the engine the host left when it exited.
+    pub fn stop(&mut self) -> Result<serde_json::Value> {
+        let _ = std::fs::remove_file(self.c_path("C:\\weirtest\\unload.json"));
+        self.sc(&["stop", "weir"])?;
+        self.unload_state()
     }
 
     /// Appends a line to the log (a check's heading or result).
@@ -164,6 +203,10 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
+        if let Some(mut k) = self.keeper.take() {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
         kill_server(&self.prefix);
     }
 }
@@ -180,7 +223,8 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Connects to the port the stand-in wrote (it listens from DllMain on).
+    /// Connects to the port the stand-in wrote (it listens from DllMain on); a port file left
+    /// by an exited host is retried until the new host rewrites it.
     pub fn connect(port_file: &Path, refused_file: &Path) -> Result<Self> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -189,7 +233,9 @@ impl Channel {
             }
             if let Ok(text) = std::fs::read_to_string(port_file) {
                 if let Ok(port) = text.trim().parse::<u16>() {
-                    return Self::to_port(port);
+                    if let Ok(ch) = Self::to_port(port) {
+                        return Ok(ch);
+                    }
                 }
             }
             if Instant::now() > deadline {

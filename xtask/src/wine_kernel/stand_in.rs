@@ -125,7 +125,7 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
     let out = dir.join("fwpkclnt.sys");
     for (target, extra) in [(&out, "-shared"), (&dir.join("fwpk-rules.exe"), "-DWFP_RULES_SELFTEST")] {
         let status = Command::new(MINGW_GCC)
-            .args([extra, "-O2", "-s", "-Wall", "-Wno-cast-function-type", "-Werror", "-I"])
+            .args([extra, "-O2", "-s", "-static", "-Wall", "-Wno-cast-function-type", "-Werror", "-I"])
             .arg(dir)
             .arg("-o")
             .arg(target)
