@@ -3,9 +3,8 @@
 use super::host::{Channel, Host, DRIVER_PATH};
 use super::{matrix, stress, Failures};
 use crate::repo_root;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 /// Statuses the fault injection answers with (the first column of the emulation model's
@@ -34,7 +33,7 @@ pub fn run_all(host: &mut Host, f: &mut Failures) -> Result<()> {
     step(host, "the stand-in's engine follows tests/wine/wfp_rules.toml (fwpk-rules.exe)");
     rules_table(host, f)?;
     step(host, "sc create + sc start: DriverEntry to the committed transaction");
-    host.sc(&["create", "weir", "type=", "kernel", "start=", "demand", "binPath=", DRIVER_PATH])?;
+    create_service(host)?;
     let mut ch = host.start()?;
     engine_after_start(&mut ch, f, "after sc start")?;
     step(host, "weirctl status (text and --json)");
@@ -75,6 +74,19 @@ fn rules_table(host: &mut Host, f: &mut Failures) -> Result<()> {
         .collect();
     f.check(r.code == 0 && got == expected, || format!("stand-in rules self-test: expected {expected:?}, got {}", r.stdout));
     Ok(())
+}
+
+/// `sc create`, repeated until `sc query` sees the service: the prefix's first services.exe
+/// (wineboot's) may still be going away when the stage's keeper has started the next one.
+fn create_service(host: &mut Host) -> Result<()> {
+    for _ in 0..20 {
+        if host.run(&["sc", "query", "weir"])?.code == 0 {
+            return Ok(());
+        }
+        host.run(&["sc", "create", "weir", "type=", "kernel", "start=", "demand", "binPath=", DRIVER_PATH])?;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    anyhow::bail!("sc create weir: the service never appeared in sc query")
 }
 
 fn step(host: &mut Host, what: &str) {
@@ -160,18 +172,16 @@ fn events(host: &mut Host, ch: &mut Channel, f: &mut Failures) -> Result<()> {
     f.check(pid_ok, || format!("events: pid 7777 and permit expected: {}", r.stdout));
 
     let dpcs_before = num(&ch.state()?, "dpcs_run");
-    let mut child = host.spawn_weirctl(&["--json", "events", "--follow"])?;
+    let (mut child, out) = host.spawn_weirctl(&["--json", "events", "--follow"])?;
     // Let the read park (nothing to report yet).
     std::thread::sleep(Duration::from_millis(1500));
     ch.cmd("classify 50 fe80::2 41000 17 2001:db8::7 53 0 1 8888")?;
-    let stdout = child.stdout.take().context("events --follow stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(15)).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut line = String::new();
+    while line.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        line = std::fs::read_to_string(&out).unwrap_or_default().lines().next().unwrap_or_default().to_string();
+    }
     let e = json_of(&line);
     f.check(e["remote_address"] == "2001:db8::7" && num(&e, "local_port") == 41000, || {
         format!("events --follow: the parked read did not deliver the connection (got {line:?})")

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where the driver lives in the prefix (what `sc create` names).
@@ -30,16 +30,6 @@ pub struct Run {
     pub stderr: String,
 }
 
-impl Run {
-    fn from(o: &Output) -> Self {
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-}
-
 impl Host {
     /// A fresh prefix at `prefix` (whatever was there is removed), logs in `logs`.
     pub fn create(prefix: &Path, logs: &Path) -> Result<Self> {
@@ -50,22 +40,23 @@ impl Host {
         std::fs::create_dir_all(logs)?;
         let log = std::fs::File::create(logs.join("commands.log"))?;
         let host = Host { prefix: prefix.to_path_buf(), log, keeper: None };
-        // The server lives for the whole stage (and 60 s after), so each run does not start one.
-        let mut server = Command::new(WINESERVER);
-        server.arg("-p60");
-        host.env(&mut server);
-        server.status().context("starting wineserver")?;
         let boot = host.wine(&["wineboot", "-i"])?;
         if boot.code != 0 {
             bail!("wineboot -i failed ({}): {}", boot.code, boot.stderr);
         }
+        // Let the boot's system processes and server finish, so the stage's services.exe is
+        // the only one (a service created while the first one exits can be lost).
+        let mut wait = Command::new(WINESERVER);
+        wait.arg("-w");
+        host.env(&mut wait);
+        wait.status().context("waiting for wineserver")?;
         Ok(host)
     }
 
     fn env(&self, c: &mut Command) {
         c.env("WINEPREFIX", &self.prefix)
             // DbgPrintEx output (debugstr) and the driver host's own warnings.
-            .env("WINEDEBUG", "-all,warn+debugstr,err+ntoskrnl")
+            .env("WINEDEBUG", "-all,warn+debugstr,err+ntoskrnl,err+module,err+sc,err+service")
             .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
             .env_remove("DISPLAY")
             .env_remove("WAYLAND_DISPLAY");
@@ -94,18 +85,33 @@ impl Host {
             args.join(" "),
             r.code,
             took.as_millis(),
-            r.stdout,
+            r.stdout.chars().take(4000).collect::<String>(),
             r.stderr.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("  stderr: {l}\n")).collect::<String>()
         );
     }
 
-    /// Runs `wine64 args...` to completion.
+    /// Runs `wine64 args...` to completion. Output goes through files, not pipes: the first
+    /// Wine process of a prefix starts its system processes (services.exe, the driver hosts),
+    /// which would inherit a pipe and keep it open for the life of the prefix.
     pub fn wine(&self, args: &[&str]) -> Result<Run> {
+        let (out, err) = (self.scratch("out"), self.scratch("err"));
         let mut c = Command::new(WINE64);
-        c.args(args).stdin(Stdio::null());
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out)?)
+            .stderr(std::fs::File::create(&err)?);
         self.env(&mut c);
-        let o = c.output().with_context(|| format!("running wine64 {}", args.join(" ")))?;
-        Ok(Run::from(&o))
+        let status = c.status().with_context(|| format!("running wine64 {}", args.join(" ")))?;
+        Ok(Run {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+        })
+    }
+
+    /// A scratch file beside the prefix.
+    fn scratch(&self, name: &str) -> PathBuf {
+        self.prefix.with_file_name(format!("io-{name}.txt"))
     }
 
     /// Runs and logs a command.
@@ -123,12 +129,17 @@ impl Host {
         self.run(&all)
     }
 
-    /// `weirctl.exe args...` left running, stdout piped.
-    pub fn spawn_weirctl(&self, args: &[&str]) -> Result<Child> {
+    /// `weirctl.exe args...` left running; its stdout goes to the returned file.
+    pub fn spawn_weirctl(&self, args: &[&str]) -> Result<(Child, PathBuf)> {
+        let out = self.scratch("follow");
         let mut c = Command::new(WINE64);
-        c.arg(TOOL_PATH).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.arg(TOOL_PATH)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out)?)
+            .stderr(Stdio::null());
         self.env(&mut c);
-        c.spawn().context("starting weirctl.exe")
+        Ok((c.spawn().context("starting weirctl.exe")?, out))
     }
 
     /// `sc args...`; fails unless it exits 0.
@@ -143,6 +154,8 @@ impl Host {
     }
 
     /// Starts a process that holds the prefix open (`fwpk-rules.exe hold`, installed by then).
+    /// The driver host's messages (the driver's DbgPrintEx lines on `debugstr`) reach the
+    /// stderr of the `sc start` that started it, in `commands.log`.
     pub fn hold(&mut self, exe: &str) -> Result<()> {
         let mut c = Command::new(WINE64);
         c.args([exe, "hold"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
