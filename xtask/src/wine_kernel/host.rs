@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where the driver lives in the prefix (what `sc create` names).
@@ -102,16 +103,21 @@ impl Host {
             .stderr(std::fs::File::create(&err)?);
         self.env(&mut c);
         let status = c.status().with_context(|| format!("running wine64 {}", args.join(" ")))?;
-        Ok(Run {
+        let run = Run {
             code: status.code().unwrap_or(-1),
             stdout: std::fs::read_to_string(&out).unwrap_or_default(),
             stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-        })
+        };
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&err);
+        Ok(run)
     }
 
-    /// A scratch file beside the prefix.
+    /// A scratch file beside the prefix, unique per call (runs may overlap on threads).
     fn scratch(&self, name: &str) -> PathBuf {
-        self.prefix.with_file_name(format!("io-{name}.txt"))
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.prefix.with_file_name(format!("io-{name}-{n}.txt"))
     }
 
     /// Runs and logs a command.

@@ -5,7 +5,7 @@
 //! as dropped. Seeds and counts are fixed, so a run is reproducible in what is classified
 //! (not in its interleaving).
 
-use super::host::{Channel, Host};
+use super::host::{Channel, Host, TOOL_PATH};
 use super::Failures;
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// Classify threads in the stand-in and classifications per thread.
 pub const THREADS: u32 = 4;
-pub const PER_THREAD: u32 = 250_000;
+pub const PER_THREAD: u32 = 600_000;
 pub const SEED: u64 = 0x00C0_FFEE;
 
 const POLICY_A: &str = "[defaults]\noutbound = \"permit\"\ninbound = \"block\"\nlog_all = true\n\n\
@@ -75,15 +75,27 @@ pub fn run(host: &mut Host, ch: &mut Channel, f: &mut Failures) -> Result<()> {
         }
         Ok(restarts)
     });
-    let (mut swaps, mut events_read, mut swap_failures) = (0u32, 0i64, 0u32);
-    while !classify.is_finished() {
-        let file = if swaps % 2 == 0 { "C:\\weir\\stress\\b.toml" } else { "C:\\weir\\stress\\a.toml" };
-        if host.weirctl(&["policy", "load", file])?.code != 0 {
-            swap_failures += 1;
+    // Policy swaps on one thread, event reads on this one, both until the classify run ends.
+    let (swaps, swap_failures, mut events_read) = std::thread::scope(|scope| -> Result<(u32, u32, i64)> {
+        let host_ref = &*host;
+        let swapper = scope.spawn(|| -> Result<(u32, u32)> {
+            let (mut swaps, mut failures) = (0u32, 0u32);
+            while !classify.is_finished() {
+                let file = if swaps % 2 == 0 { "C:\\weir\\stress\\b.toml" } else { "C:\\weir\\stress\\a.toml" };
+                if host_ref.wine(&[TOOL_PATH, "policy", "load", file])?.code != 0 {
+                    failures += 1;
+                }
+                swaps += 1;
+            }
+            Ok((swaps, failures))
+        });
+        let mut read = 0i64;
+        while !swapper.is_finished() {
+            read += connection_events(&host_ref.wine(&[TOOL_PATH, "--json", "events"])?.stdout);
         }
-        swaps += 1;
-        events_read += connection_events(&host.weirctl(&["--json", "events"])?.stdout);
-    }
+        let (swaps, failures) = swapper.join().map_err(|_| anyhow::anyhow!("swap thread panicked"))??;
+        Ok((swaps, failures, read))
+    })?;
     done.store(true, Ordering::Relaxed);
     let reply = classify.join().map_err(|_| anyhow::anyhow!("stress thread panicked"))??;
     let restarts = bfe.join().map_err(|_| anyhow::anyhow!("bfe thread panicked"))??;
