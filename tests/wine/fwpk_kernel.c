@@ -14,6 +14,7 @@ static void *WINAPI fill_ExAllocatePool2(uint64_t flags, SIZE_T size, ULONG tag)
 {
     if (fault(R_ExAllocatePool2)) return NULL;
     void *p = wine_alloc_with_tag ? wine_alloc_with_tag(0, size, tag) : NULL;
+    if (p) InterlockedIncrement64(&pool_allocated);
     if (p && !(flags & 0x2)) memset(p, 0, size);
     return p;
 }
@@ -146,6 +147,8 @@ WRAP(ZwSetSecurityObject)
 WRAP(ZwOpenKey)
 WRAP(ZwQueryValueKey)
 WRAP(ZwClose)
+/* Counted only: blocks freed, against ExAllocatePool2's successes (a leak check at unload). */
+WRAP(ExFreePoolWithTag)
 
 static void *const replacement[R_COUNT] = {
     [R_ExAllocatePool2] = (void *)fill_ExAllocatePool2,
@@ -165,6 +168,7 @@ static void *const replacement[R_COUNT] = {
     [R_ZwOpenKey] = (void *)wrap_ZwOpenKey,
     [R_ZwQueryValueKey] = (void *)wrap_ZwQueryValueKey,
     [R_ZwClose] = (void *)wrap_ZwClose,
+    [R_ExFreePoolWithTag] = (void *)wrap_ExFreePoolWithTag,
 };
 
 static int in_some_module(const void *addr)

@@ -49,7 +49,7 @@ enum routine {
     /* Wine's own ntoskrnl routines, wrapped only to count calls and inject failures */
     R_IoCreateDevice, R_IoCreateSymbolicLink, R_RtlCreateSecurityDescriptor, R_RtlCreateAcl,
     R_RtlAddAccessAllowedAce, R_RtlSetDaclSecurityDescriptor, R_ObOpenObjectByPointer,
-    R_ZwSetSecurityObject, R_ZwOpenKey, R_ZwQueryValueKey, R_ZwClose,
+    R_ZwSetSecurityObject, R_ZwOpenKey, R_ZwQueryValueKey, R_ZwClose, R_ExFreePoolWithTag,
     R_COUNT
 };
 static const char *const routine_names[R_COUNT] = {
@@ -62,7 +62,7 @@ static const char *const routine_names[R_COUNT] = {
     "KeRemoveQueueDpc", "KeFlushQueuedDpcs",
     "IoCreateDevice", "IoCreateSymbolicLink", "RtlCreateSecurityDescriptor", "RtlCreateAcl",
     "RtlAddAccessAllowedAce", "RtlSetDaclSecurityDescriptor", "ObOpenObjectByPointer",
-    "ZwSetSecurityObject", "ZwOpenKey", "ZwQueryValueKey", "ZwClose",
+    "ZwSetSecurityObject", "ZwOpenKey", "ZwQueryValueKey", "ZwClose", "ExFreePoolWithTag",
 };
 /* First wrapped Wine routine; the ones from R_ExAllocatePool2 up to it are filled here. */
 #define R_FIRST_WRAPPED R_IoCreateDevice
@@ -73,6 +73,7 @@ static volatile LONG fail_at[R_COUNT];     /* 0: no fault; else the call number 
 static NTSTATUS fail_status[R_COUNT];
 static volatile LONG faults_hit;
 static volatile LONG dpcs_run; /* DPCs the worker ran (fwpk_kernel.c) */
+static volatile LONG64 pool_allocated; /* ExAllocatePool2 successes (fwpk_kernel.c) */
 
 static int routine_index(const char *name)
 {

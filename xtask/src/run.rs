@@ -142,7 +142,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
 
     let scripts_tests = root.join("tests/scripts");
     if scripts_tests.is_dir() {
-        step("test-VM script checks (tests/scripts)");
+        step("test-VM script checks (tests/scripts) and the emulation model against the WFP rules table (tests/wine)");
         // pytest from the emulation suite's virtual environment (pinned in
         // tests/emulation/requirements.txt), else the system's.
         let venv_python = std::env::var_os("WEIR_EMU_VENV")
@@ -150,7 +150,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
             .join("bin/python");
         let python = if venv_python.is_file() { venv_python } else { "python3".into() };
         let ok = Command::new(python)
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/scripts"])
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/scripts", "tests/wine"])
             .current_dir(&root)
             .status()
             .map(|s| s.success())

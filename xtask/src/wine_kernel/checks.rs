@@ -122,7 +122,8 @@ pub fn engine_after_start(ch: &mut Channel, f: &mut Failures, when: &str) -> Res
     Ok(())
 }
 
-/// Nothing of Weir left in the engine (as the host left it after a stop or a failed start).
+/// Nothing of Weir left in the engine, and every pool block it allocated freed (as the host
+/// left it after a stop or a failed start).
 fn engine_clean(s: &Value, f: &mut Failures, when: &str) {
     f.check(
         num(s, "sessions") == 0
@@ -131,6 +132,7 @@ fn engine_clean(s: &Value, f: &mut Failures, when: &str) {
             && num(s, "subscriptions") == 0,
         || format!("{when}: the engine still holds Weir's objects: {s}"),
     );
+    f.check(num(s, "pool_live") == 0, || format!("{when}: {} pool block(s) never freed", num(s, "pool_live")));
 }
 
 fn json_of(text: &str) -> Value {

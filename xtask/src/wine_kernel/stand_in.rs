@@ -194,7 +194,8 @@ mod tests {
             "[status]\nSTATUS_SUCCESS = 0\n[[rule]]\nid = \"x\"\nstatus = \"STATUS_NOPE\"\n[[layer]]\n",
         )
         .unwrap_or(toml::Value::Integer(0));
-        assert!(header(&table).is_err());
+        let e = header(&table).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("STATUS_NOPE"), "{e}");
     }
 
     #[test]
