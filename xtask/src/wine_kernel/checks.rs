@@ -40,7 +40,7 @@ pub fn run_all(host: &mut Host, f: &mut Failures) -> Result<()> {
     status(host, f)?;
     step(host, "policy load/show/clear with every example; injected matrix vs the reference evaluator; stats --rules");
     matrix::examples(host, &mut ch, f)?;
-    step(host, "events and events --follow (a parked read completed from the DPC, then cancelled)");
+    step(host, "events and events --follow (a parked read completed from the DPC, then Ctrl-C)");
     events(host, &mut ch, f)?;
     step(host, "BFE stop and start");
     bfe(host, &mut ch, f)?;
@@ -156,7 +156,7 @@ fn status(host: &mut Host, f: &mut Failures) -> Result<()> {
 }
 
 /// Every connection at one layer, in monitor mode, reaches `events`; `events --follow` parks
-/// a read that a later classification completes from the DPC; killing the tool cancels it.
+/// a read that a later classification completes from the DPC; Ctrl-C cancels the next one.
 fn events(host: &mut Host, ch: &mut Channel, f: &mut Failures) -> Result<()> {
     host.weirctl(&["policy", "clear"])?;
     // Drain whatever earlier checks logged.
@@ -190,10 +190,21 @@ fn events(host: &mut Host, ch: &mut Channel, f: &mut Failures) -> Result<()> {
     });
     let dpcs_after = num(&ch.state()?, "dpcs_run");
     f.check(dpcs_after > dpcs_before, || format!("events --follow: no DPC ran ({dpcs_before} -> {dpcs_after})"));
-    // The tool's handle goes away with its process: Wine cancels the parked read.
-    let _ = child.kill();
-    let _ = child.wait();
-    std::thread::sleep(Duration::from_millis(300));
+    // Ctrl-C: Wine turns SIGINT into CTRL_C_EVENT; weirctl's handler cancels the parked read
+    // (CancelIoEx), the driver's cancel routine completes it with STATUS_CANCELLED, and the
+    // tool exits 0. A tool killed any other way would not exit 0.
+    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut exit = None;
+    while exit.is_none() && Instant::now() < deadline {
+        exit = child.try_wait()?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if exit.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    f.check(exit.is_some_and(|e| e.success()), || format!("events --follow after Ctrl-C: {exit:?} (expected a clean exit 0)"));
     let r = host.weirctl(&["--json", "status"])?;
     f.check(r.code == 0, || format!("status after cancelling a parked read: {} {}", r.code, r.stderr));
     Ok(())
