@@ -155,24 +155,32 @@ fn exports(path: &Path) -> Result<BTreeSet<String>> {
 pub fn import_gap(image: &Path, stand_in: &Path) -> Result<Vec<String>> {
     let data = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
     let pe = PeFile64::parse(&*data).with_context(|| format!("parsing {}", image.display()))?;
-    let wine = exports(Path::new(WINE_NTOSKRNL))?;
-    let ours = exports(stand_in)?;
-    let mut gap = Vec::new();
-    for import in pe.imports().context("import table of the image")? {
-        let dll = String::from_utf8_lossy(import.library()).to_ascii_lowercase();
-        let name = String::from_utf8_lossy(import.name()).into_owned();
-        let provided = match dll.as_str() {
-            "fwpkclnt.sys" => ours.contains(&name),
-            "ntoskrnl.exe" => {
-                FILLED.contains(&name.as_str()) || (wine.contains(&name) && !WINE_STUBS.contains(&name.as_str()))
-            }
-            _ => false,
-        };
-        if !provided {
-            gap.push(format!("{dll}!{name}"));
-        }
-    }
-    Ok(gap)
+    let imports: Vec<(String, String)> = pe
+        .imports()
+        .context("import table of the image")?
+        .iter()
+        .map(|i| (String::from_utf8_lossy(i.library()).into_owned(), String::from_utf8_lossy(i.name()).into_owned()))
+        .collect();
+    Ok(gap(&imports, &exports(Path::new(WINE_NTOSKRNL))?, &exports(stand_in)?))
+}
+
+/// The imports (`(dll, routine)`) that neither Wine's ntoskrnl (its exports, less the stubs),
+/// the stand-in's fills nor the stand-in's exports provide.
+fn gap(imports: &[(String, String)], wine: &BTreeSet<String>, ours: &BTreeSet<String>) -> Vec<String> {
+    imports
+        .iter()
+        .filter(|(dll, name)| {
+            let provided = match dll.to_ascii_lowercase().as_str() {
+                "fwpkclnt.sys" => ours.contains(name),
+                "ntoskrnl.exe" => {
+                    FILLED.contains(&name.as_str()) || (wine.contains(name) && !WINE_STUBS.contains(&name.as_str()))
+                }
+                _ => false,
+            };
+            !provided
+        })
+        .map(|(dll, name)| format!("{}!{name}", dll.to_ascii_lowercase()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -196,6 +204,30 @@ mod tests {
         .unwrap_or(toml::Value::Integer(0));
         let e = header(&table).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("STATUS_NOPE"), "{e}");
+    }
+
+    #[test]
+    fn gap_names_what_nobody_provides() {
+        let set = |xs: &[&str]| xs.iter().map(|x| (*x).to_string()).collect::<BTreeSet<String>>();
+        let wine = set(&["IoCreateDevice", "KeInsertQueueDpc"]);
+        let ours = set(&["FwpmEngineOpen0"]);
+        let imp = |d: &str, n: &str| (d.to_string(), n.to_string());
+        let imports = [
+            imp("ntoskrnl.exe", "IoCreateDevice"),
+            imp("ntoskrnl.exe", "ExAllocatePool2"),
+            imp("ntoskrnl.exe", "KeInsertQueueDpc"),
+            imp("ntoskrnl.exe", "EtwRegister"),
+            imp("FWPKCLNT.SYS", "FwpmEngineOpen0"),
+            imp("fwpkclnt.sys", "FwpmFilterDeleteByKey0"),
+            imp("HAL.dll", "KeGetCurrentIrql"),
+        ];
+        assert_eq!(
+            gap(&imports, &wine, &ours),
+            ["ntoskrnl.exe!EtwRegister", "fwpkclnt.sys!FwpmFilterDeleteByKey0", "hal.dll!KeGetCurrentIrql"]
+        );
+        // A Wine stub counts as provided only because the stand-in fills it.
+        let stub_only = [imp("ntoskrnl.exe", "KeInitializeDpc")];
+        assert!(gap(&stub_only, &set(&["KeInitializeDpc"]), &ours).is_empty(), "filled by the stand-in");
     }
 
     #[test]
