@@ -55,7 +55,7 @@ pub fn stage(image: &Path, tool: &Path) -> Result<()> {
     if !gap.is_empty() {
         bail!(
             "{} imports routines neither Wine 8 nor the fwpkclnt.sys stand-in provides: {}. Fill them in \
-             tests/wine/fwpkclnt.c (see docs on the Wine stage) before this stage can run",
+             tests/wine/fwpkclnt.c (README, Tests: the Wine kernel stage) before this stage can run",
             rel(image),
             gap.join(", ")
         );
