@@ -7,6 +7,7 @@
 //! - `cargo xtask wdk-task-graph` checks cargo-make's plan of the WDK flow
 //! - `cargo xtask wdk-compile` compiles what the WDK flows' build step compiles
 //! - `cargo xtask wine-test` builds weirctl.exe and runs its Wine tests
+//! - `cargo xtask wine-kernel` runs the packaged weir.sys under Wine's kernel-driver host
 
 mod build;
 mod package;
@@ -14,6 +15,7 @@ mod run;
 mod toolchain;
 mod wdk_flow;
 mod weirctl;
+mod wine_kernel;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -93,6 +95,9 @@ enum Command {
     },
     /// Build weirctl.exe (unsigned) and run its tests under Wine (a stage of `test`).
     WineTest,
+    /// Run the signed weir.sys and weirctl.exe of the package under Wine's kernel-driver
+    /// host (a stage of `test`; run `cargo xtask package` first).
+    WineKernel,
 }
 
 fn main() {
@@ -117,6 +122,7 @@ fn main() {
             wdk_flow::compile::run(&targets.iter().map(String::as_str).collect::<Vec<_>>())
         }
         Command::WineTest => weirctl::build_exe().and_then(|exe| weirctl::wine_tests(&exe)),
+        Command::WineKernel => wine_kernel::stage(&package::package_dir().join(weir_package::SYS), &weirctl::exe_path()),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

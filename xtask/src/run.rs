@@ -146,9 +146,22 @@ pub fn test_all(emulation: bool) -> Result<()> {
     }
     outcomes.push(Outcome { name: "weirctl.exe under Wine", ok: ok.is_ok() });
 
+    step("weir.sys + weirctl.exe under Wine's kernel-driver host (xtask/src/wine_kernel.rs)");
+    // The shipped bytes only: the signed image and tool of the package.
+    let signed = crate::package::package_dir().join(weir_package::SYS);
+    let ok = if packaged && signed.is_file() && tool.is_file() {
+        crate::wine_kernel::stage(&signed, &tool)
+    } else {
+        Err(anyhow::anyhow!("no signed package to run (the package stage failed)"))
+    };
+    if let Err(e) = &ok {
+        eprintln!("error: {e:#}");
+    }
+    outcomes.push(Outcome { name: "weir.sys under Wine's kernel-driver host", ok: ok.is_ok() });
+
     let scripts_tests = root.join("tests/scripts");
     if scripts_tests.is_dir() {
-        step("test-VM script checks (tests/scripts)");
+        step("test-VM script checks (tests/scripts) and the emulation model against the WFP rules table (tests/wine)");
         // pytest from the emulation suite's virtual environment (pinned in
         // tests/emulation/requirements.txt), else the system's.
         let venv_python = std::env::var_os("WEIR_EMU_VENV")
@@ -156,7 +169,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
             .join("bin/python");
         let python = if venv_python.is_file() { venv_python } else { "python3".into() };
         let ok = Command::new(python)
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/scripts"])
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/scripts", "tests/wine"])
             .current_dir(&root)
             .status()
             .map(|s| s.success())

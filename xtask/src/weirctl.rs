@@ -125,7 +125,7 @@ pub fn package_exe(osslsigncode: &Path, signer: &SigningCert, time: i64) -> Resu
 }
 
 /// Builds the test-only `bcryptprimitives.dll` stand-in into `dir`.
-fn build_stand_in(dir: &Path) -> Result<()> {
+pub fn build_stand_in(dir: &Path) -> Result<()> {
     let source = repo_root().join("tests/wine/bcryptprimitives.c");
     let status = Command::new(MINGW_GCC)
         .args(["-shared", "-O2", "-s", "-o"])
