@@ -158,9 +158,8 @@ pub fn check_bytes(data: &[u8], pdb: Option<PdbIdentity<'_>>) -> Result<Report, 
     let nt = pe.nt_headers();
     let header = nt.file_header();
     let opt = nt.optional_header();
-    let mut r = Report::default();
+    let mut r = Report { machine: header.machine.get(LE), ..Report::default() };
 
-    r.machine = header.machine.get(LE);
     r.push(
         "machine",
         MACHINES.contains(&r.machine) && opt.magic() == IMAGE_NT_OPTIONAL_HDR64_MAGIC,
