@@ -61,8 +61,6 @@ pub struct Callbacks {
     pub flow_delete: FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN0,
     /// Called by the filter engine at PASSIVE_LEVEL on BFE state changes.
     pub bfe_state: FWPM_SERVICE_STATE_CHANGE_CALLBACK0,
-    /// Cancel routine of parked READ_EVENTS requests.
-    pub cancel_read: wfp_km::csq::CancelRoutine,
 }
 
 /// The session with BFE, guarded so DriverEntry, DriverUnload and the BFE
@@ -139,7 +137,7 @@ impl Driver {
         self.link = Some(SymbolicLink::create(ids::LINK_NAME, ids::DEVICE_NAME)?);
         // Before the callouts: classify records into it as soon as filters
         // exist; shutdown frees it after the callouts are gone.
-        self.events = Some(EventLog::try_new(callbacks.cancel_read)?);
+        self.events = Some(EventLog::try_new()?);
         self.callouts.register(device, callbacks)?;
         self.bfe = Some(Subscription::subscribe(device, callbacks.bfe_state)?);
         // Subscribed first, then asked: a change in between is not lost (the

@@ -161,6 +161,17 @@ kernel_import!("ntoskrnl.exe", "system" {
 
     /// Removes a DPC from its queue; `TRUE` (1) if it was queued. Any IRQL.
     pub fn KeRemoveQueueDpc(dpc: *mut windows_sys::Wdk::Foundation::KDPC) -> u8;
+
+    /// `TRUE` (1) if normal kernel APCs are disabled for the current thread
+    /// (IRQL >= APC_LEVEL, or inside a critical or guarded region). Any
+    /// IRQL. Returns `BOOLEAN` (u8; windows-sys declares `bool`).
+    pub fn KeAreApcsDisabled() -> u8;
+
+    /// Disables normal kernel APCs for the current thread. IRQL <= APC_LEVEL.
+    pub fn KeEnterCriticalRegion();
+
+    /// Re-enables them (pairs with `KeEnterCriticalRegion`). IRQL <= APC_LEVEL.
+    pub fn KeLeaveCriticalRegion();
 });
 
 /// `SL_PENDING_RETURNED` in `IO_STACK_LOCATION.Control` (what
