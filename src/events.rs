@@ -257,9 +257,11 @@ impl EventLog {
     }
 
     /// The DPC routine's body (DISPATCH_LEVEL): completes parked reads
-    /// while records are waiting. Bounded per run; if records and readers
-    /// remain after [`DPC_ROUNDS`] rounds, the DPC is queued again rather
-    /// than leaving a reader waiting for the next event. The reads are
+    /// while records are waiting. Bounded per run (at most
+    /// `DPC_ROUNDS` rounds and [`MAX_PENDING_READS`] completions, each
+    /// drain at most [`MAX_DRAIN_BYTES`]); when it stops with records left,
+    /// the DPC is queued again rather than leaving a reader waiting for the
+    /// next event. The reads are
     /// completed at the very end, after every use of the log (the last one
     /// may let a deferred unload start; unload flushes this DPC, so its
     /// memory stays until this routine returns anyway).
@@ -289,7 +291,15 @@ impl EventLog {
             }
             let irp = match current.take() {
                 Some(irp) => irp,
-                None if !self.has_work() || done.is_full() => break,
+                None if !self.has_work() => break,
+                None if done.is_full() => {
+                    // Records left and maybe readers parked meanwhile: come
+                    // back after these completions.
+                    if !self.closing.load(Ordering::Acquire) {
+                        self.dpc.queue();
+                    }
+                    break;
+                }
                 None => match self.readers.next() {
                     Some(irp) => irp,
                     None => break,

@@ -509,6 +509,8 @@ class KernelModel(EventsModelMixin):
             call.irql = self.irql
             self.calls.append(call)
             self.check_irql(call, api)
+            self.check_apcs(call, api)
+            self.check_after_completion(call, api)
             fault = self._faults.pop((self.phase, api, call.occurrence), None)
             if fault is None:
                 fault = self._instance_faults.pop((self.phase, inst, api, self._inst_occ[(self.phase, inst, api)]), None)
@@ -1128,6 +1130,8 @@ class KernelModel(EventsModelMixin):
         self.irp_completions.append({"irp": irp, "status": status, "information": info, "call": call.label})
         self.check_completion(mem, call, irp)
         orig(argv)
+        self.outstanding_irps.discard(irp)
+        self._watch_after_completion(emu, call, irp)
         return None
 
     def _dbgprint(self, emu, mem, call, fixed):
