@@ -124,6 +124,145 @@ impl Drop for Subscription {
     }
 }
 
+/// The dynamic session a driver keeps with BFE while it runs, and whether
+/// shutdown began; the state DriverEntry, DriverUnload and the BFE state
+/// callback share (all at PASSIVE_LEVEL, possibly at once). Every decision
+/// (open or not, close, stop for good) is made by one of these methods on
+/// the slot behind one lock ([`PassiveMutex`]), never from a value read
+/// under an earlier acquisition.
+///
+/// Argument: `stopping` only ever goes from false to true, and only
+/// [`SessionSlot::close`] with `stopping` sets it, taking the session out
+/// in the same critical section; [`SessionSlot::start`] reads `stopping`
+/// and stores the new session in one critical section. So once unload's
+/// close has run, no start can store a session, and the one it took out is
+/// the last: after unload nothing is left open. Checked by loom
+/// (`session_slot_*` tests, with a check-then-act variant loom must catch):
+/// `RUSTFLAGS="--cfg loom" cargo test -p wfp-km --release --lib bfe`.
+pub struct SessionSlot<E> {
+    engine: Option<E>,
+    stopping: bool,
+}
+
+impl<E> Default for SessionSlot<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E> SessionSlot<E> {
+    /// No session, not stopping.
+    pub const fn new() -> Self {
+        Self { engine: None, stopping: false }
+    }
+
+    /// Opens a session with `open` unless one is open or shutdown began.
+    /// Returns whether a session is open now. `open`'s error leaves the slot
+    /// as it was.
+    pub fn start<Er>(&mut self, open: impl FnOnce() -> core::result::Result<E, Er>) -> core::result::Result<bool, Er> {
+        if self.stopping {
+            return Ok(false);
+        }
+        if self.engine.is_none() {
+            self.engine = Some(open()?);
+        }
+        Ok(true)
+    }
+
+    /// Takes the session out (dropping it closes it) and, with `stopping`,
+    /// keeps the slot closed for good.
+    pub fn close(&mut self, stopping: bool) -> Option<E> {
+        self.stopping |= stopping;
+        self.engine.take()
+    }
+
+    /// Whether a session is open.
+    pub fn is_open(&self) -> bool {
+        self.engine.is_some()
+    }
+}
+
+#[cfg(all(test, loom))]
+#[allow(clippy::unwrap_used)]
+mod loom_tests {
+    use super::SessionSlot;
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+    use loom::sync::{Arc, Mutex};
+    use loom::thread;
+
+    /// A session that counts itself open until dropped (closed).
+    struct Engine(Arc<AtomicUsize>);
+    impl Drop for Engine {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn open(live: &Arc<AtomicUsize>) -> Result<Engine, ()> {
+        live.fetch_add(1, Ordering::SeqCst);
+        Ok(Engine(live.clone()))
+    }
+
+    /// DriverEntry starts filtering; the BFE callback reports a restart
+    /// (close, then start); DriverUnload closes for good. `start` is the
+    /// start under test. After all three: nothing open, nothing stored.
+    fn scenario(start: fn(&Mutex<SessionSlot<Engine>>, &Arc<AtomicUsize>)) {
+        loom::model(move || {
+            let slot = Arc::new(Mutex::new(SessionSlot::new()));
+            let live = Arc::new(AtomicUsize::new(0));
+            let entry = {
+                let (slot, live) = (slot.clone(), live.clone());
+                thread::spawn(move || start(&slot, &live))
+            };
+            let bfe = {
+                let (slot, live) = (slot.clone(), live.clone());
+                thread::spawn(move || {
+                    drop(slot.lock().unwrap().close(false));
+                    start(&slot, &live);
+                })
+            };
+            // DriverUnload (after DriverEntry returned it could not run, but
+            // the BFE callback can race it: unsubscribe comes after close).
+            drop(slot.lock().unwrap().close(true));
+            entry.join().unwrap();
+            bfe.join().unwrap();
+            assert!(!slot.lock().unwrap().is_open(), "a session was stored after unload closed the slot");
+            assert_eq!(live.load(Ordering::SeqCst), 0, "a session is left open after unload");
+        });
+    }
+
+    fn start_locked(slot: &Mutex<SessionSlot<Engine>>, live: &Arc<AtomicUsize>) {
+        let _ = slot.lock().unwrap().start(|| open(live));
+    }
+
+    #[test]
+    fn session_slot_leaves_nothing_open_after_unload() {
+        scenario(start_locked);
+    }
+
+    /// Check-then-act: `stopping` read under one acquisition, the session
+    /// stored under another. Loom must find the interleaving where unload's
+    /// close runs in between and the session outlives unload.
+    #[test]
+    #[should_panic(expected = "after unload")]
+    fn session_slot_check_then_act_is_caught() {
+        scenario(|slot, live| {
+            let (stopping, open_now) = {
+                let s = slot.lock().unwrap();
+                (s.stopping, s.is_open())
+            };
+            if stopping || open_now {
+                return;
+            }
+            let engine = open(live).unwrap();
+            let mut s = slot.lock().unwrap();
+            if s.engine.is_none() {
+                s.engine = Some(engine);
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
