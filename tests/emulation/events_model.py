@@ -260,7 +260,10 @@ class EventsModelMixin:
         if self.phase in ("DriverUnload", "DPC") or self.outstanding_irps:
             return
         self.after_last_completion = {"call": call.label, "irp": irp, "phase": self.phase}
-        ranges = [(a, a + b["size"], f"pool block {a:#x} ({b['tag'] if isinstance(b['tag'], str) else b['tag']}, from {b['call']})")
+        def tag(t):
+            return t if isinstance(t, str) else int(t).to_bytes(4, "little").decode("latin-1")
+
+        ranges = [(a, a + b["size"], f"pool block {a:#x} (tag {tag(b['tag'])!r}, from {b['call']})")
                   for a, b in self.pool.items()]
         ranges += self.watch_extra_ranges
 
