@@ -33,10 +33,11 @@ completion rules of pended IRPs. The model keeps its own books:
 * critical regions: `KeEnterCriticalRegion`/`KeLeaveCriticalRegion` keep a
   depth (leaving more than entered, or returning from a driver call inside
   one, is a violation) and `KeAreApcsDisabled` answers from it and the IRQL.
-  Weir runs every classify and request path with normal kernel APCs disabled
-  (so a suspended thread cannot stall a shared section): in classifyFn and
-  IRP_MJ_DEVICE_CONTROL dispatch, a copy (`memcpy`/`memmove`), an allocation
-  or a wait made at PASSIVE_LEVEL with APCs enabled is a violation.
+  Weir does the work of classifyFn and of IRP_MJ_DEVICE_CONTROL dispatch
+  with normal kernel APCs disabled (so a suspended thread cannot stall a
+  shared section): there, any call made at PASSIVE_LEVEL with APCs enabled
+  is a violation, except the ones that set up the protection (the region
+  calls, a spin lock acquire) and the final IofCompleteRequest.
 """
 
 from __future__ import annotations
@@ -90,11 +91,14 @@ EVENTS_IRQL_RULES = {
     "KeLeaveCriticalRegion": (APC_LEVEL, "ntddk/nf-ntddk-keleavecriticalregion"),
 }
 
-# Calls that do a shared section's work (copies, allocations, waits): with
-# normal kernel APCs enabled at PASSIVE_LEVEL in these phases they are a
-# violation (see the module documentation).
-APC_SENSITIVE_CALLS = {"memcpy", "memmove", "ExAllocatePool2", "ExAllocatePoolWithTag", "KeDelayExecutionThread",
-                       "KeWaitForSingleObject"}
+# classifyFn and IRP_MJ_DEVICE_CONTROL dispatch do their work (policy read
+# sections, the ring's windows, GET_POLICY's copy, the setter lock) with
+# normal kernel APCs disabled: at PASSIVE_LEVEL with APCs enabled, every call
+# but these is a violation (see the module documentation). The exceptions are
+# the calls that establish the protection (the region calls; a spin lock
+# raises to DISPATCH_LEVEL) and the completion, which comes after the work.
+APC_EXEMPT_CALLS = {"KeAreApcsDisabled", "KeEnterCriticalRegion", "KeLeaveCriticalRegion",
+                    "KeAcquireSpinLockRaiseToDpc", "IofCompleteRequest"}
 IRP_MJ_DEVICE_CONTROL = 0x0E
 
 # 2026-01-01T00:00:00Z in 100 ns units since 1601.
@@ -239,7 +243,7 @@ class EventsModelMixin:
     def check_apcs(self, call, api: str) -> None:
         """A shared section's work with normal kernel APCs enabled (see the module documentation)."""
         in_request = self.phase == "classify" or (self.phase == "dispatch" and self.dispatch_major == IRP_MJ_DEVICE_CONTROL)
-        if api in APC_SENSITIVE_CALLS and in_request and self.irql == PASSIVE_LEVEL and self.critical_depth == 0:
+        if api not in APC_EXEMPT_CALLS and in_request and self.irql == PASSIVE_LEVEL and self.critical_depth == 0:
             self.violation(call, "APC", f"{api} in {self.phase} at PASSIVE_LEVEL with normal kernel APCs enabled: "
                                         "a thread suspended here stalls every other user of the shared section "
                                         "(enter a critical region, or run at DISPATCH_LEVEL)")
