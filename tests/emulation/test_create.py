@@ -50,6 +50,7 @@ def test_default_device_security_would_let_a_user_in(new_run):
     run = new_run("default-sd").start()
     (dev,) = run.model.live_devices().values()
     dev["dacl"] = None
+    dev["label"] = None  # and without its mandatory label (the default medium one applies)
     status, reason, _ = run.open_device("standard user")
     assert status == L.STATUS_SUCCESS, reason
 
