@@ -35,7 +35,7 @@ use crate::events::EventLog;
 use crate::ids;
 use core::sync::atomic::{AtomicBool, Ordering};
 use wfp_km::ale::AleLayer;
-use wfp_km::bfe::{self, BfeState, PassiveMutex, Subscription};
+use wfp_km::bfe::{self, BfeState, PassiveMutex, SessionSlot, Subscription};
 use wfp_km::callout::{CalloutFns, Registration};
 use wfp_km::device::{ControlDevice, DriverObject, SymbolicLink};
 use wfp_km::engine::Engine;
@@ -61,22 +61,14 @@ pub struct Callbacks {
     pub flow_delete: FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN0,
     /// Called by the filter engine at PASSIVE_LEVEL on BFE state changes.
     pub bfe_state: FWPM_SERVICE_STATE_CHANGE_CALLBACK0,
-    /// Cancel routine of parked READ_EVENTS requests.
-    pub cancel_read: wfp_km::csq::CancelRoutine,
 }
 
-/// The session with BFE, guarded so DriverEntry, DriverUnload and the BFE
-/// state callback (all PASSIVE_LEVEL, possibly concurrent) take turns.
-pub struct Session {
-    engine: Option<Engine>,
-    /// Set by shutdown: from then on nothing opens a session again.
-    stopping: bool,
-}
-
-/// Weir's filtering state. A static (not part of [`Driver`]) so the BFE
-/// callback can reach it with no context pointer, whatever happens to the
-/// pool-allocated state.
-pub static FILTERING: PassiveMutex<Session> = PassiveMutex::new(Session { engine: None, stopping: false });
+/// Weir's filtering state: the session with BFE (`wfp_km::bfe::SessionSlot`,
+/// whose argument and loom test cover DriverEntry, DriverUnload and the BFE
+/// state callback racing), behind a PASSIVE_LEVEL lock. A static (not part
+/// of [`Driver`]) so the BFE callback can reach it with no context pointer,
+/// whatever happens to the pool-allocated state.
+pub static FILTERING: PassiveMutex<SessionSlot<Engine>> = PassiveMutex::new(SessionSlot::new());
 
 /// Whether Weir's filters are in BFE now (the stats reply's "filtering").
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -139,7 +131,7 @@ impl Driver {
         self.link = Some(SymbolicLink::create(ids::LINK_NAME, ids::DEVICE_NAME)?);
         // Before the callouts: classify records into it as soon as filters
         // exist; shutdown frees it after the callouts are gone.
-        self.events = Some(EventLog::try_new(callbacks.cancel_read)?);
+        self.events = Some(EventLog::try_new()?);
         self.callouts.register(device, callbacks)?;
         self.bfe = Some(Subscription::subscribe(device, callbacks.bfe_state)?);
         // Subscribed first, then asked: a change in between is not lost (the
@@ -192,22 +184,22 @@ impl Driver {
 /// start).
 fn start_filtering() -> Result<()> {
     let Some(mut session) = FILTERING.lock() else { return Ok(()) };
-    if session.stopping || session.engine.is_some() {
-        return Ok(());
+    let open = session.start(|| {
+        let engine = Engine::open_dynamic(ids::SESSION_NAME, ids::SESSION_DESCRIPTION)?;
+        add_filtering_objects(&engine)?;
+        Ok(engine)
+    })?;
+    if open {
+        ACTIVE.store(true, Ordering::Release);
     }
-    let engine = Engine::open_dynamic(ids::SESSION_NAME, ids::SESSION_DESCRIPTION)?;
-    add_filtering_objects(&engine)?;
-    session.engine = Some(engine);
-    ACTIVE.store(true, Ordering::Release);
     Ok(())
 }
 
 /// Closes the session (if any) and, with `stopping`, keeps it closed.
 fn close_session(stopping: bool) {
     let Some(mut session) = FILTERING.lock() else { return };
-    session.stopping |= stopping;
     ACTIVE.store(false, Ordering::Release);
-    drop(session.engine.take());
+    drop(session.close(stopping));
 }
 
 fn stop_filtering() {

@@ -19,8 +19,10 @@
 //!   arrive.
 //! - **Cancelling**: CancelIoEx and thread/process exit reach the cancel
 //!   routine; IRP_MJ_CLEANUP of a handle completes that handle's parked
-//!   reads; unload completes all. Each completes a read exactly once with
-//!   `STATUS_CANCELLED` (see `wfp_km::csq`).
+//!   reads and refuses any read of that handle that arrives later; unload
+//!   completes all. Each completes a read exactly once with
+//!   `STATUS_CANCELLED` (see `wfp_km::csq`), after all bookkeeping: once a
+//!   read is completed nothing of the log is touched.
 //! - **Several readers share** the stream: each event goes to exactly one
 //!   read request (the oldest parked one first). Run one reader per machine
 //!   if every reader must see every event.
@@ -31,16 +33,25 @@
 //! completion to one place at DISPATCH_LEVEL. The DPC routine and the IOCTL
 //! path share only the ring (lock-free), the gate (atomic) and the IRP
 //! queue (spin lock held across slot updates only).
+//!
+//! Shared sections and thread suspension: the ring's producer window (claim
+//! a slot, publish it) runs in classifyFn at DISPATCH_LEVEL or, when the
+//! engine classifies at PASSIVE_LEVEL, inside the critical region the
+//! kernel boundary enters; its consumer window in the DPC (DISPATCH_LEVEL)
+//! or in READ_EVENTS inside a critical region (`KeEnterCriticalRegion`), so
+//! no thread can be suspended holding a slot; the queue's sections hold its
+//! spin lock (DISPATCH_LEVEL).
 
 use crate::classify::{Applied, Outcome};
 use core::net::IpAddr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use weir_events::{drain_into, AppPath, Decision, Direction, Event, IpVersion, Ring, WakeGate};
 use wfp_km::classify::{IncomingValues, Metadata};
-use wfp_km::csq::{CancelRoutine, IrpQueue};
+use wfp_km::csq::{IrpQueue, Pend, Waiters};
 use wfp_km::dpc::Dpc;
 use wfp_km::irp::{DeviceControl, Irp};
 use wfp_km::pool::PoolBox;
+use wfp_km::sync::critical::CriticalRegion;
 use wfp_km::sys::fwps::{ale_auth_connect_v4 as connect, ale_auth_recv_accept_v4 as accept};
 use wfp_km::{NtStatus, Result};
 
@@ -56,6 +67,16 @@ pub const RING_CAPACITY: usize = 512;
 /// Reads parked at once, all handles together.
 pub const MAX_PENDING_READS: usize = 16;
 
+/// The most one drain can write: a dropped-events marker and every event
+/// the ring holds. The completion DPC views (and zeroes) at most this much
+/// of a caller's buffer, whatever length user mode asked for, so its work
+/// is bounded by the ring, not by the caller.
+pub const MAX_DRAIN_BYTES: usize = MIN_READ_BUFFER + RING_CAPACITY * MAX_CONNECTION_SIZE;
+
+/// Rounds of one DPC run before it re-queues itself (each round completes
+/// a read, or finds its records taken by a concurrent read).
+const DPC_ROUNDS: usize = 2 * MAX_PENDING_READS;
+
 /// The driver setting "record every connection", on while no policy is
 /// loaded (monitor mode: nothing would be recorded otherwise). The control
 /// device turns it off when a policy is set and on again when it is cleared
@@ -64,33 +85,96 @@ pub const MAX_PENDING_READS: usize = 16;
 /// folds into the verdict) are recorded.
 pub const LOG_ALL_DEFAULT: bool = true;
 
+/// The readers-waiting gate, kept by the IRP queue (armed before a read
+/// looks at the ring a last time, disarmed under the queue lock whenever a
+/// read leaves it).
+pub struct Gate(WakeGate);
+
+impl Waiters for Gate {
+    fn arm(&self) {
+        self.0.arm();
+    }
+    fn disarm(&self) {
+        self.0.disarm();
+    }
+}
+
+/// The parked reads.
+pub type Readers = IrpQueue<Gate, MAX_PENDING_READS>;
+
 /// The event ring, the parked reads and the DPC that completes them.
 pub struct EventLog {
     /// Flushed first on drop (see `Drop`).
     dpc: Dpc,
-    readers: IrpQueue<MAX_PENDING_READS>,
-    gate: WakeGate,
+    readers: Readers,
     ring: Ring<Event>,
     log_all: AtomicBool,
     recorded: AtomicU64,
+    /// Set by unload before the DPC is flushed: the DPC no longer re-queues
+    /// itself.
+    closing: AtomicBool,
+}
+
+/// Reads to complete, collected while the log is still being used and
+/// completed at the very end (nothing of the log is touched after a
+/// completion: see `wfp_km::csq`).
+struct Completions {
+    done: [Option<(Irp, NtStatus, usize)>; MAX_PENDING_READS],
+    len: usize,
+}
+
+impl Completions {
+    fn new() -> Self {
+        Self { done: [const { None }; MAX_PENDING_READS], len: 0 }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len >= self.done.len()
+    }
+
+    fn push(&mut self, irp: Irp, status: NtStatus, information: usize) {
+        if let Some(slot) = self.done.get_mut(self.len) {
+            *slot = Some((irp, status, information));
+            self.len += 1;
+        } else {
+            // Not reached: callers check is_full first. Completing here is
+            // still correct, only not last.
+            irp.complete(status, information);
+        }
+    }
+
+    /// Completes them all; the caller touches nothing of the log after.
+    fn complete_all(self) {
+        for (irp, status, information) in self.done.into_iter().flatten() {
+            irp.complete(status, information);
+        }
+    }
+}
+
+/// The part of a read's output buffer a drain uses: the caller's length,
+/// at most [`MAX_DRAIN_BYTES`].
+fn drain_len(irp: &Irp) -> usize {
+    irp.device_control()
+        .and_then(|r| usize::try_from(r.output_len).ok())
+        .unwrap_or(0)
+        .min(MAX_DRAIN_BYTES)
 }
 
 impl EventLog {
-    /// Allocates the ring (fallibly) in non-paged pool. `cancel` is the
-    /// cancel routine of parked reads; it must call
-    /// [`EventLog::cancel_read`]. The DPC still needs `Dpc::init` with this
-    /// log as context (the kernel boundary does it) before reads can be
-    /// woken by classify.
-    pub fn try_new(cancel: CancelRoutine) -> Result<PoolBox<Self>> {
+    /// Allocates the ring (fallibly) in non-paged pool. Parked reads get
+    /// `wfp_km::csq::cancel_routine`, which finds this log's queue through
+    /// the IRP. The DPC still needs `Dpc::init` with this log as context
+    /// (the kernel boundary does it) before reads can be woken by classify.
+    pub fn try_new() -> Result<PoolBox<Self>> {
         // The log first, then its slots: on unload they are freed in the
         // reverse order.
         let mut log = PoolBox::try_new(Self {
             dpc: Dpc::new(),
-            readers: IrpQueue::new(cancel),
-            gate: WakeGate::new(),
+            readers: IrpQueue::new(Gate(WakeGate::new())),
             ring: Ring::unallocated(),
             log_all: AtomicBool::new(LOG_ALL_DEFAULT),
             recorded: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         })?;
         log.ring.allocate(RING_CAPACITY).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
         Ok(log)
@@ -99,11 +183,6 @@ impl EventLog {
     /// The completion DPC, for `Dpc::init` at the kernel boundary.
     pub fn dpc(&self) -> &Dpc {
         &self.dpc
-    }
-
-    /// The parked reads, for the cancel routine.
-    pub fn readers(&self) -> &IrpQueue<MAX_PENDING_READS> {
-        &self.readers
     }
 
     /// Records every connection (`true`) or only blocks and `log` rules.
@@ -118,13 +197,16 @@ impl EventLog {
 
     /// classifyFn: copies `event` into the ring; wakes a parked read.
     /// Returns false when the ring was full (the event is counted as
-    /// dropped). Any IRQL <= DISPATCH_LEVEL.
+    /// dropped). Called with normal kernel APCs disabled (classifyFn at
+    /// DISPATCH_LEVEL, or inside the critical region the kernel boundary
+    /// enters at PASSIVE_LEVEL), so a suspended thread cannot stretch the
+    /// ring's claim-to-publish window.
     pub fn record(&self, event: &Event) -> bool {
         if !self.ring.push(*event) {
             return false;
         }
         self.recorded.fetch_add(1, Ordering::Relaxed);
-        if self.gate.should_wake() {
+        if self.readers.waiters().0.should_wake() {
             self.dpc.queue();
         }
         true
@@ -135,9 +217,15 @@ impl EventLog {
         (self.recorded.load(Ordering::Relaxed), self.ring.dropped_total())
     }
 
+    fn has_work(&self) -> bool {
+        self.ring.has_ready() || self.ring.has_dropped()
+    }
+
     /// `IOCTL_WEIR_READ_EVENTS`: completes `irp` with records, or parks it.
     /// Returns what the dispatch routine returns (`STATUS_PENDING` when
-    /// parked). PASSIVE_LEVEL (dispatch).
+    /// parked; from then on nothing of the log is touched). PASSIVE_LEVEL
+    /// (dispatch); the drain (the ring's consumer window) runs in a
+    /// critical region, the park under the queue's spin lock.
     pub fn read(&self, mut irp: Irp, request: DeviceControl) -> NtStatus {
         if request.input_len != 0 {
             return irp.complete(NtStatus::INVALID_PARAMETER, 0);
@@ -146,82 +234,117 @@ impl EventLog {
         if len < MIN_READ_BUFFER {
             return irp.complete(NtStatus::BUFFER_TOO_SMALL, 0);
         }
-        let Some(buffer) = irp.buffered(len) else {
-            return irp.complete(NtStatus::INVALID_PARAMETER, 0);
-        };
-        match drain_into(&self.ring, buffer) {
-            Ok(0) => {}
-            Ok(n) => return irp.complete(NtStatus::SUCCESS, n),
-            Err(_) => return irp.complete(NtStatus::BUFFER_TOO_SMALL, 0),
-        }
-        // Arm before parking, then look again (WakeGate's protocol): an
-        // event recorded in between is either seen below or wakes the DPC.
-        self.gate.arm();
-        match self.readers.pend(irp) {
-            Ok(()) => {
-                self.complete_waiting();
-                NtStatus::PENDING
+        loop {
+            // The ring's consumer window, at PASSIVE_LEVEL: in a critical
+            // region, left before any completion.
+            let drained = CriticalRegion::run(|| irp.buffered(len.min(MAX_DRAIN_BYTES)).map(|b| drain_into(&self.ring, b)));
+            match drained {
+                None => return irp.complete(NtStatus::INVALID_PARAMETER, 0),
+                Some(Ok(0)) => {}
+                Some(Ok(n)) => return irp.complete(NtStatus::SUCCESS, n),
+                Some(Err(_)) => return irp.complete(NtStatus::BUFFER_TOO_SMALL, 0),
             }
-            Err((irp, status)) => {
-                self.gate.disarm();
-                irp.complete(status, 0)
-            }
+            // Arm, then look again under the queue lock (WakeGate's
+            // protocol): an event recorded in between is either seen there
+            // (the read is handed back and drains again) or wakes the DPC,
+            // which finds the read parked.
+            irp = match self.readers.pend_unless(irp, || self.has_work()) {
+                Pend::Parked => return NtStatus::PENDING,
+                Pend::Ready(irp) => irp,
+                Pend::Refused(irp, status) => return irp.complete(status, 0),
+            };
         }
     }
 
-    /// Completes parked reads while records are waiting. The DPC routine's
-    /// body (DISPATCH_LEVEL); also called at PASSIVE_LEVEL after parking.
+    /// The DPC routine's body (DISPATCH_LEVEL): completes parked reads
+    /// while records are waiting. Bounded per run (at most
+    /// `DPC_ROUNDS` rounds and [`MAX_PENDING_READS`] completions, each
+    /// drain at most [`MAX_DRAIN_BYTES`]); when it stops with records left,
+    /// the DPC is queued again rather than leaving a reader waiting for the
+    /// next event. The reads are
+    /// completed at the very end, after every use of the log (the last one
+    /// may let a deferred unload start; unload flushes this DPC, so its
+    /// memory stays until this routine returns anyway).
     pub fn complete_waiting(&self) {
-        // Bounded: each round completes a read or finds the records gone.
-        for _ in 0..2 * MAX_PENDING_READS {
-            if !self.ring.has_ready() && !self.ring.has_dropped() {
-                return;
-            }
-            let Some(mut irp) = self.readers.next() else { return };
-            self.gate.disarm();
-            let len = irp.device_control().and_then(|r| usize::try_from(r.output_len).ok()).unwrap_or(0);
-            match irp.buffered(len).map(|b| drain_into(&self.ring, b)) {
-                Some(Ok(n)) if n > 0 => {
-                    irp.complete(NtStatus::SUCCESS, n);
-                }
-                Some(Ok(_)) => {
-                    // Another read took the records first: back in line.
-                    self.gate.arm();
-                    if let Err((irp, status)) = self.readers.pend(irp) {
-                        self.gate.disarm();
-                        irp.complete(status, 0);
+        let mut done = Completions::new();
+        // A read handed back by `pend_unless` because records came.
+        let mut current: Option<Irp> = None;
+        let mut rounds = 0;
+        loop {
+            if rounds >= DPC_ROUNDS {
+                // Out of rounds: park a read still in hand without a last
+                // look (this run is about to be queued again, and that run
+                // looks), and come back.
+                if let Some(irp) = current.take() {
+                    match self.readers.pend_unless(irp, || false) {
+                        Pend::Parked => {}
+                        // Not reached: `|| false` never hands it back.
+                        Pend::Ready(irp) => done.push(irp, NtStatus::CANCELLED, 0),
+                        // Its handle was cleaned up, or the queue is full.
+                        Pend::Refused(irp, status) => done.push(irp, status, 0),
                     }
                 }
-                // Checked when parked; unreachable for a well-formed IRP.
-                Some(Err(_)) | None => {
-                    irp.complete(NtStatus::INVALID_PARAMETER, 0);
+                if self.has_work() && !self.closing.load(Ordering::Acquire) {
+                    self.dpc.queue();
                 }
+                break;
+            }
+            let irp = match current.take() {
+                Some(irp) => irp,
+                None if !self.has_work() => break,
+                None if done.is_full() => {
+                    // Records left and maybe readers parked meanwhile: come
+                    // back after these completions.
+                    if !self.closing.load(Ordering::Acquire) {
+                        self.dpc.queue();
+                    }
+                    break;
+                }
+                None => match self.readers.next() {
+                    Some(irp) => irp,
+                    None => break,
+                },
+            };
+            rounds += 1;
+            let mut irp = irp;
+            let len = drain_len(&irp);
+            match irp.buffered(len).map(|b| drain_into(&self.ring, b)) {
+                Some(Ok(n)) if n > 0 => done.push(irp, NtStatus::SUCCESS, n),
+                // Another read took the records first: back in line, unless
+                // records came meanwhile (then drain again) or its handle
+                // was cleaned up (then it completes).
+                Some(Ok(_)) => match self.readers.pend_unless(irp, || self.has_work()) {
+                    Pend::Parked => {}
+                    Pend::Ready(irp) => current = Some(irp),
+                    Pend::Refused(irp, status) => done.push(irp, status, 0),
+                },
+                // Checked when parked; unreachable for a well-formed IRP.
+                Some(Err(_)) | None => done.push(irp, NtStatus::INVALID_PARAMETER, 0),
             }
         }
+        done.complete_all();
     }
 
-    /// After the cancel routine completed a parked read.
-    pub fn read_cancelled(&self) {
-        self.gate.disarm();
-    }
-
-    /// `IRP_MJ_CLEANUP`: completes the parked reads of that handle.
-    pub fn cleanup(&self, file_object: usize) {
-        for _ in 0..self.readers.cancel_file(file_object) {
-            self.gate.disarm();
-        }
+    /// `IRP_MJ_CLEANUP` of a handle: completes its parked reads and refuses
+    /// any later one (see `wfp_km::csq`).
+    pub fn cleanup(&self, cleanup: &Irp) {
+        self.readers.cancel_file(cleanup);
     }
 }
 
 impl Drop for EventLog {
     /// Unload (PASSIVE_LEVEL, after the callouts are unregistered, so no
-    /// classify runs): stop the DPC, complete every parked read, wait for
-    /// cancel routines already running, then the ring's memory goes.
+    /// classify runs): stop the DPC (twice: a run that started before
+    /// `closing` was set may have queued it again), complete every parked
+    /// read, wait for cancel routines already running to take theirs out,
+    /// then the ring's memory goes.
     fn drop(&mut self) {
+        self.closing.store(true, Ordering::Release);
+        self.dpc.flush();
         self.dpc.flush();
         self.readers.cancel_all();
         while !self.readers.is_empty() {
-            // A cancel routine owns the rest and is about to complete it.
+            // A cancel routine owns the rest and is about to remove it.
             wfp_km::irp::sleep_ms(1);
         }
     }

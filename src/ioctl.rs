@@ -11,7 +11,10 @@
 //! Every malformed request gets an error status and writes nothing; a
 //! refused policy leaves the active one unchanged. All requests arrive at
 //! PASSIVE_LEVEL (IRP_MJ_DEVICE_CONTROL dispatch), where SET_POLICY may
-//! allocate and wait for the swap's grace period.
+//! allocate and wait for the swap's grace period. Every request runs inside
+//! a critical region the dispatch routine enters (`src/kernel.rs`), so the
+//! policy read sections (GET_STATS, GET_POLICY's copy) and the setter lock
+//! cannot be stretched by a suspended thread (see `policy`).
 
 use crate::classify::{Counters, LayerSnapshot};
 use crate::policy::PolicyStore;

@@ -18,6 +18,7 @@ use wfp_km::device::{major, DriverObject};
 use wfp_km::sys::fwpm::FWPM_SERVICE_STATE;
 use wfp_km::irp::Irp;
 use wfp_km::pool::PoolBox;
+use wfp_km::sync::critical::CriticalRegion;
 use wfp_km::sys::fwps::{
     FWPS_CALLOUT_NOTIFY_TYPE, FWPS_CLASSIFY_OUT0, FWPS_FILTER3, FWPS_INCOMING_METADATA_VALUES0,
     FWPS_INCOMING_VALUES0,
@@ -28,14 +29,16 @@ use wfp_km::{trace, NtStatus, GUID};
 /// DriverUnload.
 static DRIVER: AtomicPtr<Driver> = AtomicPtr::new(ptr::null_mut());
 
-/// The event log inside `DRIVER`, for classify, dispatch, the DPC and the
-/// cancel routine: published once its DPC is initialised, cleared when
-/// DriverUnload's shutdown completes. Lifetime argument: shutdown frees the
-/// log only after the callouts are unregistered (no classify runs), with its
-/// DPC flushed and every parked read completed (no cancel routine can be
-/// called for it); dispatch routines do not run during unload. If shutdown
-/// leaves registrations pinned, the log is leaked with the state and stays
-/// valid. So no load of this pointer can see freed memory.
+/// The event log inside `DRIVER`, for classify and dispatch: published
+/// once its DPC is initialised, cleared by DriverUnload *before* shutdown
+/// frees the log. Lifetime argument: shutdown frees the log only after the
+/// callouts are unregistered (no classify runs, and any classify that
+/// loaded the pointer before it was cleared has returned), with its DPC
+/// flushed and every parked read completed; dispatch routines do not run
+/// during unload; the cancel routine and the DPC never read this pointer
+/// (they get the queue or the log from the IRP or the DPC's context). If
+/// shutdown leaves registrations pinned, the log is leaked with the state
+/// and stays valid. So no load of this pointer can see freed memory.
 static EVENTS: AtomicPtr<EventLog> = AtomicPtr::new(ptr::null_mut());
 
 fn events() -> Option<&'static EventLog> {
@@ -71,7 +74,6 @@ pub unsafe extern "system" fn driver_entry(
         notify: Some(notify),
         flow_delete: Some(flow_delete),
         bfe_state: Some(bfe_state_changed),
-        cancel_read,
     };
     match Driver::start(&driver, &callbacks) {
         Ok(state) => {
@@ -99,16 +101,16 @@ pub unsafe extern "system" fn driver_entry(
 /// (with the device, which keeps this image mapped). Does nothing if there is
 /// no state (a failed start, or a second call).
 unsafe extern "system" fn driver_unload(_driver_object: *const DRIVER_OBJECT) {
+    // Before anything can free the log: classify (until its callout is
+    // unregistered) then finds no log and records nothing.
+    EVENTS.store(ptr::null_mut(), Ordering::Release);
     let raw = DRIVER.swap(ptr::null_mut(), Ordering::AcqRel);
     if let Some(raw) = NonNull::new(raw) {
         // SAFETY: `raw` came from PoolBox::into_raw in DriverEntry and the
         // swap above gave us sole ownership.
         let mut state = unsafe { PoolBox::from_raw(raw) };
         match state.shutdown() {
-            Teardown::Complete => {
-                EVENTS.store(ptr::null_mut(), Ordering::Release);
-                drop(state);
-            }
+            Teardown::Complete => drop(state),
             Teardown::Pinned => {
                 let _ = PoolBox::into_raw(state);
                 trace::error(format_args!("weir: unloaded with registrations left; state and device leaked"));
@@ -128,7 +130,12 @@ unsafe extern "system" fn bfe_state_changed(_context: *mut c_void, new_state: FW
     driver::on_bfe_state(BfeState::from_raw(new_state));
 }
 
-/// One dispatch routine for every major function Weir handles.
+/// One dispatch routine for every major function Weir handles. Every shared
+/// section a request enters (the policy read sections, GET_POLICY's copy,
+/// the setter lock and grace period, the event ring's consumer window) runs
+/// inside a critical region (`wfp_km::sync::critical`), so a suspended
+/// thread cannot stretch it; the IRP is completed after the region is left,
+/// as the last thing the routine does.
 unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP) -> i32 {
     // SAFETY: the I/O manager passes the IRP for this dispatch call, and every
     // path below completes it exactly once through `Irp::complete`.
@@ -138,7 +145,8 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
     let major_function = irp.major_function();
     let control = irp.device_control().filter(|_| major_function == Some(major::DEVICE_CONTROL));
     if let Some(request) = control.filter(|c| c.code == weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS) {
-        // Completes the IRP, or parks it (STATUS_PENDING).
+        // Completes the IRP, or parks it (STATUS_PENDING); drains inside a
+        // critical region of its own.
         return match events() {
             Some(log) => log.read(irp, request).raw(),
             None => irp.complete(NtStatus::INVALID_DEVICE_REQUEST, 0).raw(),
@@ -146,25 +154,29 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
     }
     if major_function == Some(major::CLEANUP) {
         if let Some(log) = events() {
-            log.cleanup(irp.file_object());
+            log.cleanup(&irp);
         }
     }
-    let len = control.map_or(0, |c| usize::try_from(c.input_len.max(c.output_len)).unwrap_or(0));
-    let ctx = ioctl::Context {
-        version: ids::VERSION,
-        counters: &COUNTERS,
-        store: &policy::STORE,
-        filtering: if driver::filtering() { weir_abi::stats::FILTERING_ACTIVE } else { 0 },
-        event_drops: events().map_or(0, |log| log.totals().1),
-    };
-    let (status, information) = driver::dispatch(major_function, control, irp.buffered(len), &ctx);
-    if status.is_success() && control.is_some_and(|c| c.code == weir_abi::IOCTL_WEIR_SET_POLICY) {
-        // Monitor mode (no policy) records every connection; with a policy,
-        // blocks, rules marked `log` and the policy's `log_all` (docs/events.md).
-        if let Some(log) = events() {
-            log.set_log_all(policy::STORE.read(|p| p.is_none_or(|p| p.blob().is_empty())));
+    let (status, information) = CriticalRegion::run(|| {
+        let len = control.map_or(0, |c| usize::try_from(c.input_len.max(c.output_len)).unwrap_or(0));
+        let ctx = ioctl::Context {
+            version: ids::VERSION,
+            counters: &COUNTERS,
+            store: &policy::STORE,
+            filtering: if driver::filtering() { weir_abi::stats::FILTERING_ACTIVE } else { 0 },
+            event_drops: events().map_or(0, |log| log.totals().1),
+        };
+        let (status, information) = driver::dispatch(major_function, control, irp.buffered(len), &ctx);
+        if status.is_success() && control.is_some_and(|c| c.code == weir_abi::IOCTL_WEIR_SET_POLICY) {
+            // Monitor mode (no policy) records every connection; with a
+            // policy, blocks, rules marked `log` and the policy's `log_all`
+            // (docs/events.md).
+            if let Some(log) = events() {
+                log.set_log_all(policy::STORE.read(|p| p.is_none_or(|p| p.blob().is_empty())));
+            }
         }
-    }
+        (status, information)
+    });
     irp.complete(status, information).raw()
 }
 
@@ -190,6 +202,10 @@ unsafe extern "system" fn classify(
         )
     };
     let (Some(values), Some(mut out)) = (values, out) else { return };
+    // classifyFn may run at PASSIVE_LEVEL (ALE layers): the policy read
+    // section and the ring's claim-to-publish window then run inside a
+    // critical region; at DISPATCH_LEVEL this costs one call.
+    let _region = CriticalRegion::enter();
     if let Some(outcome) = on_classify(&COUNTERS, &policy::STORE, &values, meta.as_ref(), filter.as_ref(), &mut out) {
         if let Some(log) = events() {
             if log.wants(&outcome) {
@@ -199,33 +215,6 @@ unsafe extern "system" fn classify(
         }
         if trace::connection_traces() {
             trace_outcome(&outcome);
-        }
-    }
-}
-
-/// Cancel routine of parked READ_EVENTS requests (I/O manager, DISPATCH_LEVEL,
-/// cancel spin lock held).
-unsafe extern "system" fn cancel_read(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
-    match events() {
-        Some(log) => {
-            // SAFETY: we are the queue's cancel routine, called as the
-            // kernel documents, with the IRP being cancelled.
-            if unsafe { log.readers().cancel(irp) } {
-                log.read_cancelled();
-            }
-        }
-        None => {
-            // No log: no read was ever parked (EVENTS is published before
-            // any dispatch and cleared after every parked read completed).
-            // Release the cancel spin lock as the contract requires.
-            if let Some(irp) = NonNull::new(irp) {
-                // SAFETY: called with the cancel spin lock held; CancelIrql
-                // is the IRQL to restore.
-                unsafe {
-                    let irql = ptr::addr_of!((*irp.as_ptr()).CancelIrql).read();
-                    windows_sys::Wdk::System::SystemServices::IoReleaseCancelSpinLock(irql);
-                }
-            }
         }
     }
 }

@@ -17,6 +17,23 @@
 //!
 //! Generations: 0 until the first successful set, then +1 for every
 //! successful set (clears included). Sets are serialised by `setting`.
+//!
+//! Shared sections, and why no suspended thread can stall them (a thread
+//! stopped by `SuspendThread` or a debugger receives a normal kernel APC):
+//!
+//! - the read section ([`PolicyStore::read`], an RCU read): in classifyFn at
+//!   DISPATCH_LEVEL, or inside the critical region the kernel boundary
+//!   enters when the engine classifies at PASSIVE_LEVEL; in the IOCTLs
+//!   (GET_STATS, GET_POLICY's copy of up to 64 MiB, SET_POLICY's `log_all`
+//!   update) inside the dispatch routine's critical region. A reader stuck
+//!   there would make every SET_POLICY wait forever for its grace period.
+//! - the setter lock (`setting`, and the grace-period wait inside it): only
+//!   SET_POLICY and unload take it, both inside a critical region (the
+//!   dispatch routine's; DriverUnload's thread is the system's), so a setter
+//!   cannot be suspended while the others wait for it.
+//!
+//! The kernel boundary (`src/kernel.rs`) enters the regions; this module
+//! needs nothing of its own.
 
 use crate::classify::Decision;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -20,7 +20,24 @@ completion rules of pended IRPs. The model keeps its own books:
   `IoReleaseCancelSpinLock` exactly once;
 * IRP completion: completing an IRP twice, or with a cancel routine still
   set (bug check 0x48 CANCEL_STATE_IN_COMPLETED_IRP on Windows), is a
-  violation.
+  violation;
+* nothing after the last completion: completing the last outstanding IRP is
+  what lets the I/O manager run a deferred DriverUnload, which frees the
+  driver's pool and unmaps its image. The model tracks outstanding IRPs (one
+  the harness dispatches, until completed); when a completion leaves none,
+  every read or write of the driver's pool blocks or of the image's writable
+  sections, and every kernel call, until that driver call returns is a
+  violation (the emulator's memory hooks watch those ranges). DriverUnload
+  itself (it is the one that frees) and DPC routines (unload flushes them
+  before freeing their memory) are exempt;
+* critical regions: `KeEnterCriticalRegion`/`KeLeaveCriticalRegion` keep a
+  depth (leaving more than entered, or returning from a driver call inside
+  one, is a violation) and `KeAreApcsDisabled` answers from it and the IRQL.
+  Weir does the work of classifyFn and of IRP_MJ_DEVICE_CONTROL dispatch
+  with normal kernel APCs disabled (so a suspended thread cannot stall a
+  shared section): there, any call made at PASSIVE_LEVEL with APCs enabled
+  is a violation, except the ones that set up the protection (the region
+  calls, a spin lock acquire) and the final IofCompleteRequest.
 """
 
 from __future__ import annotations
@@ -41,6 +58,7 @@ IOSL_FILE_OBJECT = 0x30
 SL_PENDING_RETURNED = 0x01
 
 PASSIVE_LEVEL = 0
+APC_LEVEL = 1
 DISPATCH_LEVEL = 2
 
 EVENTS_ARGC = {
@@ -52,6 +70,9 @@ EVENTS_ARGC = {
     "KeFlushQueuedDpcs": 0,
     "KeQuerySystemTimePrecise": 1,
     "IoReleaseCancelSpinLock": 1,
+    "KeAreApcsDisabled": 0,
+    "KeEnterCriticalRegion": 0,
+    "KeLeaveCriticalRegion": 0,
 }
 
 # Documented maximum IRQL of each routine (learn.microsoft.com,
@@ -65,7 +86,20 @@ EVENTS_IRQL_RULES = {
     "KeFlushQueuedDpcs": (PASSIVE_LEVEL, "wdm/nf-wdm-keflushqueueddpcs"),
     "KeQuerySystemTimePrecise": (15, "wdm/nf-wdm-kequerysystemtimeprecise (any level)"),
     "IoReleaseCancelSpinLock": (DISPATCH_LEVEL, "wdm/nf-wdm-ioreleasecancelspinlock"),
+    "KeAreApcsDisabled": (15, "ntddk/nf-ntddk-keareapcsdisabled (any level)"),
+    "KeEnterCriticalRegion": (APC_LEVEL, "ntddk/nf-ntddk-keentercriticalregion"),
+    "KeLeaveCriticalRegion": (APC_LEVEL, "ntddk/nf-ntddk-keleavecriticalregion"),
 }
+
+# classifyFn and IRP_MJ_DEVICE_CONTROL dispatch do their work (policy read
+# sections, the ring's windows, GET_POLICY's copy, the setter lock) with
+# normal kernel APCs disabled: at PASSIVE_LEVEL with APCs enabled, every call
+# but these is a violation (see the module documentation). The exceptions are
+# the calls that establish the protection (the region calls; a spin lock
+# raises to DISPATCH_LEVEL) and the completion, which comes after the work.
+APC_EXEMPT_CALLS = {"KeAreApcsDisabled", "KeEnterCriticalRegion", "KeLeaveCriticalRegion",
+                    "KeAcquireSpinLockRaiseToDpc", "IofCompleteRequest"}
+IRP_MJ_DEVICE_CONTROL = 0x0E
 
 # 2026-01-01T00:00:00Z in 100 ns units since 1601.
 SYSTEM_TIME_START = 134_116_992_000_000_000
@@ -82,6 +116,15 @@ class EventsModelMixin:
         self.completed_irps: dict[int, int] = {}  # IRP -> completions
         self.system_time = SYSTEM_TIME_START
         self.time_queries: list[int] = []
+        # Nothing after the last completion (see the module documentation).
+        self.outstanding_irps: set[int] = set()
+        self.after_last_completion: dict | None = None
+        self.post_completion_touches: list[str] = []
+        self.watch_extra_ranges: list[tuple[int, int, str]] = []  # image writable sections (set by the harness)
+        self._watch_hooks: list = []
+        # Critical regions.
+        self.critical_depth = 0
+        self.dispatch_major: int | None = None  # IRP_MJ_* of the dispatch call running (set by the harness)
 
     # ----------------------------------------------------------- spin locks
     def _KeAcquireSpinLockRaiseToDpc(self, emu, mem, call, orig, argv):
@@ -177,6 +220,94 @@ class EventsModelMixin:
         self.cancel_lock_releases += 1
         self.irql = irql
         return None
+
+    # ------------------------------------------------------ critical regions
+    def _KeAreApcsDisabled(self, emu, mem, call, orig, argv):
+        disabled = self.irql >= APC_LEVEL or self.critical_depth > 0
+        call.args = {"model_irql": self.irql, "critical_depth": self.critical_depth}
+        return 1 if disabled else 0
+
+    def _KeEnterCriticalRegion(self, emu, mem, call, orig, argv):
+        self.critical_depth += 1
+        call.args = {"depth": self.critical_depth}
+        return None
+
+    def _KeLeaveCriticalRegion(self, emu, mem, call, orig, argv):
+        call.args = {"depth": self.critical_depth}
+        if self.critical_depth == 0:
+            self.violation(call, "(none)", "KeLeaveCriticalRegion without a matching KeEnterCriticalRegion")
+            return None
+        self.critical_depth -= 1
+        return None
+
+    def check_apcs(self, call, api: str) -> None:
+        """A shared section's work with normal kernel APCs enabled (see the module documentation)."""
+        in_request = self.phase == "classify" or (self.phase == "dispatch" and self.dispatch_major == IRP_MJ_DEVICE_CONTROL)
+        if api not in APC_EXEMPT_CALLS and in_request and self.irql == PASSIVE_LEVEL and self.critical_depth == 0:
+            self.violation(call, "APC", f"{api} in {self.phase} at PASSIVE_LEVEL with normal kernel APCs enabled: "
+                                        "a thread suspended here stalls every other user of the shared section "
+                                        "(enter a critical region, or run at DISPATCH_LEVEL)")
+
+    def end_of_driver_call(self, what: str) -> None:
+        """The harness calls this when a driver call returns."""
+        if self.critical_depth:
+            self.violation(what, "(none)", f"returned inside {self.critical_depth} critical region(s) "
+                                           "(KeEnterCriticalRegion without KeLeaveCriticalRegion)")
+            self.critical_depth = 0
+        self._unwatch()
+
+    # ------------------------------------------- nothing after the last completion
+    def irp_dispatched(self, irp: int) -> None:
+        self.outstanding_irps.add(irp)
+
+    def _watch_after_completion(self, emu, call, irp: int) -> None:
+        if self.phase in ("DriverUnload", "DPC") or self.outstanding_irps:
+            return
+        self.after_last_completion = {"call": call.label, "irp": irp, "phase": self.phase}
+        def tag(t):
+            return t if isinstance(t, str) else int(t).to_bytes(4, "little").decode("latin-1")
+
+        ranges = [(a, a + b["size"], f"pool block {a:#x} (tag {tag(b['tag'])!r}, from {b['call']})")
+                  for a, b in self.pool.items()]
+        ranges += self.watch_extra_ranges
+
+        def touched(kind):
+            def cb(se, access, addr, size, value):
+                if self.after_last_completion is None:
+                    return True
+                what = next((w for a, e, w in ranges if a <= addr < e), hex(addr))
+                self.post_completion_touches.append(f"{kind} {addr:#x} ({what})")
+                return True
+            return cb
+
+        for a, e, _ in ranges:
+            if e > a:
+                self._watch_hooks.append(emu.add_mem_read_hook(touched("read"), begin=a, end=e - 1))
+                self._watch_hooks.append(emu.add_mem_write_hook(touched("write"), begin=a, end=e - 1))
+
+    def check_after_completion(self, call, api: str) -> None:
+        """Every hooked call: none may come after the last completion."""
+        if self.after_last_completion is not None:
+            c = self.after_last_completion
+            self.violation(call, "(none)", f"{api} called after {c['call']} completed the last outstanding IRP "
+                                           f"{c['irp']:#x}: an unload may already have run")
+
+    def _unwatch(self) -> None:
+        c = self.after_last_completion
+        if c is not None and self.post_completion_touches:
+            touches = self.post_completion_touches
+            more = f" (+{len(touches) - 5} more)" if len(touches) > 5 else ""
+            self.violation(f"{c['call']} ({c['phase']})", "(none)",
+                           f"driver memory touched after the last outstanding IRP {c['irp']:#x} was completed "
+                           f"(an unload may already have freed it): {', '.join(touches[:5])}{more}")
+        for h in self._watch_hooks:
+            try:
+                h.disable()
+            except Exception:
+                pass
+        self._watch_hooks = []
+        self.after_last_completion = None
+        self.post_completion_touches = []
 
     # ------------------------------------------------------------- checks
     def check_completion(self, mem, call, irp: int) -> None:

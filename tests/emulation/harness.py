@@ -88,6 +88,18 @@ def image_imports(path: Path) -> dict[str, list[str]]:
     return out
 
 
+def writable_sections(path: Path, base: int) -> list[tuple[int, int, str]]:
+    """(start, end, name) of the image's writable sections once loaded at `base` (the driver's statics)."""
+    pe = pefile.PE(str(path), fast_load=True)
+    out = []
+    for s in pe.sections:
+        if s.Characteristics & 0x8000_0000:  # IMAGE_SCN_MEM_WRITE
+            name = s.Name.rstrip(b"\0").decode("ascii", "replace")
+            out.append((base + s.VirtualAddress, base + s.VirtualAddress + max(s.Misc_VirtualSize, 1), f"image section {name}"))
+    pe.close()
+    return out
+
+
 def _speakeasy_config() -> dict:
     from speakeasy.config import get_default_config_dict
 
@@ -160,6 +172,9 @@ class DriverRun:
         self.se = speakeasy.Speakeasy(config=_speakeasy_config())
         self._install_hooks()
         self.module = self.se.load_module(str(self.image))
+        self.model.watch_extra_ranges = writable_sections(self.image, self.module.base)
+        # Test file-object names (any number) -> FILE_OBJECTs in emulated memory.
+        self.file_objects: dict[int, int] = {}
         self.mem: L.Memory | None = None
         self.driver_object: int | None = None
         self.entry_status: int | None = None
@@ -211,7 +226,10 @@ class DriverRun:
 
     def call(self, addr: int, args: list[int], what: str) -> RunResult:
         before = len(self.emu.runs)
-        self.se.call(addr, list(args))
+        try:
+            self.se.call(addr, list(args))
+        finally:
+            self.model.end_of_driver_call(what)
         runs = self.emu.runs[before:]
         if not runs:
             raise EmulationFault(f"{what}: speakeasy did not run anything at {addr:#x}")
@@ -361,7 +379,7 @@ class DriverRun:
         m.w32(irp + L.IRP_IO_STATUS_STATUS, 0xDEADBEEF)  # sentinels: must be overwritten
         m.w64(irp + L.IRP_IO_STATUS_INFORMATION, 0xDEADBEEFDEADBEEF)
         m.write(stack + L.IOSL_MAJOR_FUNCTION, bytes([major]))
-        m.w64(stack + L.IOSL_FILE_OBJECT, file_object)
+        m.w64(stack + L.IOSL_FILE_OBJECT, self.file_object(file_object))
         buf = 0
         size = 0
         guard = b"\xA5" * 64
@@ -396,7 +414,12 @@ class DriverRun:
         fn = dispatch if dispatch is not None else self.major[major]
         assert fn, f"DRIVER_OBJECT.MajorFunction[{major:#x}] is null"
         dev = self.device_object()
-        res = self.call(fn, [dev, irp], f"dispatch(IRP_MJ {major:#x}, code {code:#x})")
+        self.model.irp_dispatched(irp)
+        self.model.dispatch_major = major
+        try:
+            res = self.call(fn, [dev, irp], f"dispatch(IRP_MJ {major:#x}, code {code:#x})")
+        finally:
+            self.model.dispatch_major = None
         self.model.phase = prev_phase
         after = None
         guard_ok = True
@@ -408,6 +431,14 @@ class DriverRun:
             before, after, guard_ok,
             [c for c in self.model.irp_completions[n_comp:] if c["irp"] == irp],
         )
+
+    def file_object(self, name: int) -> int:
+        """The FILE_OBJECT (zeroed, as the I/O manager creates it) standing for handle `name`; 0 stays 0."""
+        if not name:
+            return 0
+        if name not in self.file_objects:
+            self.file_objects[name] = self.alloc(L.FILE_OBJECT_SIZE, tag="weir.test.file_object")
+        return self.file_objects[name]
 
     def device_object(self) -> int:
         devs = list(self.model.live_devices())

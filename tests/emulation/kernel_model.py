@@ -509,6 +509,8 @@ class KernelModel(EventsModelMixin):
             call.irql = self.irql
             self.calls.append(call)
             self.check_irql(call, api)
+            self.check_apcs(call, api)
+            self.check_after_completion(call, api)
             fault = self._faults.pop((self.phase, api, call.occurrence), None)
             if fault is None:
                 fault = self._instance_faults.pop((self.phase, inst, api, self._inst_occ[(self.phase, inst, api)]), None)
@@ -1128,6 +1130,8 @@ class KernelModel(EventsModelMixin):
         self.irp_completions.append({"irp": irp, "status": status, "information": info, "call": call.label})
         self.check_completion(mem, call, irp)
         orig(argv)
+        self.outstanding_irps.discard(irp)
+        self._watch_after_completion(emu, call, irp)
         return None
 
     def _dbgprint(self, emu, mem, call, fixed):
@@ -1301,6 +1305,15 @@ class KernelModel(EventsModelMixin):
             return L.STATUS_INVALID_SECURITY_DESCR
         call.args["parsed"] = parsed
         dev = self.devices[kh["object"]]
+        if info & L.LABEL_SECURITY_INFORMATION:
+            if not kh["access"] & (L.WRITE_OWNER | L.GENERIC_ALL):
+                self.violation(call, "Handle", "LABEL_SECURITY_INFORMATION needs WRITE_OWNER; the handle was opened without it")
+                return L.STATUS_ACCESS_DENIED
+            labels = [a for a in (parsed["sacl"] or []) if a["type"] == L.SYSTEM_MANDATORY_LABEL_ACE_TYPE]
+            if len(labels) != 1 or not labels[0]["sid"].startswith("S-1-16-"):
+                self.violation(call, "SecurityDescriptor", f"LABEL_SECURITY_INFORMATION without exactly one mandatory label ACE in the SACL: {parsed['sacl']}")
+                return L.STATUS_INVALID_SECURITY_DESCR
+            dev["label"] = {"level": int(labels[0]["sid"].rsplit("-", 1)[1]), "policy": labels[0]["mask"]}
         if info & L.DACL_SECURITY_INFORMATION:
             dev["dacl"] = parsed["dacl"]
             dev["dacl_protected"] = bool(info & L.PROTECTED_DACL_SECURITY_INFORMATION) or parsed["protected"]
@@ -1378,16 +1391,21 @@ class KernelModel(EventsModelMixin):
         `token`: {"user": sid, "groups": [sid or (sid, "deny-only")],
         "restricted": [sid...] or None, "integrity": RID (0x1000 low,
         0x2000 medium, 0x3000 high, 0x4000 system)}. Follows SeAccessCheck's
-        order: the mandatory integrity policy (objects without a label are
-        medium with NO_WRITE_UP), then the DACL in ACE order for the normal
+        order: the mandatory integrity policy (the label the driver set, or
+        for objects without one medium with NO_WRITE_UP), then the DACL in ACE order for the normal
         SIDs and, for a restricted token, again for the restricting SIDs.
         Returns (granted, reason)."""
         d = self.devices.get(device)
         if d is None or not d["live"]:
             return False, "no such device"
         desired = L.map_generic(desired)
-        if token.get("integrity", L.MEDIUM_RID) < L.MEDIUM_RID and desired & L.WRITE_UP_MASK:
-            return False, "mandatory integrity: write access from below medium integrity (NO_WRITE_UP)"
+        label = d.get("label") or {"level": L.MEDIUM_RID, "policy": L.NO_WRITE_UP}
+        if token.get("integrity", L.MEDIUM_RID) < label["level"]:
+            for bit, mask, what in ((L.NO_WRITE_UP, L.WRITE_UP_MASK, "write"), (L.NO_READ_UP, L.READ_UP_MASK, "read"),
+                                    (L.NO_EXECUTE_UP, L.EXECUTE_UP_MASK, "execute")):
+                if label["policy"] & bit and desired & mask:
+                    return False, (f"mandatory integrity: {what} access from integrity {token.get('integrity', L.MEDIUM_RID):#x} "
+                                   f"below the object's label {label['level']:#x} (policy {label['policy']:#x})")
         dacl = d.get("dacl")
         if dacl is None:
             dacl = L.DEFAULT_DEVICE_DACL

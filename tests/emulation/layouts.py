@@ -108,6 +108,9 @@ IOSL_DIOC_OUTPUT_LENGTH = 0x08
 IOSL_DIOC_INPUT_LENGTH = 0x10
 IOSL_DIOC_CODE = 0x18
 IOSL_FILE_OBJECT = 0x30
+# FILE_OBJECT (x64): FsContext2 is the device driver's (Weir marks a handle cleaned up there).
+FILE_OBJECT_SIZE = 0xD8
+FILE_OBJECT_FS_CONTEXT2 = 0x20
 # IO_SECURITY_CONTEXT / ACCESS_STATE / SECURITY_SUBJECT_CONTEXT (x64)
 IO_SECURITY_CONTEXT_ACCESS_STATE = 0x08
 ACCESS_STATE_SUBJECT_CONTEXT = 0x20
@@ -258,7 +261,11 @@ SE_DACL_PROTECTED = 0x1000
 SE_SELF_RELATIVE = 0x8000
 ACCESS_ALLOWED_ACE_TYPE = 0
 ACCESS_DENIED_ACE_TYPE = 1
+SYSTEM_MANDATORY_LABEL_ACE_TYPE = 0x11
+NO_WRITE_UP, NO_READ_UP, NO_EXECUTE_UP = 0x1, 0x2, 0x4
+SE_SACL_PRESENT = 0x0010
 DACL_SECURITY_INFORMATION = 0x4
+LABEL_SECURITY_INFORMATION = 0x10
 PROTECTED_DACL_SECURITY_INFORMATION = 0x80000000
 OBJ_KERNEL_HANDLE = 0x200
 DELETE, READ_CONTROL, WRITE_DAC, WRITE_OWNER, SYNCHRONIZE = 0x10000, 0x20000, 0x40000, 0x80000, 0x100000
@@ -266,6 +273,10 @@ GENERIC_READ, GENERIC_WRITE, GENERIC_EXECUTE, GENERIC_ALL = 0x80000000, 0x400000
 FILE_GENERIC_READ, FILE_GENERIC_WRITE, FILE_GENERIC_EXECUTE, FILE_ALL_ACCESS = 0x120089, 0x120116, 0x1200A0, 0x1F01FF
 # Rights NO_WRITE_UP withholds from a caller below the object's integrity level.
 WRITE_UP_MASK = 0x0116 | DELETE | WRITE_DAC | WRITE_OWNER
+# Rights NO_READ_UP withholds (the file type's GENERIC_READ mapping without
+# SYNCHRONIZE), and NO_EXECUTE_UP (GENERIC_EXECUTE's, likewise).
+READ_UP_MASK = 0x0089 | READ_CONTROL
+EXECUTE_UP_MASK = 0x00A0
 LOW_RID, MEDIUM_RID, HIGH_RID, SYSTEM_RID = 0x1000, 0x2000, 0x3000, 0x4000
 SYNCHRONIZATION_EVENT = 1
 NOTIFICATION_EVENT = 0
@@ -337,15 +348,20 @@ def read_security_descriptor(mem, addr: int) -> dict:
     if rev != SECURITY_DESCRIPTOR_REVISION:
         raise ValueError(f"revision {rev}")
     if control & SE_SELF_RELATIVE:
-        dacl_off = struct.unpack("<I", mem.read(addr + 16, 4))[0]
+        sacl_off, dacl_off = struct.unpack("<II", mem.read(addr + 12, 8))
         dacl_ptr = addr + dacl_off if dacl_off else 0
+        sacl_ptr = addr + sacl_off if sacl_off else 0
     else:
         dacl_ptr = struct.unpack("<Q", mem.read(addr + SD_DACL, 8))[0]
+        sacl_ptr = struct.unpack("<Q", mem.read(addr + SD_SACL, 8))[0]
+    sacl = None
+    if control & SE_SACL_PRESENT:
+        sacl = read_acl(mem, sacl_ptr) if sacl_ptr else []
     dacl = None
     if control & SE_DACL_PRESENT:
         # A present but null DACL grants everyone everything.
         dacl = read_acl(mem, dacl_ptr) if dacl_ptr else [{"type": ACCESS_ALLOWED_ACE_TYPE, "flags": 0, "mask": GENERIC_ALL, "sid": SID_EVERYONE}]
-    return {"control": control, "dacl": dacl, "protected": bool(control & SE_DACL_PROTECTED)}
+    return {"control": control, "dacl": dacl, "sacl": sacl, "protected": bool(control & SE_DACL_PROTECTED)}
 
 
 class Memory:

@@ -50,6 +50,7 @@ def test_default_device_security_would_let_a_user_in(new_run):
     run = new_run("default-sd").start()
     (dev,) = run.model.live_devices().values()
     dev["dacl"] = None
+    dev["label"] = None  # and without its mandatory label (the default medium one applies)
     status, reason, _ = run.open_device("standard user")
     assert status == L.STATUS_SUCCESS, reason
 
@@ -67,14 +68,22 @@ def test_create_close_cleanup_complete_once(driver):
     driver.expect_clean()
 
 
-def test_low_integrity_elevated_token_cannot_write(driver):
-    """An elevated administrator token lowered to low integrity keeps
-    Administrators enabled; the device has no mandatory label, so the default
-    (medium, NO_WRITE_UP) applies: write access is refused, read-only opens
-    (which allow only FILE_READ_ACCESS IOCTLs such as GET_STATS) are not.
-    Documented in the README's driver facts."""
+def test_low_integrity_elevated_token_is_refused_even_read_only(driver):
+    """An elevated administrator token lowered to low integrity keeps Administrators enabled, so the DACL alone
+    would let it open the device for reading (read the event stream, GET_STATS, GET_POLICY). The device's mandatory
+    label (High, no write-up, no read-up, no execute-up) refuses every open from below High integrity."""
+    (dev,) = driver.model.live_devices().values()
+    assert dev.get("label") == {"level": L.HIGH_RID, "policy": L.NO_WRITE_UP | L.NO_READ_UP | L.NO_EXECUTE_UP}, dev.get("label")
     who = "elevated administrator lowered to low integrity"
-    status, reason, _ = driver.open_device(who, L.GENERIC_READ | L.GENERIC_WRITE)
-    assert status == L.STATUS_ACCESS_DENIED, f"write open granted ({reason})"
-    status, reason, _ = driver.open_device(who, L.GENERIC_READ)
-    assert status == L.STATUS_SUCCESS, f"read-only open refused ({reason})"
+    for desired in (L.GENERIC_READ | L.GENERIC_WRITE, L.GENERIC_READ, L.FILE_GENERIC_READ):
+        status, reason, r = driver.open_device(who, desired)
+        assert status == L.STATUS_ACCESS_DENIED, f"open for {desired:#x} granted ({reason})"
+        assert "mandatory integrity" in reason, reason
+        assert r is None
+    medium = dict(harness.TOKENS["elevated administrator"], integrity=L.MEDIUM_RID)
+    status, reason, _ = driver.open_device(medium, L.GENERIC_READ)
+    assert status == L.STATUS_ACCESS_DENIED, f"medium-integrity token with Administrators enabled opened it ({reason})"
+    for who in ALLOWED:
+        status, reason, _ = driver.open_device(who, L.GENERIC_READ | L.GENERIC_WRITE)
+        assert status == L.STATUS_SUCCESS, f"{who}: {reason}"
+    driver.expect_clean()

@@ -10,17 +10,20 @@ EXPECTED_ORDER = (
     ["ZwOpenKey", "ZwOpenKey", "ZwClose", "ZwQueryValueKey", "ZwClose"]
     # the state, then the lock guarding the BFE session
     + ["KeInitializeEvent", "ExAllocatePool2"]
-    # the device, its DACL before the link
+    # the device, its DACL and mandatory label (the SACL's ACL) before the link
     + ["IoCreateDevice", "RtlCreateSecurityDescriptor", "RtlCreateAcl", "RtlAddAccessAllowedAce", "RtlAddAccessAllowedAce",
-       "RtlSetDaclSecurityDescriptor", "ObOpenObjectByPointer", "ZwSetSecurityObject", "ZwClose", "IoCreateSymbolicLink"]
+       "RtlSetDaclSecurityDescriptor", "RtlCreateAcl", "ObOpenObjectByPointer", "ZwSetSecurityObject", "ZwClose",
+       "IoCreateSymbolicLink"]
     # the event log, then its ring's slots
     + ["ExAllocatePool2", "ExAllocatePool2"]
     + ["FwpsCalloutRegister3"] * 4
-    + ["FwpmBfeStateSubscribeChanges0", "FwpmBfeStateGet0", "KeWaitForSingleObject"]
+    # the BFE session lock is held inside a critical region
+    + ["FwpmBfeStateSubscribeChanges0", "FwpmBfeStateGet0", "KeAreApcsDisabled", "KeEnterCriticalRegion",
+       "KeWaitForSingleObject"]
     + ["FwpmEngineOpen0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
     + ["FwpmCalloutAdd0"] * 4
     + ["FwpmFilterAdd0"] * 4
-    + ["FwpmTransactionCommit0", "KeSetEvent"]
+    + ["FwpmTransactionCommit0", "KeSetEvent", "KeLeaveCriticalRegion"]
     # the event log's completion DPC, once the state exists
     + ["KeInitializeDpc"]
 )
@@ -35,7 +38,8 @@ def test_driver_entry_call_sequence(driver):
     calls = driver.model.effective_calls("DriverEntry")
     ck.eq([c.api for c in calls], EXPECTED_ORDER, "DriverEntry", "ordered kernel/WFP call list")
     for c in calls:
-        if c.api in ("ExAllocatePool2", "FwpmBfeStateGet0", "KeInitializeEvent", "KeSetEvent", "KeInitializeDpc"):
+        if c.api in ("ExAllocatePool2", "FwpmBfeStateGet0", "KeInitializeEvent", "KeSetEvent", "KeInitializeDpc",
+                     "KeEnterCriticalRegion", "KeLeaveCriticalRegion"):
             continue
         ck.eq(c.ret, 0, c.label, "return value")
     ck.done()

@@ -338,3 +338,122 @@ def test_classify_instruction_cost(driver):
     assert all(v > 0 for v in added.values()), result
     # A bound that catches an accidental slow path (a loop over the ring, formatting) in classify.
     assert all(v < 5000 for v in added.values()), result
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Kernel review, round 3: nothing after the last completion, cleanup ends every read of its handle, the DPC's work is
+# bounded by one drain, the cancel routine always completes.
+
+def _violations(driver, needle: str) -> list[str]:
+    return [str(v) for v in driver.model.violations if needle in str(v)]
+
+
+def test_cancelling_the_last_parked_read_touches_nothing_after_completing_it(driver):
+    """The cancel routine completes the only outstanding IRP (what lets a deferred DriverUnload run): the model
+    watches the driver's pool and writable image sections from that completion until the routine returns."""
+    ck = harness.Checker("cancel of the last parked read")
+    r = read(driver, fo=FO_A)
+    ck.eq(r.status, L.STATUS_PENDING, "READ_EVENTS", "status")
+    res = driver.cancel_irp(r.irp)
+    ck.true(res is not None and res.error is None, "cancel", f"cancel routine missing or faulted: {res}")
+    ck.eq([c["status"] for c in driver.completions_of(r.irp)], [L.STATUS_CANCELLED], "cancel", "completions")
+    ck.eq(_violations(driver, "after the last outstanding IRP"), [], "cancel", "touches after the last completion")
+    ck.done()
+    driver.expect_clean()
+
+
+def test_every_way_a_read_ends_touches_nothing_after_the_last_completion(driver):
+    """The same rule on the other paths that complete a read: cleanup of its handle (the cleanup IRP itself is then
+    the last one, completed last), a read completed at once, and the DPC's completions."""
+    layer = L.LAYERS[0]
+    a = read(driver, fo=FO_A)
+    c = driver.irp(L.IRP_MJ_CLEANUP, file_object=FO_A)
+    assert c.status == L.STATUS_SUCCESS
+    assert [x["status"] for x in driver.completions_of(a.irp)] == [L.STATUS_CANCELLED]
+    driver.classify(layer.layer_id, _values(driver, layer))
+    r = read(driver, fo=FO_B)
+    assert r.status == L.STATUS_SUCCESS
+    b = read(driver, fo=FO_B)
+    driver.classify(layer.layer_id, _values(driver, layer))
+    driver.run_dpcs()
+    assert [x["status"] for x in driver.completions_of(b.irp)] == [L.STATUS_SUCCESS]
+    assert _violations(driver, "after the last outstanding IRP") == []
+    driver.expect_clean()
+
+
+def test_a_read_arriving_after_its_handles_cleanup_is_refused_not_parked(driver):
+    """A READ_EVENTS already past the handle lookup when IRP_MJ_CLEANUP of that handle ran (the emulator plays that
+    interleaving by sending it after the cleanup): it must be completed with STATUS_CANCELLED, never parked, since
+    nothing would complete it before the handle's close. Other handles are unaffected."""
+    ck = harness.Checker("READ_EVENTS after IRP_MJ_CLEANUP of its handle")
+    c = driver.irp(L.IRP_MJ_CLEANUP, file_object=FO_A)
+    ck.eq(c.status, L.STATUS_SUCCESS, "IRP_MJ_CLEANUP (handle A)", "status")
+    late = read(driver, fo=FO_A)
+    ck.eq(late.status, L.STATUS_CANCELLED, "READ_EVENTS on handle A after its cleanup", "status")
+    ck.eq([x["status"] for x in late.completions], [L.STATUS_CANCELLED], "READ_EVENTS after cleanup", "completions")
+    ck.eq(driver.cancel_irp(late.irp), None, "READ_EVENTS after cleanup", "cancel routine left set")
+    b = read(driver, fo=FO_B)
+    ck.eq(b.status, L.STATUS_PENDING, "READ_EVENTS on handle B", "status (another handle still parks)")
+    ck.done()
+    driver.cancel_irp(b.irp)
+    driver.expect_clean()
+
+
+def test_the_completion_dpc_touches_at_most_one_drain_of_a_huge_buffer(driver):
+    """A parked read with a 4 MiB output buffer (any length up to what user mode chooses): the DPC, at
+    DISPATCH_LEVEL, zeroes and fills at most what one drain can write (a marker and the whole ring), not the
+    caller's length. Measured on the system buffer itself: refilled with a pattern once the read is parked, the
+    highest byte the DPC changed bounds what it touched (zeroing is inline code, not always a memset call)."""
+    big = 4 << 20
+    bound = W.MIN_READ_BUFFER + RING_CAPACITY * W.MAX_CONNECTION_SIZE
+    r = read(driver, out_len=big)
+    assert r.status == L.STATUS_PENDING
+    buf = driver.mem.ptr(r.irp + L.IRP_SYSTEM_BUFFER)
+    driver.mem.write(buf, b"\xEE" * big)
+    layer = L.LAYERS[0]
+    driver.classify(layer.layer_id, _values(driver, layer))
+    runs = driver.run_dpcs()
+    assert runs and all(x.error is None for x in runs), runs
+    assert [c["status"] for c in driver.completions_of(r.irp)] == [L.STATUS_SUCCESS]
+    touched = len(driver.mem.read(buf, big).rstrip(b"\xEE"))
+    assert 0 < touched <= bound, f"the DPC touched {touched} bytes of a {big}-byte buffer (bound: one drain, {bound})"
+    assert len(reply(driver, r.irp)) == 1
+    driver.expect_clean()
+
+
+def test_the_cancel_routine_completes_whatever_irp_it_is_given(driver):
+    """The cancel routine completes on every path, by construction: even for an IRP that its queue does not hold
+    (here one that was never parked), it releases the cancel spin lock and completes it with STATUS_CANCELLED,
+    instead of returning with the IRP owned by nobody."""
+    parked = read(driver, fo=FO_A)
+    routine = driver.mem.u64(parked.irp + 0x68)
+    assert routine, "a parked read has a cancel routine"
+    stray = driver.alloc(L.IRP_SIZE + L.IO_STACK_LOCATION_SIZE, tag="weir.test.irp")
+    driver.mem.w64(stray + L.IRP_CURRENT_STACK_LOCATION, stray + L.IRP_SIZE)
+    driver.mem.write(stray + 0x44, b"\x01")  # Cancel = TRUE: the I/O manager took the routine
+    driver.model.irp_dispatched(stray)
+    driver.model.cancel_lock_held = True
+    with driver.model.at_irql(2):
+        res = driver.call(routine, [driver.device_object(), stray], "cancel routine (IRP not in the queue)")
+    driver.expect_no_fault(res)
+    assert not driver.model.cancel_lock_held, "cancel spin lock not released"
+    assert [c["status"] for c in driver.completions_of(stray)] == [L.STATUS_CANCELLED]
+    assert driver.completions_of(parked.irp) == [], "the parked read is not affected"
+    driver.cancel_irp(parked.irp)
+    driver.expect_clean()
+
+
+def test_shared_sections_run_with_normal_kernel_apcs_disabled(driver):
+    """classifyFn at PASSIVE_LEVEL (ALE layers may classify there) records into the ring and reads the policy inside
+    a critical region; so do the IOCTLs (GET_POLICY's copy, SET_POLICY's setter lock) and the READ_EVENTS drain. The
+    model flags copies, allocations and waits made there with APCs enabled."""
+    layer = L.LAYERS[0]
+    driver.classify(layer.layer_id, _values(driver, layer), irql=0)
+    assert reply(driver, read(driver).irp), "the event was recorded"
+    policy = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_GET_POLICY, out_len=4096)
+    assert policy.status == L.STATUS_SUCCESS
+    enters = [c for c in driver.model.calls if c.api == "KeEnterCriticalRegion"]
+    leaves = [c for c in driver.model.calls if c.api == "KeLeaveCriticalRegion"]
+    assert enters and len(enters) == len(leaves)
+    assert _violations(driver, "normal kernel APCs enabled") == []
+    driver.expect_clean()

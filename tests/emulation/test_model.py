@@ -291,3 +291,60 @@ def test_model_security_routines_write_a_parseable_descriptor(rig):
     assert rig.call("RtlSetDaclSecurityDescriptor", sd, 1, acl, 0) == 0
     parsed = L.read_security_descriptor(L.Memory(e), sd)
     assert [(a["sid"], a["mask"]) for a in parsed["dacl"]] == [(L.SID_SYSTEM, L.GENERIC_ALL), (L.SID_ADMINISTRATORS, L.GENERIC_ALL)]
+
+
+def test_critical_regions_balance_and_gate_shared_section_work():
+    """KeAreApcsDisabled answers from the IRQL and the region depth; a copy in classify or DEVICE_CONTROL dispatch at
+    PASSIVE_LEVEL with APCs enabled is a violation, inside a region it is not; an unbalanced leave is one too."""
+    r = Rig()
+    r.model.phase = "classify"
+    assert r.call("KeAreApcsDisabled") == 0
+    r.call("memcpy", 0x100, 0x200, 16, orig=lambda argv: None)
+    assert [v for v in r.model.violations if v.arg == "APC"], "a copy with APCs enabled went unnoticed"
+    r.model.violations.clear()
+    r.call("KeEnterCriticalRegion")
+    assert r.call("KeAreApcsDisabled") == 1
+    r.call("memcpy", 0x100, 0x200, 16, orig=lambda argv: None)
+    r.call("KeLeaveCriticalRegion")
+    assert r.model.violations == []
+    r.model.irql = 2
+    assert r.call("KeAreApcsDisabled") == 1
+    r.call("memcpy", 0x100, 0x200, 16, orig=lambda argv: None)
+    assert r.model.violations == [], "DISPATCH_LEVEL is not suspendable"
+    r.model.irql = 0
+    r.call("KeLeaveCriticalRegion")
+    assert r.model.violations, "leaving a region never entered"
+    r.model.violations.clear()
+    r.call("KeEnterCriticalRegion")
+    r.model.end_of_driver_call("classifyFn")
+    assert r.model.violations and "critical region" in r.model.violations[0].message
+
+
+def test_a_call_after_the_last_completion_is_a_violation():
+    """Once a completion leaves no IRP outstanding, any kernel call before the driver call returns is flagged (an
+    unload may have run); with another IRP still outstanding it is not. DriverUnload is exempt."""
+    class Emu(FakeEmu):
+        def add_mem_read_hook(self, cb, begin, end):
+            return None
+        add_mem_write_hook = add_mem_read_hook
+
+    r = Rig()
+    r.emu = Emu()
+    r.model.phase = "cancel"
+    irp_a, irp_b = r.emu.alloc(bytes(0x100)), r.emu.alloc(bytes(0x100))
+    r.model.irp_dispatched(irp_a)
+    r.model.irp_dispatched(irp_b)
+    r.call("IofCompleteRequest", irp_a, 0, orig=lambda argv: None)
+    r.call("KeAreApcsDisabled")
+    assert r.model.violations == [], "IRP b is still outstanding"
+    r.call("IofCompleteRequest", irp_b, 0, orig=lambda argv: None)
+    r.call("KeAreApcsDisabled")
+    assert any("after" in v.message and "last outstanding IRP" in v.message for v in r.model.violations), r.model.violations
+    r.model.end_of_driver_call("cancel routine")
+    r.model.violations.clear()
+    r.model.phase = "DriverUnload"
+    irp_c = r.emu.alloc(bytes(0x100))
+    r.model.irp_dispatched(irp_c)
+    r.call("IofCompleteRequest", irp_c, 0, orig=lambda argv: None)
+    r.call("KeAreApcsDisabled")
+    assert r.model.violations == []

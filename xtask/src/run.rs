@@ -77,18 +77,18 @@ pub fn test_all(emulation: bool) -> Result<()> {
     }
     outcomes.push(Outcome { name: "WDK flows' build step compiled (cargo make, cargo wdk build)", ok: compiled.is_ok() });
 
-    step("model check of the policy swap (loom): RUSTFLAGS=\"--cfg loom\" cargo test -p wfp-km --release --lib rcu");
+    step("model check of the policy swap and the BFE session lock (loom): RUSTFLAGS=\"--cfg loom\" cargo test -p wfp-km --release --lib -- rcu bfe::loom_tests");
     // Own target directory: --cfg loom changes every crate's build, and must
     // not invalidate the normal one.
     let ok = cargo()
         .current_dir(&root)
-        .args(["test", "-p", "wfp-km", "--release", "--lib", "rcu"])
+        .args(["test", "-p", "wfp-km", "--release", "--lib", "--", "rcu", "bfe::loom_tests"])
         .env("RUSTFLAGS", "--cfg loom")
         .env("CARGO_TARGET_DIR", root.join("target/loom"))
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    outcomes.push(Outcome { name: "loom model check (wfp-km rcu)", ok });
+    outcomes.push(Outcome { name: "loom model check (wfp-km rcu, BFE session)", ok });
 
     step("model-checked concurrency (loom): the event ring and its wake-up gate");
     // Own target directory: `--cfg loom` changes every crate's build. A

@@ -110,10 +110,8 @@ pub fn verify_with(osslsigncode: &Path, dir: &Path, built_pdb: Option<&Path>) ->
     }
     println!("  [ok] weir.cat OS attribute {}", catalog_os(arch));
 
-    let inf_bytes = std::fs::read(&inf)?;
-    let mut diagnostics = weir_inf::lint_for_arch(&inf_bytes, INF, arch);
     let names: Vec<String> = catalog.members.iter().filter_map(|m| m.file_name.clone()).collect();
-    diagnostics.extend(weir_inf::check_catalog_coverage(&String::from_utf8_lossy(&inf_bytes), INF, &names));
+    let diagnostics = inf_findings(&std::fs::read(&inf)?, &names, arch);
     if !diagnostics.is_empty() {
         let text: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
         bail!("weir.inf:\n{}", text.join("\n"));
@@ -127,6 +125,18 @@ pub fn verify_with(osslsigncode: &Path, dir: &Path, built_pdb: Option<&Path>) ->
         println!("  [ok] weir.pdb equals the build's PDB");
     }
     Ok(())
+}
+
+/// The INF's findings for an `arch` image: the byte-level lint
+/// (`lint_for_arch` = `lint_bytes`, i.e. the encoding, which the text lint
+/// cannot see, and every text rule, plus the image-architecture rule) and the
+/// catalog's coverage of the files it installs. Empty when the INF is fine.
+pub fn inf_findings(inf_bytes: &[u8], catalog_names: &[String], arch: weir_inf::Arch) -> Vec<weir_inf::Diagnostic> {
+    let mut diagnostics = weir_inf::lint_for_arch(inf_bytes, INF, arch);
+    if let Ok(text) = weir_inf::decode(inf_bytes) {
+        diagnostics.extend(weir_inf::check_catalog_coverage(&text, INF, catalog_names));
+    }
+    diagnostics
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
@@ -146,5 +156,43 @@ struct RemoveOnDrop(PathBuf);
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INF_TEXT: &str = include_str!("../../../driver.inx");
+
+    fn stamped() -> String {
+        INF_TEXT.replace("$ARCH$", "amd64")
+    }
+
+    fn names() -> Vec<String> {
+        vec!["weir.sys".into(), INF.into()]
+    }
+
+    #[test]
+    fn the_encoding_check_runs_on_package_infs() {
+        let text = stamped();
+        let clean = inf_findings(text.as_bytes(), &names(), weir_inf::Arch::Amd64);
+        let mut bom = vec![0xEF, 0xBB, 0xBF];
+        bom.extend_from_slice(text.as_bytes());
+        let with_bom = inf_findings(&bom, &names(), weir_inf::Arch::Amd64);
+        let encoding: Vec<_> = with_bom.iter().filter(|d| d.infverif == Some(1003)).collect();
+        assert_eq!(encoding.len(), 1, "{with_bom:?}");
+        assert_eq!(with_bom.len(), clean.len() + 1, "only the encoding finding is new: {with_bom:?}");
+    }
+
+    #[test]
+    fn utf16le_infs_are_linted_too() {
+        let text = stamped();
+        let mut utf16 = vec![0xFF, 0xFE];
+        utf16.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        assert_eq!(
+            inf_findings(&utf16, &names(), weir_inf::Arch::Amd64).iter().map(ToString::to_string).collect::<Vec<_>>(),
+            inf_findings(text.as_bytes(), &names(), weir_inf::Arch::Amd64).iter().map(ToString::to_string).collect::<Vec<_>>()
+        );
     }
 }

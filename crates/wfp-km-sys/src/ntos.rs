@@ -63,6 +63,23 @@ pub const WRITE_DAC: u32 = 0x0004_0000;
 pub const KEY_READ: u32 = 0x0002_0019;
 /// `DACL_SECURITY_INFORMATION`.
 pub const DACL_SECURITY_INFORMATION: u32 = 0x0000_0004;
+/// `LABEL_SECURITY_INFORMATION`: the SACL's mandatory label (setting it
+/// needs `WRITE_OWNER` on the handle).
+pub const LABEL_SECURITY_INFORMATION: u32 = 0x0000_0010;
+/// `WRITE_OWNER`.
+pub const WRITE_OWNER: u32 = 0x0008_0000;
+/// `SE_SACL_PRESENT` in `SECURITY_DESCRIPTOR::Control`.
+pub const SE_SACL_PRESENT: u16 = 0x0010;
+/// `SYSTEM_MANDATORY_LABEL_ACE_TYPE`.
+pub const SYSTEM_MANDATORY_LABEL_ACE_TYPE: u8 = 0x11;
+/// `SYSTEM_MANDATORY_LABEL_NO_WRITE_UP`.
+pub const SYSTEM_MANDATORY_LABEL_NO_WRITE_UP: u32 = 0x1;
+/// `SYSTEM_MANDATORY_LABEL_NO_READ_UP`.
+pub const SYSTEM_MANDATORY_LABEL_NO_READ_UP: u32 = 0x2;
+/// `SYSTEM_MANDATORY_LABEL_NO_EXECUTE_UP`.
+pub const SYSTEM_MANDATORY_LABEL_NO_EXECUTE_UP: u32 = 0x4;
+/// `SECURITY_MANDATORY_HIGH_RID` (S-1-16-12288).
+pub const SECURITY_MANDATORY_HIGH_RID: u32 = 0x3000;
 /// `OBJ_CASE_INSENSITIVE`.
 pub const OBJ_CASE_INSENSITIVE: u32 = 0x0000_0040;
 /// `OBJ_KERNEL_HANDLE`: the handle lives in the system handle table, so no
@@ -161,6 +178,17 @@ kernel_import!("ntoskrnl.exe", "system" {
 
     /// Removes a DPC from its queue; `TRUE` (1) if it was queued. Any IRQL.
     pub fn KeRemoveQueueDpc(dpc: *mut windows_sys::Wdk::Foundation::KDPC) -> u8;
+
+    /// `TRUE` (1) if normal kernel APCs are disabled for the current thread
+    /// (IRQL >= APC_LEVEL, or inside a critical or guarded region). Any
+    /// IRQL. Returns `BOOLEAN` (u8; windows-sys declares `bool`).
+    pub fn KeAreApcsDisabled() -> u8;
+
+    /// Disables normal kernel APCs for the current thread. IRQL <= APC_LEVEL.
+    pub fn KeEnterCriticalRegion();
+
+    /// Re-enables them (pairs with `KeEnterCriticalRegion`). IRQL <= APC_LEVEL.
+    pub fn KeLeaveCriticalRegion();
 });
 
 /// `SL_PENDING_RETURNED` in `IO_STACK_LOCATION.Control` (what

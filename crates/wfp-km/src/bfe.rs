@@ -1,6 +1,5 @@
 //! The Base Filtering Engine (BFE) service's state, subscriptions to its
-//! changes, and the PASSIVE_LEVEL lock that serialises a driver's reaction to
-//! them.
+//! changes.
 //!
 //! BFE owns every management object (sessions, sublayers, callouts, filters).
 //! When the service stops, a dynamic session and everything added through it
@@ -10,18 +9,15 @@
 //! PASSIVE_LEVEL on every state change, where `Fwpm*` calls are allowed, so no
 //! work item is needed. `FwpmBfeStateUnsubscribeChanges0` must not be called
 //! from that callback (documented deadlock): it waits for callbacks in flight,
-//! which is what makes it safe to unload after it returns.
+//! which is what makes it safe to unload after it returns. The lock that
+//! serialises a driver's reaction is [`PassiveMutex`] (`sync::passive`).
 
 use crate::device::ControlDevice;
 use crate::status::{NtStatus, Result};
 use crate::trace;
-use core::cell::UnsafeCell;
-use core::ffi::c_void;
-use core::ops::{Deref, DerefMut};
+/// Moved to [`crate::sync::passive`]; re-exported for existing users.
+pub use crate::sync::passive::{PassiveGuard, PassiveMutex};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, Ordering};
-use windows_sys::Wdk::Foundation::KEVENT;
-use windows_sys::Wdk::System::SystemServices::{KeInitializeEvent, KeSetEvent, KeWaitForSingleObject};
 use wfp_km_sys::fwpm::{
     FwpmBfeStateGet0, FwpmBfeStateSubscribeChanges0, FwpmBfeStateUnsubscribeChanges0,
     FWPM_SERVICE_RUNNING, FWPM_SERVICE_STATE, FWPM_SERVICE_STATE_CHANGE_CALLBACK0, FWPM_SERVICE_STOPPED,
@@ -128,104 +124,142 @@ impl Drop for Subscription {
     }
 }
 
-/// A lock held at PASSIVE_LEVEL around state that only PASSIVE_LEVEL code
-/// touches (DriverEntry, DriverUnload, the BFE state callback), so that `Fwpm*`
-/// calls (PASSIVE_LEVEL only) can be made while holding it. A fast mutex or a
-/// spin lock would raise the IRQL; a synchronization event does not.
+/// The dynamic session a driver keeps with BFE while it runs, and whether
+/// shutdown began; the state DriverEntry, DriverUnload and the BFE state
+/// callback share (all at PASSIVE_LEVEL, possibly at once). Every decision
+/// (open or not, close, stop for good) is made by one of these methods on
+/// the slot behind one lock ([`PassiveMutex`]), never from a value read
+/// under an earlier acquisition.
 ///
-/// It must live in a `static` (it cannot move once initialised) and be
-/// [`init`](Self::init)ialised once before anything can call
-/// [`lock`](Self::lock); `lock` refuses (returns `None`) until then.
-pub struct PassiveMutex<T> {
-    event: UnsafeCell<KEVENT>,
-    ready: AtomicBool,
-    value: UnsafeCell<T>,
+/// Argument: `stopping` only ever goes from false to true, and only
+/// [`SessionSlot::close`] with `stopping` sets it, taking the session out
+/// in the same critical section; [`SessionSlot::start`] reads `stopping`
+/// and stores the new session in one critical section. So once unload's
+/// close has run, no start can store a session, and the one it took out is
+/// the last: after unload nothing is left open. Checked by loom
+/// (`session_slot_*` tests, with a check-then-act variant loom must catch):
+/// `RUSTFLAGS="--cfg loom" cargo test -p wfp-km --release --lib bfe`.
+pub struct SessionSlot<E> {
+    engine: Option<E>,
+    stopping: bool,
 }
 
-// SAFETY: the value is only reached through a Guard, which exists only while
-// the synchronization event is held (at most one holder: KeWaitForSingleObject
-// on a synchronization event that KeSetEvent releases admits one waiter at a
-// time). T: Send because the holder may be on any thread.
-unsafe impl<T: Send> Sync for PassiveMutex<T> {}
+impl<E> Default for SessionSlot<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
-impl<T> PassiveMutex<T> {
-    pub const fn new(value: T) -> Self {
-        Self {
-            // SAFETY: KEVENT is plain data; all-zero is overwritten by
-            // KeInitializeEvent in `init` before any use.
-            event: UnsafeCell::new(unsafe { core::mem::zeroed() }),
-            ready: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
+impl<E> SessionSlot<E> {
+    /// No session, not stopping.
+    pub const fn new() -> Self {
+        Self { engine: None, stopping: false }
+    }
+
+    /// Opens a session with `open` unless one is open or shutdown began.
+    /// Returns whether a session is open now. `open`'s error leaves the slot
+    /// as it was.
+    pub fn start<Er>(&mut self, open: impl FnOnce() -> core::result::Result<E, Er>) -> core::result::Result<bool, Er> {
+        if self.stopping {
+            return Ok(false);
+        }
+        if self.engine.is_none() {
+            self.engine = Some(open()?);
+        }
+        Ok(true)
+    }
+
+    /// Takes the session out (dropping it closes it) and, with `stopping`,
+    /// keeps the slot closed for good.
+    pub fn close(&mut self, stopping: bool) -> Option<E> {
+        self.stopping |= stopping;
+        self.engine.take()
+    }
+
+    /// Whether a session is open.
+    pub fn is_open(&self) -> bool {
+        self.engine.is_some()
+    }
+}
+
+#[cfg(all(test, loom))]
+#[allow(clippy::unwrap_used)]
+mod loom_tests {
+    use super::SessionSlot;
+    use loom::sync::atomic::{AtomicUsize, Ordering};
+    use loom::sync::{Arc, Mutex};
+    use loom::thread;
+
+    /// A session that counts itself open until dropped (closed).
+    struct Engine(Arc<AtomicUsize>);
+    impl Drop for Engine {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
-    /// Initialises the event, signaled (unlocked). Later calls do nothing.
-    /// IRQL: PASSIVE_LEVEL. Call from DriverEntry before anything that could
-    /// lock (a BFE subscription) exists.
-    pub fn init(&'static self) {
-        if self.ready.load(Ordering::Acquire) {
-            return;
-        }
-        // SAFETY: the static never moves; nothing waits on it yet (the caller
-        // is DriverEntry before any subscription), so (re)initialising is
-        // race-free. SynchronizationEvent, initially signaled.
-        unsafe {
-            KeInitializeEvent(
-                self.event.get(),
-                wfp_km_sys::ntos::SYNCHRONIZATION_EVENT,
-                true,
-            );
-        }
-        self.ready.store(true, Ordering::Release);
+    fn open(live: &Arc<AtomicUsize>) -> Result<Engine, ()> {
+        live.fetch_add(1, Ordering::SeqCst);
+        Ok(Engine(live.clone()))
     }
 
-    /// Waits (at PASSIVE_LEVEL) until the lock is free and takes it. `None`
-    /// before `init`.
-    pub fn lock(&'static self) -> Option<PassiveGuard<T>> {
-        if !self.ready.load(Ordering::Acquire) {
-            return None;
-        }
-        // SAFETY: initialised event; a kernel-mode, non-alertable wait with no
-        // timeout, which can only return STATUS_SUCCESS. IRQL: callers are
-        // PASSIVE_LEVEL (documented <= APC_LEVEL for a wait).
-        let _ = unsafe {
-            KeWaitForSingleObject(
-                self.event.get().cast_const().cast::<c_void>(),
-                wfp_km_sys::ntos::EXECUTIVE,
-                wfp_km_sys::ntos::KERNEL_MODE,
-                false,
-                ptr::null(),
-            )
-        };
-        Some(PassiveGuard { lock: self })
+    /// DriverEntry starts filtering; the BFE callback reports a restart
+    /// (close, then start); DriverUnload closes for good. `start` is the
+    /// start under test. After all three: nothing open, nothing stored.
+    fn scenario(start: fn(&Mutex<SessionSlot<Engine>>, &Arc<AtomicUsize>)) {
+        loom::model(move || {
+            let slot = Arc::new(Mutex::new(SessionSlot::new()));
+            let live = Arc::new(AtomicUsize::new(0));
+            let entry = {
+                let (slot, live) = (slot.clone(), live.clone());
+                thread::spawn(move || start(&slot, &live))
+            };
+            let bfe = {
+                let (slot, live) = (slot.clone(), live.clone());
+                thread::spawn(move || {
+                    drop(slot.lock().unwrap().close(false));
+                    start(&slot, &live);
+                })
+            };
+            // DriverUnload (after DriverEntry returned it could not run, but
+            // the BFE callback can race it: unsubscribe comes after close).
+            drop(slot.lock().unwrap().close(true));
+            entry.join().unwrap();
+            bfe.join().unwrap();
+            assert!(!slot.lock().unwrap().is_open(), "a session was stored after unload closed the slot");
+            assert_eq!(live.load(Ordering::SeqCst), 0, "a session is left open after unload");
+        });
     }
-}
 
-/// Exclusive access to a [`PassiveMutex`]'s value; releases on drop.
-pub struct PassiveGuard<T: 'static> {
-    lock: &'static PassiveMutex<T>,
-}
-
-impl<T> Deref for PassiveGuard<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the guard holds the lock: no other reference to the value.
-        unsafe { &*self.lock.value.get() }
+    fn start_locked(slot: &Mutex<SessionSlot<Engine>>, live: &Arc<AtomicUsize>) {
+        let _ = slot.lock().unwrap().start(|| open(live));
     }
-}
 
-impl<T> DerefMut for PassiveGuard<T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as for deref, and `&mut self` makes this the only borrow.
-        unsafe { &mut *self.lock.value.get() }
+    #[test]
+    fn session_slot_leaves_nothing_open_after_unload() {
+        scenario(start_locked);
     }
-}
 
-impl<T> Drop for PassiveGuard<T> {
-    fn drop(&mut self) {
-        // SAFETY: initialised event held by this guard; Wait FALSE, so
-        // callable at IRQL <= DISPATCH_LEVEL.
-        let _ = unsafe { KeSetEvent(self.lock.event.get(), 0, false) };
+    /// Check-then-act: `stopping` read under one acquisition, the session
+    /// stored under another. Loom must find the interleaving where unload's
+    /// close runs in between and the session outlives unload.
+    #[test]
+    #[should_panic(expected = "after unload")]
+    fn session_slot_check_then_act_is_caught() {
+        scenario(|slot, live| {
+            let (stopping, open_now) = {
+                let s = slot.lock().unwrap();
+                (s.stopping, s.is_open())
+            };
+            if stopping || open_now {
+                return;
+            }
+            let engine = open(live).unwrap();
+            let mut s = slot.lock().unwrap();
+            if s.engine.is_none() {
+                s.engine = Some(engine);
+            }
+        });
     }
 }
 

@@ -2,7 +2,9 @@
 //! a driver spin lock, as the WDK's "cancel-safe IRP queue" documents it;
 //! the queue is a fixed array, so pending never allocates).
 //!
-//! Ownership rule — an IRP in the queue is owned by exactly one of:
+//! # Ownership
+//!
+//! An IRP in the queue is owned by exactly one of:
 //!
 //! * the queue, while its cancel routine is set: whoever takes it out must
 //!   first win `IoSetCancelRoutine(irp, NULL)` (get the routine back); then
@@ -18,10 +20,37 @@
 //! happen under the spin lock, and the cancel routine takes that lock after
 //! releasing the cancel spin lock, so no lock order can invert. Every pended
 //! IRP is thus completed exactly once, by whoever owns it.
+//!
+//! # Nothing is touched after a completion
+//!
+//! Completing the last outstanding IRP of a driver is what lets the I/O
+//! manager run a deferred DriverUnload, which frees the queue's owner. So
+//! every path here does its bookkeeping (removal, the owner's [`Waiters`]
+//! count) under the lock *before* `IoCompleteRequest`, and after it touches
+//! only its own stack: [`IrpQueue::pend_unless`] returns without touching
+//! the queue once the IRP is cancellable; the cancel routine
+//! ([`cancel_routine`]) finds its queue through the IRP itself
+//! (`Tail.Overlay.DriverContext[0]`, written before the routine is set), so
+//! it needs no global, and it completes the IRP on every path (there is no
+//! branch that returns without completing); [`IrpQueue::cancel_file`] and
+//! [`IrpQueue::cancel_all`] take the IRPs out first and complete them last.
+//! What remains after the final completion is the routine's epilogue (image
+//! code), as in every WDM driver.
+//!
+//! # Cleanup
+//!
+//! `IRP_MJ_CLEANUP` of a handle ([`IrpQueue::cancel_file`]) marks its file
+//! object "cleaned up" (`FsContext2`, which the I/O manager leaves to the
+//! device's driver) and takes its IRPs out, both under the queue lock; every
+//! insert checks the mark under the same lock and refuses with
+//! `STATUS_CANCELLED`. So a request that passed the handle lookup before the
+//! cleanup, or one a consumer took out and puts back, can never stay parked
+//! after its handle's cleanup.
 
 use crate::irp::Irp;
 use crate::status::NtStatus;
 use crate::sync::SpinLock;
+use core::ffi::c_void;
 use core::ptr::{addr_of, addr_of_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
@@ -30,6 +59,11 @@ use wfp_km_sys::ntos::SL_PENDING_RETURNED;
 
 /// A driver cancel routine (`DRIVER_CANCEL`).
 pub type CancelRoutine = unsafe extern "system" fn(device: *mut DEVICE_OBJECT, irp: *mut IRP);
+
+/// The value [`IrpQueue::cancel_file`] writes into `FILE_OBJECT::FsContext2`
+/// of a handle whose cleanup ran. The I/O manager zeroes a new file object,
+/// and Weir stores nothing else there.
+pub const CLEANED_UP: usize = 0x434c_4541_4e45_4455; // "CLEANEDU"
 
 /// What the queue needs from a pended request; implemented by the kernel's
 /// IRP ([`QueuedIrp`]) and by host-test fakes.
@@ -41,8 +75,23 @@ pub trait Cancelable: Copy + Eq {
     fn cancel_requested(&self) -> bool;
     /// The file object (handle) the request came through.
     fn file_object(&self) -> usize;
+    /// Whether `IRP_MJ_CLEANUP` already ran for that file object (read
+    /// under the queue lock).
+    fn file_cleaned_up(&self) -> bool;
     /// `IoMarkIrpPending`.
     fn mark_pending(&self);
+}
+
+/// The owner's count of parked requests, kept by the queue: `arm` before a
+/// parking attempt looks at the owner's data a last time, `disarm` (under
+/// the queue lock, before any completion) for every request that leaves
+/// the queue or was not parked. Producers read it to decide whether to wake
+/// a consumer (Weir: `weir_events::WakeGate`).
+pub trait Waiters: Sync {
+    /// A request is about to park.
+    fn arm(&self);
+    /// A request left (or never entered) the queue.
+    fn disarm(&self);
 }
 
 /// Why a request was not queued.
@@ -52,6 +101,8 @@ pub enum PendError {
     Full,
     /// The request was cancelled before it could be queued.
     Cancelled,
+    /// Its handle's `IRP_MJ_CLEANUP` already ran.
+    CleanedUp,
 }
 
 impl PendError {
@@ -59,7 +110,7 @@ impl PendError {
     pub fn status(self) -> NtStatus {
         match self {
             Self::Full => NtStatus::INSUFFICIENT_RESOURCES,
-            Self::Cancelled => NtStatus::CANCELLED,
+            Self::Cancelled | Self::CleanedUp => NtStatus::CANCELLED,
         }
     }
 }
@@ -77,12 +128,17 @@ impl<I: Cancelable, const N: usize> Default for Slots<I, N> {
 }
 
 impl<I: Cancelable, const N: usize> Slots<I, N> {
+    /// No request queued.
     pub const fn new() -> Self {
         Self { slots: [None; N], next_seq: 0 }
     }
 
-    /// Queues `irp` (see the module documentation for the cancel race).
+    /// Queues `irp` (see the module documentation for the cancel race and
+    /// the cleanup mark).
     pub fn insert(&mut self, irp: I) -> Result<(), PendError> {
+        if irp.file_cleaned_up() {
+            return Err(PendError::CleanedUp);
+        }
         let seq = self.next_seq;
         let Some(slot) = self.slots.iter_mut().find(|s| s.is_none()) else {
             return Err(PendError::Full);
@@ -155,12 +211,18 @@ impl<I: Cancelable, const N: usize> Slots<I, N> {
         n
     }
 
+    /// Whether a request of `file_object` is queued.
+    pub fn holds_file(&self, file_object: usize) -> bool {
+        self.slots.iter().flatten().any(|(_, i)| i.file_object() == file_object)
+    }
+
     /// Requests in the queue (including ones a cancel routine is about to
     /// remove).
     pub fn len(&self) -> usize {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
 
+    /// No request queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -168,8 +230,9 @@ impl<I: Cancelable, const N: usize> Slots<I, N> {
 
 /// A pended kernel IRP and the cancel routine its queue installs.
 ///
-/// Invariant: `raw` is an IRP this driver pended (it returned
-/// STATUS_PENDING for it) and has not completed.
+/// # Invariants
+/// `raw` is an IRP this driver pended (it returned STATUS_PENDING for it)
+/// and has not completed.
 #[derive(Clone, Copy)]
 pub struct QueuedIrp {
     raw: NonNull<IRP>,
@@ -188,42 +251,59 @@ impl Eq for QueuedIrp {}
 // and the cancel-routine exchange decide who does.
 unsafe impl Send for QueuedIrp {}
 
+impl QueuedIrp {
+    /// The file object of the current stack location (null if none).
+    fn file_object_ptr(&self) -> *mut windows_sys::Wdk::Foundation::FILE_OBJECT {
+        // SAFETY: type invariant: live IRP; its current stack location is
+        // ours until completion (null is handled).
+        unsafe {
+            let stack = addr_of!((*self.raw.as_ptr()).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation).read();
+            if stack.is_null() {
+                core::ptr::null_mut()
+            } else {
+                addr_of!((*stack).FileObject).read()
+            }
+        }
+    }
+}
+
 impl Cancelable for QueuedIrp {
     fn set_cancel(&self, on: bool) -> bool {
-        let new = if on { self.routine as *mut core::ffi::c_void } else { core::ptr::null_mut() };
-        // SAFETY: invariant: live IRP. CancelRoutine is a pointer-sized,
+        let new = if on { self.routine as *mut c_void } else { core::ptr::null_mut() };
+        // SAFETY: type invariant: live IRP. CancelRoutine is a pointer-sized,
         // pointer-aligned field the I/O manager also exchanges atomically;
         // this is IoSetCancelRoutine (InterlockedExchangePointer).
         let old = unsafe {
-            AtomicPtr::from_ptr(addr_of_mut!((*self.raw.as_ptr()).CancelRoutine).cast::<*mut core::ffi::c_void>())
-                .swap(new, Ordering::SeqCst)
+            AtomicPtr::from_ptr(addr_of_mut!((*self.raw.as_ptr()).CancelRoutine).cast::<*mut c_void>()).swap(new, Ordering::SeqCst)
         };
         !old.is_null()
     }
 
     fn cancel_requested(&self) -> bool {
-        // SAFETY: invariant: live IRP. `Cancel` is a BOOLEAN byte IoCancelIrp
-        // writes concurrently: read it atomically as a byte.
+        // SAFETY: type invariant: live IRP. `Cancel` is a BOOLEAN byte
+        // IoCancelIrp writes concurrently: read it atomically as a byte.
         unsafe { AtomicU8::from_ptr(addr_of_mut!((*self.raw.as_ptr()).Cancel).cast::<u8>()).load(Ordering::SeqCst) != 0 }
     }
 
     fn file_object(&self) -> usize {
-        // SAFETY: invariant: live IRP; its current stack location is ours
-        // until completion (null is handled).
-        unsafe {
-            let stack = addr_of!((*self.raw.as_ptr()).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation).read();
-            if stack.is_null() {
-                0
-            } else {
-                addr_of!((*stack).FileObject).read() as usize
-            }
+        self.file_object_ptr() as usize
+    }
+
+    fn file_cleaned_up(&self) -> bool {
+        let file = self.file_object_ptr();
+        if file.is_null() {
+            return false;
         }
+        // SAFETY: a live IRP holds a reference on its file object, so the
+        // object is live; FsContext2 is written only under this queue's lock
+        // (cancel_file), which the caller holds.
+        unsafe { addr_of!((*file).FsContext2).read() as usize == CLEANED_UP }
     }
 
     fn mark_pending(&self) {
-        // SAFETY: invariant: live IRP owned by this driver, current stack
-        // location ours; IoMarkIrpPending sets SL_PENDING_RETURNED in its
-        // Control byte.
+        // SAFETY: type invariant: live IRP owned by this driver, current
+        // stack location ours; IoMarkIrpPending sets SL_PENDING_RETURNED in
+        // its Control byte.
         unsafe {
             let stack = addr_of!((*self.raw.as_ptr()).Tail.Overlay.Anonymous2.Anonymous.CurrentStackLocation).read();
             if !stack.is_null() {
@@ -240,85 +320,127 @@ impl QueuedIrp {
     }
 }
 
-/// Pended IRPs (at most `N`), cancel-safe. Must live in non-paged memory.
-pub struct IrpQueue<const N: usize> {
-    slots: SpinLock<Slots<QueuedIrp, N>>,
-    routine: CancelRoutine,
+/// The outcome of [`IrpQueue::pend_unless`].
+#[must_use = "a request handed back must be completed"]
+pub enum Pend {
+    /// Queued: the dispatch routine returns `STATUS_PENDING` and touches
+    /// neither the IRP nor the queue again.
+    Parked,
+    /// `ready` said there is work: not queued, handed back.
+    Ready(Irp),
+    /// Refused: complete it with this status.
+    Refused(Irp, NtStatus),
 }
 
-impl<const N: usize> IrpQueue<N> {
-    /// An empty queue whose IRPs get `routine` as cancel routine; that
-    /// routine must call [`IrpQueue::cancel`] on this queue.
-    pub const fn new(routine: CancelRoutine) -> Self {
-        Self { slots: SpinLock::new(Slots::new()), routine }
+/// Pended IRPs (at most `N`), cancel-safe, with the owner's [`Waiters`]
+/// count. Must live in non-paged memory that outlives every IRP in it (its
+/// owner's teardown calls [`IrpQueue::cancel_all`] and waits for
+/// [`IrpQueue::is_empty`]).
+pub struct IrpQueue<W: Waiters, const N: usize> {
+    slots: SpinLock<Slots<QueuedIrp, N>>,
+    waiters: W,
+}
+
+impl<W: Waiters, const N: usize> IrpQueue<W, N> {
+    /// An empty queue; its IRPs get [`cancel_routine`] as cancel routine.
+    pub const fn new(waiters: W) -> Self {
+        Self { slots: SpinLock::new(Slots::new()), waiters }
     }
 
-    /// Pends `irp` (marks it pending, makes it cancellable). On success the
-    /// dispatch routine must return `STATUS_PENDING` and not touch the IRP
-    /// again. On failure the IRP is handed back with the status to
-    /// complete it with. IRQL <= DISPATCH_LEVEL.
-    pub fn pend(&self, irp: Irp) -> Result<(), (Irp, NtStatus)> {
-        let queued = QueuedIrp { raw: irp.raw, routine: self.routine };
-        let result = self.slots.lock().insert(queued);
-        match result {
-            // Ownership moved to the queue (or to the cancel routine); `irp`
-            // is a plain pointer wrapper and is simply not used again.
-            Ok(()) => Ok(()),
-            Err(e) => Err((irp, e.status())),
-        }
+    /// The owner's count.
+    pub fn waiters(&self) -> &W {
+        &self.waiters
     }
 
-    /// Takes the oldest pended IRP out, no longer cancellable; the caller
-    /// completes it. IRQL <= DISPATCH_LEVEL.
-    pub fn next(&self) -> Option<Irp> {
-        self.slots.lock().take_next().map(QueuedIrp::into_irp)
+    fn queued(&self, irp: &Irp) -> QueuedIrp {
+        QueuedIrp { raw: irp.raw, routine: cancel_routine::<W, N> }
     }
 
-    /// The body of the cancel routine: releases the cancel spin lock, then
-    /// removes `irp` and completes it with `STATUS_CANCELLED`. Returns
-    /// whether it did (false only for an IRP this queue never held).
+    /// Pends `irp` unless `ready()` (called under the queue lock, after
+    /// [`Waiters::arm`]) says there is work for it now: the "arm, then look
+    /// again" half of a no-lost-wake-up handshake, with the look inside the
+    /// lock a consumer takes to find parked IRPs. IRQL <= DISPATCH_LEVEL.
     ///
-    /// # Safety
-    /// Called from this queue's cancel routine, at DISPATCH_LEVEL with the
-    /// cancel spin lock held, with the IRP the I/O manager passed.
-    pub unsafe fn cancel(&self, irp: *mut IRP) -> bool {
-        let Some(raw) = NonNull::new(irp) else { return false };
-        // SAFETY: the I/O manager called us with the cancel spin lock held
-        // and Irp->CancelIrql set to the IRQL to restore; we release it
-        // before taking our own lock.
-        unsafe {
-            let irql = addr_of!((*raw.as_ptr()).CancelIrql).read();
-            IoReleaseCancelSpinLock(irql);
+    /// After [`Pend::Parked`] this call has released the lock and touches
+    /// nothing of the queue: the IRP may already be cancelled and
+    /// completed on another CPU.
+    pub fn pend_unless(&self, irp: Irp, ready: impl FnOnce() -> bool) -> Pend {
+        self.waiters.arm();
+        let queued = self.queued(&irp);
+        // The cancel routine finds its queue through the IRP: written
+        // before the routine is set (in insert), read only by it.
+        irp.set_driver_context((self as *const Self).cast());
+        let mut slots = self.slots.lock();
+        if ready() {
+            self.waiters.disarm();
+            return Pend::Ready(irp);
         }
-        let queued = QueuedIrp { raw, routine: self.routine };
-        let removed = self.slots.lock().remove(&queued);
-        if removed {
-            queued.into_irp().complete(NtStatus::CANCELLED, 0);
+        match slots.insert(queued) {
+            // Ownership moved to the queue (or to the cancel routine); the
+            // guard's release is the last touch of the queue, and a cancel
+            // routine waits for it before it can complete the IRP.
+            Ok(()) => Pend::Parked,
+            Err(e) => {
+                self.waiters.disarm();
+                Pend::Refused(irp, e.status())
+            }
         }
-        removed
     }
 
-    /// Completes every pended IRP of `file_object` (`IRP_MJ_CLEANUP` of a
-    /// handle) with `STATUS_CANCELLED`, except those a cancel routine is
-    /// already completing. Returns how many it completed. IRQL <=
-    /// DISPATCH_LEVEL.
-    pub fn cancel_file(&self, file_object: usize) -> usize {
-        self.cancel_matching(Some(file_object))
+    /// Takes the oldest pended IRP out, no longer cancellable (and
+    /// disarmed); the caller completes it. IRQL <= DISPATCH_LEVEL.
+    pub fn next(&self) -> Option<Irp> {
+        let mut slots = self.slots.lock();
+        let irp = slots.take_next()?;
+        self.waiters.disarm();
+        Some(irp.into_irp())
+    }
+
+    /// `IRP_MJ_CLEANUP`: marks the file object of `cleanup` cleaned up (so
+    /// nothing can be queued for it any more) and completes its pended IRPs
+    /// with `STATUS_CANCELLED`, except those a cancel routine is already
+    /// completing (it does so itself). Returns how many it completed. IRQL
+    /// <= DISPATCH_LEVEL.
+    pub fn cancel_file(&self, cleanup: &Irp) -> usize {
+        let file_object = cleanup.file_object();
+        if file_object == 0 {
+            return 0;
+        }
+        self.cancel_matching(Some(file_object), || cleanup.mark_file_cleaned_up(CLEANED_UP))
     }
 
     /// Completes every pended IRP with `STATUS_CANCELLED` (driver unload),
     /// except those a cancel routine is already completing.
     pub fn cancel_all(&self) -> usize {
-        self.cancel_matching(None)
+        self.cancel_matching(None, || {})
     }
 
-    fn cancel_matching(&self, file_object: Option<usize>) -> usize {
+    fn cancel_matching(&self, file_object: Option<usize>, mark: impl FnOnce()) -> usize {
         let mut taken = [None; N];
-        let n = self.slots.lock().take_matching(file_object, &mut taken);
+        let n = {
+            let mut slots = self.slots.lock();
+            mark();
+            let n = slots.take_matching(file_object, &mut taken);
+            for _ in 0..n {
+                self.waiters.disarm();
+            }
+            n
+        };
+        // Bookkeeping done: from here on only the IRPs (on our stack).
         for irp in taken.into_iter().flatten() {
             irp.into_irp().complete(NtStatus::CANCELLED, 0);
         }
         n
+    }
+
+    /// The cancel routine's bookkeeping: removes `irp` and disarms, under
+    /// the lock. The caller completes the IRP afterwards.
+    fn forget(&self, irp: NonNull<IRP>) {
+        let queued = QueuedIrp { raw: irp, routine: cancel_routine::<W, N> };
+        let mut slots = self.slots.lock();
+        if slots.remove(&queued) {
+            self.waiters.disarm();
+        }
     }
 
     /// IRPs in the queue now.
@@ -326,213 +448,46 @@ impl<const N: usize> IrpQueue<N> {
         self.slots.lock().len()
     }
 
+    /// No IRP in the queue (none parked, and no cancel routine still to
+    /// remove one).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use core::mem::offset_of;
-    use std::cell::Cell;
-    use std::rc::Rc;
-    use windows_sys::Wdk::Foundation::IO_STACK_LOCATION;
-
-    #[test]
-    fn irp_fields_used_here_have_the_x64_offsets() {
-        assert_eq!(offset_of!(IRP, Cancel), 0x44);
-        assert_eq!(offset_of!(IRP, CancelIrql), 0x45);
-        assert_eq!(offset_of!(IRP, CancelRoutine), 0x68);
-        assert_eq!(offset_of!(IO_STACK_LOCATION, Control), 0x03);
-        assert_eq!(offset_of!(IO_STACK_LOCATION, FileObject), 0x30);
+/// The cancel routine of every [`IrpQueue`] (`DRIVER_CANCEL`; the I/O
+/// manager calls it at DISPATCH_LEVEL with the cancel spin lock held).
+/// Releases the cancel spin lock, lets the IRP's queue (read from the IRP)
+/// forget it, then completes it with `STATUS_CANCELLED`: on every path, so
+/// it can never return with the IRP still owned and not completed.
+///
+/// # Safety
+/// Called only by the I/O manager for an IRP whose cancel routine an
+/// `IrpQueue<W, N>` set: `DriverContext[0]` is then that queue, alive while
+/// the IRP is in it.
+pub unsafe extern "system" fn cancel_routine<W: Waiters, const N: usize>(_device: *mut DEVICE_OBJECT, irp: *mut IRP) {
+    let Some(raw) = NonNull::new(irp) else { return };
+    // SAFETY: the I/O manager called us with the cancel spin lock held and
+    // Irp->CancelIrql set to the IRQL to restore; we release it before
+    // taking our own lock (no lock-order inversion).
+    unsafe {
+        let irql = addr_of!((*raw.as_ptr()).CancelIrql).read();
+        IoReleaseCancelSpinLock(irql);
     }
-
-    /// A fake IRP: its cancel routine slot, Cancel flag and pending mark.
-    #[derive(Default)]
-    struct State {
-        routine: Cell<bool>,
-        cancel: Cell<bool>,
-        pending: Cell<bool>,
+    // SAFETY: contract of this function: DriverContext[0] is the queue that
+    // set this routine (pend_unless writes it before insert sets the
+    // routine), and the queue outlives every IRP in it; the entry is still
+    // in the queue until `forget` removes it, so the queue is alive here.
+    let queue = unsafe {
+        addr_of!((*raw.as_ptr()).Tail.Overlay.Anonymous1.Anonymous.DriverContext[0]).read().cast::<IrpQueue<W, N>>().as_ref()
+    };
+    if let Some(queue) = queue {
+        queue.forget(raw);
     }
-
-    #[derive(Clone)]
-    struct Fake(Rc<State>, usize);
-
-    impl PartialEq for Fake {
-        fn eq(&self, o: &Self) -> bool {
-            Rc::ptr_eq(&self.0, &o.0)
-        }
-    }
-    impl Eq for Fake {}
-
-    /// `Cancelable` needs Copy: index into a table of fakes instead.
-    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-    struct H(usize);
-
-    thread_local! {
-        static TABLE: std::cell::RefCell<Vec<Fake>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    fn fake(h: H) -> Fake {
-        TABLE.with(|t| t.borrow()[h.0].clone())
-    }
-    fn new_irp(file: usize) -> H {
-        TABLE.with(|t| {
-            let mut t = t.borrow_mut();
-            t.push(Fake(Rc::new(State::default()), file));
-            H(t.len() - 1)
-        })
-    }
-
-    impl Cancelable for H {
-        fn set_cancel(&self, on: bool) -> bool {
-            fake(*self).0.routine.replace(on)
-        }
-        fn cancel_requested(&self) -> bool {
-            fake(*self).0.cancel.get()
-        }
-        fn file_object(&self) -> usize {
-            fake(*self).1
-        }
-        fn mark_pending(&self) {
-            fake(*self).0.pending.set(true);
-        }
-    }
-
-    /// IoCancelIrp's first half: Cancel = TRUE, take the routine. Returns
-    /// whether the cancel routine would run.
-    fn io_cancel(h: H) -> bool {
-        let f = fake(h);
-        f.0.cancel.set(true);
-        f.0.routine.replace(false)
-    }
-
-    #[test]
-    fn pend_take_in_order_and_full() {
-        let mut q: Slots<H, 2> = Slots::new();
-        let (a, b, c) = (new_irp(1), new_irp(1), new_irp(1));
-        assert_eq!(q.insert(a), Ok(()));
-        assert_eq!(q.insert(b), Ok(()));
-        assert_eq!(q.insert(c), Err(PendError::Full));
-        assert!(!fake(c).0.pending.get(), "a refused IRP is not marked pending");
-        assert!(!fake(c).0.routine.get());
-        assert!(fake(a).0.pending.get() && fake(a).0.routine.get());
-        assert_eq!(q.take_next(), Some(a));
-        assert!(!fake(a).0.routine.get(), "taken out = no longer cancellable");
-        assert_eq!(q.insert(c), Ok(()));
-        assert_eq!(q.take_next(), Some(b));
-        assert_eq!(q.take_next(), Some(c));
-        assert_eq!(q.take_next(), None);
-    }
-
-    #[test]
-    fn cancelled_before_insert_is_refused() {
-        let mut q: Slots<H, 4> = Slots::new();
-        let a = new_irp(1);
-        fake(a).0.cancel.set(true); // IoCancelIrp ran before the routine was set
-        assert_eq!(q.insert(a), Err(PendError::Cancelled));
-        assert!(q.is_empty());
-        assert_eq!(PendError::Cancelled.status(), NtStatus::CANCELLED);
-    }
-
-    #[test]
-    fn cancel_racing_the_taker_leaves_the_irp_to_the_cancel_routine() {
-        let mut q: Slots<H, 4> = Slots::new();
-        let (a, b) = (new_irp(1), new_irp(1));
-        q.insert(a).unwrap();
-        q.insert(b).unwrap();
-        // The I/O manager takes a's routine; its cancel routine waits for
-        // our lock. The taker must skip a and return b.
-        assert!(io_cancel(a));
-        assert_eq!(q.take_next(), Some(b));
-        assert_eq!(q.take_next(), None);
-        assert_eq!(q.len(), 1, "a stays for its cancel routine");
-        // Cleanup and unload leave it too.
-        let mut out = [None; 4];
-        assert_eq!(q.take_matching(None, &mut out), 0);
-        // The cancel routine removes it exactly once.
-        assert!(q.remove(&a));
-        assert!(!q.remove(&a));
-        assert!(q.is_empty());
-    }
-
-    #[test]
-    fn cancel_after_take_finds_nothing() {
-        let mut q: Slots<H, 4> = Slots::new();
-        let a = new_irp(1);
-        q.insert(a).unwrap();
-        assert_eq!(q.take_next(), Some(a));
-        // Too late: the routine is gone, IoCancelIrp calls nothing.
-        assert!(!io_cancel(a));
-        assert!(!q.remove(&a));
-    }
-
-    #[test]
-    fn cancel_between_set_and_check_in_insert_queues_for_the_routine() {
-        // IoCancelIrp ran after insert set the routine (so it took it) but
-        // before insert looked at Cancel: insert must queue the IRP so the
-        // cancel routine finds it. Simulated by a fake whose routine is
-        // taken as soon as it is set.
-        let a = new_irp(1);
-        fake(a).0.cancel.set(true);
-        // The first set_cancel(true) happens in insert; model the I/O
-        // manager's exchange by making the later set_cancel(false) lose:
-        #[derive(Debug)]
-        struct Steal(H);
-        impl Cancelable for Steal {
-            fn set_cancel(&self, on: bool) -> bool {
-                if on {
-                    fake(self.0).0.routine.set(false); // stolen at once
-                    false
-                } else {
-                    fake(self.0).0.routine.replace(false)
-                }
-            }
-            fn cancel_requested(&self) -> bool {
-                true
-            }
-            fn file_object(&self) -> usize {
-                1
-            }
-            fn mark_pending(&self) {
-                fake(self.0).0.pending.set(true);
-            }
-        }
-        impl Clone for Steal {
-            fn clone(&self) -> Self {
-                *self
-            }
-        }
-        impl Copy for Steal {}
-        impl PartialEq for Steal {
-            fn eq(&self, o: &Self) -> bool {
-                self.0 == o.0
-            }
-        }
-        impl Eq for Steal {}
-        let mut q2: Slots<Steal, 4> = Slots::new();
-        assert_eq!(q2.insert(Steal(a)), Ok(()));
-        assert!(fake(a).0.pending.get());
-        assert_eq!(q2.take_next(), None, "owned by the cancel routine");
-        assert!(q2.remove(&Steal(a)));
-    }
-
-    #[test]
-    fn cleanup_takes_only_that_handles_requests() {
-        let mut q: Slots<H, 4> = Slots::new();
-        let (a, b, c) = (new_irp(10), new_irp(20), new_irp(10));
-        for h in [a, b, c] {
-            q.insert(h).unwrap();
-        }
-        let mut out = [None; 4];
-        assert_eq!(q.take_matching(Some(10), &mut out), 2);
-        let mut got: Vec<H> = out.iter().flatten().copied().collect();
-        got.sort_by_key(|h| h.0);
-        assert_eq!(got, vec![a, c]);
-        assert_eq!(q.len(), 1);
-        let mut out = [None; 4];
-        assert_eq!(q.take_matching(None, &mut out), 1);
-        assert_eq!(out[0], Some(b));
-        assert!(q.is_empty());
-    }
+    // The I/O manager gave us the IRP by exchanging its routine: ours to
+    // complete, and the last thing this routine does.
+    Irp { raw }.complete(NtStatus::CANCELLED, 0);
 }
+
+#[cfg(test)]
+mod tests;

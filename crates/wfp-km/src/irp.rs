@@ -83,10 +83,12 @@ impl Irp {
     /// the input (if any) first.
     ///
     /// The I/O manager allocates it with max(input, output) length and copies
-    /// only the input into it, so the rest is uninitialised: it is zeroed here
-    /// through a raw pointer before any `&mut [u8]` covers it. `len` must not
-    /// exceed max(input, output); this is checked. `None` when there is no
-    /// buffer.
+    /// only the input into it, so the rest is uninitialised: the part of
+    /// `[input, len)` this view covers is zeroed here through a raw pointer
+    /// before any `&mut [u8]` covers it, and nothing beyond `len` is
+    /// touched (so a caller at DISPATCH_LEVEL bounds its work by `len`, not
+    /// by the length user mode chose). `len` must not exceed max(input,
+    /// output); this is checked. `None` when there is no buffer.
     pub fn buffered(&mut self, len: usize) -> Option<&mut [u8]> {
         let dc = self.device_control()?;
         if dc.code & 3 != METHOD_BUFFERED {
@@ -100,16 +102,16 @@ impl Irp {
         // SAFETY: invariant: live IRP. For METHOD_BUFFERED, SystemBuffer is
         // null or a non-paged buffer of at least `max` bytes owned by the IRP
         // until completion, and `&mut self` keeps this the only reference. The
-        // first `input` (<= max) bytes were written by the I/O manager; the
-        // tail [input, max) is written here, so the whole slice is initialised.
+        // first `input` bytes were written by the I/O manager; [input, len)
+        // (len <= max) is written here, so the whole slice is initialised.
         unsafe {
             let irp = self.raw.as_ptr();
             let buffer = core::ptr::addr_of!((*irp).AssociatedIrp.SystemBuffer).read().cast::<u8>();
             if buffer.is_null() {
                 return None;
             }
-            if max > input {
-                core::ptr::write_bytes(buffer.add(input), 0, max - input);
+            if len > input {
+                core::ptr::write_bytes(buffer.add(input), 0, len - input);
             }
             Some(core::slice::from_raw_parts_mut(buffer, len))
         }
@@ -119,6 +121,31 @@ impl Irp {
     /// compare (0 if the stack location has none).
     pub fn file_object(&self) -> usize {
         self.stack().map_or(0, |s| s.FileObject as usize)
+    }
+
+    /// Writes `FILE_OBJECT::FsContext2` of the request's file object (the
+    /// device driver's field for a file object of its own device). Does
+    /// nothing if the stack location has no file object.
+    pub(crate) fn mark_file_cleaned_up(&self, value: usize) {
+        let Some(stack) = self.stack() else { return };
+        let file = stack.FileObject;
+        if !file.is_null() {
+            // SAFETY: a live IRP holds a reference on its file object; the
+            // file object belongs to this driver's device, whose driver owns
+            // FsContext2. Callers write it under the queue lock.
+            unsafe { core::ptr::addr_of_mut!((*file).FsContext2).write(value as *mut core::ffi::c_void) };
+        }
+    }
+
+    /// Stores `value` in `Tail.Overlay.DriverContext[0]`, which belongs to
+    /// the driver while it owns the IRP.
+    pub(crate) fn set_driver_context(&self, value: *const core::ffi::c_void) {
+        // SAFETY: invariant: a live IRP this driver owns; DriverContext is
+        // the owning driver's, written through a raw place.
+        unsafe {
+            core::ptr::addr_of_mut!((*self.raw.as_ptr()).Tail.Overlay.Anonymous1.Anonymous.DriverContext[0])
+                .write(value.cast_mut());
+        }
     }
 
     /// Completes the IRP with `status` and `information` (bytes returned).

@@ -16,9 +16,13 @@
 //! | [`pool::PoolBox`]        | `ExAllocatePool2`           | `ExFreePoolWithTag`               |
 //! | [`dpc::Dpc`]             | `KeInitializeDpc`           | `KeRemoveQueueDpc` + `KeFlushQueuedDpcs` |
 //! | [`sync::SpinLockGuard`]  | `KeAcquireSpinLockRaiseToDpc` | `KeReleaseSpinLock`             |
+//! | [`sync::critical::CriticalRegion`] | `KeEnterCriticalRegion` (unless `KeAreApcsDisabled`) | `KeLeaveCriticalRegion` |
+//! | [`sync::passive::PassiveGuard`] | critical region + `KeWaitForSingleObject` | `KeSetEvent`, then leaves the region |
 //!
 //! Pended IRPs live in [`csq::IrpQueue`], a cancel-safe queue (the
-//! `IoSetCancelRoutine` pattern under a spin lock).
+//! `IoSetCancelRoutine` pattern under a spin lock) whose every path does its
+//! bookkeeping before it completes an IRP, and whose cancel routine finds
+//! the queue through the IRP.
 //!
 //! Classify inputs are read through [`classify`]'s accessors, which check the
 //! value count and the value type before every read.

@@ -7,7 +7,11 @@
 //! - **Readers** are classifyFn calls: on any number of CPUs at once, at IRQL
 //!   <= DISPATCH_LEVEL. ALE layers may also classify at PASSIVE_LEVEL, where a
 //!   reader can be preempted (or migrated to another CPU) in the middle of a
-//!   lookup. A reader must never wait, take a lock, or allocate.
+//!   lookup. A reader must never wait, take a lock, or allocate. Nor may it
+//!   be *suspended* inside (a writer would wait for it forever): callers
+//!   read at DISPATCH_LEVEL or inside a critical region
+//!   ([`crate::sync::critical::CriticalRegion`]), and writers hold their lock
+//!   inside one too.
 //! - **The writer** is an IOCTL handler at PASSIVE_LEVEL. It may sleep.
 //!   Writers are serialised among themselves by `writer` (a try-lock whose
 //!   loser sleeps and retries; readers never touch it).

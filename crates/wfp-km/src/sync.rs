@@ -1,4 +1,10 @@
-//! A kernel spin lock guarding data, and the system clock.
+//! A kernel spin lock guarding data, and the system clock; the other
+//! primitives, one per module:
+//!
+//! - [`critical`]: `CriticalRegion` (`KeEnterCriticalRegion`), sections a
+//!   suspended thread cannot stretch;
+//! - [`passive`]: `PassiveMutex`, a lock held at PASSIVE_LEVEL (inside a
+//!   critical region).
 //!
 //! [`SpinLock`] holds an executive spin lock (`KSPIN_LOCK`): `lock` raises
 //! to DISPATCH_LEVEL with `KeAcquireSpinLockRaiseToDpc` (callable at IRQL <=
@@ -6,6 +12,9 @@
 //! `KeReleaseSpinLock`, restoring the previous IRQL. While the guard lives
 //! the holder runs at DISPATCH_LEVEL: only non-paged data, no waits, and no
 //! call that could take the same lock (that would deadlock the CPU).
+
+pub mod critical;
+pub mod passive;
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
@@ -41,6 +50,7 @@ impl<T> SpinLock<T> {
 }
 
 /// Holds a [`SpinLock`]; releases it (and restores the IRQL) on drop.
+#[must_use = "dropping the guard releases the spin lock"]
 pub struct SpinLockGuard<'a, T> {
     lock: &'a SpinLock<T>,
     old_irql: u8,
