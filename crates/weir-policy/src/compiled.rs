@@ -28,11 +28,17 @@
 //!    a table when its own prefixes are at least as long and it has every keyed field; its key
 //!    is its fields masked to the tuple. A query without an application skips the tables keyed
 //!    by application (none of their entries can match it).
-//!    Entries are placed greedily, in rule order, into the most specific fitting table whose
-//!    bucket for that key holds fewer than [`BUCKET_LIMIT`] entries; failing that a new table
-//!    is made with a coarse tuple (lengths rounded down to multiples of 8 (IPv4) / 16 (IPv6), no
-//!    keyed protocol or ports), and if that already exists and is full, with the entry's exact
-//!    tuple. This keeps the number of tables small (tens) and the buckets short.
+//!    Placement is TupleMerge-Offline-like (`compiled/place.rs`): in priority order, a new
+//!    table starts from the best unplaced entry's exact tuple and is *widened* (to the tuple
+//!    both fit) over the entries that follow it, as long as no key then holds more than
+//!    [`BUCKET_LIMIT`] entries and the tuple keeps some key bits; the first entry it cannot
+//!    take ends its run, and it then takes every later entry that fits with room. So the
+//!    top-priority rules sit in few tables and the lookup's early stop comes early. After 24
+//!    such tables the rest is placed greedily: into the most specific fitting table with room;
+//!    failing that a new table with a coarse tuple (lengths rounded down to multiples of 8
+//!    (IPv4) / 16 (IPv6), no keyed protocol or ports), and if that already exists and is full,
+//!    with the entry's exact tuple, else into the first fitting table over the cap. This keeps
+//!    the number of tables small (tens) and the buckets short.
 //! 4. **Lookup.** Tables are sorted by the best (lowest) rule index they hold. For each table in
 //!    that order: stop if its best rule cannot beat the match found so far; else mask the query
 //!    to the tuple, hash, and scan the bucket (entries sorted by rule index, so the first entry

@@ -82,6 +82,20 @@ impl Counts {
             _ => 0,
         }
     }
+    /// Decrements (a present key) and returns the new count; the slot stays, with count 0.
+    fn dec(&mut self, k: u64) -> u32 {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        let i = self.find(k | 1);
+        match self.slots.get_mut(i) {
+            Some(s) if s.0 == (k | 1) => {
+                s.1 = s.1.saturating_sub(1);
+                s.1
+            }
+            _ => 0,
+        }
+    }
     /// Increments and returns the new count.
     fn inc(&mut self, k: u64) -> Result<u32, CompileError> {
         if (self.used + 1) * 2 > self.slots.len() {
@@ -116,29 +130,205 @@ fn relax(len: u8, bits: u8) -> u8 {
     len - len % step
 }
 
-/// Assigns entries to tables (TupleMerge placement) and lays out the final arrays.
-pub(super) fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<(), CompileError> {
-    let mut specs: Vec<Spec> = Vec::new();
-    let mut order: Vec<usize> = Vec::new(); // spec indices by descending score
-    let mut keys_per_spec: Vec<u32> = Vec::new();
-    let mut min_rule: Vec<u32> = Vec::new();
-    let mut assign: Vec<u32> = Vec::new();
-    assign.try_reserve_exact(items.len()).map_err(oom)?;
-    let mut counts = Counts::new();
-    let salt = |si: usize| (si as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+/// Tables per partition the priority-run phase may make; the entries left after it are placed
+/// greedily (most specific fitting table, else a new coarse or exact one, else overflow).
+const RUN_TABLES: usize = 24;
 
-    for it in &items {
+fn salt(si: usize) -> u64 {
+    (si as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+}
+
+impl Spec {
+    fn exact<W>(e: &BuildEntry<W>) -> Spec {
+        Spec { a: e.la, b: e.lb, p: e.p, rp: e.rp, lp: e.lp, ap: e.app.is_some() }
+    }
+    /// The most specific tuple both `self` and `e` fit.
+    fn meet<W>(&self, e: &BuildEntry<W>) -> Spec {
+        Spec {
+            a: self.a.min(e.la),
+            b: self.b.min(e.lb),
+            p: self.p && e.p,
+            rp: self.rp && e.rp,
+            lp: self.lp && e.lp,
+            ap: self.ap && e.app.is_some(),
+        }
+    }
+}
+
+/// One candidate assignment of a partition's entries to tables.
+struct Plan {
+    specs: Vec<Spec>,
+    keys: Vec<u32>,
+    min_rule: Vec<u32>,
+    assign: Vec<u32>,
+    counts: Counts,
+}
+
+impl Plan {
+    fn new(n: usize) -> Result<Plan, CompileError> {
+        let mut assign = Vec::new();
+        assign.try_reserve_exact(n).map_err(oom)?;
+        assign.resize(n, NONE);
+        Ok(Plan {
+            specs: Vec::new(),
+            keys: Vec::new(),
+            min_rule: Vec::new(),
+            assign,
+            counts: Counts::new(),
+        })
+    }
+
+    fn new_spec(&mut self, s: Spec, rule: u32) -> Result<usize, CompileError> {
+        let si = self.specs.len();
+        push(&mut self.specs, s)?;
+        push(&mut self.keys, 0)?;
+        push(&mut self.min_rule, rule)?;
+        Ok(si)
+    }
+
+    /// Puts item `ix` (whose key in table `si` is `k`) into that table.
+    fn add(&mut self, si: usize, k: u64, ix: usize) -> Result<(), CompileError> {
+        let c = self.counts.inc(k ^ salt(si))?;
+        if c == 1 {
+            if let Some(c) = self.keys.get_mut(si) {
+                *c += 1;
+            }
+        }
+        if let Some(a) = self.assign.get_mut(ix) {
+            *a = si as u32;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, si: usize, k: u64) {
+        let c = self.counts.dec(k ^ salt(si));
+        if c == 0 {
+            if let Some(c) = self.keys.get_mut(si) {
+                *c = c.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Re-keys table `si` (holding exactly `run`) under `w` and adds `ix`, if no key then holds
+    /// more than `cap` entries; otherwise leaves everything as it was.
+    fn try_widen<W: Word>(
+        &mut self,
+        items: &[BuildEntry<W>],
+        si: usize,
+        run: &[u32],
+        w: Spec,
+        ix: usize,
+        cap: u32,
+    ) -> Result<bool, CompileError> {
+        let Some(&old) = self.specs.get(si) else { return Ok(false) };
+        for &r in run {
+            if let Some(it) = items.get(r as usize) {
+                self.remove(si, old.key(it));
+            }
+        }
+        let mut ok = true;
+        let mut added = 0usize;
+        for &r in run.iter().chain(core::iter::once(&(ix as u32))) {
+            let Some(it) = items.get(r as usize) else { continue };
+            self.add(si, w.key(it), r as usize)?;
+            added += 1;
+            if self.counts.get(w.key(it) ^ salt(si)) > cap {
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            if let Some(s) = self.specs.get_mut(si) {
+                *s = w;
+            }
+            return Ok(true);
+        }
+        for &r in run.iter().chain(core::iter::once(&(ix as u32))).take(added) {
+            if let Some(it) = items.get(r as usize) {
+                self.remove(si, w.key(it));
+            }
+        }
+        if let Some(a) = self.assign.get_mut(ix) {
+            *a = NONE;
+        }
+        for &r in run {
+            if let Some(it) = items.get(r as usize) {
+                self.add(si, old.key(it), r as usize)?;
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// TupleMerge-Offline-style assignment with per-key cap `cap`: in priority order, each new table
+/// starts from the best unplaced entry's exact tuple and is widened over the following entries
+/// as long as no key exceeds `cap` (the unbroken run of top-priority entries it covers); it then
+/// takes every later entry that fits with room. After [`RUN_TABLES`] tables, the rest is placed
+/// greedily.
+fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32) -> Result<Plan, CompileError> {
+    let mut pl = Plan::new(items.len())?;
+    let mut rest: Vec<u32> = Vec::new();
+    rest.try_reserve_exact(items.len()).map_err(oom)?;
+    rest.extend(0..items.len() as u32);
+    let mut run: Vec<u32> = Vec::new();
+    while pl.specs.len() < RUN_TABLES {
+        let Some(first) = rest.first().and_then(|&i| items.get(i as usize)) else { break };
+        let mut spec = Spec::exact(first);
+        let si = pl.new_spec(spec, first.e.rule)?;
+        run.clear();
+        let mut kept = 0usize;
+        let mut broken = false;
+        for i in 0..rest.len() {
+            let Some(&ix) = rest.get(i) else { break };
+            let Some(it) = items.get(ix as usize) else { continue };
+            let mut placed = false;
+            if spec.fits(it) {
+                let k = spec.key(it);
+                if pl.counts.get(k ^ salt(si)) < cap {
+                    pl.add(si, k, ix as usize)?;
+                    placed = true;
+                }
+            } else if !broken {
+                let w = spec.meet(it);
+                // A tuple without key bits holds `cap` entries in all: never widen to one.
+                if w.score() > 0 && pl.try_widen(items, si, &run, w, ix as usize, cap)? {
+                    spec = w;
+                    placed = true;
+                }
+            }
+            if placed {
+                if !broken {
+                    push(&mut run, ix)?;
+                }
+            } else {
+                broken = true;
+                if let Some(slot) = rest.get_mut(kept) {
+                    *slot = ix;
+                }
+                kept += 1;
+            }
+        }
+        rest.truncate(kept);
+    }
+
+    // The rest, greedily: tables most specific first.
+    let mut order: Vec<usize> = Vec::new();
+    order.try_reserve(pl.specs.len()).map_err(oom)?;
+    order.extend(0..pl.specs.len());
+    order.sort_by_key(|&si| core::cmp::Reverse(pl.specs.get(si).map_or(0, Spec::score)));
+    for &ix in &rest {
+        let Some(it) = items.get(ix as usize) else { continue };
         let mut chosen: Option<usize> = None;
         let mut fallback: Option<usize> = None;
         for &si in &order {
-            let Some(s) = specs.get(si) else { continue };
+            let Some(s) = pl.specs.get(si) else { continue };
             if !s.fits(it) {
                 continue;
             }
             if fallback.is_none() {
                 fallback = Some(si);
             }
-            if counts.get(s.key(it) ^ salt(si)) < BUCKET_LIMIT {
+            if pl.counts.get(s.key(it) ^ salt(si)) < cap {
                 chosen = Some(si);
                 break;
             }
@@ -148,23 +338,20 @@ pub(super) fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>)
             None => {
                 let coarse =
                     Spec { a: relax(it.la, W::BITS), b: relax(it.lb, W::BITS), p: false, rp: false, lp: false, ap: false };
-                let exact = Spec { a: it.la, b: it.lb, p: it.p, rp: it.rp, lp: it.lp, ap: it.app.is_some() };
-                let new = if !specs.contains(&coarse) {
+                let exact = Spec::exact(it);
+                let new = if !pl.specs.contains(&coarse) {
                     Some(coarse)
-                } else if !specs.contains(&exact) {
+                } else if !pl.specs.contains(&exact) {
                     Some(exact)
                 } else {
                     None
                 };
                 match (new, fallback) {
                     (Some(s), _) => {
-                        let si = specs.len();
-                        push(&mut specs, s)?;
-                        push(&mut keys_per_spec, 0)?;
-                        push(&mut min_rule, it.e.rule)?;
+                        let si = pl.new_spec(s, it.e.rule)?;
                         let pos = order
                             .iter()
-                            .position(|&o| specs.get(o).map_or(0, Spec::score) < s.score())
+                            .position(|&o| pl.specs.get(o).map_or(0, Spec::score) < s.score())
                             .unwrap_or(order.len());
                         order.try_reserve(1).map_err(oom)?;
                         order.insert(pos, si);
@@ -175,14 +362,15 @@ pub(super) fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>)
                 }
             }
         };
-        let Some(s) = specs.get(si) else { return Err(CompileError::OutOfMemory) };
-        if counts.inc(s.key(it) ^ salt(si))? == 1 {
-            if let Some(k) = keys_per_spec.get_mut(si) {
-                *k += 1;
-            }
-        }
-        assign.push(si as u32);
+        let Some(s) = pl.specs.get(si).copied() else { return Err(CompileError::OutOfMemory) };
+        pl.add(si, s.key(it), ix as usize)?;
     }
+    Ok(pl)
+}
+
+/// Assigns entries to tables ([`assign`]) and lays out the final arrays.
+pub(super) fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<(), CompileError> {
+    let Plan { specs, keys: keys_per_spec, min_rule, assign, .. } = assign(&items, BUCKET_LIMIT)?;
 
     // Tables in order of their best rule (entries are in rule order, so the first entry placed
     // in a spec carries its minimum).
