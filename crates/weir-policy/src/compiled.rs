@@ -78,6 +78,7 @@
 mod build;
 mod lookup;
 mod place;
+mod sets;
 mod word;
 
 use alloc::vec::Vec;
@@ -86,7 +87,7 @@ use core::mem::size_of;
 
 use build::build_partition;
 pub use word::Word;
-use word::merge_ranges;
+use sets::SetIndex;
 
 use crate::fold::{fold_unit, folded_hash};
 use crate::{Action, Direction, IpVersion, Policy, ValidationError};
@@ -144,48 +145,6 @@ impl Span {
     fn of<'a, T>(&self, v: &'a [T]) -> &'a [T] {
         let s = self.start as usize;
         v.get(s..s.saturating_add(self.len as usize)).unwrap_or(&[])
-    }
-}
-
-/// Sorted, disjoint ranges of every address set, for one IP version.
-#[derive(Default)]
-struct SetIndex<W> {
-    ranges: Vec<(W, W)>,
-    spans: Vec<Span>,
-}
-
-impl<W: Word> SetIndex<W> {
-    fn build(p: &Policy) -> Result<Self, CompileError> {
-        let mut total = 0usize;
-        for s in &p.sets {
-            total += s.entries.iter().filter(|r| W::range(r).is_some()).count();
-        }
-        let mut ix = SetIndex { ranges: Vec::new(), spans: Vec::new() };
-        ix.ranges.try_reserve_exact(total).map_err(oom)?;
-        ix.spans.try_reserve_exact(p.sets.len()).map_err(oom)?;
-        let mut tmp: Vec<(W, W)> = Vec::new();
-        for s in &p.sets {
-            tmp.clear();
-            let n = s.entries.iter().filter(|r| W::range(r).is_some()).count();
-            tmp.try_reserve(n).map_err(oom)?;
-            tmp.extend(s.entries.iter().filter_map(W::range));
-            merge_ranges(&mut tmp, W::succ);
-            let start = ix.ranges.len() as u32;
-            ix.ranges.extend_from_slice(&tmp);
-            ix.spans.push(Span { start, len: tmp.len() as u32 });
-        }
-        Ok(ix)
-    }
-
-    fn set(&self, i: u32) -> &[(W, W)] {
-        match self.spans.get(i as usize) {
-            Some(s) => s.of(&self.ranges),
-            None => &[],
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        self.ranges.capacity() * size_of::<(W, W)>() + self.spans.capacity() * size_of::<Span>()
     }
 }
 

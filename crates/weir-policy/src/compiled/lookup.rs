@@ -204,7 +204,7 @@ impl CompiledPolicy {
         let pred_ok = |p: Pred, x: W| match p {
             Pred::Any => true,
             Pred::Ranges(s) => in_sorted(s.of(&part.ranges), x),
-            Pred::Set(i) => in_sorted(sets.set(i), x),
+            Pred::Set(i) => sets.contains(i, x),
         };
         if !pred_ok(res.remote, r) || !pred_ok(res.local, l) {
             return false;

@@ -30,6 +30,10 @@ pub trait Word: Copy + Ord + Eq + Default + fmt::Debug + 'static {
     fn diff(self, o: Self) -> Self;
     /// `self + 2^k`, `None` on overflow.
     fn add_pow2(self, k: u8) -> Option<Self>;
+    /// The top `k` bits (`1 <= k <= 32`, `k <= BITS`) as a number.
+    fn top(self, k: u8) -> u32;
+    /// The smallest word whose top `k` bits are `b`.
+    fn from_top(b: u32, k: u8) -> Self;
     /// Folds to 64 bits for hashing.
     fn fold64(self) -> u64;
     /// The range's bounds if it is of this version.
@@ -89,6 +93,14 @@ macro_rules! word {
                 } else {
                     self.checked_add((1 as $t) << k)
                 }
+            }
+            #[inline]
+            fn top(self, k: u8) -> u32 {
+                self.checked_shr(u32::from(<Self as Word>::BITS.saturating_sub(k))).unwrap_or(0) as u32
+            }
+            #[inline]
+            fn from_top(b: u32, k: u8) -> Self {
+                (b as $t).checked_shl(u32::from(<Self as Word>::BITS.saturating_sub(k))).unwrap_or(0)
             }
             #[inline]
             fn fold64(self) -> u64 {
