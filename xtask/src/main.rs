@@ -6,8 +6,10 @@
 //! - `cargo xtask setup`   installs (as root) or lists what the build needs
 //! - `cargo xtask wdk-task-graph` checks cargo-make's plan of the WDK flow
 //! - `cargo xtask wine-test` builds weirctl.exe and runs its Wine tests
+//! - `cargo xtask classbench` Weir's policy lookup beside TupleMerge, PartitionSort, PriorityTuple
 
 mod build;
+mod classbench;
 mod package;
 mod run;
 mod toolchain;
@@ -80,6 +82,24 @@ enum Command {
     WdkTaskGraph,
     /// Build weirctl.exe (unsigned) and run its tests under Wine (a stage of `test`).
     WineTest,
+    /// Fetch and build ClassBench and the peers (TupleMerge-Offline, PartitionSort,
+    /// PriorityTuple) from public GitHub, generate rule sets and traces, and compare them with
+    /// Weir's lookup on the same files (target/classbench; needs git, make, g++; valgrind for
+    /// instruction counts).
+    Classbench {
+        /// ClassBench seeds (parameter files).
+        #[arg(long, value_delimiter = ',', default_value = "acl1,fw1,ipc1")]
+        seeds: Vec<String>,
+        /// Rule counts.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        sizes: Vec<usize>,
+        /// Rounds per set (the order of the classifiers alternates between rounds).
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        /// Skip the instruction counts (valgrind).
+        #[arg(long)]
+        no_instructions: bool,
+    },
 }
 
 fn main() {
@@ -100,6 +120,9 @@ fn main() {
         Command::Setup => toolchain::setup(),
         Command::WdkTaskGraph => wdk_flow::task_graph(),
         Command::WineTest => weirctl::build_exe().and_then(|exe| weirctl::wine_tests(&exe)),
+        Command::Classbench { seeds, sizes, rounds, no_instructions } => {
+            classbench::classbench(&classbench::Options { seeds, sizes, rounds, instructions: !no_instructions })
+        }
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");
