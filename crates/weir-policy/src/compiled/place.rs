@@ -134,6 +134,10 @@ fn relax(len: u8, bits: u8) -> u8 {
 /// greedily (most specific fitting table, else a new coarse or exact one, else overflow).
 const RUN_TABLES: usize = 24;
 
+/// Longest run a table's tuple is still widened over: each widening re-keys the run, so this
+/// bounds the compile time (about 70 widenings at most per table) at some cost in runs.
+const WIDEN_MAX_RUN: usize = 8192;
+
 fn salt(si: usize) -> u64 {
     (si as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
 }
@@ -288,7 +292,7 @@ fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32) -> Result<Plan, CompileErr
                     pl.add(si, k, ix as usize)?;
                     placed = true;
                 }
-            } else if !broken {
+            } else if !broken && run.len() < WIDEN_MAX_RUN {
                 let w = spec.meet(it);
                 // A tuple without key bits holds `cap` entries in all: never widen to one.
                 if w.score() > 0 && pl.try_widen(items, si, &run, w, ix as usize, cap)? {
