@@ -319,7 +319,9 @@ fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32) -> Result<Plan, CompileErr
     let mut order: Vec<usize> = Vec::new();
     order.try_reserve(pl.specs.len()).map_err(oom)?;
     order.extend(0..pl.specs.len());
-    order.sort_by_key(|&si| core::cmp::Reverse(pl.specs.get(si).map_or(0, Spec::score)));
+    // Unstable sort (no scratch buffer: no infallible allocation, no large stack array), made
+    // deterministic by the index.
+    order.sort_unstable_by_key(|&si| (core::cmp::Reverse(pl.specs.get(si).map_or(0, Spec::score)), si));
     for &ix in &rest {
         let Some(it) = items.get(ix as usize) else { continue };
         let mut chosen: Option<usize> = None;
