@@ -8,8 +8,10 @@
 //! - `cargo xtask wdk-compile` compiles what the WDK flows' build step compiles
 //! - `cargo xtask wine-test` builds weirctl.exe and runs its Wine tests
 //! - `cargo xtask wine-kernel` runs the packaged weir.sys under Wine's kernel-driver host
+//! - `cargo xtask classbench` Weir's policy lookup beside TupleMerge, PartitionSort, PriorityTuple
 
 mod build;
+mod classbench;
 mod package;
 mod run;
 mod toolchain;
@@ -98,6 +100,24 @@ enum Command {
     /// Run the signed weir.sys and weirctl.exe of the package under Wine's kernel-driver
     /// host (a stage of `test`; run `cargo xtask package` first).
     WineKernel,
+    /// Fetch and build ClassBench and the peers (TupleMerge-Offline, PartitionSort,
+    /// PriorityTuple) from public GitHub, generate rule sets and traces, and compare them with
+    /// Weir's lookup on the same files (target/classbench; needs git, make, g++; valgrind for
+    /// instruction counts).
+    Classbench {
+        /// ClassBench seeds (parameter files).
+        #[arg(long, value_delimiter = ',', default_value = "acl1,fw1,ipc1")]
+        seeds: Vec<String>,
+        /// Rule counts.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+        sizes: Vec<usize>,
+        /// Rounds per set (the order of the classifiers alternates between rounds).
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        /// Skip the instruction counts (valgrind).
+        #[arg(long)]
+        no_instructions: bool,
+    },
 }
 
 fn main() {
@@ -123,6 +143,9 @@ fn main() {
         }
         Command::WineTest => weirctl::build_exe().and_then(|exe| weirctl::wine_tests(&exe)),
         Command::WineKernel => wine_kernel::stage(&package::package_dir().join(weir_package::SYS), &weirctl::exe_path()),
+        Command::Classbench { seeds, sizes, rounds, no_instructions } => {
+            classbench::classbench(&classbench::Options { seeds, sizes, rounds, instructions: !no_instructions })
+        }
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -3,12 +3,8 @@
 //! (PROFILE = acl | fw | ipc; LOOPS × 4,096 lookups of a ClassBench-style trace). Under
 //! `valgrind --tool=cachegrind --cache-sim=no`, the difference between LOOPS = 0 and LOOPS = k
 //! divided by k × 4,096 is the instructions one lookup executes, independent of machine load.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+//! The compile time printed is the thread's CPU time.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use weir_policy_testing::{self as testing, Extras, Profile};
 use weir_policy::{reference, CompiledPolicy};
@@ -24,15 +20,11 @@ fn main() {
     let loops: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let reference_too = args.get(4).is_some_and(|s| s == "reference");
     // Same policies and traces as benches/lookup.rs.
-    let extras = Extras {
-        set_percent: 0,
-        set_entries: 0,
-        app_percent: 2,
-        loopback_percent: 2,
-        v6_percent: 10,
-    };
+    let extras = Extras { set_percent: 0, set_entries: 0, app_percent: 2, loopback_percent: 2, v6_percent: 10 };
     let p = testing::classbench(n, profile, extras, 0x5EED ^ n as u64);
+    let t0 = cpu_time::ThreadTime::now();
     let c = CompiledPolicy::compile(&p).unwrap();
+    let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     let qs = testing::trace(&p, 4096, 1);
     let queries: Vec<_> = qs.iter().map(|q| q.as_query()).collect();
     let mut x = 0u64;
@@ -54,7 +46,8 @@ fn main() {
     }
     let s = c.stats();
     println!(
-        "{n} rules: {:.1} tables probed, {:.1} entries checked per lookup; tables {:?}, longest bucket {:?} (checksum {x})",
+        "{n} rules: compiled in {compile_ms:.1} ms, {:.1} bytes/rule; {:.1} tables probed, {:.1} entries checked per lookup; tables {:?}, longest bucket {:?} (checksum {x})",
+        c.memory_bytes() as f64 / n as f64,
         probes as f64 / queries.len() as f64,
         entries as f64 / queries.len() as f64,
         s.tables,
