@@ -15,6 +15,7 @@
 //! | [`engine::Transaction`]  | `FwpmTransactionBegin0`     | `FwpmTransactionAbort0` unless committed |
 //! | [`pool::PoolBox`]        | `ExAllocatePool2`           | `ExFreePoolWithTag`               |
 //! | [`dpc::Dpc`]             | `KeInitializeDpc`           | `KeRemoveQueueDpc` + `KeFlushQueuedDpcs` |
+//! | [`etw::Provider`]        | `EtwRegister`               | `EtwUnregister`                   |
 //! | [`sync::SpinLockGuard`]  | `KeAcquireSpinLockRaiseToDpc` | `KeReleaseSpinLock`             |
 //!
 //! Pended IRPs live in [`csq::IrpQueue`], a cancel-safe queue (the
@@ -38,6 +39,7 @@ pub mod csq;
 pub mod device;
 pub mod dpc;
 pub mod engine;
+pub mod etw;
 pub mod irp;
 pub mod objects;
 pub mod pool;
