@@ -11,7 +11,9 @@
 use crate::classify::Outcome;
 use weir_etw::weir::{self, keyword, ConnectionExtra, PolicyChange};
 use weir_events::Event;
+use wfp_km::classify::IncomingValues;
 use wfp_km::etw::{Provider, ProviderState};
+use wfp_km::sys::fwps::ale_auth_connect_v4;
 use wfp_km::{trace, GUID};
 
 /// The provider's state (level and keywords from the enable callback, the
@@ -54,10 +56,15 @@ pub fn wants_connections() -> bool {
     ETW.keywords() & (keyword::CONNECTIONS | keyword::BLOCKS) != 0
 }
 
-/// Writes `Connection` for a classification already recorded as `event`.
+/// Writes `Connection` for a classification already recorded as `event`,
+/// adding the user's SID from the layer's `ALE_USER_ID` when present.
 /// IRQL: <= DISPATCH_LEVEL.
 #[inline(never)]
-pub fn connection(event: &Event, user_sid: Option<&[u8]>) {
+pub fn connection(event: &Event, values: &IncomingValues<'_>) {
+    // ALE_USER_ID has the same index at the four layers.
+    let user_sid = values
+        .token_access_information(ale_auth_connect_v4::ALE_USER_ID)
+        .and_then(|(info, base)| wfp_km::ale::user_sid(info, base));
     let mut e = weir::connection(event, &ConnectionExtra { user_sid });
     ETW.write(&mut e);
 }

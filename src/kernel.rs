@@ -215,7 +215,7 @@ unsafe extern "system" fn classify(
                 }
             }
             if etw {
-                etw::connection(&event, None);
+                etw::connection(&event, &values);
             }
         }
         if trace::connection_traces() {

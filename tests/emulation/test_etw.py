@@ -5,6 +5,7 @@ Also classifyFn's instruction count with ETW off and with each keyword on (test-
 etw-classify-instructions.json; the figures in README.md come from here)."""
 
 import json
+import struct
 
 import pytest
 
@@ -18,6 +19,7 @@ CONNECTIONS, BLOCKS, POLICY, FILTERING, LIFECYCLE, ERRORS = 0x1, 0x2, 0x4, 0x8, 
 KEYWORDS = {"CONNECTIONS": CONNECTIONS, "BLOCKS": BLOCKS, "POLICY": POLICY, "FILTERING": FILTERING,
             "LIFECYCLE": LIFECYCLE, "ERRORS": ERRORS}
 VERBOSE = 5
+FWP_TOKEN_ACCESS_INFORMATION_TYPE = 16
 LAYER_NAMES = {"connect-v4": "ALE_AUTH_CONNECT_V4", "connect-v6": "ALE_AUTH_CONNECT_V6",
                "accept-v4": "ALE_AUTH_RECV_ACCEPT_V4", "accept-v6": "ALE_AUTH_RECV_ACCEPT_V6"}
 APP = "\\device\\harddiskvolume3\\program files\\weir test\\client.exe"
@@ -37,6 +39,27 @@ def _values(driver, layer, app=APP):
     vals = driver.values_for(layer, local="10.0.0.2", lport=50000, proto=6, remote="93.184.216.34", rport=443)
     vals[0] = ("blob", app.encode("utf-16-le") + b"\0\0")
     return vals
+
+
+def token_access(driver, sid: bytes) -> int:
+    """An FWP_BYTE_BLOB holding a TOKEN_ACCESS_INFORMATION whose SidHash -> SidAttr[0].Sid is `sid`, with
+    absolute pointers into the blob as WFP passes ALE_USER_ID (FWP_TOKEN_ACCESS_INFORMATION_TYPE)."""
+    hash_at, attrs_at, sid_at = 96, 112, 128
+    size = sid_at + len(sid)
+    base = driver.alloc(size, b"\0" * size, tag="weir.test.token")
+    b = bytearray(size)
+    struct.pack_into("<Q", b, 0, base + hash_at)
+    struct.pack_into("<IIQ", b, hash_at, 1, 0, base + attrs_at)
+    struct.pack_into("<QI", b, attrs_at, base + sid_at, 0)
+    b[sid_at:] = sid
+    driver.mem.write(base, bytes(b))
+    return driver.alloc(16, struct.pack("<IIQ", size, 0, base), tag="weir.test.tokenblob")
+
+
+def sid_bytes(text: str) -> bytes:
+    parts = [int(x) for x in text.split("-")[1:]]
+    rev, auth, subs = parts[0], parts[1], parts[2:]
+    return bytes([rev, len(subs)]) + auth.to_bytes(6, "big") + b"".join(struct.pack("<I", s) for s in subs)
 
 
 def _events(driver, name=None):
@@ -71,8 +94,12 @@ def test_provider_is_registered_before_the_callouts_and_unregistered_after_them(
 def test_a_connections_session_gets_every_classification_with_the_event_streams_fields(driver):
     runs = enable_session(driver, VERBOSE, CONNECTIONS)
     assert runs and all(r.error is None for r in runs)
+    user = "S-1-5-21-1004336348-1177238915-682003330-1001"
     for layer in L.LAYERS:
-        r = driver.classify(layer.layer_id, _values(driver, layer), pid=4242)
+        vals = _values(driver, layer)
+        if layer.outbound:
+            vals[1] = ("raw", (FWP_TOKEN_ACCESS_INFORMATION_TYPE, token_access(driver, sid_bytes(user))))
+        r = driver.classify(layer.layer_id, vals, pid=4242)
         assert r.run.error is None
     got = _events(driver, "Connection")
     assert len(got) == 4, [e["name"] for e in driver.model.etw_events]
@@ -85,7 +112,7 @@ def test_a_connections_session_gets_every_classification_with_the_event_streams_
         assert f["Direction"] == ("outbound" if layer.outbound else "inbound")
         assert f["ProcessId"] == 4242
         assert f["Image"] == APP
-        assert f["User"] == ""
+        assert f["User"] == (user if layer.outbound else ""), f
         if layer.ipv6:
             assert f["LocalAddress"] and ":" in f["RemoteAddress"]
         else:
