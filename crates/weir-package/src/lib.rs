@@ -5,7 +5,12 @@
 //! and weir.cat against the packaged certificate and weir.sys against the
 //! catalog; our catalog reader recomputes every member hash; the INF is
 //! linted and must be covered by the catalog; the signed image passes the
-//! static image checks and matches the PDB; the PDB equals the build's.
+//! static image checks and matches the PDB; the PDB equals the build's; the
+//! WPR profile is the one this crate ships ([`WPRP_TEXT`], checked by
+//! [`check_wprp`]).
+
+mod wprp;
+pub use wprp::{check_wprp, WprpProfile, WPRP_TEXT};
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -17,9 +22,12 @@ pub const INF: &str = "weir.inf";
 pub const CAT: &str = "weir.cat";
 pub const PDB: &str = "weir.pdb";
 pub const CER: &str = "weir-test.cer";
+/// The Windows Performance Recorder profile for the `Weir` ETW provider
+/// (docs/etw.md). Not in the catalog: it is not installed with the driver.
+pub const WPRP: &str = "weir.wprp";
 
-/// The five files of a package.
-pub const FILES: [&str; 5] = [SYS, INF, CAT, PDB, CER];
+/// The six files of a package.
+pub const FILES: [&str; 6] = [SYS, INF, CAT, PDB, CER, WPRP];
 
 /// The osslsigncode to use (`WEIR_OSSLSIGNCODE` or the one on PATH).
 pub fn osslsigncode_path() -> PathBuf {
@@ -99,6 +107,13 @@ pub fn verify_with(osslsigncode: &Path, dir: &Path, built_pdb: Option<&Path>) ->
         bail!("signed weir.sys:\n{}", text.join("\n"));
     }
     println!("  [ok] weir.sys image checks ({} properties), PDB GUID/age match", image.checks.len());
+
+    let wprp = std::fs::read_to_string(dir.join(WPRP)).with_context(|| format!("reading {WPRP}"))?;
+    if wprp != WPRP_TEXT {
+        bail!("{WPRP} differs from the profile this version ships");
+    }
+    let profiles = check_wprp(&wprp)?;
+    println!("  [ok] {WPRP}: {} profiles for provider {}", profiles.len(), weir_etw::provider::ID_TEXT);
 
     if let Some(built) = built_pdb.filter(|p| p.is_file()) {
         if std::fs::read(built)? != std::fs::read(&pdb)? {
