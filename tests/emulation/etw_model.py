@@ -149,6 +149,7 @@ class EtwModelMixin:
         self._next_etw_handle += 0x10
         self.etw_providers[h] = {"guid": guid, "callback": callback, "context": context, "live": True, "call": call.label}
         mem.w64(out, h)
+        call.args["assigned_RegHandle"] = hex(h)
         return STATUS_SUCCESS
 
     def _EtwUnregister(self, emu, mem, call, orig, argv):
