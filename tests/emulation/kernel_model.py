@@ -561,6 +561,14 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
                 s.objects = {"sublayers": {}, "callouts": {}, "filters": {}}
                 call.notes.append("handle consumed by the failed close; dynamic session run down by BFE")
             return
+        if api == "EtwUnregister":
+            # The registration is gone whatever EtwUnregister returns: its
+            # handle must not be used again (wdm.h: call it once, at unload).
+            p = self.etw_providers.get(argv[0])
+            if p is not None and p["live"]:
+                p["live"] = False
+                call.notes.append("registration released by the failed EtwUnregister")
+            return
         if api == "ZwClose":
             if self.kernel_handles.pop(argv[0], None) is not None:
                 call.notes.append("handle consumed by the failed close")

@@ -201,15 +201,23 @@ def test_driver_runs_without_etw_when_registration_fails(new_run):
     run.expect_clean()
 
 
-def _count(driver, fn) -> int:
+def _count(driver, fn) -> tuple[int, int]:
+    """(instructions executed inside weir.sys, stack bytes used below the entry RSP) while `fn` runs."""
     from unicorn import UC_HOOK_CODE
+    from unicorn.x86_const import UC_X86_REG_RSP
 
     uc = driver.se.emu.emu_eng.emu
     base, size = driver.module.base, driver.module.image_size
     n = [0]
+    rsp = [None, None]
 
-    def on_code(*_):
+    def on_code(u, *_):
         n[0] += 1
+        sp = u.reg_read(UC_X86_REG_RSP)
+        if rsp[0] is None:
+            rsp[0] = rsp[1] = sp
+        elif sp < rsp[1]:
+            rsp[1] = sp
 
     hook = uc.hook_add(UC_HOOK_CODE, on_code, begin=base, end=base + size - 1)
     uc.ctl_flush_tb()
@@ -219,7 +227,7 @@ def _count(driver, fn) -> int:
         uc.hook_del(hook)
         uc.ctl_flush_tb()
     assert r.run.error is None
-    return n[0]
+    return n[0], (rsp[0] - rsp[1] + 8) if rsp[0] is not None else 0
 
 
 def test_classify_instruction_count_with_etw_off_and_each_keyword_on(driver, vectors):  # noqa: F811
@@ -238,8 +246,9 @@ def test_classify_instruction_count_with_etw_off_and_each_keyword_on(driver, vec
         if kw:
             enable_session(driver, VERBOSE, kw)
         before = driver.model.etw_writes
-        report[label] = {"block": _count(driver, lambda: classify_vector(driver, block)),
-                         "permit": _count(driver, lambda: classify_vector(driver, permit)),
+        (bi, bs), (pi, ps) = (_count(driver, lambda: classify_vector(driver, block)),
+                              _count(driver, lambda: classify_vector(driver, permit)))
+        report[label] = {"block": bi, "permit": pi, "stack_bytes": max(bs, ps),
                          "etw_writes": driver.model.etw_writes - before}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "etw-classify-instructions.json").write_text(json.dumps(report, indent=1))
@@ -251,4 +260,7 @@ def test_classify_instruction_count_with_etw_off_and_each_keyword_on(driver, vec
         # A keyword that classify does not write costs what "off" costs.
         assert report[k]["permit"] == report["off"]["permit"], (k, report)
     assert report["CONNECTIONS"]["permit"] > report["off"]["permit"]
+    # The event buffer lives in a non-inlined frame: with ETW on, classify stays within the budget
+    # test_policy.py sets for it (4 KiB).
+    assert max(r["stack_bytes"] for r in report.values()) < 4096, report
     driver.expect_clean()

@@ -14,7 +14,8 @@
 //! 1. A producer claims position `p` with `tail.fetch_add(1)`; its slot is
 //!    `p % cap`.
 //! 2. It takes the slot by a compare-exchange of the slot's `stamp` from an
-//!    even value below `2p + 1` to `2p + 1` ("being written"), then a
+//!    even value below `2p + 1` to `2p + 1` ("being written"; `Acquire`, so
+//!    the previous lap's word stores happen before this lap's), then a
 //!    `Release` fence. If the stamp is odd (a producer one lap earlier is
 //!    still writing, e.g. preempted at PASSIVE_LEVEL for a whole lap) or
 //!    already newer, it drops the record and counts it ([`Broadcast::collisions`]);
@@ -166,7 +167,10 @@ impl<const W: usize> Broadcast<W> {
                 self.collisions.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
-            match slot.stamp.compare_exchange_weak(current, writing, Ordering::Relaxed, Ordering::Relaxed) {
+            // Acquire: the previous lap's words happen before ours, so no
+            // reader holding our stamp can see one of theirs (loom found
+            // the tear with a relaxed exchange: tests/loom.rs, two writers).
+            match slot.stamp.compare_exchange_weak(current, writing, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(seen) => current = seen,
             }
