@@ -65,7 +65,8 @@ pub fn connection(event: &Event, values: &IncomingValues<'_>) {
     let user_sid = values
         .token_access_information(ale_auth_connect_v4::ALE_USER_ID)
         .and_then(|(info, base)| wfp_km::ale::user_sid(info, base));
-    let mut e = weir::connection(event, &ConnectionExtra { user_sid });
+    let mut e = weir::connection_builder(event);
+    weir::fill_connection(&mut e, event, &ConnectionExtra { user_sid });
     ETW.write(&mut e);
 }
 

@@ -114,7 +114,9 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Starts an event named `name` (no NUL inside; cut to fit).
+    /// Starts an event named `name` (no NUL inside; cut to fit). Inlined
+    /// so the ~1.3 KB value is built in its final place, not copied.
+    #[inline(always)]
     pub fn new(name: &str, level: u8, keyword: u64) -> Self {
         let mut b = Self {
             descriptor: Descriptor { level, keyword },
@@ -254,6 +256,23 @@ impl Builder {
         let take = (units_le.len() & !1).min(room).min(usize::from(u16::MAX) & !1);
         let bytes = units_le.get(..take).unwrap_or(&[]);
         self.counted(name, in_type::STR16, out_type::DEFAULT, bytes, 2)
+    }
+
+    /// A counted UTF-16 string from code units, cut to what fits (written
+    /// little-endian straight into the payload: no copy on the caller's
+    /// stack).
+    pub fn str16(&mut self, name: &str, units: &[u16]) -> &mut Self {
+        let room = self.room_for_counted(name) / 2;
+        let take = units.len().min(room).min(usize::from(u16::MAX) / 2);
+        let units = units.get(..take).unwrap_or(&[]);
+        let prefix = u16::try_from(2 * take).unwrap_or(u16::MAX).to_le_bytes();
+        self.field(name, in_type::STR16, out_type::DEFAULT, 2 + 2 * take, |d| {
+            let (head, tail) = d.split_at_mut(2);
+            head.copy_from_slice(&prefix);
+            for (dst, unit) in tail.chunks_exact_mut(2).zip(units) {
+                dst.copy_from_slice(&unit.to_le_bytes());
+            }
+        })
     }
 
     /// Counted binary, cut to what fits.

@@ -188,7 +188,21 @@ pub struct ConnectionExtra<'a> {
 /// Builds `Connection` (see the module table) from the event stream's
 /// record of the same classification.
 pub fn connection(event: &Event, extra: &ConnectionExtra<'_>) -> Builder {
-    let mut b = Builder::new("Connection", connection_level(event.decision), connection_keyword(event.decision));
+    let mut b = connection_builder(event);
+    fill_connection(&mut b, event, extra);
+    b
+}
+
+/// An empty `Connection` event with the level and keyword of `event`'s
+/// decision; [`fill_connection`] adds the fields. The driver uses the two
+/// halves so the builder is never moved (one copy on the stack, not three).
+#[inline(always)]
+pub fn connection_builder(event: &Event) -> Builder {
+    Builder::new("Connection", connection_level(event.decision), connection_keyword(event.decision))
+}
+
+/// Adds the `Connection` fields to `b` (from [`connection_builder`]).
+pub fn fill_connection(b: &mut Builder, event: &Event, extra: &ConnectionExtra<'_>) {
     let mut number = Text::<4>::new();
     let protocol = match protocol_name(event.protocol) {
         Some(name) => name,
@@ -212,32 +226,10 @@ pub fn connection(event: &Event, extra: &ConnectionExtra<'_>) -> Builder {
         .str8("RemoteAddress", if event.tuple { remote.as_str() } else { "" })
         .u16("RemotePort", event.remote_port)
         .pid("ProcessId", event.process_id.and_then(|p| u32::try_from(p).ok()).unwrap_or(0))
-        .str16_le("Image", units_le(event).as_slice())
+        .str16("Image", event.path.units())
         .bool32("ImageTruncated", event.path.truncated())
         .str8("User", user.as_ref().map_or("", Text::as_str))
         .bool32("Reauthorization", event.reauthorization);
-    b
-}
-
-/// The path's units as little-endian bytes (the payload's byte order).
-fn units_le(event: &Event) -> UnitsLe {
-    let mut out = UnitsLe { bytes: [0; 2 * weir_events::MAX_PATH_UNITS], len: 0 };
-    for (dst, unit) in out.bytes.chunks_exact_mut(2).zip(event.path.units()) {
-        dst.copy_from_slice(&unit.to_le_bytes());
-        out.len += 2;
-    }
-    out
-}
-
-struct UnitsLe {
-    bytes: [u8; 2 * weir_events::MAX_PATH_UNITS],
-    len: usize,
-}
-
-impl UnitsLe {
-    fn as_slice(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or(&[])
-    }
 }
 
 /// `PolicyChanged`: a policy was installed (or cleared: `rule_count` 0 and
