@@ -154,9 +154,10 @@ fn broadcast_reader_without_the_recheck_is_caught() {
 
 /// Two writers race for the same slot of a 1-slot ring (positions 0 and 1)
 /// while a reader reads: it never sees a torn record, and accounts for both
-/// writes. (With a relaxed slot exchange in `write`, loom found a tear in
-/// the unbounded two-writer, two-reader form of this model: the second
-/// writer's words were not ordered after the first's.)
+/// writes. With the slot exchange in `write` made `Relaxed` instead of
+/// `Acquire`, this model fails with a torn record (the second writer's
+/// words are not ordered after the first's): checked by hand, the fix is
+/// the `Acquire`.
 /// Preemptions are bounded to 3 to keep the run in minutes.
 #[test]
 fn broadcast_two_writers_one_reader() {
