@@ -2,7 +2,7 @@
 //! back.
 //!
 //! DriverEntry ([`Driver::start`]) allocates the state first and then fills
-//! it step by step: control device → its DACL (before any name points at it)
+//! it step by step: ETW provider (its failure is traced, not fatal) → control device → its DACL (before any name points at it)
 //! → symbolic link → run-time callouts → BFE state subscription → filtering
 //! (a dynamic session with the sublayer, callouts and filters) if BFE runs.
 //! If a step fails, [`Driver::shutdown`] undoes whatever exists, in reverse
@@ -17,7 +17,9 @@
 //! 4. drop the event log: flush its completion DPC, complete every parked
 //!    READ_EVENTS with STATUS_CANCELLED, free the ring (no classify can
 //!    reach it any more);
-//! 5. delete the symbolic link, then 6. the device, then the state.
+//! 5. delete the symbolic link, then 6. the device;
+//! 7. write `DriverStopping` and unregister the ETW provider (nothing that
+//!    writes events is left), then the state goes.
 //!
 //! Nothing is freed while something else may still reach it: if the BFE
 //! subscription or a callout registration cannot be removed (after bounded,
@@ -93,6 +95,7 @@ pub enum Teardown {
 
 /// Everything Weir holds while loaded, besides [`FILTERING`].
 pub struct Driver {
+    etw: Option<wfp_km::etw::Provider>,
     bfe: Option<Subscription>,
     callouts: Callouts,
     events: Option<PoolBox<EventLog>>,
@@ -106,7 +109,7 @@ impl Driver {
     /// and the failing status is returned.
     pub fn start(driver: &DriverObject, callbacks: &Callbacks) -> Result<PoolBox<Self>> {
         FILTERING.init();
-        let mut this = PoolBox::try_new(Self { bfe: None, callouts: Callouts::new(), events: None, link: None, device: None })
+        let mut this = PoolBox::try_new(Self { etw: None, bfe: None, callouts: Callouts::new(), events: None, link: None, device: None })
             .inspect_err(|s| trace::failed("ExAllocatePool2(driver state)", *s))?;
         match this.fill(driver, callbacks) {
             Ok(()) => Ok(this),
@@ -121,6 +124,7 @@ impl Driver {
     }
 
     fn fill(&mut self, driver: &DriverObject, callbacks: &Callbacks) -> Result<()> {
+        self.etw = crate::etw::register();
         let device = self.device.insert(ControlDevice::create(
             driver,
             ids::DEVICE_NAME,
@@ -137,7 +141,7 @@ impl Driver {
         // Subscribed first, then asked: a change in between is not lost (the
         // callback and this check serialise on FILTERING's lock).
         match bfe::current_state() {
-            BfeState::Running => start_filtering(),
+            BfeState::Running => start_filtering("DriverEntry"),
             state => {
                 trace::error(format_args!(
                     "weir: the Base Filtering Engine is not running ({state:?}); not filtering until it starts"
@@ -169,6 +173,10 @@ impl Driver {
         drop(self.events.take());
         drop(self.link.take());
         drop(self.device.take());
+        if let Some(provider) = self.etw.take() {
+            crate::etw::lifecycle(false);
+            crate::etw::unregister(provider);
+        }
         Teardown::Complete
     }
 
@@ -182,8 +190,9 @@ impl Driver {
 /// or shutdown began. Called with BFE running: from DriverEntry (whose failure
 /// it is) and from the BFE callback (which traces it and waits for the next
 /// start).
-fn start_filtering() -> Result<()> {
+fn start_filtering(reason: &str) -> Result<()> {
     let Some(mut session) = FILTERING.lock() else { return Ok(()) };
+    let was_open = session.is_open();
     let open = session.start(|| {
         let engine = Engine::open_dynamic(ids::SESSION_NAME, ids::SESSION_DESCRIPTION)?;
         add_filtering_objects(&engine)?;
@@ -191,6 +200,9 @@ fn start_filtering() -> Result<()> {
     })?;
     if open {
         ACTIVE.store(true, Ordering::Release);
+        if !was_open {
+            crate::etw::filtering(true, reason);
+        }
     }
     Ok(())
 }
@@ -199,7 +211,10 @@ fn start_filtering() -> Result<()> {
 fn close_session(stopping: bool) {
     let Some(mut session) = FILTERING.lock() else { return };
     ACTIVE.store(false, Ordering::Release);
-    drop(session.close(stopping));
+    if let Some(engine) = session.close(stopping) {
+        drop(engine);
+        crate::etw::filtering(false, if stopping { "unload" } else { "BFE stopping" });
+    }
 }
 
 fn stop_filtering() {
@@ -212,7 +227,7 @@ fn stop_filtering() {
 /// and report "not filtering". Other states change nothing.
 pub fn on_bfe_state(state: BfeState) {
     match state {
-        BfeState::Running => match start_filtering() {
+        BfeState::Running => match start_filtering("BFE running") {
             Ok(()) if filtering() => trace::info(format_args!("weir: BFE running; filtering")),
             Ok(()) => {}
             Err(status) => trace::error(format_args!(

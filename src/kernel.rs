@@ -5,7 +5,7 @@
 use crate::classify::{on_classify, Applied, Outcome, COUNTERS};
 use crate::driver::{self, Callbacks, Driver, Teardown};
 use crate::events::{event_for, EventLog};
-use crate::{ids, ioctl, policy};
+use crate::{etw, ids, ioctl, policy};
 use core::ffi::c_void;
 use core::net::SocketAddr;
 use core::ptr::{self, NonNull};
@@ -87,6 +87,7 @@ pub unsafe extern "system" fn driver_entry(
             }
             DRIVER.store(PoolBox::into_raw(state), Ordering::Release);
             trace::info(format_args!("weir: started, version {:?}", ids::VERSION));
+            crate::etw::lifecycle(true);
             NtStatus::SUCCESS.raw()
         }
         Err(status) => {
@@ -174,6 +175,17 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
             if let Some(log) = events() {
                 log.set_log_all(policy::STORE.read(|p| p.is_none_or(|p| p.blob().is_empty())));
             }
+            policy::STORE.read(|p| {
+                if let Some(p) = p {
+                    etw::policy_changed(&weir_etw::weir::PolicyChange {
+                        generation: p.generation(),
+                        rule_count: u32::try_from(p.rules().len()).unwrap_or(u32::MAX),
+                        blob: p.blob(),
+                        source: "IOCTL_WEIR_SET_POLICY",
+                        process_id: wfp_km::sync::current_process_id(),
+                    });
+                }
+            });
         }
         (status, information)
     });
@@ -207,10 +219,19 @@ unsafe extern "system" fn classify(
     // critical region; at DISPATCH_LEVEL this costs one call.
     let _region = CriticalRegion::enter();
     if let Some(outcome) = on_classify(&COUNTERS, &policy::STORE, &values, meta.as_ref(), filter.as_ref(), &mut out) {
-        if let Some(log) = events() {
-            if log.wants(&outcome) {
-                let time = wfp_km::sync::system_time_precise();
-                log.record(&event_for(&outcome, &values, meta.as_ref(), time));
+        // With no ETW session: one load and one branch (etw::wants_connections).
+        let etw = etw::wants_connections() && etw::wants(&outcome);
+        let log = events().filter(|log| log.wants(&outcome));
+        if etw || log.is_some() {
+            let time = wfp_km::sync::system_time_precise();
+            let event = event_for(&outcome, &values, meta.as_ref(), time);
+            if let Some(log) = log {
+                if !log.record(&event) {
+                    etw::events_dropped(log.totals().1);
+                }
+            }
+            if etw {
+                etw::connection(&event, &values);
             }
         }
         if trace::connection_traces() {

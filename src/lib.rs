@@ -7,6 +7,8 @@
 //! - [`ioctl`]: the control device's request handling (formats in `weir-abi`).
 //! - [`policy`]: the active policy, its replacement and its hit counters.
 //! - [`events`]: connection events (ring, parked reads, READ_EVENTS).
+//! - [`etw`]: the `Weir` ETW provider (TraceLogging) and what is written
+//!   when.
 //! - [`ids`]: the GUIDs, names and numbers Weir registers under.
 //! - `kernel` (Windows targets only): the kernel boundary — DriverEntry,
 //!   DriverUnload, dispatch routines and WFP callbacks converting raw pointers
@@ -20,6 +22,7 @@
 
 pub mod classify;
 pub mod driver;
+pub mod etw;
 pub mod events;
 pub mod ids;
 pub mod ioctl;

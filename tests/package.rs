@@ -110,6 +110,11 @@ fn one_byte_change_to_cer_fails() {
 }
 
 #[test]
+fn one_byte_change_to_wprp_fails() {
+    flip_and_expect_failure("weir.wprp");
+}
+
+#[test]
 fn missing_file_fails() {
     for f in weir_package::FILES {
         let dir = copy_package(&format!("missing-{f}"));

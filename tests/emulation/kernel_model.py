@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import layouts as L
+from etw_model import ETW_ARGC, ETW_IRQL_RULES, EtwModelMixin
 from events_model import EVENTS_ARGC, EVENTS_IRQL_RULES, EventsModelMixin
 
 ZERO_GUID = uuid.UUID(int=0)
@@ -78,6 +79,10 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
     "FwpmBfeStateUnsubscribeChanges0": (L.RPC_NT_CALL_FAILED, L.STATUS_SUCCESS),
     "IoDeleteSymbolicLink": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_SUCCESS),
     "FwpmTransactionAbort0": (L.RPC_NT_CALL_FAILED, L.STATUS_SUCCESS),
+    # ETW: a failed registration is traced and DriverEntry goes on without
+    # ETW; a failed unregistration is traced.
+    "EtwRegister": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_SUCCESS),
+    "EtwUnregister": (L.STATUS_INVALID_HANDLE, L.STATUS_SUCCESS),
     # Allocators fail by returning NULL.
     "ExAllocatePool2": (0, L.STATUS_INSUFFICIENT_RESOURCES),
     "ExAllocatePoolWithTag": (0, L.STATUS_INSUFFICIENT_RESOURCES),
@@ -85,7 +90,7 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
 
 # Calls that have no effect besides diagnostics or pure computation: they are
 # recorded but left out of the fault-injection list.
-DIAGNOSTIC_APIS = {"DbgPrint", "DbgPrintEx", "vDbgPrintEx", "KdRefreshDebuggerNotPresent", "DbgQueryDebugFilterState"}
+DIAGNOSTIC_APIS = {"EtwWriteTransfer", "DbgPrint", "DbgPrintEx", "vDbgPrintEx", "KdRefreshDebuggerNotPresent", "DbgQueryDebugFilterState"}
 PURE_APIS = {"memcpy", "memset", "memmove", "memcmp", "RtlCompareMemory", "__chkstk", "__C_specific_handler"}
 
 # Calls that cannot fail the way the driver uses them (void routines, or waits
@@ -94,7 +99,7 @@ PURE_APIS = {"memcpy", "memset", "memmove", "memcmp", "RtlCompareMemory", "__chk
 INFALLIBLE_APIS = {
     "IoDeleteDevice", "ExFreePoolWithTag", "ExFreePool", "IofCompleteRequest", "KeDelayExecutionThread",
     "KeInitializeEvent", "KeSetEvent", "KeWaitForSingleObject", "KeBugCheckEx", "KeBugCheck",
-    "FwpmBfeStateGet0",
+    "FwpmBfeStateGet0", "PsGetCurrentProcessId",
 }
 
 # ---------------------------------------------------------------------------
@@ -165,6 +170,8 @@ IRQL_RULES: dict[str, tuple[int, str]] = {
     # Deliberately absent: DbgQueryDebugFilterState (no documented IRQL).
     # The event stream's spin locks, DPCs, cancel spin lock and clock.
     **EVENTS_IRQL_RULES,
+    # The ETW provider API and PsGetCurrentProcessId (etw_model.py).
+    **ETW_IRQL_RULES,
 }
 # Spin locks, DPC objects, the cancel spin lock and the clock cannot fail.
 INFALLIBLE_APIS |= set(EVENTS_ARGC)
@@ -284,7 +291,7 @@ class PoolArena:
             self.free_lists.setdefault(cls, []).append(addr)
 
 
-class KernelModel(EventsModelMixin):
+class KernelModel(EventsModelMixin, EtwModelMixin):
     """Bookkeeping and rules for one emulated driver instance."""
 
     def __init__(self):
@@ -335,6 +342,7 @@ class KernelModel(EventsModelMixin):
         self._next_filter_id = 0x10001
         self.unregistered: list[dict] = []
         self.init_events_state()
+        self.init_etw_state()
 
         # Base Filtering Engine service: its state, the drivers' state-change
         # subscriptions, and a generation that changes on every restart (a
@@ -463,6 +471,7 @@ class KernelModel(EventsModelMixin):
             out.append(f"BFE state subscription {h:#x} (from {sub['call']}) not removed (FwpmBfeStateUnsubscribeChanges0 missing)")
         for h, kh in self.kernel_handles.items():
             out.append(f"kernel handle {h:#x} (from {kh['call']}) not closed (ZwClose missing)")
+        out += self.etw_leaks()
         return out
 
     # ------------------------------------------------------- hook plumbing
@@ -489,7 +498,7 @@ class KernelModel(EventsModelMixin):
             "ZwOpenKey", "ZwQueryValueKey",
         ):
             t[("ntoskrnl", name)] = (_ARGC[name], getattr(self, "_" + name))
-        for name, argc in EVENTS_ARGC.items():
+        for name, argc in {**EVENTS_ARGC, **ETW_ARGC}.items():
             t[("ntoskrnl", name)] = (argc, getattr(self, "_" + name))
         return t
 
@@ -553,6 +562,14 @@ class KernelModel(EventsModelMixin):
                 s.txn = None
                 s.objects = {"sublayers": {}, "callouts": {}, "filters": {}}
                 call.notes.append("handle consumed by the failed close; dynamic session run down by BFE")
+            return
+        if api == "EtwUnregister":
+            # The registration is gone whatever EtwUnregister returns: its
+            # handle must not be used again (wdm.h: call it once, at unload).
+            p = self.etw_providers.get(argv[0])
+            if p is not None and p["live"]:
+                p["live"] = False
+                call.notes.append("registration released by the failed EtwUnregister")
             return
         if api == "ZwClose":
             if self.kernel_handles.pop(argv[0], None) is not None:

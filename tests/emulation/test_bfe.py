@@ -128,4 +128,4 @@ def test_state_callback_racing_unload(new_run):
           "sessions opened after unload began")
     ck.eq(model.violations, [], "kernel model", "violations")
     ck.done()
-    run.expected_leaks = ["device", "symbolic link", "pool block", "BFE state subscription", "callout id"]
+    run.expected_leaks = ["device", "symbolic link", "pool block", "BFE state subscription", "callout id", "ETW provider"]

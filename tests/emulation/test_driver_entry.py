@@ -10,6 +10,8 @@ EXPECTED_ORDER = (
     ["ZwOpenKey", "ZwOpenKey", "ZwClose", "ZwQueryValueKey", "ZwClose"]
     # the state, then the lock guarding the BFE session
     + ["KeInitializeEvent", "ExAllocatePool2"]
+    # the ETW provider, before anything that can trace or write events
+    + ["EtwRegister"]
     # the device, its DACL and mandatory label (the SACL's ACL) before the link
     + ["IoCreateDevice", "RtlCreateSecurityDescriptor", "RtlCreateAcl", "RtlAddAccessAllowedAce", "RtlAddAccessAllowedAce",
        "RtlSetDaclSecurityDescriptor", "RtlCreateAcl", "ObOpenObjectByPointer", "ZwSetSecurityObject", "ZwClose",

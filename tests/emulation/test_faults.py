@@ -28,6 +28,7 @@ def _acquired(call):
         "ZwOpenKey": lambda: ("ZwClose", a.get("assigned_handle")),
         "FwpmBfeStateSubscribeChanges0": lambda: ("FwpmBfeStateUnsubscribeChanges0", a.get("assigned_changeHandle")),
         "ExAllocatePoolWithTag": lambda: ("ExFreePoolWithTag", a.get("returned")),
+        "EtwRegister": lambda: ("EtwUnregister", a.get("assigned_RegHandle")),
     }.get(call.api, lambda: None)()
 
 
@@ -37,7 +38,7 @@ def _released(call):
         "IoDeleteDevice": "DeviceObject", "IoDeleteSymbolicLink": "SymbolicLinkName",
         "FwpsCalloutUnregisterById0": "calloutId", "FwpmEngineClose0": "engineHandle",
         "FwpmTransactionAbort0": "engineHandle", "ExFreePoolWithTag": "P",
-        "ZwClose": "Handle", "FwpmBfeStateUnsubscribeChanges0": "changeHandle",
+        "ZwClose": "Handle", "FwpmBfeStateUnsubscribeChanges0": "changeHandle", "EtwUnregister": "RegHandle",
     }.get(call.api)
     return (call.api, a.get(key) if key else "(not a release)")
 

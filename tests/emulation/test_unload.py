@@ -56,15 +56,16 @@ def test_unload_tears_down_in_order_and_releases_everything(driver):
         return (idx[0] if first else idx[-1]) if idx else None
 
     order = [("FwpmEngineClose0", True), ("FwpmBfeStateUnsubscribeChanges0", True), ("FwpsCalloutUnregisterById0", False),
-             ("IoDeleteSymbolicLink", True), ("IoDeleteDevice", True)]
+             ("IoDeleteSymbolicLink", True), ("IoDeleteDevice", True), ("EtwUnregister", True)]
     positions = [(api, pos(api, first)) for api, first in order]
     present = [(a, p) for a, p in positions if p is not None]
     ck.eq([a for a, _ in sorted(present, key=lambda x: x[1])], [a for a, _ in present], where,
-          f"teardown order (close session, unsubscribe from BFE, unregister every callout, delete link, delete device); actual calls {apis}")
+          f"teardown order (close session, unsubscribe from BFE, unregister every callout, delete link, delete device, "
+          f"unregister the ETW provider); actual calls {apis}")
     ck.eq(len([a for a in apis if a == "FwpmBfeStateUnsubscribeChanges0"]), 1, where, "FwpmBfeStateUnsubscribeChanges0 calls")
     ck.true(not set(apis) - {"FwpmEngineClose0", "FwpsCalloutUnregisterById0", "IoDeleteSymbolicLink", "IoDeleteDevice",
                              "ExFreePoolWithTag", "KeDelayExecutionThread", "FwpmBfeStateUnsubscribeChanges0",
-                             "KeWaitForSingleObject", "KeSetEvent"} - set(EVENTS_ARGC), where, f"unexpected calls {apis}")
+                             "KeWaitForSingleObject", "KeSetEvent", "EtwUnregister"} - set(EVENTS_ARGC), where, f"unexpected calls {apis}")
     ck.eq(m.leaks(), [], where, "resources still held after DriverUnload")
     ck.done()
     driver.expect_clean()
@@ -176,7 +177,7 @@ def test_unregister_that_never_succeeds_pins_device_and_state(new_run):
     ck.true(any("leaked" in t for t in _unload_errors(model)), "DriverUnload", "the deliberate leak is not traced")
     ck.eq(model.violations, [], "kernel model", "violations")
     ck.done()
-    run.expected_leaks = ["device", "symbolic link", f"callout id {victim}", "pool block"]
+    run.expected_leaks = ["device", "symbolic link", f"callout id {victim}", "pool block", "ETW provider"]
 
 
 def test_engine_close_failure_is_traced_and_not_retried(new_run):

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
-use weir_package::{verify, CAT, CER, FILES, INF, PDB, SYS};
+use weir_package::{verify, CAT, CER, FILES, INF, PDB, SYS, WPRP, WPRP_TEXT};
 use weir_sign::{CatalogBuilder, CatalogVersion, SigningCert, TestCert};
 
 /// How the package is signed.
@@ -171,6 +171,8 @@ pub fn package(opts: &SignOptions) -> Result<PathBuf> {
     std::fs::write(dir.join(CAT), cat)?;
     std::fs::copy(&pdb, dir.join(PDB))?;
     signer.write_cer(&dir.join(CER))?;
+    // The WPR profile for the Weir ETW provider (docs/etw.md), as shipped.
+    std::fs::write(dir.join(WPRP), WPRP_TEXT)?;
 
     step(5, "verify");
     toolchain::osslsigncode()?;

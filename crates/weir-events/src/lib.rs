@@ -5,6 +5,10 @@
 //!   version), [`encode_event`], [`encode_dropped`] and the total decoder
 //!   [`decode`] (any bytes give records or a [`DecodeError`], never a
 //!   panic; fuzzed in `fuzz/`).
+//! - [`broadcast`]: [`Broadcast`], the ring every reader sees whole: one
+//!   write per record, a private [`Cursor`] per reader, a slow reader loses
+//!   only its own oldest records (counted in its cursor); loom-checked with
+//!   a broken variant (`tests/loom.rs`).
 //! - [`ring`]: [`Ring`], a preallocated multi-producer queue whose producers
 //!   never wait or allocate (full = drop and count), and [`WakeGate`], the
 //!   no-lost-wake-up handshake with parked readers. Both are model-checked
@@ -16,6 +20,7 @@
 
 extern crate alloc;
 
+pub mod broadcast;
 pub mod record;
 pub mod ring;
 mod sync;
@@ -24,6 +29,7 @@ pub use record::{
     decode, decode_one, encode_dropped, encode_event, AppPath, BufferTooSmall, DecodeError, Decision, Direction, Event,
     IpVersion, Record, Records, MAX_CONNECTION_SIZE, MAX_PATH_UNITS, MIN_READ_BUFFER,
 };
+pub use broadcast::{Broadcast, BroadcastError, Cursor, Read};
 pub use ring::{Ring, RingError, WakeGate};
 
 /// Fills `out` with as many whole records as fit, taken from `ring`: first a

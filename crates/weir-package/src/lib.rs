@@ -9,6 +9,11 @@
 //! architecture; the signed image passes the static image checks and matches
 //! the PDB; the PDB equals the build's. Packages for x64 and ARM64 are
 //! verified alike; the architecture comes from the image's machine type.
+//! The WPR profile is the one this crate ships ([`WPRP_TEXT`], checked by
+//! [`check_wprp`]).
+
+mod wprp;
+pub use wprp::{check_wprp, WprpProfile, WPRP_TEXT};
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -20,9 +25,12 @@ pub const INF: &str = "weir.inf";
 pub const CAT: &str = "weir.cat";
 pub const PDB: &str = "weir.pdb";
 pub const CER: &str = "weir-test.cer";
+/// The Windows Performance Recorder profile for the `Weir` ETW provider
+/// (docs/etw.md). Not in the catalog: it is not installed with the driver.
+pub const WPRP: &str = "weir.wprp";
 
-/// The five files of a package.
-pub const FILES: [&str; 5] = [SYS, INF, CAT, PDB, CER];
+/// The six files of a package.
+pub const FILES: [&str; 6] = [SYS, INF, CAT, PDB, CER, WPRP];
 
 /// The catalog-level `OS` attribute Inf2Cat writes for Windows 10 and later
 /// on `arch` (`/os:10_X64` gives `_v100_X64`; ARM64's `_v100_ARM64` follows
@@ -117,6 +125,13 @@ pub fn verify_with(osslsigncode: &Path, dir: &Path, built_pdb: Option<&Path>) ->
         bail!("weir.inf:\n{}", text.join("\n"));
     }
     println!("  [ok] weir.inf lint for {arch} (bytes and encoding included) and catalog coverage");
+
+    let wprp = std::fs::read_to_string(dir.join(WPRP)).with_context(|| format!("reading {WPRP}"))?;
+    if wprp != WPRP_TEXT {
+        bail!("{WPRP} differs from the profile this version ships");
+    }
+    let profiles = check_wprp(&wprp)?;
+    println!("  [ok] {WPRP}: {} profiles for provider {}", profiles.len(), weir_etw::provider::ID_TEXT);
 
     if let Some(built) = built_pdb.filter(|p| p.is_file()) {
         if std::fs::read(built)? != std::fs::read(&pdb)? {

@@ -145,3 +145,14 @@ fn irp_and_stack_location() {
     // The union is large enough to read the padded view from.
     assert!(8 + size_of::<DEVICE_IO_CONTROL_PARAMETERS>() <= offset_of!(IO_STACK_LOCATION, DeviceObject));
 }
+
+#[test]
+fn etw_descriptors() {
+    use crate::etw::*;
+    assert_layout!(EVENT_DESCRIPTOR, size = 16, align = 8, {
+        Id = 0, Version = 2, Channel = 3, Level = 4, Opcode = 5, Task = 6, Keyword = 8,
+    });
+    assert_layout!(EVENT_DATA_DESCRIPTOR, size = 16, align = 8, { Ptr = 0, Size = 8, Reserved = 12 });
+    assert_layout!(EVENT_FILTER_DESCRIPTOR, size = 16, align = 8, { Ptr = 0, Size = 8, Type = 12 });
+    assert_eq!(size_of::<REGHANDLE>(), 8);
+}

@@ -8,7 +8,8 @@
 //!   `fwpuclnt.dll`; the kernel exports live in `fwpkclnt.sys`;
 //! * every `Fwps*` function and `FWPS_*` type (the callout API), which
 //!   `windows-sys` does not have at all;
-//! * `DbgPrintEx`, which `windows-sys` binds to the user-mode `ntdll.dll`.
+//! * `DbgPrintEx`, which `windows-sys` binds to the user-mode `ntdll.dll`;
+//! * the kernel-mode ETW provider API (`EtwRegister`, `EtwWriteTransfer`, ...).
 //!
 //! Every import is `raw-dylib` with `+verbatim`, so the import names in the
 //! image are exactly `fwpkclnt.sys` and `ntoskrnl.exe` and no import library is
@@ -31,6 +32,7 @@ macro_rules! kernel_import {
     };
 }
 
+pub mod etw;
 pub mod fwpm;
 pub mod fwps;
 pub mod ntos;

@@ -148,6 +148,35 @@ impl Connection {
     }
 }
 
+/// The user's SID inside an `ALE_USER_ID` value (`TOKEN_ACCESS_INFORMATION`,
+/// winnt.h: `SidHash` at offset 0 points to a `SID_AND_ATTRIBUTES_HASH`
+/// whose `SidCount` (offset 0) and `SidAttr` (offset 8) give the token's
+/// SIDs, the user's first), as the bytes of a `SID`.
+///
+/// The structure's pointers point into the same blob, which starts at
+/// address `base`; each is followed only if it lands inside `info`, and
+/// the SID only if all of it does, so a malformed or foreign layout gives
+/// `None`, never a read outside the blob. IRQL: any.
+pub fn user_sid(info: &[u8], base: usize) -> Option<&[u8]> {
+    let word = |at: usize| info.get(at..at.checked_add(8)?).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let inside = |ptr: u64| {
+        let offset = usize::try_from(ptr).ok()?.checked_sub(base)?;
+        (offset < info.len()).then_some(offset)
+    };
+    let hash = inside(word(0)?)?;
+    let count = info.get(hash..hash.checked_add(4)?).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)?;
+    if count == 0 {
+        return None;
+    }
+    let attributes = inside(word(hash.checked_add(8)?)?)?;
+    let sid = inside(word(attributes)?)?;
+    let sub_authorities = usize::from(*info.get(sid.checked_add(1)?)?);
+    if *info.get(sid)? != 1 || sub_authorities > 15 {
+        return None;
+    }
+    info.get(sid..sid.checked_add(8 + 4 * sub_authorities)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,4 +259,42 @@ mod tests {
         }
     }
     use wfp_km_sys::fwps::FWPS_INCOMING_VALUE0;
+
+    /// A TOKEN_ACCESS_INFORMATION blob as WFP hands it over: pointers are
+    /// addresses inside the blob, which starts at `base`.
+    fn token_blob(base: usize, sid: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 96];
+        let hash = 96usize;
+        let attrs = hash + 16;
+        let sid_at = attrs + 16;
+        b[0..8].copy_from_slice(&((base + hash) as u64).to_le_bytes());
+        b.resize(sid_at, 0);
+        b[hash..hash + 4].copy_from_slice(&1u32.to_le_bytes());
+        b[hash + 8..hash + 16].copy_from_slice(&((base + attrs) as u64).to_le_bytes());
+        b[attrs..attrs + 8].copy_from_slice(&((base + sid_at) as u64).to_le_bytes());
+        b.extend_from_slice(sid);
+        b
+    }
+
+    #[test]
+    fn user_sid_follows_the_pointers_inside_the_blob() {
+        let sid = [1u8, 2, 0, 0, 0, 0, 0, 5, 32, 0, 0, 0, 0x21, 2, 0, 0];
+        let base = 0xFFFF_8000_1234_0000;
+        let blob = token_blob(base, &sid);
+        assert_eq!(user_sid(&blob, base), Some(&sid[..]));
+        // Pointers that leave the blob (another base) are not followed.
+        assert_eq!(user_sid(&blob, base + 0x1000), None);
+        // A SID cut by the blob's end is refused.
+        assert_eq!(user_sid(&blob[..blob.len() - 1], base), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn user_sid_of_any_bytes_stays_inside_them(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), base in 0usize..4096) {
+            if let Some(sid) = user_sid(&bytes, base) {
+                let start = sid.as_ptr() as usize - bytes.as_ptr() as usize;
+                proptest::prop_assert!(start + sid.len() <= bytes.len());
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@
 //! | [`engine::Transaction`]  | `FwpmTransactionBegin0`     | `FwpmTransactionAbort0` unless committed |
 //! | [`pool::PoolBox`]        | `ExAllocatePool2`           | `ExFreePoolWithTag`               |
 //! | [`dpc::Dpc`]             | `KeInitializeDpc`           | `KeRemoveQueueDpc` + `KeFlushQueuedDpcs` |
+//! | [`etw::Provider`]        | `EtwRegister`               | `EtwUnregister`                   |
 //! | [`sync::SpinLockGuard`]  | `KeAcquireSpinLockRaiseToDpc` | `KeReleaseSpinLock`             |
 //! | [`sync::critical::CriticalRegion`] | `KeEnterCriticalRegion` (unless `KeAreApcsDisabled`) | `KeLeaveCriticalRegion` |
 //! | [`sync::passive::PassiveGuard`] | critical region + `KeWaitForSingleObject` | `KeSetEvent`, then leaves the region |
@@ -42,6 +43,7 @@ pub mod csq;
 pub mod device;
 pub mod dpc;
 pub mod engine;
+pub mod etw;
 pub mod irp;
 pub mod objects;
 pub mod pool;

@@ -87,3 +87,11 @@ pub fn system_time_precise() -> u64 {
     unsafe { windows_sys::Wdk::System::SystemServices::KeQuerySystemTimePrecise(&mut t) };
     u64::try_from(t).unwrap_or(0)
 }
+
+/// The current process's id (`PsGetCurrentProcessId`): in a dispatch routine
+/// of a top-level device, the process that sent the request. IRQL: any.
+pub fn current_process_id() -> u64 {
+    // SAFETY: no arguments; documented callable at any IRQL.
+    let pid = unsafe { windows_sys::Wdk::System::SystemServices::PsGetCurrentProcessId() };
+    pid as usize as u64
+}

@@ -77,18 +77,30 @@ impl Write for Message {
     }
 }
 
-fn print(level: u32, args: fmt::Arguments<'_>) {
+fn print(level: u32, args: fmt::Arguments<'_>) -> Message {
     let message = Message::format(args);
     // SAFETY: "%s" with one NUL-terminated, non-paged (stack) string is a
     // valid DbgPrintEx call at IRQL <= DIRQL.
     unsafe {
         DbgPrintEx(DPFLTR_IHVNETWORK_ID, level, c"%s".as_ptr().cast(), message.as_ptr());
     }
+    message
 }
 
-/// Prints at error level (always shown).
+/// Prints at error level (always shown), and writes the same text as an
+/// ETW `Error` event when a session enabled errors (`etw::set_error_sink`).
 pub fn error(args: fmt::Arguments<'_>) {
-    print(DPFLTR_ERROR_LEVEL, args);
+    let message = print(DPFLTR_ERROR_LEVEL, args);
+    let text = message.as_bytes();
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    let text = text.strip_prefix(b"weir: ").unwrap_or(text);
+    // The message was formatted from `str`s and cut at a byte count: keep
+    // the longest valid UTF-8 prefix.
+    let text = match core::str::from_utf8(text) {
+        Ok(t) => t,
+        Err(e) => core::str::from_utf8(text.get(..e.valid_up_to()).unwrap_or(&[])).unwrap_or(""),
+    };
+    crate::etw::error_event(text);
 }
 
 /// Prints `weir: <api> failed: NTSTATUS(0x...)` at error level: every failed
@@ -120,7 +132,7 @@ pub fn set_trace_level(trace_level: u32) {
 
 /// Prints at info level (silent by default).
 pub fn info(args: fmt::Arguments<'_>) {
-    print(DPFLTR_INFO_LEVEL, args);
+    let _ = print(DPFLTR_INFO_LEVEL, args);
 }
 
 /// Reads the DWORD `TraceLevel` under `<service key>\\Parameters`, the
