@@ -7,6 +7,23 @@ use std::process::Command;
 struct Outcome {
     name: &'static str,
     ok: bool,
+    /// Wall time since the previous stage ended (or since the start).
+    secs: u64,
+}
+
+/// The stages' outcomes, each with the wall time it took, so the summary
+/// shows where CI's time goes.
+struct Outcomes {
+    list: Vec<Outcome>,
+    since: std::time::Instant,
+}
+
+impl Outcomes {
+    fn push(&mut self, name: &'static str, ok: bool) {
+        let secs = self.since.elapsed().as_secs();
+        self.since = std::time::Instant::now();
+        self.list.push(Outcome { name, ok, secs });
+    }
 }
 
 fn cargo() -> Command {
@@ -16,13 +33,13 @@ fn cargo() -> Command {
 
 pub fn test_all(emulation: bool) -> Result<()> {
     let root = repo_root();
-    let mut outcomes = Vec::new();
+    let mut outcomes = Outcomes { list: Vec::new(), since: std::time::Instant::now() };
 
     let built = build::build(true);
     if let Err(e) = &built {
         eprintln!("error: {e:#}");
     }
-    outcomes.push(Outcome { name: "image build + static checks", ok: built.is_ok() });
+    outcomes.push("image build + static checks", built.is_ok());
 
     step("driver package (cargo xtask package), twice: it must be byte-identical");
     let first = crate::package::package(&crate::package::SignOptions::default()).and_then(|dir| hashes(&dir));
@@ -39,7 +56,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
             false
         }
     };
-    outcomes.push(Outcome { name: "signed package + verification + reproducibility", ok: packaged });
+    outcomes.push("signed package + verification + reproducibility", packaged);
 
     step("ARM64 driver package (cargo xtask package --target aarch64-pc-windows-msvc)");
     // Built, signed and verified like the x64 one; the emulator runs x64
@@ -51,7 +68,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
     if let Err(e) = &arm64 {
         eprintln!("error: {e:#}");
     }
-    outcomes.push(Outcome { name: "ARM64 signed package + verification", ok: arm64.is_ok() });
+    outcomes.push("ARM64 signed package + verification", arm64.is_ok());
 
     step("host tests (cargo test --workspace), including the image tests");
     let ok = cargo()
@@ -61,21 +78,21 @@ pub fn test_all(emulation: bool) -> Result<()> {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    outcomes.push(Outcome { name: "cargo test --workspace", ok });
+    outcomes.push("cargo test --workspace", ok);
 
     // The WDK flow cannot run here; cargo-make's own plan of it can.
     let graph = crate::wdk_flow::task_graph();
     if let Err(e) = &graph {
         eprintln!("error: {e:#}");
     }
-    outcomes.push(Outcome { name: "WDK flow task graph (cargo-make)", ok: graph.is_ok() });
+    outcomes.push("WDK flow task graph (cargo-make)", graph.is_ok());
 
     // What those flows' build step compiles, for x64 and ARM64 hosts.
     let compiled = crate::wdk_flow::compile::run(&crate::wdk_flow::compile::CI_TARGETS);
     if let Err(e) = &compiled {
         eprintln!("error: {e:#}");
     }
-    outcomes.push(Outcome { name: "WDK flows' build step compiled (cargo make, cargo wdk build)", ok: compiled.is_ok() });
+    outcomes.push("WDK flows' build step compiled (cargo make, cargo wdk build)", compiled.is_ok());
 
     step("model check of the policy swap and the BFE session lock (loom): RUSTFLAGS=\"--cfg loom\" cargo test -p wfp-km --release --lib -- rcu bfe::loom_tests");
     // Own target directory: --cfg loom changes every crate's build, and must
@@ -88,7 +105,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    outcomes.push(Outcome { name: "loom model check (wfp-km rcu, BFE session)", ok });
+    outcomes.push("loom model check (wfp-km rcu, BFE session)", ok);
 
     step("model-checked concurrency (loom): the event ring and its wake-up gate");
     // Own target directory: `--cfg loom` changes every crate's build. A
@@ -103,7 +120,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    outcomes.push(Outcome { name: "loom model check (weir-events)", ok });
+    outcomes.push("loom model check (weir-events)", ok);
 
     let emulation_runner = root.join("tests/emulation/run.sh");
     if emulation && emulation_runner.is_file() {
@@ -115,12 +132,14 @@ pub fn test_all(emulation: bool) -> Result<()> {
         let ok = built.is_ok()
             && Command::new("bash")
                 .arg(&emulation_runner)
+                // One worker per core (pytest-xdist): the suite is CI's longest stage.
+                .args(["-n", "auto"])
                 .current_dir(&root)
                 .env("WEIR_IMAGE", &image)
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
-        outcomes.push(Outcome { name: "emulation suite", ok });
+        outcomes.push("emulation suite", ok);
     }
 
     step("lints (cargo clippy --workspace --all-targets --all-features -- -D warnings)");
@@ -132,7 +151,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    outcomes.push(Outcome { name: "clippy (workspace lints)", ok });
+    outcomes.push("clippy (workspace lints)", ok);
 
     step("weirctl.exe under Wine (help, version, policy check, status without a driver)");
     let tool = crate::weirctl::exe_path();
@@ -144,7 +163,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
     if let Err(e) = &ok {
         eprintln!("error: {e:#}");
     }
-    outcomes.push(Outcome { name: "weirctl.exe under Wine", ok: ok.is_ok() });
+    outcomes.push("weirctl.exe under Wine", ok.is_ok());
 
     step("weir.sys + weirctl.exe under Wine's kernel-driver host (xtask/src/wine_kernel.rs)");
     // The shipped bytes only: the signed image and tool of the package.
@@ -157,7 +176,7 @@ pub fn test_all(emulation: bool) -> Result<()> {
     if let Err(e) = &ok {
         eprintln!("error: {e:#}");
     }
-    outcomes.push(Outcome { name: "weir.sys under Wine's kernel-driver host", ok: ok.is_ok() });
+    outcomes.push("weir.sys under Wine's kernel-driver host", ok.is_ok());
 
     let scripts_tests = root.join("tests/scripts");
     if scripts_tests.is_dir() {
@@ -174,15 +193,15 @@ pub fn test_all(emulation: bool) -> Result<()> {
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        outcomes.push(Outcome { name: "script checks", ok });
+        outcomes.push("script checks", ok);
     }
 
     step("summary");
-    for o in &outcomes {
-        println!("  [{}] {}", if o.ok { "ok" } else { "FAIL" }, o.name);
+    for o in &outcomes.list {
+        println!("  [{}] {} ({} s)", if o.ok { "ok" } else { "FAIL" }, o.name, o.secs);
     }
-    let failed = outcomes.iter().filter(|o| !o.ok).count();
-    println!("xtask: {} passed, {} failed", outcomes.len() - failed, failed);
+    let failed = outcomes.list.iter().filter(|o| !o.ok).count();
+    println!("xtask: {} passed, {} failed", outcomes.list.len() - failed, failed);
     if failed > 0 {
         bail!("{failed} test stage(s) failed");
     }
