@@ -145,3 +145,12 @@ fn irp_and_stack_location() {
     // The union is large enough to read the padded view from.
     assert!(8 + size_of::<DEVICE_IO_CONTROL_PARAMETERS>() <= offset_of!(IO_STACK_LOCATION, DeviceObject));
 }
+
+#[test]
+fn file_structs() {
+    use crate::ntos::{FILE_STANDARD_INFORMATION, IO_STATUS_BLOCK};
+    assert_layout!(FILE_STANDARD_INFORMATION, size = 24, align = 8, {
+        AllocationSize = 0, EndOfFile = 8, NumberOfLinks = 16, DeletePending = 20, Directory = 21,
+    });
+    assert_layout!(IO_STATUS_BLOCK, size = 16, align = 8, { Anonymous = 0, Information = 8 });
+}

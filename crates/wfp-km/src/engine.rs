@@ -7,7 +7,7 @@ use crate::trace;
 use core::ptr;
 use wfp_km_sys::fwp_types::{FWPM_DISPLAY_DATA0, FWPM_SESSION0, FWPM_SESSION_FLAG_DYNAMIC};
 use wfp_km_sys::fwpm::{
-    FwpmCalloutAdd0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFilterAdd0, FwpmSubLayerAdd0,
+    FwpmCalloutAdd0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFilterAdd0, FwpmFilterDeleteById0, FwpmSubLayerAdd0,
     FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0, RPC_C_AUTHN_WINNT,
 };
 use wfp_km_sys::HANDLE;
@@ -114,6 +114,13 @@ impl Transaction<'_> {
             FwpmFilterAdd0(self.engine.handle, &raw, ptr::null(), &mut id)
         })?;
         Ok(id)
+    }
+
+    /// `FwpmFilterDeleteById0`: deletes a filter this session added.
+    pub fn delete_filter(&self, id: u64) -> Result<()> {
+        // SAFETY: open session and transaction; an id is plain data (an
+        // unknown one is an error status, not undefined behaviour).
+        trace::checked("FwpmFilterDeleteById0", unsafe { FwpmFilterDeleteById0(self.engine.handle, id) })
     }
 
     /// Commits. If the commit fails the transaction is aborted (by `drop`)

@@ -22,6 +22,8 @@ impl NtStatus {
     pub const ACCESS_DENIED: Self = Self(0xC000_0022_u32 as i32);
     pub const BUFFER_TOO_SMALL: Self = Self(0xC000_0023_u32 as i32);
     pub const INSUFFICIENT_RESOURCES: Self = Self(0xC000_009A_u32 as i32);
+    pub const OBJECT_NAME_NOT_FOUND: Self = Self(0xC000_0034_u32 as i32);
+    pub const OBJECT_PATH_NOT_FOUND: Self = Self(0xC000_003A_u32 as i32);
     pub const CANCELLED: Self = Self(0xC000_0120_u32 as i32);
     pub const INVALID_BUFFER_SIZE: Self = Self(0xC000_0206_u32 as i32);
     pub const NOT_SUPPORTED: Self = Self(0xC000_00BB_u32 as i32);
