@@ -3,8 +3,11 @@
 //!
 //! DriverEntry ([`Driver::start`]) allocates the state first and then fills
 //! it step by step: control device → its DACL (before any name points at it)
-//! → symbolic link → run-time callouts → BFE state subscription → filtering
-//! (a dynamic session with the sublayer, callouts and filters) if BFE runs.
+//! → symbolic link → event log → stored policy (read and published before
+//! any filter exists, so the first classification is decided by it; a
+//! refusal is traced and recorded, never fatal) → run-time callouts → BFE
+//! state subscription → filtering (a dynamic session with the sublayer,
+//! callouts and filters) if BFE runs.
 //! If a step fails, [`Driver::shutdown`] undoes whatever exists, in reverse
 //! order; DriverUnload calls the same function:
 //!
@@ -69,6 +72,9 @@ pub struct Callbacks {
 /// state callback (all PASSIVE_LEVEL, possibly concurrent) take turns.
 pub struct Session {
     engine: Option<Engine>,
+    /// Run-time ids of Weir's filters in `engine`, by layer (valid while
+    /// `engine` is `Some`), so a policy change can replace them.
+    filter_ids: [u64; 4],
     /// Set by shutdown: from then on nothing opens a session again.
     stopping: bool,
 }
@@ -76,7 +82,7 @@ pub struct Session {
 /// Weir's filtering state. A static (not part of [`Driver`]) so the BFE
 /// callback can reach it with no context pointer, whatever happens to the
 /// pool-allocated state.
-pub static FILTERING: PassiveMutex<Session> = PassiveMutex::new(Session { engine: None, stopping: false });
+pub static FILTERING: PassiveMutex<Session> = PassiveMutex::new(Session { engine: None, filter_ids: [0; 4], stopping: false });
 
 /// Whether Weir's filters are in BFE now (the stats reply's "filtering").
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -140,6 +146,7 @@ impl Driver {
         // Before the callouts: classify records into it as soon as filters
         // exist; shutdown frees it after the callouts are gone.
         self.events = Some(EventLog::try_new(callbacks.cancel_read)?);
+        load_stored_policy(&crate::policy::STORE);
         self.callouts.register(device, callbacks)?;
         self.bfe = Some(Subscription::subscribe(device, callbacks.bfe_state)?);
         // Subscribed first, then asked: a change in between is not lost (the
@@ -196,7 +203,7 @@ fn start_filtering() -> Result<()> {
         return Ok(());
     }
     let engine = Engine::open_dynamic(ids::SESSION_NAME, ids::SESSION_DESCRIPTION)?;
-    add_filtering_objects(&engine)?;
+    session.filter_ids = add_filtering_objects(&engine)?;
     session.engine = Some(engine);
     ACTIVE.store(true, Ordering::Release);
     Ok(())
@@ -265,8 +272,8 @@ pub fn dispatch(
 
 /// In one transaction: the sublayer, a callout per layer and a filter per
 /// layer that sends every authorization there. If anything fails, the
-/// transaction guard aborts.
-fn add_filtering_objects(engine: &Engine) -> Result<()> {
+/// transaction guard aborts. Returns the filters' run-time ids by layer.
+fn add_filtering_objects(engine: &Engine) -> Result<[u64; 4]> {
     let txn = engine.begin()?;
     txn.add_sublayer(&SubLayer {
         key: ids::SUBLAYER_KEY,
@@ -277,10 +284,106 @@ fn add_filtering_objects(engine: &Engine) -> Result<()> {
     for layer in AleLayer::ALL {
         txn.add_callout(&management_callout(layer))?;
     }
-    for layer in AleLayer::ALL {
-        txn.add_filter(&filter(layer))?;
+    let mut filter_ids = [0u64; 4];
+    for (layer, id) in AleLayer::ALL.into_iter().zip(filter_ids.iter_mut()) {
+        *id = txn.add_filter(&filter(layer))?;
     }
-    txn.commit()
+    txn.commit()?;
+    Ok(filter_ids)
+}
+
+// ---------------------------------------------------------------------------
+// The stored policy and reauthorization (see `crate::policy` for the format
+// checks and `docs/deployment.md` for what administrators do with them).
+// ---------------------------------------------------------------------------
+
+/// Where the stored policy lives: a file, not a registry value, because a
+/// blob may be 64 MiB and the SYSTEM hive (which holds the service key) is
+/// loaded whole by the boot loader; `\SystemRoot` resolves at system start.
+/// The directory's DACL (set by the install script) admits writes by SYSTEM
+/// and Administrators only.
+pub const STORED_POLICY_PATH: wfp_km::strings::WStr = wfp_km::wstr!("\\SystemRoot\\System32\\drivers\\weir\\weir.policy");
+
+/// The stored policy file's bytes: the kernel reads the file; host tests
+/// (which have no kernel to link against) see no file.
+fn read_stored() -> crate::policy::StoredRead {
+    #[cfg(all(target_os = "windows", not(test)))]
+    return wfp_km::file::read_all(STORED_POLICY_PATH, crate::policy::MAX_STORED_BYTES);
+    #[cfg(not(all(target_os = "windows", not(test))))]
+    Err(wfp_km::file::ReadError::Status(wfp_km::NtStatus::OBJECT_NAME_NOT_FOUND))
+}
+
+/// DriverEntry's stored-policy step: read, check, publish. Never fails the
+/// start: a refusal is traced and recorded (GET_POLICY_STATUS), and Weir
+/// starts with no policy (monitor mode). PASSIVE_LEVEL.
+fn load_stored_policy(store: &crate::policy::PolicyStore) {
+    match store.load_stored(read_stored()) {
+        Ok(o) => trace::info(format_args!(
+            "weir: stored policy loaded: generation {}, {} rules", o.generation, o.rule_count
+        )),
+        Err(s) if s == wfp_km::NtStatus::OBJECT_NAME_NOT_FOUND || s == wfp_km::NtStatus::OBJECT_PATH_NOT_FOUND => {
+            trace::info(format_args!("weir: no stored policy ({s}); monitor mode until a policy is set"))
+        }
+        Err(s) => trace::error(format_args!("weir: stored policy refused: {s}; monitor mode until a policy is set")),
+    }
+}
+
+/// RELOAD_POLICY: DriverEntry's stored-policy step again, and on success the
+/// reauthorization of existing connections. PASSIVE_LEVEL.
+pub fn reload_stored(store: &crate::policy::PolicyStore) -> core::result::Result<crate::policy::SetOutcome, wfp_km::NtStatus> {
+    let outcome = store.load_stored(read_stored());
+    match &outcome {
+        Ok(_) => policy_changed(),
+        // Host tests link no DbgPrintEx: the kernel build traces.
+        #[cfg(all(target_os = "windows", not(test)))]
+        Err(s) => trace::error(format_args!("weir: stored policy refused on reload: {s}; the active policy is unchanged")),
+        #[cfg(not(all(target_os = "windows", not(test))))]
+        Err(_) => {}
+    }
+    outcome
+}
+
+/// After a new policy is published (SET_POLICY, RELOAD_POLICY): make WFP
+/// reauthorize the connections that exist, so the new policy decides them.
+/// PASSIVE_LEVEL. A no-op in host tests (no filter engine).
+pub fn policy_changed() {
+    #[cfg(all(target_os = "windows", not(test)))]
+    reauthorize();
+}
+
+/// Replaces Weir's four filters (delete and add again, same keys) in one
+/// transaction. A filter change at an ALE authorization layer is what makes
+/// WFP reauthorize the existing flows at that layer (each comes back to
+/// classifyFn with `FWP_CONDITION_FLAG_IS_REAUTHORIZE`); one transaction
+/// means there is no instant without Weir's filter. If any step fails, the
+/// transaction aborts and the old filters stay (the policy is still the new
+/// one for new connections; existing ones keep their verdict), traced.
+/// Not filtering (BFE down): nothing to do, the filters added when BFE
+/// returns cause the reauthorization then. PASSIVE_LEVEL.
+#[cfg_attr(not(all(target_os = "windows", not(test))), allow(dead_code))]
+fn reauthorize() {
+    let Some(mut session) = FILTERING.lock() else { return };
+    if session.stopping {
+        return;
+    }
+    let old = session.filter_ids;
+    let Some(engine) = session.engine.as_ref() else { return };
+    let replaced = (|| -> Result<[u64; 4]> {
+        let txn = engine.begin()?;
+        let mut ids = [0u64; 4];
+        for ((layer, old_id), new_id) in AleLayer::ALL.into_iter().zip(old).zip(ids.iter_mut()) {
+            txn.delete_filter(old_id)?;
+            *new_id = txn.add_filter(&filter(layer))?;
+        }
+        txn.commit()?;
+        Ok(ids)
+    })();
+    match replaced {
+        Ok(ids) => session.filter_ids = ids,
+        Err(s) => trace::error(format_args!(
+            "weir: replacing the filters to reauthorize existing connections failed ({s}); they keep their verdicts"
+        )),
+    }
 }
 
 fn management_callout(layer: AleLayer) -> Callout {
