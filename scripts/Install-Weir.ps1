@@ -22,6 +22,12 @@
     on Windows by the WDK's cargo make as WDRLocalTestCert.cer. If both are
     present, weir-test.cer is the one reported.
 
+    It also creates the stored-policy directory
+    %SystemRoot%\System32\drivers\weir (where `weirctl policy load` stores
+    weir.policy and the driver reads it at start) with a protected DACL: full
+    control for SYSTEM and Administrators, no access for anyone else, no
+    inherited entries. An existing directory gets the same DACL.
+
     Test signing must be on and the test certificate trusted first
     (Enable-TestSigning.ps1, then a reboot).
 
@@ -142,6 +148,29 @@ if ($PSCmdlet.ShouldProcess($infPath, 'pnputil /add-driver /install')) {
     if ((Get-WeirServiceState -Name $ServiceName) -eq 'Absent') {
         throw "pnputil added the package (exit code $code) but the service '$ServiceName' does not exist. Check setupapi.dev.log (Collect-WeirLogs.ps1) for the DefaultInstall section."
     }
+}
+
+# --- Stored-policy directory ----------------------------------------------------
+
+# Only SYSTEM and Administrators may change the stored policy: a fresh DACL
+# with exactly two entries, protected from inheritance (Set-Acl replaces the
+# whole DACL, so entries added to an existing directory are removed).
+$PolicyDir = Join-Path $env:SystemRoot 'System32\drivers\weir'
+$PolicyDirSids = @('S-1-5-18', 'S-1-5-32-544')
+if ($PSCmdlet.ShouldProcess($PolicyDir, 'create with a SYSTEM and Administrators only DACL')) {
+    if (-not (Test-Path -LiteralPath $PolicyDir -PathType Container)) {
+        New-Item -ItemType Directory -Path $PolicyDir | Out-Null
+    }
+    $acl = New-Object System.Security.AccessControl.DirectorySecurity
+    $acl.SetAccessRuleProtection($true, $false)
+    foreach ($sid in $PolicyDirSids) {
+        $identity = New-Object System.Security.Principal.SecurityIdentifier($sid)
+        $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, 'FullControl',
+            'ContainerInherit,ObjectInherit', 'None', 'Allow')
+        $acl.AddAccessRule($rule)
+    }
+    Set-Acl -LiteralPath $PolicyDir -AclObject $acl
+    Write-Host "Stored-policy directory: $PolicyDir (SYSTEM and Administrators only)"
 }
 
 # --- Start --------------------------------------------------------------------

@@ -10,7 +10,9 @@
       2. delete the service if it exists (sc.exe delete weir);
       3. delete every driver-store package whose original name is weir.inf
          (found by parsing pnputil /enum-drivers), with
-         pnputil /delete-driver oemNN.inf /uninstall /force.
+         pnputil /delete-driver oemNN.inf /uninstall /force;
+      4. delete the stored-policy directory
+         %SystemRoot%\System32\drivers\weir (unless -KeepPolicy).
 
     Half-installed states are fine: a service without a package, a package
     without a service, several old packages, a service stuck in STOP_PENDING
@@ -23,6 +25,10 @@
 
 .PARAMETER StopTimeoutSeconds
     How long to wait for the driver to unload. Default 30.
+
+.PARAMETER KeepPolicy
+    Keep the stored policy (%SystemRoot%\System32\drivers\weir\weir.policy)
+    for a later reinstall.
 
 .EXAMPLE
     .\Uninstall-Weir.ps1
@@ -38,7 +44,8 @@
 [CmdletBinding(SupportsShouldProcess)]
 param(
     [ValidateRange(1, 600)]
-    [int] $StopTimeoutSeconds = 30
+    [int] $StopTimeoutSeconds = 30,
+    [switch] $KeepPolicy
 )
 
 Set-StrictMode -Version Latest
@@ -166,6 +173,25 @@ foreach ($package in $packages) {
         else {
             $failures.Add("pnputil /delete-driver $package /uninstall /force failed with exit code ${code}: $($output -join ' ')")
         }
+    }
+}
+
+# --- 4. Remove the stored policy --------------------------------------------------
+
+$PolicyDir = Join-Path $env:SystemRoot 'System32\drivers\weir'
+if ($KeepPolicy) {
+    Write-Host "Keeping the stored policy in $PolicyDir (-KeepPolicy)."
+}
+elseif (-not (Test-Path -LiteralPath $PolicyDir)) {
+    Write-Host 'No stored-policy directory.'
+}
+elseif ($PSCmdlet.ShouldProcess($PolicyDir, 'delete the stored policy')) {
+    try {
+        Remove-Item -LiteralPath $PolicyDir -Recurse -Force
+        Write-Host "Removed $PolicyDir."
+    }
+    catch {
+        $failures.Add("Removing $PolicyDir failed: $($_.Exception.Message)")
     }
 }
 

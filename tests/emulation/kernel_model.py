@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 import layouts as L
 from events_model import EVENTS_ARGC, EVENTS_IRQL_RULES, EventsModelMixin
+from files_model import FILES_ARGC, FILES_FAILURE_MODES, FILES_IRQL_RULES, FilesModelMixin
 
 ZERO_GUID = uuid.UUID(int=0)
 
@@ -81,6 +82,8 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
     # Allocators fail by returning NULL.
     "ExAllocatePool2": (0, L.STATUS_INSUFFICIENT_RESOURCES),
     "ExAllocatePoolWithTag": (0, L.STATUS_INSUFFICIENT_RESOURCES),
+    # The stored policy file (files_model): a read failure never stops the driver.
+    **FILES_FAILURE_MODES,
 }
 
 # Calls that have no effect besides diagnostics or pure computation: they are
@@ -165,6 +168,8 @@ IRQL_RULES: dict[str, tuple[int, str]] = {
     # Deliberately absent: DbgQueryDebugFilterState (no documented IRQL).
     # The event stream's spin locks, DPCs, cancel spin lock and clock.
     **EVENTS_IRQL_RULES,
+    # The stored policy file.
+    **FILES_IRQL_RULES,
 }
 # Spin locks, DPC objects, the cancel spin lock and the clock cannot fail.
 INFALLIBLE_APIS |= set(EVENTS_ARGC)
@@ -236,6 +241,8 @@ class EngineSession:
     staged: dict = field(default_factory=lambda: {"sublayers": {}, "callouts": {}, "filters": {}})
     # Committed objects added through this session.
     objects: dict = field(default_factory=lambda: {"sublayers": {}, "callouts": {}, "filters": {}})
+    # Deletions inside the open transaction: (pool, key, object), restored by an abort.
+    deleted: list = field(default_factory=list)
 
 
 class BugCheck(Exception):
@@ -284,7 +291,7 @@ class PoolArena:
             self.free_lists.setdefault(cls, []).append(addr)
 
 
-class KernelModel(EventsModelMixin):
+class KernelModel(EventsModelMixin, FilesModelMixin):
     """Bookkeeping and rules for one emulated driver instance."""
 
     def __init__(self):
@@ -296,6 +303,8 @@ class KernelModel(EventsModelMixin):
         # The service key's Parameters subkey (None: missing). driver.inx
         # writes TraceLevel 3 (DPFLTR_INFO_LEVEL): per-connection traces on.
         self.parameters: dict[str, tuple[int, Any]] | None = {"TraceLevel": (L.REG_DWORD, 3)}
+        # Files (the stored policy) and the record of filter changes (files_model).
+        self._files_init()
         # The device's DACL must be in place before a symbolic link names it.
         self.require_dacl_before_link = True
         # Current IRQL of the emulated thread (see IRQL_RULES).
@@ -486,7 +495,7 @@ class KernelModel(EventsModelMixin):
             "RtlCreateSecurityDescriptor", "RtlCreateAcl", "RtlAddAccessAllowedAce", "RtlSetDaclSecurityDescriptor",
             "ObOpenObjectByPointer", "ZwSetSecurityObject", "ZwClose",
             "KeInitializeEvent", "KeSetEvent", "KeWaitForSingleObject",
-            "ZwOpenKey", "ZwQueryValueKey",
+            "ZwOpenKey", "ZwQueryValueKey", *FILES_ARGC,
         ):
             t[("ntoskrnl", name)] = (_ARGC[name], getattr(self, "_" + name))
         for name, argc in EVENTS_ARGC.items():
@@ -774,6 +783,11 @@ class KernelModel(EventsModelMixin):
         for kind in s.objects:
             s.objects[kind].update(s.staged[kind])
         call.args["committed"] = {k: sorted(v) for k, v in s.staged.items()}
+        deleted = [v for (_pool, kind, _k, v) in s.deleted if kind == "filters"]
+        if deleted or s.staged["filters"]:
+            self.filter_changes.append({"session": h, "deleted": deleted, "added": list(s.staged["filters"].values()),
+                                        "call": call.label, "phase": call.phase})
+        s.deleted = []
         s.staged = {"sublayers": {}, "callouts": {}, "filters": {}}
         s.txn = None
         return L.STATUS_SUCCESS
@@ -792,6 +806,9 @@ class KernelModel(EventsModelMixin):
             return L.STATUS_FWP_NO_TXN_IN_PROGRESS
         call.args["discarded"] = {k: sorted(v) for k, v in s.staged.items()}
         call.args["state_before"] = s.txn
+        for pool, _kind, k, v in s.deleted:
+            pool[k] = v
+        s.deleted = []
         s.staged = {"sublayers": {}, "callouts": {}, "filters": {}}
         s.txn = None
         return L.STATUS_SUCCESS
@@ -916,6 +933,8 @@ class KernelModel(EventsModelMixin):
                 for k, v in list(pool.items()):
                     if pred(k, v):
                         del pool[k]
+                        if s.txn == "open":
+                            s.deleted.append((pool, kind, k, v))
                         return L.STATUS_SUCCESS
         self.violation(call, what, "no such object")
         return L.STATUS_FWP_NOT_FOUND
@@ -1477,6 +1496,7 @@ _ARGC = {
     "ObOpenObjectByPointer": 7, "ZwSetSecurityObject": 3, "ZwClose": 1,
     "KeInitializeEvent": 3, "KeSetEvent": 3, "KeWaitForSingleObject": 5,
     "ZwOpenKey": 3, "ZwQueryValueKey": 6,
+    **FILES_ARGC,
 }
 
 

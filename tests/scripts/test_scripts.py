@@ -116,7 +116,7 @@ BCDEDIT_CHANGING = {"set", "deletevalue", "delete", "create", "copy", "import", 
                     "toolsdisplayorder", "timeout", "bootems", "ems", "emssettings", "hypervisorsettings"}
 DEVCON_CHANGING = {"dp_add", "dp_delete", "install", "update", "updateni", "remove", "rescan",
                    "enable", "disable", "restart", "sethwid", "classfilter", "reboot"}
-ALWAYS_CHANGING = {"import-certificate", "remove-item"}
+ALWAYS_CHANGING = {"import-certificate", "remove-item", "new-item", "set-acl"}
 
 
 def changes_state(cmd: Command) -> bool:
@@ -1111,4 +1111,99 @@ def test_docs_checker_ignores_prose_and_other_fences(script_texts):
 ])
 def test_windbg_checker_rejects_broken_scripts(mutate, expected):
     problems = check_windbg(mutate(read(WINDBG_SCRIPT)))
+    assert any(expected in p for p in problems), problems
+
+
+# ---------------------------------------------------------------------------
+# The stored-policy directory: only SYSTEM and Administrators may change it
+# ---------------------------------------------------------------------------
+
+POLICY_DIR = "System32\\drivers\\weir"
+POLICY_DIR_SIDS = {"S-1-5-18", "S-1-5-32-544"}
+
+
+def check_policy_dir_acl(text: str) -> list[str]:
+    """Install-Weir.ps1 gives %SystemRoot%\\System32\\drivers\\weir a fresh, protected DACL
+    (SetAccessRuleProtection($true, $false)) with FullControl for SYSTEM and Administrators and
+    nothing else, applied by Set-Acl under a ShouldProcess guard."""
+    root = psast.parse(text)
+    problems = []
+    strings = _strings_in(root)
+    if POLICY_DIR not in strings:
+        problems.append(f"the stored-policy directory '{POLICY_DIR}' is not named")
+    sids = {v for v in strings if v.upper().startswith("S-1-")}
+    if sids != POLICY_DIR_SIDS:
+        problems.append(f"DACL SIDs are {sorted(sids)}, expected exactly {sorted(POLICY_DIR_SIDS)}")
+    protections = psast.member_calls(root, "$acl", "SetAccessRuleProtection")
+    if not any(psast.node_text(p).replace(" ", "").lower().endswith("($true,$false)") for p in protections):
+        problems.append("no $acl.SetAccessRuleProtection($true, $false): inherited entries would stay")
+    if "FullControl" not in strings:
+        problems.append("the entries do not grant FullControl")
+    if not any("AccessControl.DirectorySecurity" in psast.node_text(n) for n in psast.walk(root)
+               if n.type == "command"):
+        problems.append("the DACL is not a fresh DirectorySecurity (an existing one would keep other entries)")
+    set_acl = [c for c in psast.commands(root) if c.name == "set-acl"]
+    if not set_acl:
+        problems.append("no Set-Acl applies the DACL")
+    for c in set_acl:
+        if not is_should_process_guarded(c.node):
+            problems.append(f"line {c.line}: Set-Acl is not guarded by ShouldProcess")
+    return problems
+
+
+def check_policy_dir_removed(text: str) -> list[str]:
+    """Uninstall-Weir.ps1 removes the stored-policy directory unless -KeepPolicy."""
+    root = psast.parse(text)
+    problems = []
+    if "KeepPolicy" not in script_parameters(text):
+        problems.append("no -KeepPolicy parameter")
+    if POLICY_DIR not in _strings_in(root):
+        problems.append("the stored-policy directory is not named")
+    removes = [c for c in psast.commands(root) if c.name == "remove-item"
+               and any((w or "").lower() == "-recurse" for w in c.words)]
+    if not removes:
+        problems.append("no Remove-Item -Recurse of the stored-policy directory")
+    for c in removes:
+        if not is_should_process_guarded(c.node):
+            problems.append(f"line {c.line}: Remove-Item is not guarded by ShouldProcess")
+    return problems
+
+
+def test_install_gives_the_policy_directory_a_system_and_administrators_only_dacl(script_texts):
+    assert check_policy_dir_acl(script_texts["Install-Weir.ps1"]) == []
+
+
+def test_uninstall_removes_the_stored_policy_unless_kept(script_texts):
+    assert check_policy_dir_removed(script_texts["Uninstall-Weir.ps1"]) == []
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("$PolicyDirSids = @('S-1-5-18', 'S-1-5-32-544')", "$PolicyDirSids = @('S-1-5-18', 'S-1-5-32-544', 'S-1-5-32-545')", "DACL SIDs"),
+    ("$PolicyDirSids = @('S-1-5-18', 'S-1-5-32-544')", "$PolicyDirSids = @('S-1-5-18')", "DACL SIDs"),
+    ("$acl.SetAccessRuleProtection($true, $false)", "$acl.SetAccessRuleProtection($false, $true)", "SetAccessRuleProtection"),
+    ("'FullControl'", "'ReadAndExecute'", "FullControl"),
+    ("New-Object System.Security.AccessControl.DirectorySecurity", "Get-Acl -LiteralPath $PolicyDir", "fresh DirectorySecurity"),
+    ("    Set-Acl -LiteralPath $PolicyDir -AclObject $acl\n", "", "no Set-Acl"),
+    ("if ($PSCmdlet.ShouldProcess($PolicyDir, 'create with a SYSTEM and Administrators only DACL')) {", "if ($true) {", "not guarded"),
+    ("'System32\\drivers\\weir'", "'System32\\weir'", "not named"),
+])
+def test_policy_dir_acl_checker_rejects(script_texts, old, new, expected):
+    text = script_texts["Install-Weir.ps1"]
+    assert old in text, old
+    problems = check_policy_dir_acl(text.replace(old, new))
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("    [switch] $KeepPolicy\n", "", "KeepPolicy"),
+    ("        Remove-Item -LiteralPath $PolicyDir -Recurse -Force\n", "", "no Remove-Item"),
+    ("elseif ($PSCmdlet.ShouldProcess($PolicyDir, 'delete the stored policy')) {", "else {", "not guarded"),
+])
+def test_policy_dir_removal_checker_rejects(script_texts, old, new, expected):
+    text = script_texts["Uninstall-Weir.ps1"]
+    assert old in text, old
+    text = text.replace(old, new)
+    if old.strip().startswith("[switch]"):
+        text = text.replace("[int] $StopTimeoutSeconds = 30,", "[int] $StopTimeoutSeconds = 30")
+    problems = check_policy_dir_removed(text)
     assert any(expected in p for p in problems), problems

@@ -22,7 +22,7 @@ fn action(a: Action) -> &'static str {
 }
 
 /// How application paths are treated on this OS.
-fn app_paths(keep: bool) -> AppPaths<'static> {
+pub(crate) fn app_paths(keep: bool) -> AppPaths<'static> {
     #[cfg(windows)]
     {
         static DOS: weir_client::win32::DosDevices = weir_client::win32::DosDevices;
@@ -44,15 +44,15 @@ fn file_error(file: &Path, message: String) -> Failure {
 }
 
 /// A checked policy: parsed, encoded, compiled.
-struct Checked {
-    loaded: Loaded,
-    blob: Vec<u8>,
+pub(crate) struct Checked {
+    pub(crate) loaded: Loaded,
+    pub(crate) blob: Vec<u8>,
     compiled_bytes: usize,
     parse_ms: f64,
     compile_ms: f64,
 }
 
-fn check_file(file: &Path, paths: AppPaths<'_>) -> Result<Checked, Failure> {
+pub(crate) fn check_file(file: &Path, paths: AppPaths<'_>) -> Result<Checked, Failure> {
     let started = Instant::now();
     let loaded = text::load_file(file, &LoadOptions { app_paths: paths })?;
     let parse_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -76,7 +76,7 @@ fn check_file(file: &Path, paths: AppPaths<'_>) -> Result<Checked, Failure> {
     })
 }
 
-fn summary(p: &Policy) -> String {
+pub(crate) fn summary(p: &Policy) -> String {
     let entries: usize = p.sets.iter().map(|s| s.entries.len()).sum();
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
@@ -91,7 +91,7 @@ fn summary(p: &Policy) -> String {
     )
 }
 
-fn policy_json(p: &Policy) -> Value {
+pub(crate) fn policy_json(p: &Policy) -> Value {
     json!({
         "rules": p.rules.len(),
         "sets": p.sets.len(),
@@ -146,30 +146,6 @@ pub fn policy_check(out: &Output, file: &Path, keep_paths: bool) -> Result<(), F
     Ok(())
 }
 
-/// `weirctl policy load FILE`.
-pub fn policy_load(out: &Output, file: &Path) -> Result<(), Failure> {
-    let client = crate::device::open()?;
-    let c = check_file(file, app_paths(false))?;
-    let blob_len = c.blob.len();
-    let reply = client.set_policy_blob(c.blob)?;
-    let human = format!(
-        "loaded {}: generation {}, {} ({} bytes)",
-        file.display(),
-        reply.generation,
-        summary(&c.loaded.policy),
-        blob_len
-    );
-    let doc = json!({
-        "ok": true,
-        "file": file.display().to_string(),
-        "generation": reply.generation,
-        "policy": policy_json(&c.loaded.policy),
-        "blob_bytes": blob_len,
-    });
-    out.result(&human, &doc);
-    Ok(())
-}
-
 /// `weirctl policy show`.
 pub fn policy_show(out: &Output) -> Result<(), Failure> {
     let client = crate::device::open()?;
@@ -192,21 +168,6 @@ pub fn policy_show(out: &Output) -> Result<(), Failure> {
     let human = format!("# active policy, generation {generation}\n{body}");
     let doc = json!({ "ok": true, "generation": generation, "loaded": true, "policy": policy_json(&policy), "text": body });
     out.result(&human, &doc);
-    Ok(())
-}
-
-/// `weirctl policy clear`.
-pub fn policy_clear(out: &Output) -> Result<(), Failure> {
-    let client = crate::device::open()?;
-    let reply = client.clear_policy()?;
-    let human = format!(
-        "policy cleared: generation {}; Weir permits every connection",
-        reply.generation
-    );
-    out.result(
-        &human,
-        &json!({ "ok": true, "generation": reply.generation }),
-    );
     Ok(())
 }
 
@@ -327,6 +288,17 @@ pub fn status(out: &Output) -> Result<(), Failure> {
     );
     let mut doc = stats_json(&s, false);
     set(&mut doc, "loaded", json!(true));
+    // Source, hash and load time of the active policy (a driver without the request
+    // predates the stored policy: say so, keep the rest).
+    match crate::stored_cmds::status_part(&client) {
+        Ok((text, json)) => {
+            human.push_str(&text);
+            set(&mut doc, "policy", json);
+        }
+        Err(e) => {
+            let _ = writeln!(human, "source:     unknown ({e})");
+        }
+    }
     out.result(&human, &doc);
     Ok(())
 }

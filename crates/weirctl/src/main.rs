@@ -8,6 +8,7 @@ mod commands;
 mod device;
 mod events;
 mod output;
+mod stored_cmds;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -59,15 +60,18 @@ enum PolicyCommand {
         #[arg(long)]
         keep_paths: bool,
     },
-    /// Check a policy file and make it the driver's active policy (atomic replace).
-    Load {
-        /// The policy file (TOML).
-        file: PathBuf,
-    },
+    /// Check a policy file, store it and make it the driver's active policy (atomic
+    /// replace); `--this-run` activates it without storing.
+    Load(stored_cmds::LoadArgs),
+    /// Write the stored form of a policy file (what the driver reads at start) to a file.
+    Compile(stored_cmds::CompileArgs),
+    /// Make the driver read its stored policy again and activate it.
+    Reload,
     /// Print the active policy in the policy file format.
     Show,
-    /// Remove the active policy: the driver permits every connection again.
-    Clear,
+    /// Remove the active and the stored policy (or one of them): the driver permits every
+    /// connection again.
+    Clear(stored_cmds::ClearArgs),
 }
 
 #[derive(Args)]
@@ -85,9 +89,11 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Check { file, keep_paths }) => {
             commands::policy_check(&out, &file, keep_paths)
         }
-        Command::Policy(PolicyCommand::Load { file }) => commands::policy_load(&out, &file),
+        Command::Policy(PolicyCommand::Load(args)) => stored_cmds::load(&out, args),
+        Command::Policy(PolicyCommand::Compile(args)) => stored_cmds::compile(&out, args),
+        Command::Policy(PolicyCommand::Reload) => stored_cmds::reload(&out),
         Command::Policy(PolicyCommand::Show) => commands::policy_show(&out),
-        Command::Policy(PolicyCommand::Clear) => commands::policy_clear(&out),
+        Command::Policy(PolicyCommand::Clear(args)) => stored_cmds::clear(&out, args),
         Command::Events(args) => events::run(&out, args.follow),
         Command::Stats { rules } => commands::stats(&out, rules),
     };

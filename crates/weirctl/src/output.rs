@@ -11,6 +11,13 @@ pub enum Failure {
     Client(ClientError),
     /// The policy file is invalid.
     Policy(Diagnostics),
+    /// The stored policy file could not be written or deleted.
+    Store {
+        /// The file.
+        path: String,
+        /// What failed, with the OS error.
+        message: String,
+    },
 }
 
 impl From<ClientError> for Failure {
@@ -37,6 +44,7 @@ pub fn set(doc: &mut Value, key: &str, value: Value) {
 pub fn kind(f: &Failure) -> &'static str {
     match f {
         Failure::Policy(_) => "policy_invalid",
+        Failure::Store { .. } => "stored_policy_io",
         Failure::Client(e) => match e {
             ClientError::NotInstalled => "not_installed",
             ClientError::NotStarted { .. } => "not_started",
@@ -63,6 +71,10 @@ pub fn failure_json(f: &Failure) -> Value {
             if let ClientError::Status { status, .. } | ClientError::PolicyRefused { status } = e {
                 set(&mut error, "status", json!(format!("0x{status:08X}")));
             }
+        }
+        Failure::Store { path, message } => {
+            set(&mut error, "message", json!(message));
+            set(&mut error, "path", json!(path));
         }
         Failure::Policy(d) => {
             set(&mut error, "message", json!("the policy file is invalid"));
@@ -106,6 +118,9 @@ impl Output {
         }
         match f {
             Failure::Client(e) => eprintln!("error: {e}"),
+            Failure::Store { path, message } => {
+                eprintln!("error: {path}: {message} (run from an elevated prompt; the install creates the directory)")
+            }
             Failure::Policy(d) => {
                 for d in &d.0 {
                     eprintln!("error: {d}");
