@@ -14,7 +14,8 @@
 
     Weir is a primitive (non-PnP) driver: pnputil processes the INF's
     DefaultInstall.NTamd64 sections, which copy weir.sys into the driver store
-    and create the demand-start kernel service "weir". Windows 10 2004 or later
+    and create the system-start kernel service "weir" (-OnDemand makes it
+    demand-start). Windows 10 2004 or later
     is needed for that.
 
     Both package shapes install the same way: the one built on Linux by
@@ -43,6 +44,11 @@
 .PARAMETER NoStart
     Install the package but do not start the service.
 
+.PARAMETER OnDemand
+    Make the service demand-start (sc.exe config weir start= demand) instead of
+    the INF's system start, so a test VM boots without Weir until
+    sc.exe start weir.
+
 .EXAMPLE
     .\Install-Weir.ps1 -PackageDir .\weir_package
     Installs and starts Weir, then prints the service state and oemNN.inf name.
@@ -57,7 +63,8 @@
 [CmdletBinding(SupportsShouldProcess)]
 param(
     [string] $PackageDir = '.',
-    [switch] $NoStart
+    [switch] $NoStart,
+    [switch] $OnDemand
 )
 
 Set-StrictMode -Version Latest
@@ -148,6 +155,16 @@ if ($PSCmdlet.ShouldProcess($infPath, 'pnputil /add-driver /install')) {
     if ((Get-WeirServiceState -Name $ServiceName) -eq 'Absent') {
         throw "pnputil added the package (exit code $code) but the service '$ServiceName' does not exist. Check setupapi.dev.log (Collect-WeirLogs.ps1) for the DefaultInstall section."
     }
+}
+
+# --- Start type ------------------------------------------------------------------
+
+if ($OnDemand -and $PSCmdlet.ShouldProcess($ServiceName, 'sc.exe config start= demand')) {
+    $output = & sc.exe config $ServiceName start= demand
+    if ($LASTEXITCODE -ne 0) {
+        throw "sc.exe config $ServiceName start= demand failed with exit code ${LASTEXITCODE}: $($output -join ' ')"
+    }
+    Write-Host 'Service weir: demand start (-OnDemand); it does not load at boot.'
 }
 
 # --- Stored-policy directory ----------------------------------------------------

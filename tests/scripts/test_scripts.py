@@ -781,6 +781,7 @@ def test_expected_commands_are_in_the_scripts(script_texts):
         ("sc", "delete", "<arg>"),
         ("sc", "query", "<arg>"),
         ("sc", "qc", "<arg>"),
+        ("sc", "config", "<arg>", "start=", "demand"),
         ("pnputil", "/enum-drivers"),
         ("pnputil", "/delete-driver", "<arg>", "/uninstall", "/force"),
         ("devcon", "dp_add", "<arg>"),
