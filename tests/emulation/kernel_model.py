@@ -82,6 +82,9 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
     # Allocators fail by returning NULL.
     "ExAllocatePool2": (0, L.STATUS_INSUFFICIENT_RESOURCES),
     "ExAllocatePoolWithTag": (0, L.STATUS_INSUFFICIENT_RESOURCES),
+    # Replacing the filters after a policy change (the reauthorization trigger): its failure
+    # aborts the transaction and keeps the old filters; the request still succeeds.
+    "FwpmFilterDeleteById0": (L.STATUS_FWP_NOT_FOUND, L.STATUS_SUCCESS),
     # The stored policy file (files_model): a read failure never stops the driver.
     **FILES_FAILURE_MODES,
 }
