@@ -157,9 +157,32 @@ pub fn load(out: &Output, args: LoadArgs) -> Result<(), Failure> {
 }
 
 /// `weirctl policy clear [--stored | --this-run]`.
+///
+/// The driver is asked first (unless `--stored`): off Windows, or with no driver and no
+/// stored file, that error is the answer; with no driver but a stored file, the file is
+/// deleted and the command succeeds (nothing is enforced at the next start).
 pub fn clear(out: &Output, args: ClearArgs) -> Result<(), Failure> {
     let mut doc = json!({ "ok": true });
     let mut human = String::new();
+    let client = if args.stored { None } else { Some(crate::device::open()) };
+    let driver_absent = matches!(
+        client,
+        Some(Err(ClientError::NotStarted { .. } | ClientError::NotInstalled | ClientError::NotLoaded))
+    );
+    let client = match client {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) if !driver_absent || args.this_run => return Err(e.into()),
+        Some(Err(e)) => {
+            // Deleting the stored file is still useful; report the driver only if there was
+            // nothing to delete.
+            let path = stored_path(args.stored_path.clone())?;
+            if !path.exists() {
+                return Err(e.into());
+            }
+            None
+        }
+        None => None,
+    };
     if !args.this_run {
         let path = stored_path(args.stored_path)?;
         let removed = stored::remove(&path).map_err(|e| store_failure(&path, "cannot delete the stored policy", &e))?;
@@ -171,14 +194,16 @@ pub fn clear(out: &Output, args: ClearArgs) -> Result<(), Failure> {
             path.display()
         );
     }
-    if !args.stored {
-        let client = crate::device::open()?;
+    if let Some(client) = client {
         let reply = client.clear_policy()?;
         set(&mut doc, "generation", json!(reply.generation));
         let _ = writeln!(human, "active policy cleared: generation {}; Weir permits every connection", reply.generation);
         if args.this_run {
             let _ = writeln!(human, "the stored policy (if any) is enforced again at the next driver start");
         }
+    } else if driver_absent {
+        set(&mut doc, "active", json!(false));
+        let _ = writeln!(human, "the driver is not running; it starts with no policy");
     } else {
         let _ = writeln!(human, "the active policy stays until the driver restarts (`weirctl policy clear --this-run` clears it now)");
     }
