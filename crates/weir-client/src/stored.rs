@@ -59,20 +59,34 @@ pub fn default_path() -> Option<PathBuf> {
         return None;
     }
     let root = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\Windows".into());
-    Some(PathBuf::from(root).join("System32").join("drivers").join("weir").join(FILE_NAME))
+    Some(
+        PathBuf::from(root)
+            .join("System32")
+            .join("drivers")
+            .join("weir")
+            .join(FILE_NAME),
+    )
 }
 
 /// Writes `bytes` to `path` atomically (see the module documentation). The directory must
 /// exist (the install creates it with its access rules; this function never creates it, so
 /// it never creates a directory with default, weaker permissions).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let mut tmp_name = name.to_os_string();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         // On disk before the rename makes it visible under the real name.
         f.sync_all()?;
@@ -194,7 +208,10 @@ mod tests {
         assert_eq!(wire::decode(payload).unwrap(), wire::decode(&b).unwrap());
         let mut bad = file.clone();
         bad[70] ^= 1;
-        assert_eq!(decode(&bad), Err(StoredError::Corrupted(Corruption::Checksum)));
+        assert_eq!(
+            decode(&bad),
+            Err(StoredError::Corrupted(Corruption::Checksum))
+        );
     }
 
     #[test]
@@ -214,13 +231,19 @@ mod tests {
         write_atomic(&path, b"old").unwrap();
         write_atomic(&path, b"new contents").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new contents");
-        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(FILE_NAME)]);
         assert!(remove(&path).unwrap());
         assert!(!remove(&path).unwrap());
         // A missing directory is an error, not a directory created with default permissions.
         let missing = dir.join("absent").join(FILE_NAME);
-        assert_eq!(write_atomic(&missing, b"x").unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            write_atomic(&missing, b"x").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
         assert!(!dir.join("absent").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -264,7 +287,10 @@ mod tests {
             status: STATUS_INVALID_DEVICE_REQUEST,
             output: vec![],
         }));
-        assert!(matches!(old.policy_status().unwrap_err(), ClientError::AbiMismatch { .. }));
+        assert!(matches!(
+            old.policy_status().unwrap_err(),
+            ClientError::AbiMismatch { .. }
+        ));
         let mut out = vec![0u8; 96];
         PolicyStatus {
             generation: 4,

@@ -2,7 +2,7 @@
 //! `policy clear` (both, or one of them), `policy compile -o`, `policy reload`, and the
 //! policy-source part of `status`.
 
-use crate::commands::{check_file, policy_json, summary, app_paths};
+use crate::commands::{app_paths, check_file, policy_json, summary};
 use crate::output::{set, Failure, Output};
 use clap::Args;
 use serde_json::{json, Value};
@@ -10,13 +10,17 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use weir_client::stored;
 use weir_client::weir_abi::policy_status::{PolicyStatus, SOURCE_NONE};
-use weir_client::weir_abi::status::{describe, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_OBJECT_PATH_NOT_FOUND};
+use weir_client::weir_abi::status::{
+    describe, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_OBJECT_PATH_NOT_FOUND,
+};
 use weir_client::{Client, ClientError, Transport};
 
 /// `weirctl policy load`.
 #[derive(Args)]
-#[command(after_long_help = "Examples:\n  weirctl policy load C:\\ProgramData\\Weir\\policy.toml\n  \
-    weirctl policy load --this-run test.toml   (gone after the next restart)")]
+#[command(
+    after_long_help = "Examples:\n  weirctl policy load C:\\ProgramData\\Weir\\policy.toml\n  \
+    weirctl policy load --this-run test.toml   (gone after the next restart)"
+)]
 pub struct LoadArgs {
     /// The policy file: TOML, or a stored file made by `weirctl policy compile`.
     pub file: PathBuf,
@@ -31,9 +35,11 @@ pub struct LoadArgs {
 
 /// `weirctl policy clear`.
 #[derive(Args)]
-#[command(after_long_help = "Examples:\n  weirctl policy clear              (no policy now, none after restart)\n  \
+#[command(
+    after_long_help = "Examples:\n  weirctl policy clear              (no policy now, none after restart)\n  \
     weirctl policy clear --stored     (delete the stored copy; the active policy stays until restart)\n  \
-    weirctl policy clear --this-run   (permit everything now; the stored policy returns at the next start)")]
+    weirctl policy clear --this-run   (permit everything now; the stored policy returns at the next start)"
+)]
 pub struct ClearArgs {
     /// Only delete the stored policy; the active policy stays until the driver restarts.
     #[arg(long, conflicts_with = "this_run")]
@@ -48,9 +54,11 @@ pub struct ClearArgs {
 
 /// `weirctl policy compile`.
 #[derive(Args)]
-#[command(after_long_help = "Example (build once, deploy the same bytes everywhere):\n  \
+#[command(
+    after_long_help = "Example (build once, deploy the same bytes everywhere):\n  \
     weirctl policy compile policy.toml -o weir.policy\n  \
-    copy weir.policy %SystemRoot%\\System32\\drivers\\weir\\weir.policy & weirctl policy reload")]
+    copy weir.policy %SystemRoot%\\System32\\drivers\\weir\\weir.policy & weirctl policy reload"
+)]
 pub struct CompileArgs {
     /// The policy file (TOML).
     pub file: PathBuf,
@@ -65,7 +73,10 @@ pub struct CompileArgs {
 }
 
 fn store_failure(path: &Path, what: &str, e: &std::io::Error) -> Failure {
-    Failure::Store { path: path.display().to_string(), message: format!("{what}: {e}") }
+    Failure::Store {
+        path: path.display().to_string(),
+        message: format!("{what}: {e}"),
+    }
 }
 
 fn stored_path(explicit: Option<PathBuf>) -> Result<PathBuf, Failure> {
@@ -89,10 +100,18 @@ fn read_policy(file: &Path) -> Result<ToLoad, Failure> {
     let bytes = std::fs::read(file).map_err(|e| store_failure(file, "cannot read", &e))?;
     if !bytes.starts_with(&weir_client::weir_abi::stored::STORED_MAGIC) {
         let c = check_file(file, app_paths(false))?;
-        return Ok(ToLoad { blob: c.blob, policy: c.loaded.policy });
+        return Ok(ToLoad {
+            blob: c.blob,
+            policy: c.loaded.policy,
+        });
     }
-    let invalid = |message: String| Failure::Store { path: file.display().to_string(), message };
-    let blob = stored::decode(&bytes).map_err(|e| invalid(e.to_string()))?.to_vec();
+    let invalid = |message: String| Failure::Store {
+        path: file.display().to_string(),
+        message,
+    };
+    let blob = stored::decode(&bytes)
+        .map_err(|e| invalid(e.to_string()))?
+        .to_vec();
     let policy = weir_client::weir_policy::wire::decode(&blob)
         .map_err(|e| invalid(format!("the stored payload is not a valid policy: {e}")))?;
     weir_client::weir_policy::CompiledPolicy::compile(&policy)
@@ -121,7 +140,8 @@ pub fn load(out: &Output, args: LoadArgs) -> Result<(), Failure> {
     let path = stored_path(args.stored_path)?;
     let file = stored::encode(&c.blob);
     let hash = stored::hash_hex(&weir_client::weir_abi::stored::sha256(&c.blob));
-    stored::write_atomic(&path, &file).map_err(|e| store_failure(&path, "cannot store the policy", &e))?;
+    stored::write_atomic(&path, &file)
+        .map_err(|e| store_failure(&path, "cannot store the policy", &e))?;
     let mut doc = json!({ "ok": true, "file": args.file.display().to_string(), "stored": path.display().to_string(),
         "sha256": hash, "policy": policy_json(&c.policy), "blob_bytes": blob_len });
     // The driver reads the stored file itself: what it activates is what it will read at
@@ -141,7 +161,9 @@ pub fn load(out: &Output, args: LoadArgs) -> Result<(), Failure> {
             out.result(&human, &doc);
             Ok(())
         }
-        Err(ClientError::NotStarted { .. } | ClientError::NotInstalled | ClientError::NotLoaded) => {
+        Err(
+            ClientError::NotStarted { .. } | ClientError::NotInstalled | ClientError::NotLoaded,
+        ) => {
             set(&mut doc, "source", json!(null));
             set(&mut doc, "active", json!(false));
             let human = format!(
@@ -164,10 +186,16 @@ pub fn load(out: &Output, args: LoadArgs) -> Result<(), Failure> {
 pub fn clear(out: &Output, args: ClearArgs) -> Result<(), Failure> {
     let mut doc = json!({ "ok": true });
     let mut human = String::new();
-    let client = if args.stored { None } else { Some(crate::device::open()) };
+    let client = if args.stored {
+        None
+    } else {
+        Some(crate::device::open())
+    };
     let driver_absent = matches!(
         client,
-        Some(Err(ClientError::NotStarted { .. } | ClientError::NotInstalled | ClientError::NotLoaded))
+        Some(Err(ClientError::NotStarted { .. }
+            | ClientError::NotInstalled
+            | ClientError::NotLoaded))
     );
     let client = match client {
         Some(Ok(c)) => Some(c),
@@ -185,21 +213,33 @@ pub fn clear(out: &Output, args: ClearArgs) -> Result<(), Failure> {
     };
     if !args.this_run {
         let path = stored_path(args.stored_path)?;
-        let removed = stored::remove(&path).map_err(|e| store_failure(&path, "cannot delete the stored policy", &e))?;
+        let removed = stored::remove(&path)
+            .map_err(|e| store_failure(&path, "cannot delete the stored policy", &e))?;
         set(&mut doc, "stored_removed", json!(removed));
         let _ = writeln!(
             human,
             "{} {}",
-            if removed { "deleted the stored policy" } else { "no stored policy at" },
+            if removed {
+                "deleted the stored policy"
+            } else {
+                "no stored policy at"
+            },
             path.display()
         );
     }
     if let Some(client) = client {
         let reply = client.clear_policy()?;
         set(&mut doc, "generation", json!(reply.generation));
-        let _ = writeln!(human, "active policy cleared: generation {}; Weir permits every connection", reply.generation);
+        let _ = writeln!(
+            human,
+            "active policy cleared: generation {}; Weir permits every connection",
+            reply.generation
+        );
         if args.this_run {
-            let _ = writeln!(human, "the stored policy (if any) is enforced again at the next driver start");
+            let _ = writeln!(
+                human,
+                "the stored policy (if any) is enforced again at the next driver start"
+            );
         }
     } else if driver_absent {
         set(&mut doc, "active", json!(false));
@@ -216,7 +256,8 @@ pub fn compile(out: &Output, args: CompileArgs) -> Result<(), Failure> {
     let c = check_file(&args.file, app_paths(args.keep_paths))?;
     let file = stored::encode(&c.blob);
     let hash = stored::hash_hex(&weir_client::weir_abi::stored::sha256(&c.blob));
-    stored::write_atomic(&args.output, &file).map_err(|e| store_failure(&args.output, "cannot write", &e))?;
+    stored::write_atomic(&args.output, &file)
+        .map_err(|e| store_failure(&args.output, "cannot write", &e))?;
     let human = format!(
         "{} -> {}: {}, {} bytes, sha256 {hash}",
         args.file.display(),
@@ -237,7 +278,10 @@ pub fn reload(out: &Output) -> Result<(), Failure> {
     let r = client.reload_policy()?;
     let s = client.policy_status()?;
     let hash = stored::hash_hex(&s.blob_sha256);
-    let human = format!("reloaded the stored policy: generation {}, {} rules, sha256 {hash}", r.generation, r.rule_count);
+    let human = format!(
+        "reloaded the stored policy: generation {}, {} rules, sha256 {hash}",
+        r.generation, r.rule_count
+    );
     out.result(&human, &json!({ "ok": true, "generation": r.generation, "rule_count": r.rule_count, "sha256": hash }));
     Ok(())
 }
@@ -251,7 +295,10 @@ pub fn status_part<T: Transport>(client: &Client<T>) -> Result<(String, Value), 
 /// No stored policy at all is a state, not a refusal.
 fn missing(s: &PolicyStatus) -> bool {
     s.stored_reads > 0
-        && matches!(s.stored_status, STATUS_OBJECT_NAME_NOT_FOUND | STATUS_OBJECT_PATH_NOT_FOUND)
+        && matches!(
+            s.stored_status,
+            STATUS_OBJECT_NAME_NOT_FOUND | STATUS_OBJECT_PATH_NOT_FOUND
+        )
 }
 
 fn refused(s: &PolicyStatus) -> Option<String> {
@@ -266,11 +313,25 @@ fn refused(s: &PolicyStatus) -> Option<String> {
 pub fn status_text(s: &PolicyStatus) -> String {
     let mut t = String::new();
     if s.source == SOURCE_NONE {
-        let _ = writeln!(t, "source:     none (monitor mode: every connection permitted), generation {}", s.generation);
+        let _ = writeln!(
+            t,
+            "source:     none (monitor mode: every connection permitted), generation {}",
+            s.generation
+        );
     } else {
-        let _ = writeln!(t, "source:     {}, generation {}, loaded {}", s.source_name(), s.generation,
-            crate::events::system_time_text(s.loaded_at));
-        let _ = writeln!(t, "sha256:     {} ({} bytes)", stored::hash_hex(&s.blob_sha256), s.blob_len);
+        let _ = writeln!(
+            t,
+            "source:     {}, generation {}, loaded {}",
+            s.source_name(),
+            s.generation,
+            crate::events::system_time_text(s.loaded_at)
+        );
+        let _ = writeln!(
+            t,
+            "sha256:     {} ({} bytes)",
+            stored::hash_hex(&s.blob_sha256),
+            s.blob_len
+        );
     }
     if let Some(r) = refused(s) {
         let _ = writeln!(t, "stored policy refused: {r}");
@@ -299,7 +360,7 @@ pub fn status_json(s: &PolicyStatus) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_client::weir_abi::policy_status::{SOURCE_STORED};
+    use weir_client::weir_abi::policy_status::SOURCE_STORED;
 
     #[test]
     fn status_says_source_hash_and_refusal() {
@@ -316,15 +377,32 @@ mod tests {
         let t = status_text(&s);
         assert!(t.contains("source:     stored, generation 3"), "{t}");
         assert!(t.contains(&"ab".repeat(32)), "{t}");
-        assert!(t.contains("stored policy refused: 0xE0573002 (the stored policy file is corrupted"), "{t}");
+        assert!(
+            t.contains("stored policy refused: 0xE0573002 (the stored policy file is corrupted"),
+            "{t}"
+        );
         let j = status_json(&s);
         assert_eq!(j["source"], "stored");
         assert_eq!(j["sha256"], "ab".repeat(32));
         assert_eq!(j["stored_refused"]["status"], "0xE0573002");
-        let none = PolicyStatus { stored_reads: 1, stored_status: 0xC000_0034, ..Default::default() };
+        let none = PolicyStatus {
+            stored_reads: 1,
+            stored_status: 0xC000_0034,
+            ..Default::default()
+        };
         let j = status_json(&none);
-        assert_eq!((j["source"].as_str(), j["sha256"].is_null()), (Some("none"), true));
-        assert!(status_text(&none).contains("stored:     none"), "{}", status_text(&none));
-        assert_eq!((j["stored_refused"].is_null(), j["stored_present"].as_bool()), (true, Some(false)));
+        assert_eq!(
+            (j["source"].as_str(), j["sha256"].is_null()),
+            (Some("none"), true)
+        );
+        assert!(
+            status_text(&none).contains("stored:     none"),
+            "{}",
+            status_text(&none)
+        );
+        assert_eq!(
+            (j["stored_refused"].is_null(), j["stored_present"].as_bool()),
+            (true, Some(false))
+        );
     }
 }
