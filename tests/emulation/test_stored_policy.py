@@ -323,3 +323,60 @@ def test_a_failed_filter_replacement_keeps_the_old_filters_and_the_new_policy(ne
     ck.eq(r.action, L.FWP_ACTION_BLOCK, "classifyFn", "a new connection is decided by the new policy")
     ck.done()
     d.expect_clean()
+
+
+# ---------------------------------------------------------------------------
+# The file model's own rules (no driver): each must be able to fail.
+def _open_args(rig, path: str, *, access=0x80100000, disposition=1, options=0x60, attrs=0x240):
+    from test_model import FakeEmu  # noqa: F401  (the rig's memory)
+    name = rig.emu.wstr(path)
+    us = rig.emu.alloc(struct.pack("<HHIQ", 2 * len(path), 2 * len(path) + 2, 0, name))
+    oa = rig.emu.alloc(struct.pack("<IIQQIIQQ", 48, 0, 0, us, attrs, 0, 0, 0))
+    hp = rig.emu.alloc(bytes(8))
+    iosb = rig.emu.alloc(bytes(16))
+    return hp, [hp, access, oa, iosb, 0, 0x80, 1, disposition, options, 0, 0]
+
+
+def test_the_file_model_enforces_open_only_read_only_synchronous_access():
+    from test_model import Rig
+    rig = Rig()
+    rig.model.files[STORED_POLICY_PATH] = b"0123456789"
+    cases = [
+        (dict(disposition=5), "CreateDisposition"),                     # FILE_OVERWRITE_IF
+        (dict(access=0x80100000 | 0x40000000), "DesiredAccess"),        # + GENERIC_WRITE
+        (dict(access=0x80100000 | 0x10000), "DesiredAccess"),           # + DELETE
+        (dict(options=0x40), "CreateOptions"),                          # not synchronous
+        (dict(access=0x80000000), "CreateOptions"),                     # no SYNCHRONIZE
+        (dict(attrs=0x40), "OBJ_KERNEL_HANDLE"),
+    ]
+    for kwargs, arg in cases:
+        n = len(rig.model.violations)
+        _, argv = _open_args(rig, STORED_POLICY_PATH, **kwargs)
+        rig.call("ZwCreateFile", *argv)
+        new = [str(v) for v in rig.model.violations[n:]]
+        assert any(arg in v for v in new), (kwargs, new)
+    rig.model.kernel_handles.clear()
+    n = len(rig.model.violations)
+    _, argv = _open_args(rig, "\\SystemRoot\\other")
+    assert rig.call("ZwCreateFile", *argv) == L.STATUS_OBJECT_NAME_NOT_FOUND
+    hp, argv = _open_args(rig, STORED_POLICY_PATH.upper())
+    assert rig.call("ZwCreateFile", *argv) == L.STATUS_SUCCESS
+    assert rig.model.violations[n:] == []
+    h = struct.unpack("<Q", rig.emu.mem_read(hp, 8))[0]
+    assert any("not closed" in leak for leak in rig.model.leaks())
+    iosb, buf, off = rig.emu.alloc(bytes(16)), rig.emu.alloc(bytes(16)), rig.emu.alloc(struct.pack("<q", 4))
+    assert rig.call("ZwReadFile", h, 0, 0, 0, iosb, buf, 16, off, 0) == L.STATUS_SUCCESS
+    assert rig.emu.mem_read(buf, 6) == b"456789"
+    assert struct.unpack("<Q", rig.emu.mem_read(iosb + 8, 8))[0] == 6
+    past = rig.emu.alloc(struct.pack("<q", 10))
+    assert rig.call("ZwReadFile", h, 0, 0, 0, iosb, buf, 16, past, 0) == 0xC0000011  # STATUS_END_OF_FILE
+    n = len(rig.model.violations)
+    rig.call("ZwReadFile", h, 0x1234, 0, 0, iosb, buf, 16, off, 0)
+    rig.call("ZwReadFile", h, 0, 0, 0, iosb, buf, 16, 0, 0)
+    assert [v.arg for v in rig.model.violations[n:]] == ["Event/ApcRoutine", "ByteOffset"]
+    info = rig.emu.alloc(bytes(24))
+    assert rig.call("ZwQueryInformationFile", h, iosb, info, 24, 5) == L.STATUS_SUCCESS
+    assert struct.unpack_from("<q", rig.emu.mem_read(info, 24), 8)[0] == 10
+    assert rig.call("ZwQueryInformationFile", h, iosb, info, 23, 5) == 0xC0000004  # INFO_LENGTH_MISMATCH
+    assert rig.call("ZwClose", h) == L.STATUS_SUCCESS
+    assert not any("not closed" in leak for leak in rig.model.leaks())
