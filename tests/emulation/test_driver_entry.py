@@ -15,8 +15,9 @@ EXPECTED_ORDER = (
        "RtlSetDaclSecurityDescriptor", "ObOpenObjectByPointer", "ZwSetSecurityObject", "ZwClose", "IoCreateSymbolicLink"]
     # the event log, then its ring's slots
     + ["ExAllocatePool2", "ExAllocatePool2"]
-    # the stored policy (none on this healthy system: not found, monitor mode)
-    + ["ZwCreateFile"]
+    # the stored policy (none on this healthy system: not found, monitor mode), the time of
+    # that read for GET_POLICY_STATUS
+    + ["ZwCreateFile", "KeQuerySystemTimePrecise"]
     + ["FwpsCalloutRegister3"] * 4
     + ["FwpmBfeStateSubscribeChanges0", "FwpmBfeStateGet0", "KeWaitForSingleObject"]
     + ["FwpmEngineOpen0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
@@ -37,7 +38,8 @@ def test_driver_entry_call_sequence(driver):
     calls = driver.model.effective_calls("DriverEntry")
     ck.eq([c.api for c in calls], EXPECTED_ORDER, "DriverEntry", "ordered kernel/WFP call list")
     for c in calls:
-        if c.api in ("ExAllocatePool2", "FwpmBfeStateGet0", "KeInitializeEvent", "KeSetEvent", "KeInitializeDpc"):
+        if c.api in ("ExAllocatePool2", "FwpmBfeStateGet0", "KeInitializeEvent", "KeSetEvent", "KeInitializeDpc",
+                     "KeQuerySystemTimePrecise"):
             continue
         if c.api == "ZwCreateFile":
             ck.eq(L.status_name(c.ret), L.status_name(L.STATUS_OBJECT_NAME_NOT_FOUND), c.label, "return value (no stored policy)")
