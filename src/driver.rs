@@ -6,8 +6,9 @@
 //! → symbolic link → event log → stored policy (read and published before
 //! any filter exists, so the first classification is decided by it; a
 //! refusal is traced and recorded, never fatal) → run-time callouts → BFE
-//! state subscription → filtering (a dynamic session with the sublayer,
-//! callouts and filters) if BFE runs.
+//! state subscription → fail-closed boot-time filters (FailMode = 1 and BFE
+//! not running yet; `crate::failsafe`) → filtering (a dynamic session with
+//! the sublayer, callouts and filters) if BFE runs.
 //! If a step fails, [`Driver::shutdown`] undoes whatever exists, in reverse
 //! order; DriverUnload calls the same function:
 //!
@@ -20,7 +21,9 @@
 //! 4. drop the event log: flush its completion DPC, complete every parked
 //!    READ_EVENTS with STATUS_CANCELLED, free the ring (no classify can
 //!    reach it any more);
-//! 5. delete the symbolic link, then 6. the device, then the state.
+//! 5. delete the symbolic link, then 6. the device, then the state;
+//! 7. leave the fail-closed boot-time and persistent filters in place: they
+//!    block until BFE starts / until Weir decides again (`crate::failsafe`).
 //!
 //! Nothing is freed while something else may still reach it: if the BFE
 //! subscription or a callout registration cannot be removed (after bounded,
@@ -108,6 +111,7 @@ pub enum Teardown {
 /// Everything Weir holds while loaded, besides [`FILTERING`].
 pub struct Driver {
     bfe: Option<Subscription>,
+    boot_time: Option<wfp_km::failsafe::BootTimeFilters>,
     callouts: Callouts,
     events: Option<PoolBox<EventLog>>,
     link: Option<SymbolicLink>,
@@ -120,7 +124,7 @@ impl Driver {
     /// and the failing status is returned.
     pub fn start(driver: &DriverObject, callbacks: &Callbacks) -> Result<PoolBox<Self>> {
         FILTERING.init();
-        let mut this = PoolBox::try_new(Self { bfe: None, callouts: Callouts::new(), events: None, link: None, device: None })
+        let mut this = PoolBox::try_new(Self { bfe: None, boot_time: None, callouts: Callouts::new(), events: None, link: None, device: None })
             .inspect_err(|s| trace::failed("ExAllocatePool2(driver state)", *s))?;
         match this.fill(driver, callbacks) {
             Ok(()) => Ok(this),
@@ -149,6 +153,7 @@ impl Driver {
         load_stored_policy(&crate::policy::STORE);
         self.callouts.register(device, callbacks)?;
         self.bfe = Some(Subscription::subscribe(device, callbacks.bfe_state)?);
+        self.boot_time = crate::failsafe::at_driver_entry(bfe::current_state());
         // Subscribed first, then asked: a change in between is not lost (the
         // callback and this check serialise on FILTERING's lock).
         match bfe::current_state() {
@@ -184,6 +189,7 @@ impl Driver {
         drop(self.events.take());
         drop(self.link.take());
         drop(self.device.take());
+        drop(self.boot_time.take());
         Teardown::Complete
     }
 
@@ -203,6 +209,7 @@ fn start_filtering() -> Result<()> {
         return Ok(());
     }
     let engine = Engine::open_dynamic(ids::SESSION_NAME, ids::SESSION_DESCRIPTION)?;
+    crate::failsafe::before_filtering(&engine);
     session.filter_ids = add_filtering_objects(&engine)?;
     session.engine = Some(engine);
     ACTIVE.store(true, Ordering::Release);
@@ -280,13 +287,18 @@ fn add_filtering_objects(engine: &Engine) -> Result<[u64; 4]> {
         name: ids::SUBLAYER_NAME,
         description: ids::SUBLAYER_DESCRIPTION,
         weight: ids::SUBLAYER_WEIGHT,
+        flags: 0,
+        provider: None,
     })?;
     for layer in AleLayer::ALL {
         txn.add_callout(&management_callout(layer))?;
     }
+    // 0 = no filter: while closed without a policy the fail-closed set decides.
     let mut filter_ids = [0u64; 4];
-    for (layer, id) in AleLayer::ALL.into_iter().zip(filter_ids.iter_mut()) {
-        *id = txn.add_filter(&filter(layer))?;
+    if crate::failsafe::callouts_decide(&crate::policy::STORE) {
+        for (layer, id) in AleLayer::ALL.into_iter().zip(filter_ids.iter_mut()) {
+            *id = txn.add_filter(&filter(layer))?;
+        }
     }
     txn.commit()?;
     Ok(filter_ids)
@@ -372,7 +384,9 @@ fn reauthorize() {
         let txn = engine.begin()?;
         let mut ids = [0u64; 4];
         for ((layer, old_id), new_id) in AleLayer::ALL.into_iter().zip(old).zip(ids.iter_mut()) {
-            txn.delete_filter(old_id)?;
+            if old_id != 0 {
+                txn.delete_filter(old_id)?;
+            }
             *new_id = txn.add_filter(&filter(layer))?;
         }
         txn.commit()?;
@@ -397,10 +411,11 @@ fn management_callout(layer: AleLayer) -> Callout {
 
 /// The filter for one layer. Terminating, so the callout's permit counts in
 /// arbitration; `PERMIT_IF_CALLOUT_UNREGISTERED` so that traffic flows if the
-/// callout is ever gone while the filter still exists (fail open: Weir is a
-/// monitor, it must never cut a machine off the network).
+/// callout is ever gone while the filter still exists (fail open). While
+/// FailMode is closed, `crate::failsafe::place` moves it above the
+/// fail-closed block instead.
 pub fn filter(layer: AleLayer) -> CalloutFilter {
-    CalloutFilter {
+    crate::failsafe::place(CalloutFilter {
         key: ids::layer_ids(layer).filter_key,
         name: ids::layer_ids(layer).filter_name,
         description: ids::FILTER_DESCRIPTION,
@@ -410,7 +425,7 @@ pub fn filter(layer: AleLayer) -> CalloutFilter {
         action_type: FWP_ACTION_CALLOUT_TERMINATING,
         flags: FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED,
         weight: None,
-    }
+    })
 }
 
 /// The four run-time callout registrations, unregistered in reverse order.

@@ -57,6 +57,8 @@ pub unsafe extern "system" fn driver_entry(
     // valid during DriverEntry.
     if let Some(key) = unsafe { registry_path.as_ref() } {
         trace::set_trace_level(trace::load_trace_level(key).unwrap_or(0));
+        let fail_mode = trace::load_parameter_dword(key, crate::failsafe::FAIL_MODE_VALUE);
+        crate::failsafe::set_mode(crate::failsafe::FailMode::from_registry(fail_mode));
     }
     // SAFETY: the I/O manager passes our DRIVER_OBJECT; we are DriverEntry.
     let Some(mut driver) = (unsafe { DriverObject::from_raw(driver_object) }) else {

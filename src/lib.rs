@@ -21,6 +21,7 @@
 pub mod classify;
 pub mod driver;
 pub mod events;
+pub mod failsafe;
 pub mod ids;
 pub mod ioctl;
 pub mod policy;

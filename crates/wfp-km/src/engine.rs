@@ -1,16 +1,17 @@
 //! Filter-engine sessions and transactions.
 
-use crate::objects::{Callout, CalloutFilter, SubLayer};
+use crate::objects::{Callout, CalloutFilter, Provider, RuleFilter, SubLayer, MAX_CONDITIONS};
 use crate::status::{NtStatus, Result};
 use crate::strings::WStr;
 use crate::trace;
 use core::ptr;
 use wfp_km_sys::fwp_types::{FWPM_DISPLAY_DATA0, FWPM_SESSION0, FWPM_SESSION_FLAG_DYNAMIC};
 use wfp_km_sys::fwpm::{
-    FwpmCalloutAdd0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFilterAdd0, FwpmFilterDeleteById0, FwpmSubLayerAdd0,
+    FwpmCalloutAdd0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFilterAdd0, FwpmFilterDeleteById0,
+    FwpmFilterDeleteByKey0, FwpmProviderAdd0, FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0,
     FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0, RPC_C_AUTHN_WINNT,
 };
-use wfp_km_sys::HANDLE;
+use wfp_km_sys::{GUID, HANDLE};
 
 /// An open session to the filter engine.
 ///
@@ -30,6 +31,17 @@ impl Engine {
     /// when the session closes, including when the driver crashes or unloads
     /// without cleaning up.
     pub fn open_dynamic(name: WStr, description: WStr) -> Result<Self> {
+        Self::open(name, description, FWPM_SESSION_FLAG_DYNAMIC)
+    }
+
+    /// Opens a session whose objects outlive it: what it adds stays until
+    /// deleted (persistent objects across BFE restarts and reboots,
+    /// boot-time filters until BFE starts).
+    pub fn open_static(name: WStr, description: WStr) -> Result<Self> {
+        Self::open(name, description, 0)
+    }
+
+    fn open(name: WStr, description: WStr, flags: u32) -> Result<Self> {
         // SAFETY: FWPM_SESSION0 is plain data; all-zero is its documented
         // "defaults" value (null pointers, zero GUID, zero flags).
         let mut session: FWPM_SESSION0 = unsafe { core::mem::zeroed() };
@@ -37,7 +49,7 @@ impl Engine {
             name: name.as_ptr().cast_mut(),
             description: description.as_ptr().cast_mut(),
         };
-        session.flags = FWPM_SESSION_FLAG_DYNAMIC;
+        session.flags = flags;
         let mut handle: HANDLE = ptr::null_mut();
         // SAFETY: server name null and auth identity null are required/allowed
         // in kernel mode; `session` and `handle` are valid for the call.
@@ -57,6 +69,13 @@ impl Engine {
         // SAFETY: handle is open (invariant).
         trace::checked("FwpmTransactionBegin0", unsafe { FwpmTransactionBegin0(self.handle, 0) })?;
         Ok(Transaction { engine: self, ended: false })
+    }
+
+    /// `FwpmProviderDeleteByKey0` outside a transaction (its own implicit
+    /// one): the result is returned untraced, NOT_FOUND being an answer.
+    pub fn delete_provider_by_key(&self, key: &GUID) -> Result<()> {
+        // SAFETY: handle is open (invariant); `key` is valid for the call.
+        NtStatus::check(unsafe { FwpmProviderDeleteByKey0(self.handle, key) })
     }
 
 }
@@ -121,6 +140,45 @@ impl Transaction<'_> {
         // SAFETY: open session and transaction; an id is plain data (an
         // unknown one is an error status, not undefined behaviour).
         trace::checked("FwpmFilterDeleteById0", unsafe { FwpmFilterDeleteById0(self.engine.handle, id) })
+    }
+
+    /// `FwpmProviderAdd0`.
+    pub fn add_provider(&self, provider: &Provider) -> Result<()> {
+        let raw = provider.to_raw();
+        // SAFETY: as for add_sublayer.
+        trace::checked("FwpmProviderAdd0", unsafe { FwpmProviderAdd0(self.engine.handle, &raw, ptr::null()) })
+    }
+
+    /// `FwpmFilterAdd0` for a permit/block filter; returns its run-time id.
+    pub fn add_rule_filter(&self, filter: &RuleFilter) -> Result<u64> {
+        // Placeholder values, overwritten by to_raw for the conditions used.
+        let mut conditions = [crate::objects::Condition::Loopback.to_raw(); MAX_CONDITIONS];
+        let raw = filter.to_raw(&mut conditions);
+        let mut id = 0u64;
+        // SAFETY: as for add_sublayer; `raw.filterCondition` points into
+        // `conditions`, alive and unchanged for the call.
+        trace::checked("FwpmFilterAdd0", unsafe {
+            FwpmFilterAdd0(self.engine.handle, &raw, ptr::null(), &mut id)
+        })?;
+        Ok(id)
+    }
+
+    /// `FwpmFilterDeleteByKey0`; untraced (NOT_FOUND is an answer).
+    pub fn delete_filter_by_key(&self, key: &GUID) -> Result<()> {
+        // SAFETY: open session and transaction; `key` is valid for the call.
+        NtStatus::check(unsafe { FwpmFilterDeleteByKey0(self.engine.handle, key) })
+    }
+
+    /// `FwpmSubLayerDeleteByKey0`; untraced (NOT_FOUND is an answer).
+    pub fn delete_sublayer_by_key(&self, key: &GUID) -> Result<()> {
+        // SAFETY: as for delete_filter_by_key.
+        NtStatus::check(unsafe { FwpmSubLayerDeleteByKey0(self.engine.handle, key) })
+    }
+
+    /// `FwpmProviderDeleteByKey0` inside the transaction; untraced.
+    pub fn delete_provider_by_key(&self, key: &GUID) -> Result<()> {
+        // SAFETY: as for delete_filter_by_key.
+        NtStatus::check(unsafe { FwpmProviderDeleteByKey0(self.engine.handle, key) })
     }
 
     /// Commits. If the commit fails the transaction is aborted (by `drop`)

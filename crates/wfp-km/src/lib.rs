@@ -39,6 +39,7 @@ pub mod csq;
 pub mod device;
 pub mod dpc;
 pub mod engine;
+pub mod failsafe;
 pub mod file;
 pub mod irp;
 pub mod objects;

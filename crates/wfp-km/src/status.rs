@@ -29,6 +29,11 @@ impl NtStatus {
     pub const NOT_SUPPORTED: Self = Self(0xC000_00BB_u32 as i32);
     pub const FWP_CALLOUT_NOT_FOUND: Self = Self(0xC022_0001_u32 as i32);
     pub const FWP_IN_USE: Self = Self(0xC022_000A_u32 as i32);
+    pub const FWP_FILTER_NOT_FOUND: Self = Self(0xC022_0003_u32 as i32);
+    pub const FWP_PROVIDER_NOT_FOUND: Self = Self(0xC022_0005_u32 as i32);
+    pub const FWP_SUBLAYER_NOT_FOUND: Self = Self(0xC022_0007_u32 as i32);
+    pub const FWP_NOT_FOUND: Self = Self(0xC022_0008_u32 as i32);
+    pub const FWP_ALREADY_EXISTS: Self = Self(0xC022_0009_u32 as i32);
 
     /// `NT_SUCCESS`: success and informational codes.
     pub const fn is_success(self) -> bool {
