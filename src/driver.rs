@@ -153,10 +153,11 @@ impl Driver {
         load_stored_policy(&crate::policy::STORE);
         self.callouts.register(device, callbacks)?;
         self.bfe = Some(Subscription::subscribe(device, callbacks.bfe_state)?);
-        self.boot_time = crate::failsafe::at_driver_entry(bfe::current_state());
         // Subscribed first, then asked: a change in between is not lost (the
         // callback and this check serialise on FILTERING's lock).
-        match bfe::current_state() {
+        let state = bfe::current_state();
+        self.boot_time = crate::failsafe::at_driver_entry(state);
+        match state {
             BfeState::Running => start_filtering(),
             state => {
                 trace::error(format_args!(

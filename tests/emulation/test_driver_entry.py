@@ -8,6 +8,8 @@ import layouts as L
 EXPECTED_ORDER = (
     # TraceLevel from the service key's Parameters subkey
     ["ZwOpenKey", "ZwOpenKey", "ZwClose", "ZwQueryValueKey", "ZwClose"]
+    # FailMode from the same key (absent here: fail open)
+    + ["ZwOpenKey", "ZwOpenKey", "ZwClose", "ZwQueryValueKey", "ZwClose"]
     # the state, then the lock guarding the BFE session
     + ["KeInitializeEvent", "ExAllocatePool2"]
     # the device, its DACL before the link
@@ -20,7 +22,8 @@ EXPECTED_ORDER = (
     + ["ZwCreateFile", "KeQuerySystemTimePrecise"]
     + ["FwpsCalloutRegister3"] * 4
     + ["FwpmBfeStateSubscribeChanges0", "FwpmBfeStateGet0", "KeWaitForSingleObject"]
-    + ["FwpmEngineOpen0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
+    # fail open: no fail-closed set left from an earlier closed run (one probe, NOT_FOUND)
+    + ["FwpmEngineOpen0", "FwpmProviderDeleteByKey0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
     + ["FwpmCalloutAdd0"] * 4
     + ["FwpmFilterAdd0"] * 4
     + ["FwpmTransactionCommit0", "KeSetEvent"]
@@ -40,6 +43,12 @@ def test_driver_entry_call_sequence(driver):
     for c in calls:
         if c.api in ("ExAllocatePool2", "FwpmBfeStateGet0", "KeInitializeEvent", "KeSetEvent", "KeInitializeDpc",
                      "KeQuerySystemTimePrecise"):
+            continue
+        if c.api == "ZwQueryValueKey" and c.args.get("ValueName") == "FailMode":
+            ck.eq(L.status_name(c.ret), L.status_name(L.STATUS_OBJECT_NAME_NOT_FOUND), c.label, "return value (no FailMode)")
+            continue
+        if c.api == "FwpmProviderDeleteByKey0":
+            ck.eq(c.ret, 0xC0220005, c.label, "return value (STATUS_FWP_PROVIDER_NOT_FOUND: nothing to remove)")
             continue
         if c.api == "ZwCreateFile":
             ck.eq(L.status_name(c.ret), L.status_name(L.STATUS_OBJECT_NAME_NOT_FOUND), c.label, "return value (no stored policy)")

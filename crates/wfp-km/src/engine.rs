@@ -72,10 +72,11 @@ impl Engine {
     }
 
     /// `FwpmProviderDeleteByKey0` outside a transaction (its own implicit
-    /// one): the result is returned untraced, NOT_FOUND being an answer.
+    /// one); NOT_FOUND and IN_USE are answers, returned untraced.
     pub fn delete_provider_by_key(&self, key: &GUID) -> Result<()> {
         // SAFETY: handle is open (invariant); `key` is valid for the call.
-        NtStatus::check(unsafe { FwpmProviderDeleteByKey0(self.handle, key) })
+        let raw = unsafe { FwpmProviderDeleteByKey0(self.handle, key) };
+        answered("FwpmProviderDeleteByKey0", raw, &[NtStatus::FWP_PROVIDER_NOT_FOUND, NtStatus::FWP_IN_USE])
     }
 
 }
@@ -93,6 +94,19 @@ impl Drop for Engine {
         // SAFETY: invariant: open handle, closed once.
         let _ = trace::checked("FwpmEngineClose0", unsafe { FwpmEngineClose0(self.handle) });
     }
+}
+
+/// A delete-by-key's status: the expected answers (`answers`, such as
+/// NOT_FOUND for "make sure it is gone") are returned untraced, any other
+/// failure is traced like every failed call.
+fn answered(what: &str, raw: i32, answers: &[NtStatus]) -> Result<()> {
+    let result = NtStatus::check(raw);
+    if let Err(status) = result {
+        if !answers.contains(&status) {
+            trace::failed(what, status);
+        }
+    }
+    result
 }
 
 /// An open transaction on an [`Engine`].
@@ -163,22 +177,26 @@ impl Transaction<'_> {
         Ok(id)
     }
 
-    /// `FwpmFilterDeleteByKey0`; untraced (NOT_FOUND is an answer).
+    /// `FwpmFilterDeleteByKey0`; NOT_FOUND is an answer, returned untraced.
     pub fn delete_filter_by_key(&self, key: &GUID) -> Result<()> {
         // SAFETY: open session and transaction; `key` is valid for the call.
-        NtStatus::check(unsafe { FwpmFilterDeleteByKey0(self.engine.handle, key) })
+        let raw = unsafe { FwpmFilterDeleteByKey0(self.engine.handle, key) };
+        answered("FwpmFilterDeleteByKey0", raw, &[NtStatus::FWP_FILTER_NOT_FOUND])
     }
 
-    /// `FwpmSubLayerDeleteByKey0`; untraced (NOT_FOUND is an answer).
+    /// `FwpmSubLayerDeleteByKey0`; NOT_FOUND is an answer, returned untraced.
     pub fn delete_sublayer_by_key(&self, key: &GUID) -> Result<()> {
         // SAFETY: as for delete_filter_by_key.
-        NtStatus::check(unsafe { FwpmSubLayerDeleteByKey0(self.engine.handle, key) })
+        let raw = unsafe { FwpmSubLayerDeleteByKey0(self.engine.handle, key) };
+        answered("FwpmSubLayerDeleteByKey0", raw, &[NtStatus::FWP_SUBLAYER_NOT_FOUND])
     }
 
-    /// `FwpmProviderDeleteByKey0` inside the transaction; untraced.
+    /// `FwpmProviderDeleteByKey0` inside the transaction; NOT_FOUND is an
+    /// answer, returned untraced.
     pub fn delete_provider_by_key(&self, key: &GUID) -> Result<()> {
         // SAFETY: as for delete_filter_by_key.
-        NtStatus::check(unsafe { FwpmProviderDeleteByKey0(self.engine.handle, key) })
+        let raw = unsafe { FwpmProviderDeleteByKey0(self.engine.handle, key) };
+        answered("FwpmProviderDeleteByKey0", raw, &[NtStatus::FWP_PROVIDER_NOT_FOUND])
     }
 
     /// Commits. If the commit fails the transaction is aborted (by `drop`)

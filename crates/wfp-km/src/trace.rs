@@ -185,6 +185,11 @@ pub fn load_parameter_dword(service_key: &wfp_km_sys::UNICODE_STRING, value: cra
         )
     };
     close(parameters);
+    if status == crate::status::NtStatus::OBJECT_NAME_NOT_FOUND.raw() {
+        // An absent value is a setting left at its default, not a failure.
+        crate::trace::info(format_args!("weir: a Parameters value is absent; its default applies"));
+        return None;
+    }
     checked("ZwQueryValueKey(Parameters value)", status).ok()?;
     let u32_at = |o: usize| info.0.get(o..o + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
     if u32_at(4)? != REG_DWORD || u32_at(8)? != 4 {
