@@ -14,7 +14,7 @@
 //! (outbound to remote port 53, UDP or TCP), so a machine can still get an
 //! address and resolve the name of the server it gets its policy from.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use wfp_km::ale::AleLayer;
 use wfp_km::failsafe::FailClosed;
 use wfp_km::objects::{Condition, Provider, RuleFilter, SubLayer};
@@ -49,6 +49,11 @@ impl FailMode {
 }
 
 static MODE: AtomicU32 = AtomicU32::new(0);
+
+/// Whether the persistent set is in BFE (the last `before_filtering`
+/// installed it), so Weir's callout filters can be placed in its sublayer.
+/// Written and read under FILTERING's lock (start_filtering, reauthorize).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Set once by DriverEntry (kernel boundary) before `Driver::start`.
 pub fn set_mode(mode: FailMode) {
@@ -319,6 +324,7 @@ pub fn before_filtering(engine: &wfp_km::engine::Engine) {
         FailMode::Closed => ("added", SET.install_persistent()),
         FailMode::Open => ("removed", SET.remove_persistent(engine)),
     };
+    INSTALLED.store(mode() == FailMode::Closed && result.is_ok(), Ordering::Release);
     if let Err(s) = result {
         wfp_km::trace::error(format_args!(
             "weir: fail-closed persistent filters not {what} ({s})"
@@ -326,11 +332,13 @@ pub fn before_filtering(engine: &wfp_km::engine::Engine) {
     }
 }
 
-/// Where Weir's callout filter goes: while closed, into the fail-closed
-/// sublayer above the block, and without PERMIT_IF_CALLOUT_UNREGISTERED
-/// (a filter whose callout is gone must not permit).
+/// Where Weir's callout filter goes: while closed (and the set is
+/// installed), into the fail-closed sublayer above the block, and without
+/// PERMIT_IF_CALLOUT_UNREGISTERED (a filter whose callout is gone must not
+/// permit). If the set could not be installed, the filter stays in Weir's
+/// own sublayer (traced by `before_filtering`): Weir still decides.
 pub fn place(mut filter: wfp_km::objects::CalloutFilter) -> wfp_km::objects::CalloutFilter {
-    if mode() == FailMode::Closed {
+    if mode() == FailMode::Closed && INSTALLED.load(Ordering::Acquire) {
         filter.sublayer = SUBLAYER_KEY;
         filter.weight = Some(CALLOUT_WEIGHT);
         filter.flags &= !wfp_km::sys::fwp_types::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED;
@@ -339,9 +347,10 @@ pub fn place(mut filter: wfp_km::objects::CalloutFilter) -> wfp_km::objects::Cal
 }
 
 /// Whether Weir's callout filters should decide now: always while open
-/// (monitor mode without a policy); while closed only with an active policy,
+/// (monitor mode without a policy) or without the installed set; while
+/// closed only with an active policy,
 /// so that after a refused or missing stored policy the fail-closed set
 /// decides instead of a permit-everything monitor.
 pub fn callouts_decide(store: &crate::policy::PolicyStore) -> bool {
-    mode() == FailMode::Open || store.read(|p| p.is_some())
+    mode() == FailMode::Open || !INSTALLED.load(Ordering::Acquire) || store.read(|p| p.is_some())
 }
