@@ -52,6 +52,7 @@ STORE_FAILURE_MODES = {
     "FwpmProviderAdd0": (L.STATUS_FWP_ALREADY_EXISTS, L.STATUS_SUCCESS),
     "FwpmProviderDeleteByKey0": (L.STATUS_FWP_TIMEOUT, L.STATUS_SUCCESS),
     "FwpmFilterDeleteByKey0": (L.STATUS_FWP_IN_USE, L.STATUS_SUCCESS),
+    "FwpmSubLayerDeleteByKey0": (L.STATUS_FWP_IN_USE, L.STATUS_SUCCESS),
 }
 
 
