@@ -190,7 +190,7 @@ impl Driver {
         drop(self.events.take());
         drop(self.link.take());
         drop(self.device.take());
-        drop(self.boot_time.take());
+        self.boot_time = None; // the filters stay: BFE's start removes them
         Teardown::Complete
     }
 

@@ -148,6 +148,9 @@ const fn rules(layer: AleLayer) -> [Option<Rule>; 4] {
 /// Number of filters in each of the two sets.
 pub const FILTER_COUNT: usize = 14;
 
+/// Runs only in const evaluation (the two statics below): an index out of
+/// range fails the build, never the driver.
+#[allow(clippy::indexing_slicing)]
 const fn build(boot_time: bool) -> [RuleFilter; FILTER_COUNT] {
     let placeholder = RuleFilter {
         key: GUID::from_u128(0),
@@ -230,6 +233,66 @@ pub static SET: FailClosed = FailClosed {
     boot_time: &BOOT_TIME,
 };
 
+// ---------------------------------------------------------------------------
+// The driver's steps (called from `crate::driver`).
+// ---------------------------------------------------------------------------
+
+/// DriverEntry's step: while closed and BFE is not running yet, add the
+/// boot-time filters, so the window until BFE starts is blocked. A failure is
+/// traced, never fatal (the driver still starts and decides once BFE runs).
+pub fn at_driver_entry(bfe: wfp_km::bfe::BfeState) -> Option<wfp_km::failsafe::BootTimeFilters> {
+    if mode() != FailMode::Closed || bfe == wfp_km::bfe::BfeState::Running {
+        return None;
+    }
+    SET.add_boot_time()
+        .inspect_err(|s| {
+            wfp_km::trace::error(format_args!(
+                "weir: fail-closed boot-time filters not added ({s})"
+            ))
+        })
+        .ok()
+}
+
+/// Before Weir's dynamic session adds its filters (BFE running): closed
+/// makes BFE hold the persistent set; open deletes any left from an earlier
+/// closed run (which is how `FailMode = 0` and a restart of the driver
+/// remove them, as the uninstall script does).
+pub fn before_filtering(engine: &wfp_km::engine::Engine) {
+    let (what, result) = match mode() {
+        FailMode::Closed => ("added", SET.install_persistent()),
+        FailMode::Open => ("removed", SET.remove_persistent(engine)),
+    };
+    INSTALLED.store(mode() == FailMode::Closed && result.is_ok(), Ordering::Release);
+    if let Err(s) = result {
+        wfp_km::trace::error(format_args!(
+            "weir: fail-closed persistent filters not {what} ({s})"
+        ));
+    }
+}
+
+/// Where Weir's callout filter goes: while closed (and the set is
+/// installed), into the fail-closed sublayer above the block, and without
+/// PERMIT_IF_CALLOUT_UNREGISTERED (a filter whose callout is gone must not
+/// permit). If the set could not be installed, the filter stays in Weir's
+/// own sublayer (traced by `before_filtering`): Weir still decides.
+pub fn place(mut filter: wfp_km::objects::CalloutFilter) -> wfp_km::objects::CalloutFilter {
+    if mode() == FailMode::Closed && INSTALLED.load(Ordering::Acquire) {
+        filter.sublayer = SUBLAYER_KEY;
+        filter.weight = Some(CALLOUT_WEIGHT);
+        filter.flags &= !wfp_km::sys::fwp_types::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED;
+    }
+    filter
+}
+
+/// Whether Weir's callout filters should decide now: always while open
+/// (monitor mode without a policy) or without the installed set; while
+/// closed only with an active policy,
+/// so that after a refused or missing stored policy the fail-closed set
+/// decides instead of a permit-everything monitor.
+pub fn callouts_decide(store: &crate::policy::PolicyStore) -> bool {
+    mode() == FailMode::Open || !INSTALLED.load(Ordering::Acquire) || store.read(|p| p.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,64 +356,4 @@ mod tests {
             .iter()
             .all(|f| f.provider.is_none() && f.sublayer.is_none()));
     }
-}
-
-// ---------------------------------------------------------------------------
-// The driver's steps (called from `crate::driver`).
-// ---------------------------------------------------------------------------
-
-/// DriverEntry's step: while closed and BFE is not running yet, add the
-/// boot-time filters, so the window until BFE starts is blocked. A failure is
-/// traced, never fatal (the driver still starts and decides once BFE runs).
-pub fn at_driver_entry(bfe: wfp_km::bfe::BfeState) -> Option<wfp_km::failsafe::BootTimeFilters> {
-    if mode() != FailMode::Closed || bfe == wfp_km::bfe::BfeState::Running {
-        return None;
-    }
-    SET.add_boot_time()
-        .inspect_err(|s| {
-            wfp_km::trace::error(format_args!(
-                "weir: fail-closed boot-time filters not added ({s})"
-            ))
-        })
-        .ok()
-}
-
-/// Before Weir's dynamic session adds its filters (BFE running): closed
-/// makes BFE hold the persistent set; open deletes any left from an earlier
-/// closed run (which is how `FailMode = 0` and a restart of the driver
-/// remove them, as the uninstall script does).
-pub fn before_filtering(engine: &wfp_km::engine::Engine) {
-    let (what, result) = match mode() {
-        FailMode::Closed => ("added", SET.install_persistent()),
-        FailMode::Open => ("removed", SET.remove_persistent(engine)),
-    };
-    INSTALLED.store(mode() == FailMode::Closed && result.is_ok(), Ordering::Release);
-    if let Err(s) = result {
-        wfp_km::trace::error(format_args!(
-            "weir: fail-closed persistent filters not {what} ({s})"
-        ));
-    }
-}
-
-/// Where Weir's callout filter goes: while closed (and the set is
-/// installed), into the fail-closed sublayer above the block, and without
-/// PERMIT_IF_CALLOUT_UNREGISTERED (a filter whose callout is gone must not
-/// permit). If the set could not be installed, the filter stays in Weir's
-/// own sublayer (traced by `before_filtering`): Weir still decides.
-pub fn place(mut filter: wfp_km::objects::CalloutFilter) -> wfp_km::objects::CalloutFilter {
-    if mode() == FailMode::Closed && INSTALLED.load(Ordering::Acquire) {
-        filter.sublayer = SUBLAYER_KEY;
-        filter.weight = Some(CALLOUT_WEIGHT);
-        filter.flags &= !wfp_km::sys::fwp_types::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED;
-    }
-    filter
-}
-
-/// Whether Weir's callout filters should decide now: always while open
-/// (monitor mode without a policy) or without the installed set; while
-/// closed only with an active policy,
-/// so that after a refused or missing stored policy the fail-closed set
-/// decides instead of a permit-everything monitor.
-pub fn callouts_decide(store: &crate::policy::PolicyStore) -> bool {
-    mode() == FailMode::Open || !INSTALLED.load(Ordering::Acquire) || store.read(|p| p.is_some())
 }
