@@ -70,9 +70,11 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
     "ZwSetSecurityObject": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_INSUFFICIENT_RESOURCES),
     # A failed close of the temporary handle is traced; DriverEntry goes on.
     "ZwClose": (L.STATUS_INVALID_HANDLE, L.STATUS_SUCCESS),
-    # No TraceLevel: per-connection traces stay off; DriverEntry goes on.
+    # No Parameters key / an unreadable value (TraceLevel, FailMode): the default applies
+    # (traces off, fail open); DriverEntry goes on. An absent value is not a failure (traced
+    # at info), so the injected one is a real read error.
     "ZwOpenKey": (L.STATUS_OBJECT_NAME_NOT_FOUND, L.STATUS_SUCCESS),
-    "ZwQueryValueKey": (L.STATUS_OBJECT_NAME_NOT_FOUND, L.STATUS_SUCCESS),
+    "ZwQueryValueKey": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_SUCCESS),
     "FwpmBfeStateSubscribeChanges0": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_INSUFFICIENT_RESOURCES),
     # Teardown calls (their second column is unused: DriverUnload returns nothing).
     "FwpmEngineClose0": (L.RPC_NT_CALL_FAILED, L.STATUS_SUCCESS),
