@@ -284,6 +284,14 @@ pub fn place(mut filter: wfp_km::objects::CalloutFilter) -> wfp_km::objects::Cal
     filter
 }
 
+/// GET_POLICY_STATUS's failure-mode fields filled in. Any IRQL.
+pub fn with_status(mut s: weir_abi::policy_status::PolicyStatus) -> weir_abi::policy_status::PolicyStatus {
+    use weir_abi::policy_status::{FAIL_MODE_CLOSED, FAIL_MODE_OPEN};
+    s.fail_mode = if mode() == FailMode::Closed { FAIL_MODE_CLOSED } else { FAIL_MODE_OPEN };
+    s.fail_closed_set = u32::from(INSTALLED.load(Ordering::Acquire));
+    s
+}
+
 /// Whether Weir's callout filters should decide now: always while open
 /// (monitor mode without a policy) or without the installed set; while
 /// closed only with an active policy,

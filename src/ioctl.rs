@@ -73,7 +73,7 @@ pub fn device_control(request: DeviceControl, buffer: Option<&mut [u8]>, ctx: &C
             (NtStatus::INVALID_PARAMETER, 0)
         }
         IOCTL_WEIR_GET_POLICY_STATUS => match buffer.and_then(|b| b.get_mut(..output_len)) {
-            Some(out) => match ctx.store.status().encode_into(out) {
+            Some(out) => match crate::failsafe::with_status(ctx.store.status()).encode_into(out) {
                 Some(n) => (NtStatus::SUCCESS, n),
                 None => (NtStatus::BUFFER_TOO_SMALL, 0),
             },

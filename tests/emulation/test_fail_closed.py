@@ -18,7 +18,7 @@ import harness
 import layouts as L
 import test_policy as tp
 from store_model import FWPM_FILTER_FLAG_BOOTTIME, FWPM_FILTER_FLAG_PERSISTENT
-from test_stored_policy import _traced, stored_form
+from test_stored_policy import _traced, policy_status, stored_form
 from files_model import STORED_POLICY_PATH
 from kernel_model import INFALLIBLE_APIS
 
@@ -123,6 +123,8 @@ def test_closed_with_bfe_running_installs_the_set_and_weir_decides_above_it(new_
     ck.eq([str(v) for v in d.model.violations], [], "DriverEntry", "model violations")
     for v in p["vectors"]:
         tp.check_vector(ck, d, v, prefix="closed, Weir decides: ")
+    st = policy_status(d)
+    ck.eq((st["fail_mode"], st["fail_closed_set"]), (1, 1), "GET_POLICY_STATUS", "fail mode closed, set installed")
     ck.done()
     d.expect_clean()
 
@@ -222,6 +224,8 @@ def test_open_mode_before_bfe_adds_nothing_that_blocks(new_run):
     ck.eq(L.status_name(d.driver_entry()), L.status_name(L.STATUS_SUCCESS), "DriverEntry", "status")
     ck.eq(d.model.boot_time_filters, {}, "before BFE", "boot-time filters")
     d.bfe_transition(L.FWPM_SERVICE_RUNNING)
+    st = policy_status(d)
+    ck.eq((st["fail_mode"], st["fail_closed_set"]), (0, 0), "GET_POLICY_STATUS", "fail mode open, no set")
     ck.eq({k: v for k, v in d.model.bfe_store.items() if v}, {}, "BFE running", "persistent objects")
     ck.eq(sorted({f["subLayerKey"] for f in weir_callout_filters(d.model).values()}), ["fb491bab-9a28-4b1d-b2c9-504326e39e80"],
           "BFE running", "callout filters in Weir's own sublayer")

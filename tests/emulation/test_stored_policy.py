@@ -45,9 +45,9 @@ def policy_status(driver) -> dict:
     assert r.run.error is None, f"GET_POLICY_STATUS: emulator fault {r.run.error}"
     assert r.status == L.STATUS_SUCCESS, f"GET_POLICY_STATUS: {L.status_name(r.status)}"
     assert r.information == POLICY_STATUS_SIZE
-    f = struct.unpack_from("<IIQIIQQ32sQIIQ", r.buffer_after, 0)
+    f = struct.unpack_from("<IIQIIQQ32sQIIII", r.buffer_after, 0)
     keys = ["size", "abi_version", "generation", "source", "stored_status", "loaded_at", "stored_read_at",
-            "blob_sha256", "blob_len", "rule_count", "stored_reads", "reserved"]
+            "blob_sha256", "blob_len", "rule_count", "stored_reads", "fail_mode", "fail_closed_set"]
     return dict(zip(keys, f))
 
 

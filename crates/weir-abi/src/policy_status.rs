@@ -16,8 +16,13 @@
 //!     72     8  blob_len              bytes of the active blob
 //!     80     4  rule_count            rules of the active policy
 //!     84     4  stored_reads          stored-policy reads since the driver started
-//!     88     8  reserved              zero
+//!     88     4  fail_mode             FAIL_MODE_*: Parameters\FailMode as the driver read it at start
+//!     92     4  fail_closed_set       1: Weir's persistent fail-closed set is in BFE (installed at the last
+//!                                     start of filtering); 0: not (open, or its install failed)
 //! ```
+//!
+//! Bytes 88..96 were `reserved` (zero) in the first drivers of ABI version 1;
+//! zero there still reads as "open, no set", which is what those drivers did.
 //!
 //! Below 96 bytes of output: `STATUS_BUFFER_TOO_SMALL`, nothing written.
 
@@ -33,6 +38,11 @@ pub const SOURCE_NONE: u32 = 0;
 pub const SOURCE_STORED: u32 = 1;
 /// The active policy was set by `SET_POLICY` for this run of the driver only.
 pub const SOURCE_THIS_RUN: u32 = 2;
+
+/// Weir fails open (`Parameters\FailMode` 0 or absent).
+pub const FAIL_MODE_OPEN: u32 = 0;
+/// Weir fails closed (`Parameters\FailMode` 1).
+pub const FAIL_MODE_CLOSED: u32 = 1;
 
 /// The reply.
 #[repr(C)]
@@ -62,8 +72,10 @@ pub struct PolicyStatus {
     pub rule_count: u32,
     /// Stored-policy reads since the driver started (DriverEntry, reloads).
     pub stored_reads: u32,
-    /// Zero.
-    pub reserved: u64,
+    /// `FAIL_MODE_*`.
+    pub fail_mode: u32,
+    /// 1 when the persistent fail-closed set is installed.
+    pub fail_closed_set: u32,
 }
 
 /// Size of [`PolicyStatus`] (96).
@@ -105,7 +117,8 @@ impl PolicyStatus {
         put(out, offset_of!(Self, blob_len), &self.blob_len.to_le_bytes())?;
         put(out, offset_of!(Self, rule_count), &self.rule_count.to_le_bytes())?;
         put(out, offset_of!(Self, stored_reads), &self.stored_reads.to_le_bytes())?;
-        put(out, offset_of!(Self, reserved), &0u64.to_le_bytes())?;
+        put(out, offset_of!(Self, fail_mode), &self.fail_mode.to_le_bytes())?;
+        put(out, offset_of!(Self, fail_closed_set), &self.fail_closed_set.to_le_bytes())?;
         Some(POLICY_STATUS_SIZE)
     }
 
@@ -129,7 +142,8 @@ impl PolicyStatus {
             blob_len: u64_at(b, offset_of!(Self, blob_len)).ok_or(short)?,
             rule_count: u32_at(b, offset_of!(Self, rule_count)).ok_or(short)?,
             stored_reads: u32_at(b, offset_of!(Self, stored_reads)).ok_or(short)?,
-            reserved: u64_at(b, offset_of!(Self, reserved)).ok_or(short)?,
+            fail_mode: u32_at(b, offset_of!(Self, fail_mode)).ok_or(short)?,
+            fail_closed_set: u32_at(b, offset_of!(Self, fail_closed_set)).ok_or(short)?,
         })
     }
 
@@ -166,7 +180,8 @@ mod tests {
         assert_eq!(offset_of!(PolicyStatus, blob_len), 72);
         assert_eq!(offset_of!(PolicyStatus, rule_count), 80);
         assert_eq!(offset_of!(PolicyStatus, stored_reads), 84);
-        assert_eq!(offset_of!(PolicyStatus, reserved), 88);
+        assert_eq!(offset_of!(PolicyStatus, fail_mode), 88);
+        assert_eq!(offset_of!(PolicyStatus, fail_closed_set), 92);
     }
 
     #[test]
@@ -181,6 +196,8 @@ mod tests {
             blob_len: 640,
             rule_count: 9,
             stored_reads: 2,
+            fail_mode: FAIL_MODE_CLOSED,
+            fail_closed_set: 1,
             ..Default::default()
         };
         let mut b = [0xEEu8; 100];
@@ -190,6 +207,7 @@ mod tests {
         assert_eq!(&b[16..20], &1u32.to_le_bytes());
         assert_eq!(&b[20..24], &0xE057_3001u32.to_le_bytes());
         assert_eq!(&b[72..80], &640u64.to_le_bytes());
+        assert_eq!(&b[88..96], &[1, 0, 0, 0, 1, 0, 0, 0]);
         let got = PolicyStatus::decode(&b).unwrap();
         assert_eq!(got, PolicyStatus { size: 96, abi_version: 1, ..s });
         assert_eq!(got.source_name(), "stored");

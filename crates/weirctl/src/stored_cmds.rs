@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use weir_client::stored;
-use weir_client::weir_abi::policy_status::{PolicyStatus, SOURCE_NONE};
+use weir_client::weir_abi::policy_status::{PolicyStatus, FAIL_MODE_CLOSED, SOURCE_NONE};
 use weir_client::weir_abi::status::{
     describe, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_OBJECT_PATH_NOT_FOUND,
 };
@@ -333,12 +333,22 @@ pub fn status_text(s: &PolicyStatus) -> String {
             s.blob_len
         );
     }
+    let _ = writeln!(t, "fail mode:  {}", fail_mode_text(s));
     if let Some(r) = refused(s) {
         let _ = writeln!(t, "stored policy refused: {r}");
     } else if missing(s) {
         let _ = writeln!(t, "stored:     none (weirctl policy load FILE stores one)");
     }
     t
+}
+
+/// `open`, or `closed` with whether the fail-closed set is in BFE.
+fn fail_mode_text(s: &PolicyStatus) -> &'static str {
+    match (s.fail_mode, s.fail_closed_set) {
+        (FAIL_MODE_CLOSED, 1) => "closed (fail-closed filters installed)",
+        (FAIL_MODE_CLOSED, _) => "closed, but the fail-closed filters are NOT installed (see the driver's trace)",
+        _ => "open",
+    }
 }
 
 /// JSON of the policy source (what a rollout script compares).
@@ -352,6 +362,8 @@ pub fn status_json(s: &PolicyStatus) -> Value {
         "loaded_at": if s.loaded_at == 0 { Value::Null } else { json!(crate::events::system_time_text(s.loaded_at)) },
         "stored_reads": s.stored_reads,
         "stored_present": !missing(s),
+        "fail_mode": if s.fail_mode == FAIL_MODE_CLOSED { "closed" } else { "open" },
+        "fail_closed_installed": s.fail_closed_set == 1,
         "stored_refused": refused(s).map(|_| json!({ "status": format!("0x{:08X}", s.stored_status),
             "reason": describe(s.stored_status) })).unwrap_or(Value::Null),
     })
@@ -404,5 +416,20 @@ mod tests {
             (j["stored_refused"].is_null(), j["stored_present"].as_bool()),
             (true, Some(false))
         );
+    }
+
+    #[test]
+    fn status_says_the_failure_mode() {
+        let open = PolicyStatus::default();
+        assert!(status_text(&open).contains("fail mode:  open"), "{}", status_text(&open));
+        assert_eq!(status_json(&open)["fail_mode"], "open");
+        let closed = PolicyStatus { fail_mode: FAIL_MODE_CLOSED, fail_closed_set: 1, ..Default::default() };
+        assert!(status_text(&closed).contains("fail mode:  closed (fail-closed filters installed)"));
+        assert_eq!(
+            (status_json(&closed)["fail_mode"].as_str(), status_json(&closed)["fail_closed_installed"].as_bool()),
+            (Some("closed"), Some(true))
+        );
+        let broken = PolicyStatus { fail_closed_set: 0, ..closed };
+        assert!(status_text(&broken).contains("NOT installed"), "{}", status_text(&broken));
     }
 }
