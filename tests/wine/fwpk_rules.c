@@ -150,6 +150,7 @@ static NTSTATUS s_open_needs_running_bfe(void)
     set_bfe_state(0);
     HANDLE h;
     uint8_t s[72] = { 0 };
+    *(uint32_t *)(s + 32) = 1; /* FWPM_SESSION_FLAG_DYNAMIC */
     return FwpmEngineOpen0(NULL, 10, NULL, s, &h);
 }
 static NTSTATUS s_stopped_bfe_breaks_sessions(void)

@@ -182,7 +182,7 @@ def display_name_required(e: Engine) -> int:
 
 def open_needs_running_bfe(e: Engine) -> int:
     e.model.bfe_set_state(L.FWPM_SERVICE_STOPPED)
-    return e.call("FwpmEngineOpen0", 0, L.RPC_C_AUTHN_WINNT, 0, e.mem.put({"flags": 0}), 0x9999)
+    return e.call("FwpmEngineOpen0", 0, L.RPC_C_AUTHN_WINNT, 0, e.mem.put({"flags": L.FWPM_SESSION_FLAG_DYNAMIC}), 0x9999)
 
 
 def stopped_bfe_breaks_sessions(e: Engine) -> int:
