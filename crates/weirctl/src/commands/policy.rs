@@ -87,7 +87,7 @@ pub struct CheckArgs {
 /// Arguments of `policy load`.
 #[derive(Args)]
 pub struct LoadArgs {
-    /// The policy file: TOML, or a stored file made by `weirctl policy compile`.
+    // FILE may also be a stored file made by `weirctl policy compile` (LOAD_HELP).
     #[command(flatten)]
     pub common: CommonArgs,
     /// Activate for this run of the driver only: do not store it (the stored policy, if

@@ -14,7 +14,8 @@ use weir_client::ClientError;
 
 pub const LOAD_HELP: &str = "Examples:\n  weirctl policy load C:\\ProgramData\\Weir\\policy.toml\n  \
     weirctl policy load --this-run test.toml   (gone after the next restart)\n  \
-    weirctl policy load --deny-warnings policy.toml";
+    weirctl policy load --deny-warnings policy.toml\n  \
+    weirctl policy load weir.policy   (a file made by `weirctl policy compile`)";
 
 /// Arguments of `policy clear`.
 #[derive(Args)]
