@@ -159,8 +159,11 @@ impl Driver {
         self.link = Some(SymbolicLink::create(ids::LINK_NAME, ids::DEVICE_NAME)?);
         // Before the callouts: classify records into it as soon as filters
         // exist; shutdown frees it after the callouts are gone.
-        self.events = Some(EventLog::try_new()?);
+        let events = self.events.insert(EventLog::try_new()?);
         load_stored_policy(&crate::policy::STORE);
+        // The log starts in monitor mode (record everything); a stored policy
+        // narrows it as SET_POLICY would, before any classify can record.
+        events.set_log_all(crate::policy::STORE.log_all());
         self.callouts.register(device, callbacks)?;
         self.bfe = Some(Subscription::subscribe(device, callbacks.bfe_state)?);
         // Subscribed first, then asked: a change in between is not lost (the

@@ -181,7 +181,7 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
             // policy, blocks, rules marked `log` and the policy's `log_all`
             // (docs/events.md).
             if let Some(log) = events() {
-                log.set_log_all(policy::STORE.read(|p| p.is_none_or(|p| p.blob().is_empty())));
+                log.set_log_all(policy::STORE.log_all());
             }
             policy::STORE.read(|p| {
                 if let Some(p) = p {

@@ -298,6 +298,16 @@ impl PolicyStore {
         self.active.read(f)
     }
 
+    /// Whether the event log records every connection: in monitor mode (no
+    /// policy, or a cleared one) yes; with a policy only blocks, rules marked
+    /// `log` and the policy's own `log_all` (folded into the rules' verdicts).
+    /// Every publication (stored policy at DriverEntry, SET_POLICY,
+    /// RELOAD_POLICY) passes this to `EventLog::set_log_all`.
+    /// IRQL <= DISPATCH_LEVEL; never waits.
+    pub fn log_all(&self) -> bool {
+        self.read(|p| p.is_none_or(|p| p.blob().is_empty()))
+    }
+
     /// Replaces the active policy with `blob` (empty: clear). PASSIVE_LEVEL.
     ///
     /// Errors (the active policy is then unchanged):

@@ -298,6 +298,29 @@ def test_reload_takes_a_new_stored_policy_and_triggers_reauthorization_a_bad_one
     d.expect_clean()
 
 
+def test_a_stored_policy_without_log_rules_records_only_blocks_from_the_start(new_run, vectors):
+    """DriverEntry's stored policy sets the event log's selection as SET_POLICY does: with a policy that has no
+    `log` rule and no `log_all`, a permitted connection is not recorded (monitor mode's record-everything ends at
+    the load, not at the next SET_POLICY or RELOAD_POLICY); a block still is, with its rule id."""
+    ck = harness.Checker("event selection after a stored start")
+    repl = tp._policy(vectors, "replacement")
+    (blocked,) = repl["vectors"]
+    blocked = dict(blocked, reauth=False, name="new connection the stored policy blocks")
+    permitted = dict(blocked, remote="93.184.216.34", name="new connection the stored policy permits")
+    d = _stored_run(new_run, "stored events", stored_form(repl["bytes"])).start()
+    ck.eq(policy_status(d)["source"], SOURCE_STORED, "GET_POLICY_STATUS", "source after the stored start")
+    r = tp.classify_vector(d, permitted)
+    ck.eq((r.action, r.rights & L.FWPS_RIGHT_ACTION_WRITE), (L.FWP_ACTION_PERMIT, L.FWPS_RIGHT_ACTION_WRITE),
+          "classifyFn (permitted)", "(actionType, write right)")
+    ck.eq(tp._read_events(d), [], "stored policy, permitted connection", "events recorded")
+    r = tp.classify_vector(d, blocked)
+    ck.eq(r.action, L.FWP_ACTION_BLOCK, "classifyFn (blocked)", "actionType")
+    ck.eq([(e["decision"], e["rule_id"]) for e in tp._read_events(d)], [("block", 900)],
+          "stored policy, blocked connection", "(decision, rule id) of the recorded events")
+    ck.done()
+    d.expect_clean()
+
+
 REPLACE_POINTS = [("FwpmTransactionBegin0", 1)] + [("FwpmFilterDeleteById0", i) for i in (1, 4)] + [
     ("FwpmFilterAdd0", i) for i in (1, 4)] + [("FwpmTransactionCommit0", 1)]
 
