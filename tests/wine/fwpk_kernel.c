@@ -102,6 +102,41 @@ static void WINAPI fill_KeFlushQueuedDpcs(void)
     LeaveCriticalSection(&dpc_lock);
 }
 
+/* ETW: Wine 8's ntoskrnl has no EtwRegister/EtwUnregister/EtwWriteTransfer. Here a provider
+   registers and no trace session ever enables it, so the enable callback is never called and a
+   driver that writes only when enabled writes nothing; a write anyway is counted and accepted.
+   Live registrations are counted (etw_live) so the unload check sees them balanced. */
+
+static NTSTATUS WINAPI fill_EtwRegister(const GUID *provider, void *callback, void *context, uint64_t *handle)
+{
+    (void)callback;
+    (void)context;
+    if (fault(R_EtwRegister)) return fail_status[R_EtwRegister];
+    if (provider == NULL || handle == NULL) return (NTSTATUS)0xC000000Du; /* STATUS_INVALID_PARAMETER */
+    *handle = 0xE7000000u + (uint64_t)InterlockedIncrement(&etw_live);
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS WINAPI fill_EtwUnregister(uint64_t handle)
+{
+    (void)fault(R_EtwUnregister);
+    if (handle == 0) return (NTSTATUS)0xC0000008u; /* STATUS_INVALID_HANDLE */
+    InterlockedDecrement(&etw_live);
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS WINAPI fill_EtwWriteTransfer(uint64_t handle, const void *descriptor, const GUID *activity,
+                                             const GUID *related, ULONG count, const void *data)
+{
+    (void)descriptor;
+    (void)activity;
+    (void)related;
+    (void)count;
+    (void)data;
+    (void)fault(R_EtwWriteTransfer);
+    return handle == 0 ? (NTSTATUS)0xC0000008u : STATUS_SUCCESS;
+}
+
 static DWORD WINAPI dpc_worker(void *unused)
 {
     (void)unused;
@@ -157,6 +192,9 @@ static void *const replacement[R_COUNT] = {
     [R_KeInsertQueueDpc] = (void *)fill_KeInsertQueueDpc,
     [R_KeRemoveQueueDpc] = (void *)fill_KeRemoveQueueDpc,
     [R_KeFlushQueuedDpcs] = (void *)fill_KeFlushQueuedDpcs,
+    [R_EtwRegister] = (void *)fill_EtwRegister,
+    [R_EtwUnregister] = (void *)fill_EtwUnregister,
+    [R_EtwWriteTransfer] = (void *)fill_EtwWriteTransfer,
     [R_IoCreateDevice] = (void *)wrap_IoCreateDevice,
     [R_IoCreateSymbolicLink] = (void *)wrap_IoCreateSymbolicLink,
     [R_RtlCreateSecurityDescriptor] = (void *)wrap_RtlCreateSecurityDescriptor,

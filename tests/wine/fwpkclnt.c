@@ -10,8 +10,8 @@
  *
  * Wine runs this DLL's DllMain while it binds weir.sys's imports: after the driver's import
  * table is filled, before DriverEntry. That is where the ntoskrnl routines Wine lacks or
- * stubs are pointed at working versions here (ExAllocatePool2, KeQuerySystemTimePrecise, and
- * a real DPC queue run by a worker thread), without changing a byte of weir.sys. A DLL load
+ * stubs are pointed at working versions here (ExAllocatePool2, KeQuerySystemTimePrecise,
+ * a real DPC queue run by a worker thread, and ETW registration with no session listening), without changing a byte of weir.sys. A DLL load
  * notification does the same for later loads of weir.sys in the same host. An import bound
  * to nothing (Wine's loader stub) makes the load fail, and the routine is named in
  * C:\weirtest\refused.txt.
@@ -46,7 +46,7 @@ enum routine {
     R_FwpmProviderAdd0, R_FwpmProviderDeleteByKey0, R_FwpmFilterDeleteByKey0,
     /* ntoskrnl routines the stand-in provides */
     R_ExAllocatePool2, R_KeQuerySystemTimePrecise, R_KeInitializeDpc, R_KeInsertQueueDpc,
-    R_KeRemoveQueueDpc, R_KeFlushQueuedDpcs,
+    R_KeRemoveQueueDpc, R_KeFlushQueuedDpcs, R_EtwRegister, R_EtwUnregister, R_EtwWriteTransfer,
     /* Wine's own ntoskrnl routines, wrapped only to count calls and inject failures */
     R_IoCreateDevice, R_IoCreateSymbolicLink, R_RtlCreateSecurityDescriptor, R_RtlCreateAcl,
     R_RtlAddAccessAllowedAce, R_RtlSetDaclSecurityDescriptor, R_ObOpenObjectByPointer,
@@ -61,7 +61,7 @@ static const char *const routine_names[R_COUNT] = {
     "FwpmBfeStateSubscribeChanges0", "FwpmBfeStateUnsubscribeChanges0",
     "FwpmProviderAdd0", "FwpmProviderDeleteByKey0", "FwpmFilterDeleteByKey0",
     "ExAllocatePool2", "KeQuerySystemTimePrecise", "KeInitializeDpc", "KeInsertQueueDpc",
-    "KeRemoveQueueDpc", "KeFlushQueuedDpcs",
+    "KeRemoveQueueDpc", "KeFlushQueuedDpcs", "EtwRegister", "EtwUnregister", "EtwWriteTransfer",
     "IoCreateDevice", "IoCreateSymbolicLink", "RtlCreateSecurityDescriptor", "RtlCreateAcl",
     "RtlAddAccessAllowedAce", "RtlSetDaclSecurityDescriptor", "ObOpenObjectByPointer",
     "ZwSetSecurityObject", "ZwOpenKey", "ZwQueryValueKey", "ZwClose", "ExFreePoolWithTag",
@@ -75,6 +75,7 @@ static volatile LONG fail_at[R_COUNT];     /* 0: no fault; else the call number 
 static NTSTATUS fail_status[R_COUNT];
 static volatile LONG faults_hit;
 static volatile LONG dpcs_run; /* DPCs the worker ran (fwpk_kernel.c) */
+static volatile LONG etw_live; /* EtwRegister successes not yet unregistered (fwpk_kernel.c) */
 static volatile LONG64 pool_allocated; /* ExAllocatePool2 successes (fwpk_kernel.c) */
 
 static int routine_index(const char *name)

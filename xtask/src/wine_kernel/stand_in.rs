@@ -18,7 +18,8 @@ pub const RULES: &str = "tests/wine/wfp_rules.toml";
 pub const WINE_NTOSKRNL: &str = "/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/ntoskrnl.exe";
 
 /// ntoskrnl routines the stand-in points at its own versions from DllMain: Wine 8 does not
-/// export the first two, stubs the third and implements the DPC ones only in part.
+/// export the first two, stubs the third and implements the DPC ones only in part; it has
+/// no ETW provider API at all (the stand-in's: registration with no session listening).
 pub const FILLED: &[&str] = &[
     "ExAllocatePool2",
     "KeQuerySystemTimePrecise",
@@ -26,6 +27,9 @@ pub const FILLED: &[&str] = &[
     "KeInsertQueueDpc",
     "KeFlushQueuedDpcs",
     "KeInitializeDpc",
+    "EtwRegister",
+    "EtwUnregister",
+    "EtwWriteTransfer",
 ];
 
 /// Wine 8 ntoskrnl exports that are stubs (they abort or do nothing when called), so an
