@@ -51,6 +51,7 @@ enum routine {
     R_IoCreateDevice, R_IoCreateSymbolicLink, R_RtlCreateSecurityDescriptor, R_RtlCreateAcl,
     R_RtlAddAccessAllowedAce, R_RtlSetDaclSecurityDescriptor, R_ObOpenObjectByPointer,
     R_ZwSetSecurityObject, R_ZwOpenKey, R_ZwQueryValueKey, R_ZwClose, R_ExFreePoolWithTag,
+    R_ZwCreateFile,
     R_COUNT
 };
 static const char *const routine_names[R_COUNT] = {
@@ -65,6 +66,7 @@ static const char *const routine_names[R_COUNT] = {
     "IoCreateDevice", "IoCreateSymbolicLink", "RtlCreateSecurityDescriptor", "RtlCreateAcl",
     "RtlAddAccessAllowedAce", "RtlSetDaclSecurityDescriptor", "ObOpenObjectByPointer",
     "ZwSetSecurityObject", "ZwOpenKey", "ZwQueryValueKey", "ZwClose", "ExFreePoolWithTag",
+    "ZwCreateFile",
 };
 /* First wrapped Wine routine; the ones from R_ExAllocatePool2 up to it are filled here. */
 #define R_FIRST_WRAPPED R_IoCreateDevice
