@@ -220,14 +220,14 @@ mod tests {
             imp("ntoskrnl.exe", "IoCreateDevice"),
             imp("ntoskrnl.exe", "ExAllocatePool2"),
             imp("ntoskrnl.exe", "KeInsertQueueDpc"),
-            imp("ntoskrnl.exe", "EtwRegister"),
+            imp("ntoskrnl.exe", "IoWMIRegistrationControl"),
             imp("FWPKCLNT.SYS", "FwpmEngineOpen0"),
             imp("fwpkclnt.sys", "FwpmFilterDeleteByKey0"),
             imp("HAL.dll", "KeGetCurrentIrql"),
         ];
         assert_eq!(
             gap(&imports, &wine, &ours),
-            ["ntoskrnl.exe!EtwRegister", "fwpkclnt.sys!FwpmFilterDeleteByKey0", "hal.dll!KeGetCurrentIrql"]
+            ["ntoskrnl.exe!IoWMIRegistrationControl", "fwpkclnt.sys!FwpmFilterDeleteByKey0", "hal.dll!KeGetCurrentIrql"]
         );
         // A Wine stub counts as provided only because the stand-in fills it.
         let stub_only = [imp("ntoskrnl.exe", "KeInitializeDpc")];
