@@ -14,13 +14,20 @@
 
     Weir is a primitive (non-PnP) driver: pnputil processes the INF's
     DefaultInstall.NTamd64 sections, which copy weir.sys into the driver store
-    and create the demand-start kernel service "weir". Windows 10 2004 or later
+    and create the system-start kernel service "weir" (-OnDemand makes it
+    demand-start). Windows 10 2004 or later
     is needed for that.
 
     Both package shapes install the same way: the one built on Linux by
     cargo xtask package carries the certificate as weir-test.cer, the one built
     on Windows by the WDK's cargo make as WDRLocalTestCert.cer. If both are
     present, weir-test.cer is the one reported.
+
+    It also creates the stored-policy directory
+    %SystemRoot%\System32\drivers\weir (where `weirctl policy load` stores
+    weir.policy and the driver reads it at start) with a protected DACL: full
+    control for SYSTEM and Administrators, no access for anyone else, no
+    inherited entries. An existing directory gets the same DACL.
 
     Test signing must be on and the test certificate trusted first
     (Enable-TestSigning.ps1, then a reboot).
@@ -37,6 +44,11 @@
 .PARAMETER NoStart
     Install the package but do not start the service.
 
+.PARAMETER OnDemand
+    Make the service demand-start (sc.exe config weir start= demand) instead of
+    the INF's system start, so a test VM boots without Weir until
+    sc.exe start weir.
+
 .EXAMPLE
     .\Install-Weir.ps1 -PackageDir .\weir_package
     Installs and starts Weir, then prints the service state and oemNN.inf name.
@@ -51,7 +63,8 @@
 [CmdletBinding(SupportsShouldProcess)]
 param(
     [string] $PackageDir = '.',
-    [switch] $NoStart
+    [switch] $NoStart,
+    [switch] $OnDemand
 )
 
 Set-StrictMode -Version Latest
@@ -142,6 +155,39 @@ if ($PSCmdlet.ShouldProcess($infPath, 'pnputil /add-driver /install')) {
     if ((Get-WeirServiceState -Name $ServiceName) -eq 'Absent') {
         throw "pnputil added the package (exit code $code) but the service '$ServiceName' does not exist. Check setupapi.dev.log (Collect-WeirLogs.ps1) for the DefaultInstall section."
     }
+}
+
+# --- Start type ------------------------------------------------------------------
+
+if ($OnDemand -and $PSCmdlet.ShouldProcess($ServiceName, 'sc.exe config start= demand')) {
+    $output = & sc.exe config $ServiceName start= demand
+    if ($LASTEXITCODE -ne 0) {
+        throw "sc.exe config $ServiceName start= demand failed with exit code ${LASTEXITCODE}: $($output -join ' ')"
+    }
+    Write-Host 'Service weir: demand start (-OnDemand); it does not load at boot.'
+}
+
+# --- Stored-policy directory ----------------------------------------------------
+
+# Only SYSTEM and Administrators may change the stored policy: a fresh DACL
+# with exactly two entries, protected from inheritance (Set-Acl replaces the
+# whole DACL, so entries added to an existing directory are removed).
+$PolicyDir = Join-Path $env:SystemRoot 'System32\drivers\weir'
+$PolicyDirSids = @('S-1-5-18', 'S-1-5-32-544')
+if ($PSCmdlet.ShouldProcess($PolicyDir, 'create with a SYSTEM and Administrators only DACL')) {
+    if (-not (Test-Path -LiteralPath $PolicyDir -PathType Container)) {
+        New-Item -ItemType Directory -Path $PolicyDir | Out-Null
+    }
+    $acl = New-Object System.Security.AccessControl.DirectorySecurity
+    $acl.SetAccessRuleProtection($true, $false)
+    foreach ($sid in $PolicyDirSids) {
+        $identity = New-Object System.Security.Principal.SecurityIdentifier($sid)
+        $rule = New-Object System.Security.AccessControl.FileSystemAccessRule($identity, 'FullControl',
+            'ContainerInherit,ObjectInherit', 'None', 'Allow')
+        $acl.AddAccessRule($rule)
+    }
+    Set-Acl -LiteralPath $PolicyDir -AclObject $acl
+    Write-Host "Stored-policy directory: $PolicyDir (SYSTEM and Administrators only)"
 }
 
 # --- Start --------------------------------------------------------------------

@@ -5,12 +5,21 @@
 .DESCRIPTION
     Idempotent clean-up. Each step is skipped when there is nothing to do:
 
+      0. if the service has a FailMode setting (Parameters\FailMode), set it
+         to 0 and start the driver once more (stopping it first if it runs):
+         a start with FailMode = 0 deletes Weir's persistent fail-closed
+         filters, provider and sublayer from BFE. If FailMode was 1 and that
+         start fails, the script stops before deleting anything, so that it
+         never leaves a machine blocked by filters nothing can remove any more
+         (fix the start, or see docs/deployment.md, "Failure mode");
       1. stop the "weir" service if it is running (sc.exe stop weir), waiting
          for a STOP_PENDING service to finish stopping;
       2. delete the service if it exists (sc.exe delete weir);
       3. delete every driver-store package whose original name is weir.inf
          (found by parsing pnputil /enum-drivers), with
-         pnputil /delete-driver oemNN.inf /uninstall /force.
+         pnputil /delete-driver oemNN.inf /uninstall /force;
+      4. delete the stored-policy directory
+         %SystemRoot%\System32\drivers\weir (unless -KeepPolicy).
 
     Half-installed states are fine: a service without a package, a package
     without a service, several old packages, a service stuck in STOP_PENDING
@@ -23,6 +32,10 @@
 
 .PARAMETER StopTimeoutSeconds
     How long to wait for the driver to unload. Default 30.
+
+.PARAMETER KeepPolicy
+    Keep the stored policy (%SystemRoot%\System32\drivers\weir\weir.policy)
+    for a later reinstall.
 
 .EXAMPLE
     .\Uninstall-Weir.ps1
@@ -38,7 +51,8 @@
 [CmdletBinding(SupportsShouldProcess)]
 param(
     [ValidateRange(1, 600)]
-    [int] $StopTimeoutSeconds = 30
+    [int] $StopTimeoutSeconds = 30,
+    [switch] $KeepPolicy
 )
 
 Set-StrictMode -Version Latest
@@ -83,6 +97,46 @@ function Get-WeirPublishedName {
         Write-Verbose "Get-WindowsDriver unavailable: $($_.Exception.Message)"
     }
     return @($names | Sort-Object -Unique)
+}
+
+# --- 0. Release the fail-closed filters --------------------------------------
+# With FailMode = 1, Weir's persistent block filters stay in BFE after it
+# stops (that is their purpose). Only Weir removes them: a start with
+# FailMode = 0 deletes them (src/failsafe.rs). So set 0, start once, and only
+# then stop and delete.
+
+$ParametersKey = "HKLM:\SYSTEM\CurrentControlSet\Services\$ServiceName\Parameters"
+$failMode = $null
+if ((Get-WeirServiceState -Name $ServiceName) -ne 'Absent' -and (Test-Path -LiteralPath $ParametersKey)) {
+    $failMode = (Get-ItemProperty -LiteralPath $ParametersKey -ErrorAction SilentlyContinue).FailMode
+}
+if ($null -eq $failMode) {
+    Write-Host 'No FailMode setting: no fail-closed filters to release.'
+}
+elseif ($PSCmdlet.ShouldProcess($ServiceName, 'FailMode = 0, then start once to delete the fail-closed filters')) {
+    Set-ItemProperty -LiteralPath $ParametersKey -Name 'FailMode' -Value 0 -Type DWord
+    if ((Get-WeirServiceState -Name $ServiceName) -eq 'Running') {
+        $null = & sc.exe stop $ServiceName
+        $deadline = (Get-Date).AddSeconds($StopTimeoutSeconds)
+        while ((Get-WeirServiceState -Name $ServiceName) -ne 'Stopped' -and (Get-Date) -lt $deadline) {
+            Start-Sleep -Milliseconds 500
+        }
+    }
+    $output = & sc.exe start $ServiceName
+    $code = $LASTEXITCODE
+    # 1056: already running (it never stopped): its filters were already
+    # replaced by the running driver's; a stop with FailMode = 0 follows.
+    if (@(0, 1056) -contains $code) {
+        Write-Host 'Weir started with FailMode = 0: its fail-closed filters are deleted.'
+    }
+    elseif ($failMode -eq 1) {
+        throw ("sc.exe start $ServiceName (FailMode = 0) failed with exit code ${code}: $($output -join ' ')`n" +
+            'Nothing was deleted: Weir is the only one that removes its fail-closed filters, so it stays installed ' +
+            'until a start succeeds. Fix the start (Collect-WeirLogs.ps1) and run this script again.')
+    }
+    else {
+        Write-Warning "sc.exe start $ServiceName failed with exit code $code (FailMode was $failMode, not fail closed); continuing."
+    }
 }
 
 # --- 1. Stop ------------------------------------------------------------------
@@ -166,6 +220,25 @@ foreach ($package in $packages) {
         else {
             $failures.Add("pnputil /delete-driver $package /uninstall /force failed with exit code ${code}: $($output -join ' ')")
         }
+    }
+}
+
+# --- 4. Remove the stored policy --------------------------------------------------
+
+$PolicyDir = Join-Path $env:SystemRoot 'System32\drivers\weir'
+if ($KeepPolicy) {
+    Write-Host "Keeping the stored policy in $PolicyDir (-KeepPolicy)."
+}
+elseif (-not (Test-Path -LiteralPath $PolicyDir)) {
+    Write-Host 'No stored-policy directory.'
+}
+elseif ($PSCmdlet.ShouldProcess($PolicyDir, 'delete the stored policy')) {
+    try {
+        Remove-Item -LiteralPath $PolicyDir -Recurse -Force
+        Write-Host "Removed $PolicyDir."
+    }
+    catch {
+        $failures.Add("Removing $PolicyDir failed: $($_.Exception.Message)")
     }
 }
 

@@ -2,9 +2,14 @@
 //! back.
 //!
 //! DriverEntry ([`Driver::start`]) allocates the state first and then fills
-//! it step by step: ETW provider (its failure is traced, not fatal) → control device → its DACL (before any name points at it)
-//! → symbolic link → run-time callouts → BFE state subscription → filtering
-//! (a dynamic session with the sublayer, callouts and filters) if BFE runs.
+//! it step by step: ETW provider (its failure is traced, not fatal) →
+//! control device → its DACL (before any name points at it) → symbolic link
+//! → event log → stored policy (read and published before any filter
+//! exists, so the first classification is decided by it; a refusal is
+//! traced and recorded, never fatal) → run-time callouts → BFE state
+//! subscription → fail-closed boot-time filters (FailMode = 1 and BFE not
+//! running yet; `crate::failsafe`) → filtering (a dynamic session with the
+//! sublayer, callouts and filters) if BFE runs.
 //! If a step fails, [`Driver::shutdown`] undoes whatever exists, in reverse
 //! order; DriverUnload calls the same function:
 //!
@@ -19,7 +24,9 @@
 //!    reach it any more);
 //! 5. delete the symbolic link, then 6. the device;
 //! 7. write `DriverStopping` and unregister the ETW provider (nothing that
-//!    writes events is left), then the state goes.
+//!    writes events is left), then the state goes;
+//! 8. leave the fail-closed boot-time and persistent filters in place: they
+//!    block until BFE starts / until Weir decides again (`crate::failsafe`).
 //!
 //! Nothing is freed while something else may still reach it: if the BFE
 //! subscription or a callout registration cannot be removed (after bounded,
@@ -65,12 +72,20 @@ pub struct Callbacks {
     pub bfe_state: FWPM_SERVICE_STATE_CHANGE_CALLBACK0,
 }
 
+/// An open session with BFE and the run-time ids of Weir's filters in it,
+/// by layer (0: no filter), so a policy change can replace them. Dropping
+/// it closes the session (the engine deletes the dynamic objects).
+pub struct Filtering {
+    engine: Engine,
+    filter_ids: [u64; 4],
+}
+
 /// Weir's filtering state: the session with BFE (`wfp_km::bfe::SessionSlot`,
 /// whose argument and loom test cover DriverEntry, DriverUnload and the BFE
 /// state callback racing), behind a PASSIVE_LEVEL lock. A static (not part
 /// of [`Driver`]) so the BFE callback can reach it with no context pointer,
 /// whatever happens to the pool-allocated state.
-pub static FILTERING: PassiveMutex<SessionSlot<Engine>> = PassiveMutex::new(SessionSlot::new());
+pub static FILTERING: PassiveMutex<SessionSlot<Filtering>> = PassiveMutex::new(SessionSlot::new());
 
 /// Whether Weir's filters are in BFE now (the stats reply's "filtering").
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -97,6 +112,7 @@ pub enum Teardown {
 pub struct Driver {
     etw: Option<wfp_km::etw::Provider>,
     bfe: Option<Subscription>,
+    boot_time: Option<wfp_km::failsafe::BootTimeFilters>,
     callouts: Callouts,
     events: Option<PoolBox<EventLog>>,
     link: Option<SymbolicLink>,
@@ -109,7 +125,15 @@ impl Driver {
     /// and the failing status is returned.
     pub fn start(driver: &DriverObject, callbacks: &Callbacks) -> Result<PoolBox<Self>> {
         FILTERING.init();
-        let mut this = PoolBox::try_new(Self { etw: None, bfe: None, callouts: Callouts::new(), events: None, link: None, device: None })
+        let mut this = PoolBox::try_new(Self {
+            etw: None,
+            bfe: None,
+            boot_time: None,
+            callouts: Callouts::new(),
+            events: None,
+            link: None,
+            device: None,
+        })
             .inspect_err(|s| trace::failed("ExAllocatePool2(driver state)", *s))?;
         match this.fill(driver, callbacks) {
             Ok(()) => Ok(this),
@@ -135,12 +159,18 @@ impl Driver {
         self.link = Some(SymbolicLink::create(ids::LINK_NAME, ids::DEVICE_NAME)?);
         // Before the callouts: classify records into it as soon as filters
         // exist; shutdown frees it after the callouts are gone.
-        self.events = Some(EventLog::try_new()?);
+        let events = self.events.insert(EventLog::try_new()?);
+        load_stored_policy(&crate::policy::STORE);
+        // The log starts in monitor mode (record everything); a stored policy
+        // narrows it as SET_POLICY would, before any classify can record.
+        events.set_log_all(crate::policy::STORE.log_all());
         self.callouts.register(device, callbacks)?;
         self.bfe = Some(Subscription::subscribe(device, callbacks.bfe_state)?);
         // Subscribed first, then asked: a change in between is not lost (the
         // callback and this check serialise on FILTERING's lock).
-        match bfe::current_state() {
+        let state = bfe::current_state();
+        self.boot_time = crate::failsafe::at_driver_entry(state);
+        match state {
             BfeState::Running => start_filtering("DriverEntry"),
             state => {
                 trace::error(format_args!(
@@ -177,6 +207,7 @@ impl Driver {
             crate::etw::lifecycle(false);
             crate::etw::unregister(provider);
         }
+        self.boot_time = None; // the filters stay: BFE's start removes them
         Teardown::Complete
     }
 
@@ -195,8 +226,9 @@ fn start_filtering(reason: &str) -> Result<()> {
     let was_open = session.is_open();
     let open = session.start(|| {
         let engine = Engine::open_dynamic(ids::SESSION_NAME, ids::SESSION_DESCRIPTION)?;
-        add_filtering_objects(&engine)?;
-        Ok(engine)
+        crate::failsafe::before_filtering(&engine);
+        let filter_ids = add_filtering_objects(&engine)?;
+        Ok(Filtering { engine, filter_ids })
     })?;
     if open {
         ACTIVE.store(true, Ordering::Release);
@@ -272,22 +304,124 @@ pub fn dispatch(
 
 /// In one transaction: the sublayer, a callout per layer and a filter per
 /// layer that sends every authorization there. If anything fails, the
-/// transaction guard aborts.
-fn add_filtering_objects(engine: &Engine) -> Result<()> {
+/// transaction guard aborts. Returns the filters' run-time ids by layer.
+fn add_filtering_objects(engine: &Engine) -> Result<[u64; 4]> {
     let txn = engine.begin()?;
     txn.add_sublayer(&SubLayer {
         key: ids::SUBLAYER_KEY,
         name: ids::SUBLAYER_NAME,
         description: ids::SUBLAYER_DESCRIPTION,
         weight: ids::SUBLAYER_WEIGHT,
+        flags: 0,
+        provider: None,
     })?;
     for layer in AleLayer::ALL {
         txn.add_callout(&management_callout(layer))?;
     }
-    for layer in AleLayer::ALL {
-        txn.add_filter(&filter(layer))?;
+    // 0 = no filter: while closed without a policy the fail-closed set decides.
+    let mut filter_ids = [0u64; 4];
+    if crate::failsafe::callouts_decide(&crate::policy::STORE) {
+        for (layer, id) in AleLayer::ALL.into_iter().zip(filter_ids.iter_mut()) {
+            *id = txn.add_filter(&filter(layer))?;
+        }
     }
-    txn.commit()
+    txn.commit()?;
+    Ok(filter_ids)
+}
+
+// ---------------------------------------------------------------------------
+// The stored policy and reauthorization (see `crate::policy` for the format
+// checks and `docs/deployment.md` for what administrators do with them).
+// ---------------------------------------------------------------------------
+
+/// Where the stored policy lives: a file, not a registry value, because a
+/// blob may be 64 MiB and the SYSTEM hive (which holds the service key) is
+/// loaded whole by the boot loader; `\SystemRoot` resolves at system start.
+/// The directory's DACL (set by the install script) admits writes by SYSTEM
+/// and Administrators only.
+pub const STORED_POLICY_PATH: wfp_km::strings::WStr = wfp_km::wstr!("\\SystemRoot\\System32\\drivers\\weir\\weir.policy");
+
+/// The stored policy file's bytes: the kernel reads the file; host tests
+/// (which have no kernel to link against) see no file.
+fn read_stored() -> crate::policy::StoredRead {
+    #[cfg(all(target_os = "windows", not(test)))]
+    return wfp_km::file::read_all(STORED_POLICY_PATH, crate::policy::MAX_STORED_BYTES);
+    #[cfg(not(all(target_os = "windows", not(test))))]
+    Err(wfp_km::file::ReadError::Status(wfp_km::NtStatus::OBJECT_NAME_NOT_FOUND))
+}
+
+/// DriverEntry's stored-policy step: read, check, publish. Never fails the
+/// start: a refusal is traced and recorded (GET_POLICY_STATUS), and Weir
+/// starts with no policy (monitor mode). PASSIVE_LEVEL.
+fn load_stored_policy(store: &crate::policy::PolicyStore) {
+    match store.load_stored(read_stored()) {
+        Ok(o) => trace::info(format_args!(
+            "weir: stored policy loaded: generation {}, {} rules", o.generation, o.rule_count
+        )),
+        Err(s) if s == wfp_km::NtStatus::OBJECT_NAME_NOT_FOUND || s == wfp_km::NtStatus::OBJECT_PATH_NOT_FOUND => {
+            trace::info(format_args!("weir: no stored policy ({s}); monitor mode until a policy is set"))
+        }
+        Err(s) => trace::error(format_args!("weir: stored policy refused: {s}; monitor mode until a policy is set")),
+    }
+}
+
+/// RELOAD_POLICY: DriverEntry's stored-policy step again, and on success the
+/// reauthorization of existing connections. PASSIVE_LEVEL.
+pub fn reload_stored(store: &crate::policy::PolicyStore) -> core::result::Result<crate::policy::SetOutcome, wfp_km::NtStatus> {
+    let outcome = store.load_stored(read_stored());
+    match &outcome {
+        Ok(_) => policy_changed(),
+        // Host tests link no DbgPrintEx: the kernel build traces.
+        #[cfg(all(target_os = "windows", not(test)))]
+        Err(s) => trace::error(format_args!("weir: stored policy refused on reload: {s}; the active policy is unchanged")),
+        #[cfg(not(all(target_os = "windows", not(test))))]
+        Err(_) => {}
+    }
+    outcome
+}
+
+/// After a new policy is published (SET_POLICY, RELOAD_POLICY): make WFP
+/// reauthorize the connections that exist, so the new policy decides them.
+/// PASSIVE_LEVEL. A no-op in host tests (no filter engine).
+pub fn policy_changed() {
+    #[cfg(all(target_os = "windows", not(test)))]
+    reauthorize();
+}
+
+/// Replaces Weir's four filters (delete and add again, same keys) in one
+/// transaction. A filter change at an ALE authorization layer is what makes
+/// WFP reauthorize the existing flows at that layer (each comes back to
+/// classifyFn with `FWP_CONDITION_FLAG_IS_REAUTHORIZE`); one transaction
+/// means there is no instant without Weir's filter. If any step fails, the
+/// transaction aborts and the old filters stay (the policy is still the new
+/// one for new connections; existing ones keep their verdict), traced.
+/// Not filtering (BFE down): nothing to do, the filters added when BFE
+/// returns cause the reauthorization then. PASSIVE_LEVEL.
+#[cfg_attr(not(all(target_os = "windows", not(test))), allow(dead_code))]
+fn reauthorize() {
+    let Some(mut slot) = FILTERING.lock() else { return };
+    // None: no session (BFE down, or shutdown began, which also took it out).
+    let Some(session) = slot.open_mut() else { return };
+    let old = session.filter_ids;
+    let engine = &session.engine;
+    let replaced = (|| -> Result<[u64; 4]> {
+        let txn = engine.begin()?;
+        let mut ids = [0u64; 4];
+        for ((layer, old_id), new_id) in AleLayer::ALL.into_iter().zip(old).zip(ids.iter_mut()) {
+            if old_id != 0 {
+                txn.delete_filter(old_id)?;
+            }
+            *new_id = txn.add_filter(&filter(layer))?;
+        }
+        txn.commit()?;
+        Ok(ids)
+    })();
+    match replaced {
+        Ok(ids) => session.filter_ids = ids,
+        Err(s) => trace::error(format_args!(
+            "weir: replacing the filters to reauthorize existing connections failed ({s}); they keep their verdicts"
+        )),
+    }
 }
 
 fn management_callout(layer: AleLayer) -> Callout {
@@ -301,10 +435,11 @@ fn management_callout(layer: AleLayer) -> Callout {
 
 /// The filter for one layer. Terminating, so the callout's permit counts in
 /// arbitration; `PERMIT_IF_CALLOUT_UNREGISTERED` so that traffic flows if the
-/// callout is ever gone while the filter still exists (fail open: Weir is a
-/// monitor, it must never cut a machine off the network).
+/// callout is ever gone while the filter still exists (fail open). While
+/// FailMode is closed, `crate::failsafe::place` moves it above the
+/// fail-closed block instead.
 pub fn filter(layer: AleLayer) -> CalloutFilter {
-    CalloutFilter {
+    crate::failsafe::place(CalloutFilter {
         key: ids::layer_ids(layer).filter_key,
         name: ids::layer_ids(layer).filter_name,
         description: ids::FILTER_DESCRIPTION,
@@ -314,7 +449,7 @@ pub fn filter(layer: AleLayer) -> CalloutFilter {
         action_type: FWP_ACTION_CALLOUT_TERMINATING,
         flags: FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED,
         weight: None,
-    }
+    })
 }
 
 /// The four run-time callout registrations, unregistered in reverse order.

@@ -7,6 +7,12 @@
 //! | `IOCTL_WEIR_GET_STATS` | none | stats reply v2 (header, then per-rule hits) |
 //! | `IOCTL_WEIR_SET_POLICY` | policy blob (empty = clear) | `SetPolicyReply` (24 bytes) |
 //! | `IOCTL_WEIR_GET_POLICY` | none | `PolicyReplyHeader` + the active blob |
+//! | `IOCTL_WEIR_GET_POLICY_STATUS` | none | `PolicyStatus` (96 bytes) |
+//! | `IOCTL_WEIR_RELOAD_POLICY` | none | `SetPolicyReply` (24 bytes) |
+//!
+//! After a successful SET_POLICY or RELOAD_POLICY the driver replaces its
+//! filters so that WFP reauthorizes existing connections
+//! (`crate::driver::policy_changed`).
 //!
 //! Every malformed request gets an error status and writes nothing; a
 //! refused policy leaves the active one unchanged. All requests arrive at
@@ -20,7 +26,11 @@ use crate::classify::{Counters, LayerSnapshot};
 use crate::policy::PolicyStore;
 use weir_abi::policy::{write_policy_reply, PolicyWritten, SetPolicyReply, SET_POLICY_REPLY_SIZE};
 use weir_abi::stats::{write_reply, LayerStats, RuleHits, StatsHeader, Written};
-use weir_abi::{status as st, IOCTL_WEIR_GET_POLICY, IOCTL_WEIR_GET_STATS, IOCTL_WEIR_SET_POLICY};
+use weir_abi::policy_status::POLICY_STATUS_SIZE;
+use weir_abi::{
+    status as st, IOCTL_WEIR_GET_POLICY, IOCTL_WEIR_GET_POLICY_STATUS, IOCTL_WEIR_GET_STATS, IOCTL_WEIR_RELOAD_POLICY,
+    IOCTL_WEIR_SET_POLICY,
+};
 use wfp_km::irp::DeviceControl;
 use wfp_km::NtStatus;
 
@@ -61,7 +71,34 @@ pub fn device_control(request: DeviceControl, buffer: Option<&mut [u8]>, ctx: &C
         return (NtStatus::INVALID_PARAMETER, 0);
     };
     match request.code {
-        IOCTL_WEIR_GET_STATS | IOCTL_WEIR_GET_POLICY if input_len != 0 => (NtStatus::INVALID_PARAMETER, 0),
+        IOCTL_WEIR_GET_STATS | IOCTL_WEIR_GET_POLICY | IOCTL_WEIR_GET_POLICY_STATUS | IOCTL_WEIR_RELOAD_POLICY
+            if input_len != 0 =>
+        {
+            (NtStatus::INVALID_PARAMETER, 0)
+        }
+        IOCTL_WEIR_GET_POLICY_STATUS => match buffer.and_then(|b| b.get_mut(..output_len)) {
+            Some(out) => match crate::failsafe::with_status(ctx.store.status()).encode_into(out) {
+                Some(n) => (NtStatus::SUCCESS, n),
+                None => (NtStatus::BUFFER_TOO_SMALL, 0),
+            },
+            None if output_len < POLICY_STATUS_SIZE => (NtStatus::BUFFER_TOO_SMALL, 0),
+            None => (NtStatus::INVALID_PARAMETER, 0),
+        },
+        IOCTL_WEIR_RELOAD_POLICY => {
+            if output_len < SET_POLICY_REPLY_SIZE {
+                return (NtStatus::BUFFER_TOO_SMALL, 0);
+            }
+            let Some(out) = buffer.and_then(|b| b.get_mut(..output_len)) else {
+                return (NtStatus::INVALID_PARAMETER, 0);
+            };
+            match crate::driver::reload_stored(ctx.store) {
+                Ok(o) => match SetPolicyReply::new(o.generation, o.rule_count, o.set_count).encode_into(out) {
+                    Some(n) => (NtStatus::SUCCESS, n),
+                    None => (NtStatus::BUFFER_TOO_SMALL, 0),
+                },
+                Err(e) => (e, 0),
+            }
+        }
         IOCTL_WEIR_GET_STATS => match buffer.and_then(|b| b.get_mut(..output_len)) {
             Some(out) => get_stats(out, ctx),
             None if output_len == 0 => (NtStatus::BUFFER_TOO_SMALL, 0),
@@ -135,6 +172,7 @@ fn set_policy(buf: &mut [u8], input_len: usize, output_len: usize, store: &Polic
         Ok(o) => o,
         Err(e) => return (e, 0),
     };
+    crate::driver::policy_changed();
     let reply = SetPolicyReply::new(outcome.generation, outcome.rule_count, outcome.set_count);
     match buf.get_mut(..output_len).and_then(|out| reply.encode_into(out)) {
         Some(n) => (NtStatus::SUCCESS, n),
@@ -282,9 +320,41 @@ mod tests {
         assert_eq!((status, n), (NtStatus::INVALID_PARAMETER, 0));
     }
 
+    #[test]
+    fn policy_status_and_reload_through_the_ioctls() {
+        use weir_abi::policy_status::{PolicyStatus, SOURCE_NONE, SOURCE_THIS_RUN};
+        let counters = Counters::new();
+        let store = PolicyStore::new();
+        let c = ctx(&counters, &store);
+        let (s, b) = call(IOCTL_WEIR_GET_POLICY_STATUS, &[], 96, &c);
+        assert_eq!(s, NtStatus::SUCCESS);
+        let ps = PolicyStatus::decode(&b).unwrap();
+        assert_eq!((ps.source, ps.generation, ps.stored_reads), (SOURCE_NONE, 0, 0));
+        let blob = two_rules();
+        call(IOCTL_WEIR_SET_POLICY, &blob, 24, &c);
+        let (_, b) = call(IOCTL_WEIR_GET_POLICY_STATUS, &[], 200, &c);
+        let ps = PolicyStatus::decode(&b).unwrap();
+        assert_eq!((ps.source, ps.generation, ps.rule_count, ps.blob_len), (SOURCE_THIS_RUN, 1, 2, blob.len() as u64));
+        assert_eq!(ps.blob_sha256, weir_abi::stored::sha256(&blob));
+        // Too small: nothing written.
+        let (s, b) = call(IOCTL_WEIR_GET_POLICY_STATUS, &[], 95, &c);
+        assert_eq!((s, b.len()), (NtStatus::BUFFER_TOO_SMALL, 0));
+        // Host builds have no stored file: a reload is refused with
+        // "not found", recorded, and the active policy stays.
+        let (s, b) = call(IOCTL_WEIR_RELOAD_POLICY, &[], 24, &c);
+        assert_eq!((s, b.len()), (NtStatus::OBJECT_NAME_NOT_FOUND, 0));
+        let (_, b) = call(IOCTL_WEIR_GET_POLICY_STATUS, &[], 96, &c);
+        let ps = PolicyStatus::decode(&b).unwrap();
+        assert_eq!((ps.source, ps.generation, ps.stored_reads, ps.stored_status), (SOURCE_THIS_RUN, 1, 1, 0xC000_0034));
+        let (s, _) = call(IOCTL_WEIR_RELOAD_POLICY, &[], 23, &c);
+        assert_eq!(s, NtStatus::BUFFER_TOO_SMALL);
+        let (s, _) = call(IOCTL_WEIR_RELOAD_POLICY, &[1], 24, &c);
+        assert_eq!(s, NtStatus::INVALID_PARAMETER);
+    }
+
     proptest! {
         #[test]
-        fn any_request_is_answered_without_panic(code in prop_oneof![Just(IOCTL_WEIR_GET_STATS), Just(IOCTL_WEIR_SET_POLICY), Just(IOCTL_WEIR_GET_POLICY), any::<u32>()],
+        fn any_request_is_answered_without_panic(code in prop_oneof![Just(IOCTL_WEIR_GET_STATS), Just(IOCTL_WEIR_SET_POLICY), Just(IOCTL_WEIR_GET_POLICY), Just(IOCTL_WEIR_GET_POLICY_STATUS), Just(IOCTL_WEIR_RELOAD_POLICY), any::<u32>()],
                                                  input in proptest::collection::vec(any::<u8>(), 0..64), output_len in 0u32..400, has_buffer in any::<bool>()) {
             let counters = Counters::new();
             let store = PolicyStore::new();

@@ -60,6 +60,8 @@ pub unsafe extern "system" fn driver_entry(
     // valid during DriverEntry.
     if let Some(key) = unsafe { registry_path.as_ref() } {
         trace::set_trace_level(trace::load_trace_level(key).unwrap_or(0));
+        let fail_mode = trace::load_parameter_dword(key, crate::failsafe::FAIL_MODE_VALUE);
+        crate::failsafe::set_mode(crate::failsafe::FailMode::from_registry(fail_mode));
     }
     // SAFETY: the I/O manager passes our DRIVER_OBJECT; we are DriverEntry.
     let Some(mut driver) = (unsafe { DriverObject::from_raw(driver_object) }) else {
@@ -168,12 +170,18 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
             event_drops: events().map_or(0, |log| log.totals().1),
         };
         let (status, information) = driver::dispatch(major_function, control, irp.buffered(len), &ctx);
-        if status.is_success() && control.is_some_and(|c| c.code == weir_abi::IOCTL_WEIR_SET_POLICY) {
+        // SET_POLICY and RELOAD_POLICY publish a policy; a refused one changes nothing.
+        let source = match control.map(|c| c.code) {
+            Some(weir_abi::IOCTL_WEIR_SET_POLICY) => Some("IOCTL_WEIR_SET_POLICY"),
+            Some(weir_abi::IOCTL_WEIR_RELOAD_POLICY) => Some("IOCTL_WEIR_RELOAD_POLICY"),
+            _ => None,
+        };
+        if let Some(source) = source.filter(|_| status.is_success()) {
             // Monitor mode (no policy) records every connection; with a
             // policy, blocks, rules marked `log` and the policy's `log_all`
             // (docs/events.md).
             if let Some(log) = events() {
-                log.set_log_all(policy::STORE.read(|p| p.is_none_or(|p| p.blob().is_empty())));
+                log.set_log_all(policy::STORE.log_all());
             }
             policy::STORE.read(|p| {
                 if let Some(p) = p {
@@ -181,7 +189,7 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
                         generation: p.generation(),
                         rule_count: u32::try_from(p.rules().len()).unwrap_or(u32::MAX),
                         blob: p.blob(),
-                        source: "IOCTL_WEIR_SET_POLICY",
+                        source,
                         process_id: wfp_km::sync::current_process_id(),
                     });
                 }

@@ -24,6 +24,7 @@ pub mod classify;
 pub mod driver;
 pub mod etw;
 pub mod events;
+pub mod failsafe;
 pub mod ids;
 pub mod ioctl;
 pub mod policy;

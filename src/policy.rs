@@ -34,10 +34,23 @@
 //!
 //! The kernel boundary (`src/kernel.rs`) enters the regions; this module
 //! needs nothing of its own.
+//!
+//! Sources: each published policy records where it came from
+//! ([`SOURCE_STORED`]: the stored policy file, read at DriverEntry or on
+//! RELOAD_POLICY; [`SOURCE_THIS_RUN`]: a SET_POLICY blob; [`SOURCE_NONE`]:
+//! cleared), when it was loaded and the SHA-256 of its blob. The stored file
+//! goes through [`PolicyStore::load_stored`]: the stored form's header and
+//! checksum (`weir_abi::stored`), then the very same decode and compile as
+//! SET_POLICY. Every refusal (missing, unreadable, truncated, corrupted,
+//! over the limit, newer format, a blob the decoder or compiler refuses)
+//! is recorded as an NTSTATUS that GET_POLICY_STATUS reports ("stored policy
+//! refused: <status>") and leaves the active policy as it was.
 
 use crate::classify::Decision;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use weir_abi::policy_status::{PolicyStatus, SOURCE_NONE, SOURCE_STORED, SOURCE_THIS_RUN};
 use weir_abi::status as abi_status;
+use weir_abi::stored;
 use weir_policy::wire::DecodeError;
 use weir_policy::{limits, CompileError, CompiledPolicy, Query, Verdict};
 use wfp_km::rcu::Rcu;
@@ -71,9 +84,27 @@ fn writer_wait() {
     std::thread::yield_now();
 }
 
+/// The current system time (100 ns since 1601 UTC): the kernel's clock, a
+/// counter in host tests.
+fn now() -> u64 {
+    #[cfg(all(target_os = "windows", not(test)))]
+    return wfp_km::sync::system_time_precise();
+    #[cfg(not(all(target_os = "windows", not(test))))]
+    {
+        static CLOCK: AtomicU64 = AtomicU64::new(133_000_000_000_000_000);
+        CLOCK.fetch_add(10_000_000, Ordering::Relaxed)
+    }
+}
+
 /// One published policy.
 pub struct ActivePolicy {
     generation: u64,
+    /// `SOURCE_*` of `weir_abi::policy_status`.
+    source: u32,
+    /// System time of the publication.
+    loaded_at: u64,
+    /// SHA-256 of `blob` (zero when cleared).
+    sha256: [u8; 32],
     /// The blob as received (empty when cleared).
     blob: Vec<u8>,
     /// `None`: cleared (monitor mode).
@@ -98,6 +129,11 @@ impl ActivePolicy {
 
     pub fn blob(&self) -> &[u8] {
         &self.blob
+    }
+
+    /// `SOURCE_*` of `weir_abi::policy_status`.
+    pub fn source(&self) -> u32 {
+        self.source
     }
 
     pub fn rules(&self) -> &[RuleSlot] {
@@ -143,7 +179,20 @@ pub struct PolicyStore {
     active: Rcu<Holder>,
     generation: AtomicU64,
     setting: AtomicBool,
+    /// NTSTATUS (as u32) of the last stored-policy read; 0: loaded.
+    stored_status: AtomicU32,
+    /// System time of the last stored-policy read.
+    stored_read_at: AtomicU64,
+    /// Stored-policy reads since start.
+    stored_reads: AtomicU32,
 }
+
+/// What reading the stored policy file gave: its bytes, or why there are
+/// none (the file routines' status, or a size over the limit).
+pub type StoredRead = Result<Vec<u8>, wfp_km::file::ReadError>;
+
+/// The largest stored file accepted: the header plus the largest blob.
+pub const MAX_STORED_BYTES: usize = stored::STORED_HEADER_SIZE + limits::MAX_BLOB_BYTES;
 
 /// The driver's policy store, read by classifyFn and written by the
 /// control device.
@@ -173,13 +222,90 @@ fn status(raw: u32) -> NtStatus {
 
 impl PolicyStore {
     pub const fn new() -> Self {
-        Self { active: Rcu::new(), generation: AtomicU64::new(0), setting: AtomicBool::new(false) }
+        Self {
+            active: Rcu::new(),
+            generation: AtomicU64::new(0),
+            setting: AtomicBool::new(false),
+            stored_status: AtomicU32::new(0),
+            stored_read_at: AtomicU64::new(0),
+            stored_reads: AtomicU32::new(0),
+        }
+    }
+
+    /// The GET_POLICY_STATUS reply. IRQL <= DISPATCH_LEVEL.
+    pub fn status(&self) -> PolicyStatus {
+        let mut s = PolicyStatus {
+            stored_status: self.stored_status.load(Ordering::Acquire),
+            stored_read_at: self.stored_read_at.load(Ordering::Relaxed),
+            stored_reads: self.stored_reads.load(Ordering::Acquire),
+            ..PolicyStatus::default()
+        };
+        self.read(|p| {
+            if let Some(p) = p {
+                s.generation = p.generation;
+                s.source = p.source;
+                s.loaded_at = p.loaded_at;
+                s.blob_sha256 = p.sha256;
+                s.blob_len = p.blob.len() as u64;
+                s.rule_count = u32::try_from(p.rules.len()).unwrap_or(u32::MAX);
+            }
+        });
+        s
+    }
+
+    /// Takes the stored policy: `file` is what reading the stored policy
+    /// file gave. Checks the stored form (header, length, limit, SHA-256),
+    /// then decodes and compiles the payload exactly as [`PolicyStore::set`]
+    /// does, and publishes it with source "stored". Records the outcome for
+    /// GET_POLICY_STATUS either way. On any refusal the active policy is
+    /// unchanged. PASSIVE_LEVEL.
+    pub fn load_stored(&self, file: StoredRead) -> Result<SetOutcome, NtStatus> {
+        let result = match file {
+            Ok(bytes) => self.publish_stored(bytes),
+            Err(wfp_km::file::ReadError::Status(s)) => Err(s),
+            Err(wfp_km::file::ReadError::TooLarge { .. }) => Err(status(abi_status::STATUS_WEIR_POLICY_TOO_LARGE)),
+            Err(wfp_km::file::ReadError::OutOfMemory { .. }) => Err(NtStatus::INSUFFICIENT_RESOURCES),
+        };
+        let code = match &result {
+            Ok(_) => 0,
+            Err(s) => u32::from_ne_bytes(s.raw().to_ne_bytes()),
+        };
+        self.stored_read_at.store(now(), Ordering::Relaxed);
+        self.stored_status.store(code, Ordering::Release);
+        self.stored_reads.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    fn publish_stored(&self, mut bytes: Vec<u8>) -> Result<SetOutcome, NtStatus> {
+        let payload_len = match stored::decode(&bytes, limits::MAX_BLOB_BYTES) {
+            Ok((header, _)) => header.payload_len,
+            Err(e) => return Err(status(e.status())),
+        };
+        if payload_len == 0 {
+            // Storing nothing is not how a policy is cleared (`weirctl
+            // policy clear` deletes the file): an empty payload is refused.
+            return Err(status(abi_status::policy_decode_status(1)));
+        }
+        // The payload becomes the policy's own copy: move it to the front
+        // instead of allocating a second buffer of up to 64 MiB.
+        bytes.drain(..stored::STORED_HEADER_SIZE);
+        self.replace(Blob::Owned(bytes), SOURCE_STORED)
     }
 
     /// Calls `f` with the active policy (`None` before the first set).
     /// IRQL <= DISPATCH_LEVEL; never waits.
     pub fn read<R>(&self, f: impl FnOnce(Option<&ActivePolicy>) -> R) -> R {
         self.active.read(f)
+    }
+
+    /// Whether the event log records every connection: in monitor mode (no
+    /// policy, or a cleared one) yes; with a policy only blocks, rules marked
+    /// `log` and the policy's own `log_all` (folded into the rules' verdicts).
+    /// Every publication (stored policy at DriverEntry, SET_POLICY,
+    /// RELOAD_POLICY) passes this to `EventLog::set_log_all`.
+    /// IRQL <= DISPATCH_LEVEL; never waits.
+    pub fn log_all(&self) -> bool {
+        self.read(|p| p.is_none_or(|p| p.blob().is_empty()))
     }
 
     /// Replaces the active policy with `blob` (empty: clear). PASSIVE_LEVEL.
@@ -189,6 +315,10 @@ impl PolicyStore {
     /// `0xE057_0000 | DecodeError::code()` for a malformed blob;
     /// `STATUS_WEIR_POLICY_COMPILE`; `STATUS_INSUFFICIENT_RESOURCES`.
     pub fn set(&self, blob: &[u8]) -> Result<SetOutcome, NtStatus> {
+        self.replace(Blob::Borrowed(blob), SOURCE_THIS_RUN)
+    }
+
+    fn replace(&self, blob: Blob<'_>, source: u32) -> Result<SetOutcome, NtStatus> {
         if blob.len() > limits::MAX_BLOB_BYTES {
             return Err(status(abi_status::STATUS_WEIR_POLICY_TOO_LARGE));
         }
@@ -196,16 +326,19 @@ impl PolicyStore {
         while self.setting.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             writer_wait();
         }
-        let result = self.build_and_publish(blob);
+        let result = self.build_and_publish(blob, source);
         self.setting.store(false, Ordering::Release);
         result
     }
 
-    fn build_and_publish(&self, blob: &[u8]) -> Result<SetOutcome, NtStatus> {
+    fn build_and_publish(&self, blob: Blob<'_>, source: u32) -> Result<SetOutcome, NtStatus> {
         let generation = self.generation.load(Ordering::Relaxed).wrapping_add(1);
-        let next = if blob.is_empty() {
+        let next = if blob.len() == 0 {
             ActivePolicy {
                 generation,
+                source: SOURCE_NONE,
+                loaded_at: now(),
+                sha256: [0; 32],
                 blob: Vec::new(),
                 compiled: None,
                 rules: Vec::new(),
@@ -213,7 +346,7 @@ impl PolicyStore {
                 defaults: [weir_policy::Action::Permit; 2],
             }
         } else {
-            build(blob, generation)?
+            build(blob, generation, source)?
         };
         let outcome = SetOutcome {
             generation,
@@ -245,13 +378,40 @@ impl Default for PolicyStore {
     }
 }
 
-/// Copies, decodes and compiles `blob`; allocates the hit counters.
-fn build(blob: &[u8], generation: u64) -> Result<ActivePolicy, NtStatus> {
+/// A blob to publish: borrowed from a request (copied before use) or
+/// already owned (the stored file's payload).
+enum Blob<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Blob<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Blob::Borrowed(b) => b.len(),
+            Blob::Owned(v) => v.len(),
+        }
+    }
+
+    /// The policy's own copy of the bytes.
+    fn into_owned(self) -> Result<Vec<u8>, NtStatus> {
+        match self {
+            Blob::Owned(v) => Ok(v),
+            Blob::Borrowed(b) => {
+                let mut copy = Vec::new();
+                copy.try_reserve_exact(b.len()).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+                copy.extend_from_slice(b);
+                Ok(copy)
+            }
+        }
+    }
+}
+
+/// Copies, decodes and compiles `blob`; hashes it; allocates the hit counters.
+fn build(blob: Blob<'_>, generation: u64, source: u32) -> Result<ActivePolicy, NtStatus> {
     // METHOD_BUFFERED: the system buffer is overwritten by the reply, so
     // keep our own copy (byte-identical for GET_POLICY).
-    let mut copy = Vec::new();
-    copy.try_reserve_exact(blob.len()).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-    copy.extend_from_slice(blob);
+    let copy = blob.into_owned()?;
     let policy = weir_policy::wire::decode(&copy).map_err(|e| decode_status(&e))?;
     let compiled = CompiledPolicy::compile(&policy).map_err(|e| compile_status(&e))?;
     let mut rules = Vec::new();
@@ -260,7 +420,8 @@ fn build(blob: &[u8], generation: u64) -> Result<ActivePolicy, NtStatus> {
     let set_count = u32::try_from(policy.sets.len()).unwrap_or(u32::MAX);
     // `policy` (the decoded model) is dropped here: lookups use `compiled`.
     let defaults = [policy.default_outbound, policy.default_inbound];
-    Ok(ActivePolicy { generation, blob: copy, compiled: Some(compiled), rules, set_count, defaults })
+    let sha256 = stored::sha256(&copy);
+    Ok(ActivePolicy { generation, source, loaded_at: now(), sha256, blob: copy, compiled: Some(compiled), rules, set_count, defaults })
 }
 
 #[cfg(test)]
@@ -348,6 +509,77 @@ mod tests {
         let too_big = vec![0u8; limits::MAX_BLOB_BYTES + 1];
         assert_eq!(store.set(&too_big).unwrap_err(), status(abi_status::STATUS_WEIR_POLICY_TOO_LARGE));
         store.read(|p| assert_eq!(p.unwrap().generation(), 1));
+    }
+
+    fn stored_file(payload: &[u8]) -> Vec<u8> {
+        let mut v = stored::StoredHeader::for_payload(payload).to_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn raw(s: NtStatus) -> u32 {
+        u32::from_ne_bytes(s.raw().to_ne_bytes())
+    }
+
+    #[test]
+    fn a_stored_policy_is_decided_like_set_policy_and_reported_as_stored() {
+        let store = PolicyStore::new();
+        let b = blob(&block_port_80());
+        let out = store.load_stored(Ok(stored_file(&b))).unwrap();
+        assert_eq!(out, SetOutcome { generation: 1, rule_count: 2, set_count: 0 });
+        store.read(|p| {
+            let p = p.unwrap();
+            assert_eq!(p.blob(), &b[..]);
+            assert_eq!(p.decide(&query(80)).action, Action::Block);
+        });
+        let st = store.status();
+        assert_eq!((st.source, st.stored_status, st.stored_reads, st.generation, st.rule_count), (SOURCE_STORED, 0, 1, 1, 2));
+        assert_eq!(st.blob_sha256, stored::sha256(&b));
+        assert_eq!(st.blob_len, b.len() as u64);
+        assert!(st.loaded_at != 0 && st.stored_read_at != 0);
+        // A SET_POLICY afterwards is "this run"; a clear is "none".
+        store.set(&b).unwrap();
+        assert_eq!(store.status().source, SOURCE_THIS_RUN);
+        store.set(&[]).unwrap();
+        let st = store.status();
+        assert_eq!((st.source, st.blob_len, st.blob_sha256, st.generation), (SOURCE_NONE, 0, [0; 32], 3));
+    }
+
+    #[test]
+    fn every_kind_of_bad_stored_policy_is_refused_with_its_status_and_changes_nothing() {
+        use wfp_km::file::ReadError;
+        let store = PolicyStore::new();
+        let good = blob(&block_port_80());
+        store.set(&good).unwrap();
+        let file = stored_file(&good);
+        let mut flipped = file.clone();
+        *flipped.last_mut().unwrap() ^= 0x40;
+        let mut newer = file.clone();
+        newer[8] = 9;
+        let garbage_payload = stored_file(&[1, 2, 3, 4]);
+        let cases: Vec<(&str, StoredRead, u32)> = vec![
+            ("missing", Err(ReadError::Status(NtStatus::OBJECT_NAME_NOT_FOUND)), 0xC000_0034),
+            ("unreadable", Err(ReadError::Status(NtStatus::ACCESS_DENIED)), 0xC000_0022),
+            ("over the limit", Err(ReadError::TooLarge { size: 1 << 40 }), abi_status::STATUS_WEIR_POLICY_TOO_LARGE),
+            ("no memory", Err(ReadError::OutOfMemory { size: 100 }), 0xC000_009A),
+            ("truncated", Ok(file[..file.len() - 1].to_vec()), abi_status::STATUS_WEIR_STORED_TRUNCATED),
+            ("corrupted", Ok(flipped), abi_status::STATUS_WEIR_STORED_CORRUPTED),
+            ("newer", Ok(newer), abi_status::STATUS_WEIR_STORED_NEWER_VERSION),
+            ("empty payload", Ok(stored_file(&[])), abi_status::policy_decode_status(1)),
+        ];
+        for (i, (what, read, expected)) in cases.into_iter().enumerate() {
+            let err = store.load_stored(read).unwrap_err();
+            assert_eq!(raw(err), expected, "{what}");
+            let st = store.status();
+            assert_eq!((st.stored_status, st.stored_reads as usize), (expected, i + 1), "{what}");
+            assert_eq!((st.source, st.generation), (SOURCE_THIS_RUN, 1), "{what}: the active policy changed");
+        }
+        // A well-formed file whose payload the policy decoder refuses: the
+        // decoder's own status, as SET_POLICY would return.
+        let err = store.load_stored(Ok(garbage_payload)).unwrap_err();
+        assert!(abi_status::decode_code_of(raw(err)).is_some(), "{err:?}");
+        assert_eq!(raw(err), raw(store.set(&[1, 2, 3, 4]).unwrap_err()));
+        assert_eq!(store.status().generation, 1);
     }
 
     proptest::proptest! {

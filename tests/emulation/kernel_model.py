@@ -43,6 +43,8 @@ from typing import Any, Callable
 import layouts as L
 from etw_model import ETW_ARGC, ETW_IRQL_RULES, EtwModelMixin
 from events_model import EVENTS_ARGC, EVENTS_IRQL_RULES, EventsModelMixin
+from files_model import FILES_ARGC, FILES_FAILURE_MODES, FILES_IRQL_RULES, FilesModelMixin
+from store_model import STORE_ARGC, STORE_FAILURE_MODES, STORE_IRQL_RULES, StoreModelMixin, decode_conditions, empty_pools
 
 ZERO_GUID = uuid.UUID(int=0)
 
@@ -69,9 +71,11 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
     "ZwSetSecurityObject": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_INSUFFICIENT_RESOURCES),
     # A failed close of the temporary handle is traced; DriverEntry goes on.
     "ZwClose": (L.STATUS_INVALID_HANDLE, L.STATUS_SUCCESS),
-    # No TraceLevel: per-connection traces stay off; DriverEntry goes on.
+    # No Parameters key / an unreadable value (TraceLevel, FailMode): the default applies
+    # (traces off, fail open); DriverEntry goes on. An absent value is not a failure (traced
+    # at info), so the injected one is a real read error.
     "ZwOpenKey": (L.STATUS_OBJECT_NAME_NOT_FOUND, L.STATUS_SUCCESS),
-    "ZwQueryValueKey": (L.STATUS_OBJECT_NAME_NOT_FOUND, L.STATUS_SUCCESS),
+    "ZwQueryValueKey": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_SUCCESS),
     "FwpmBfeStateSubscribeChanges0": (L.STATUS_INSUFFICIENT_RESOURCES, L.STATUS_INSUFFICIENT_RESOURCES),
     # Teardown calls (their second column is unused: DriverUnload returns nothing).
     "FwpmEngineClose0": (L.RPC_NT_CALL_FAILED, L.STATUS_SUCCESS),
@@ -86,6 +90,12 @@ FAILURE_MODES: dict[str, tuple[int, int]] = {
     # Allocators fail by returning NULL.
     "ExAllocatePool2": (0, L.STATUS_INSUFFICIENT_RESOURCES),
     "ExAllocatePoolWithTag": (0, L.STATUS_INSUFFICIENT_RESOURCES),
+    # Replacing the filters after a policy change (the reauthorization trigger): its failure
+    # aborts the transaction and keeps the old filters; the request still succeeds.
+    "FwpmFilterDeleteById0": (L.STATUS_FWP_NOT_FOUND, L.STATUS_SUCCESS),
+    # The stored policy file (files_model): a read failure never stops the driver.
+    **FILES_FAILURE_MODES,
+    **STORE_FAILURE_MODES,
 }
 
 # Calls that have no effect besides diagnostics or pure computation: they are
@@ -172,6 +182,9 @@ IRQL_RULES: dict[str, tuple[int, str]] = {
     **EVENTS_IRQL_RULES,
     # The ETW provider API and PsGetCurrentProcessId (etw_model.py).
     **ETW_IRQL_RULES,
+    # The stored policy file.
+    **FILES_IRQL_RULES,
+    **STORE_IRQL_RULES,
 }
 # Spin locks, DPC objects, the cancel spin lock and the clock cannot fail.
 INFALLIBLE_APIS |= set(EVENTS_ARGC)
@@ -240,9 +253,13 @@ class EngineSession:
     generation: int = 1  # KernelModel.bfe_generation when opened
     # None, "open" or "commit_failed" (a failed commit still needs an abort).
     txn: str | None = None
-    staged: dict = field(default_factory=lambda: {"sublayers": {}, "callouts": {}, "filters": {}})
+    staged: dict = field(default_factory=empty_pools)
     # Committed objects added through this session.
-    objects: dict = field(default_factory=lambda: {"sublayers": {}, "callouts": {}, "filters": {}})
+    objects: dict = field(default_factory=empty_pools)
+    # Deletions inside the open transaction: (pool, key, object), restored by an abort.
+    deleted: list = field(default_factory=list)
+    # Opened while BFE was not running: only boot-time filters (store_model).
+    boot: bool = False
 
 
 class BugCheck(Exception):
@@ -291,7 +308,7 @@ class PoolArena:
             self.free_lists.setdefault(cls, []).append(addr)
 
 
-class KernelModel(EventsModelMixin, EtwModelMixin):
+class KernelModel(EventsModelMixin, EtwModelMixin, FilesModelMixin, StoreModelMixin):
     """Bookkeeping and rules for one emulated driver instance."""
 
     def __init__(self):
@@ -303,6 +320,10 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
         # The service key's Parameters subkey (None: missing). driver.inx
         # writes TraceLevel 3 (DPFLTR_INFO_LEVEL): per-connection traces on.
         self.parameters: dict[str, tuple[int, Any]] | None = {"TraceLevel": (L.REG_DWORD, 3)}
+        # Files (the stored policy) and the record of filter changes (files_model).
+        self._files_init()
+        # Providers, persistent objects and boot-time filters (store_model).
+        self._store_init()
         # The device's DACL must be in place before a symbolic link names it.
         self.require_dacl_before_link = True
         # Current IRQL of the emulated thread (see IRQL_RULES).
@@ -427,7 +448,7 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
 
     def engine_objects(self) -> dict:
         """Every committed management object still in the engine."""
-        out = {"sublayers": {}, "callouts": {}, "filters": {}}
+        out = self.store_objects()
         for s in self.sessions.values():
             for kind in out:
                 out[kind].update(s.objects[kind])
@@ -482,7 +503,7 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
             "FwpsCalloutRegister3", "FwpsCalloutUnregisterById0", "FwpmEngineOpen0", "FwpmEngineClose0",
             "FwpmTransactionBegin0", "FwpmTransactionCommit0", "FwpmTransactionAbort0",
             "FwpmSubLayerAdd0", "FwpmCalloutAdd0", "FwpmFilterAdd0",
-            "FwpmFilterDeleteById0", "FwpmCalloutDeleteByKey0", "FwpmSubLayerDeleteByKey0",
+            "FwpmFilterDeleteById0", "FwpmCalloutDeleteByKey0", "FwpmSubLayerDeleteByKey0", *STORE_ARGC,
             "FwpmBfeStateSubscribeChanges0", "FwpmBfeStateUnsubscribeChanges0", "FwpmBfeStateGet0",
         ):
             t[("fwpkclnt", name)] = (_ARGC[name], getattr(self, "_" + name))
@@ -495,7 +516,7 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
             "RtlCreateSecurityDescriptor", "RtlCreateAcl", "RtlAddAccessAllowedAce", "RtlSetDaclSecurityDescriptor",
             "ObOpenObjectByPointer", "ZwSetSecurityObject", "ZwClose",
             "KeInitializeEvent", "KeSetEvent", "KeWaitForSingleObject",
-            "ZwOpenKey", "ZwQueryValueKey",
+            "ZwOpenKey", "ZwQueryValueKey", *FILES_ARGC,
         ):
             t[("ntoskrnl", name)] = (_ARGC[name], getattr(self, "_" + name))
         for name, argc in {**EVENTS_ARGC, **ETW_ARGC}.items():
@@ -560,7 +581,7 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
             if s and s.open:
                 s.open = False
                 s.txn = None
-                s.objects = {"sublayers": {}, "callouts": {}, "filters": {}}
+                s.objects = empty_pools()
                 call.notes.append("handle consumed by the failed close; dynamic session run down by BFE")
             return
         if api == "EtwUnregister":
@@ -580,7 +601,7 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
             if s and s.open and s.txn == "open":
                 # The staged objects are gone; the transaction must still be aborted.
                 s.txn = "commit_failed"
-                s.staged = {"sublayers": {}, "callouts": {}, "filters": {}}
+                s.staged = empty_pools()
 
     def end_of_driver_entry(self, status: int) -> None:
         for h, s in self.sessions.items():
@@ -605,11 +626,15 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
         return s
 
     def _dead(self, call: Call, s: EngineSession) -> bool:
+        if s.boot:
+            return self.bfe_state == L.FWPM_SERVICE_RUNNING
         return s.generation != self.bfe_generation or self.bfe_state != L.FWPM_SERVICE_RUNNING
 
     def _all_objects(self, kind: str) -> dict:
         """Committed objects of every open session plus objects staged in open transactions."""
         out = {}
+        for pool in self.store_pools(kind):
+            out.update(pool)
         for s in self.sessions.values():
             out.update(s.objects[kind])
             if s.txn == "open":
@@ -619,6 +644,8 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
     def _visible(self, s: EngineSession, kind: str) -> dict:
         """Objects a transaction on `s` can reference: committed ones and its own staged ones."""
         out = {}
+        for pool in self.store_pools(kind):
+            out.update(pool)
         for other in self.sessions.values():
             out.update(other.objects[kind])
         out.update(s.staged[kind])
@@ -722,15 +749,17 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
         if not hp:
             self.violation(call, "engineHandle", "null out pointer")
             return L.STATUS_FWP_NULL_POINTER
-        if self.bfe_state != L.FWPM_SERVICE_RUNNING:
-            call.notes.append(f"BFE not running (state {self.bfe_state})")
-            return L.RPC_NT_SERVER_UNAVAILABLE
         info = call.args["session"] or {}
         dynamic = bool(info.get("flags", 0) & L.FWPM_SESSION_FLAG_DYNAMIC)
+        boot = self.bfe_state != L.FWPM_SERVICE_RUNNING
+        if boot and dynamic:
+            call.notes.append(f"BFE not running (state {self.bfe_state})")
+            return L.RPC_NT_SERVER_UNAVAILABLE
         h = self._next_handle
         self._next_handle += 0x10
         self.sessions[h] = EngineSession(h, dynamic, info)
         self.sessions[h].generation = self.bfe_generation
+        self.sessions[h].boot = boot
         mem.w64(hp, h)
         call.args["assigned_handle"] = hex(h)
         return L.STATUS_SUCCESS
@@ -756,7 +785,7 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
         if s.dynamic:
             removed = {k: sorted(v) for k, v in s.objects.items() if v}
             call.args["dynamic_objects_deleted"] = removed
-            s.objects = {"sublayers": {}, "callouts": {}, "filters": {}}
+            s.objects = empty_pools()
         return L.STATUS_SUCCESS
 
     def _decode_FwpmTransactionBegin0(self, mem, argv):
@@ -775,7 +804,7 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
             self.violation(call, "flags", f"{flags:#x} has bits other than FWPM_TXN_READ_ONLY")
             return L.STATUS_FWP_INVALID_FLAGS
         s.txn = "open"
-        s.staged = {"sublayers": {}, "callouts": {}, "filters": {}}
+        s.staged = empty_pools()
         return L.STATUS_SUCCESS
 
     def _decode_FwpmTransactionCommit0(self, mem, argv):
@@ -790,10 +819,14 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
         if s.txn != "open":
             self.violation(call, "engineHandle", f"no open transaction (state {s.txn})")
             return L.STATUS_FWP_NO_TXN_IN_PROGRESS
-        for kind in s.objects:
-            s.objects[kind].update(s.staged[kind])
+        self._route_commit(s, call)
         call.args["committed"] = {k: sorted(v) for k, v in s.staged.items()}
-        s.staged = {"sublayers": {}, "callouts": {}, "filters": {}}
+        deleted = [v for (_pool, kind, _k, v) in s.deleted if kind == "filters"]
+        if deleted or s.staged["filters"]:
+            self.filter_changes.append({"session": h, "deleted": deleted, "added": list(s.staged["filters"].values()),
+                                        "call": call.label, "phase": call.phase})
+        s.deleted = []
+        s.staged = empty_pools()
         s.txn = None
         return L.STATUS_SUCCESS
 
@@ -811,7 +844,10 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
             return L.STATUS_FWP_NO_TXN_IN_PROGRESS
         call.args["discarded"] = {k: sorted(v) for k, v in s.staged.items()}
         call.args["state_before"] = s.txn
-        s.staged = {"sublayers": {}, "callouts": {}, "filters": {}}
+        for pool, _kind, k, v in s.deleted:
+            pool[k] = v
+        s.deleted = []
+        s.staged = empty_pools()
         s.txn = None
         return L.STATUS_SUCCESS
 
@@ -844,6 +880,10 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
         h, ptr = argv[0], argv[1]
         call.args = self._decode_FwpmSubLayerAdd0(mem, argv)
         s, sl, failed = self._add_prologue(call, h, ptr, "subLayer")
+        if failed is not None:
+            return failed
+        self._resolve_provider(mem, sl)
+        failed = self._store_rules(call, s, "sublayers", sl)
         if failed is not None:
             return failed
         key = sl["subLayerKey"]
@@ -883,6 +923,11 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
         h, ptr, _sd, idp = argv[:4]
         call.args = self._decode_FwpmFilterAdd0(mem, argv)
         s, f, failed = self._add_prologue(call, h, ptr, "filter", "layerKey")
+        if failed is not None:
+            return failed
+        self._resolve_provider(mem, f)
+        f["conditions"] = decode_conditions(mem, int(f["filterCondition"], 16), f["numFilterConditions"]) if f["numFilterConditions"] else []
+        failed = self._store_rules(call, s, "filters", f)
         if failed is not None:
             return failed
         key = f["filterKey"]
@@ -926,16 +971,27 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
         call.args["assigned_filterId"] = fid
         return L.STATUS_SUCCESS
 
-    def _delete_by(self, call, h, kind, pred, what):
+    def _delete_by(self, call, h, kind, pred, what, missing_ok=False):
         s = self._session(call, h)
         if s is None:
             return L.STATUS_INVALID_HANDLE
+        pools = list(self.store_pools(kind))
         for sess in self.sessions.values():
-            for pool in ([sess.objects[kind]] + ([sess.staged[kind]] if sess.txn == "open" else [])):
+            pools += [sess.objects[kind]] + ([sess.staged[kind]] if sess.txn == "open" else [])
+        if True:
+            for pool in pools:
                 for k, v in list(pool.items()):
                     if pred(k, v):
                         del pool[k]
+                        if s.txn == "open":
+                            s.deleted.append((pool, kind, k, v))
+                        elif pool is self.boot_time_filters or any(pool is p for p in self.bfe_store.values()):
+                            self._store_record("delete", kind, k, v, call.label)
                         return L.STATUS_SUCCESS
+        if missing_ok:
+            from store_model import NOT_FOUND
+            call.notes.append("no such object")
+            return NOT_FOUND[kind]
         self.violation(call, what, "no such object")
         return L.STATUS_FWP_NOT_FOUND
 
@@ -954,7 +1010,10 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
         h, kp = argv[0], argv[1]
         key = str(mem.guid(kp)) if kp else None
         call.args = {"engineHandle": hex(h), "key": key}
-        return self._delete_by(call, h, "sublayers", lambda k, v: k == key, "key")
+        if key in self._all_objects("sublayers") and self._in_use("sublayers", key):
+            call.notes.append(f"sublayer {key} is in use")
+            return L.STATUS_FWP_IN_USE
+        return self._delete_by(call, h, "sublayers", lambda k, v: k == key, "key", missing_ok=True)
 
     # ================================================================ ntoskrnl
     def _decode_IoCreateDevice(self, mem, argv):
@@ -1228,10 +1287,11 @@ class KernelModel(EventsModelMixin, EtwModelMixin):
             return
         if state in (L.FWPM_SERVICE_STOPPED, L.FWPM_SERVICE_STOP_PENDING) and self.bfe_state == L.FWPM_SERVICE_RUNNING:
             for sess in self.sessions.values():
-                sess.objects = {"sublayers": {}, "callouts": {}, "filters": {}}
-                sess.staged = {"sublayers": {}, "callouts": {}, "filters": {}}
+                sess.objects = empty_pools()
+                sess.staged = empty_pools()
         if state == L.FWPM_SERVICE_RUNNING:
             self.bfe_generation += 1
+            self._store_bfe_started()
         self.bfe_state = state
 
     # ============================================================ security
@@ -1512,6 +1572,8 @@ _ARGC = {
     "ObOpenObjectByPointer": 7, "ZwSetSecurityObject": 3, "ZwClose": 1,
     "KeInitializeEvent": 3, "KeSetEvent": 3, "KeWaitForSingleObject": 5,
     "ZwOpenKey": 3, "ZwQueryValueKey": 6,
+    **FILES_ARGC,
+    **STORE_ARGC,
 }
 
 

@@ -8,6 +8,8 @@ import layouts as L
 EXPECTED_ORDER = (
     # TraceLevel from the service key's Parameters subkey
     ["ZwOpenKey", "ZwOpenKey", "ZwClose", "ZwQueryValueKey", "ZwClose"]
+    # FailMode from the same key (absent here: fail open)
+    + ["ZwOpenKey", "ZwOpenKey", "ZwClose", "ZwQueryValueKey", "ZwClose"]
     # the state, then the lock guarding the BFE session
     + ["KeInitializeEvent", "ExAllocatePool2"]
     # the ETW provider, before anything that can trace or write events
@@ -18,11 +20,15 @@ EXPECTED_ORDER = (
        "IoCreateSymbolicLink"]
     # the event log, then its ring's slots
     + ["ExAllocatePool2", "ExAllocatePool2"]
+    # the stored policy (none on this healthy system: not found, monitor mode), the time of
+    # that read for GET_POLICY_STATUS
+    + ["ZwCreateFile", "KeQuerySystemTimePrecise"]
     + ["FwpsCalloutRegister3"] * 4
     # the BFE session lock is held inside a critical region
     + ["FwpmBfeStateSubscribeChanges0", "FwpmBfeStateGet0", "KeAreApcsDisabled", "KeEnterCriticalRegion",
        "KeWaitForSingleObject"]
-    + ["FwpmEngineOpen0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
+    # fail open: no fail-closed set left from an earlier closed run (one probe, NOT_FOUND)
+    + ["FwpmEngineOpen0", "FwpmProviderDeleteByKey0", "FwpmTransactionBegin0", "FwpmSubLayerAdd0"]
     + ["FwpmCalloutAdd0"] * 4
     + ["FwpmFilterAdd0"] * 4
     + ["FwpmTransactionCommit0", "KeSetEvent", "KeLeaveCriticalRegion"]
@@ -41,7 +47,16 @@ def test_driver_entry_call_sequence(driver):
     ck.eq([c.api for c in calls], EXPECTED_ORDER, "DriverEntry", "ordered kernel/WFP call list")
     for c in calls:
         if c.api in ("ExAllocatePool2", "FwpmBfeStateGet0", "KeInitializeEvent", "KeSetEvent", "KeInitializeDpc",
-                     "KeEnterCriticalRegion", "KeLeaveCriticalRegion"):
+                     "KeEnterCriticalRegion", "KeLeaveCriticalRegion", "KeQuerySystemTimePrecise"):
+            continue
+        if c.api == "ZwQueryValueKey" and c.args.get("ValueName") == "FailMode":
+            ck.eq(L.status_name(c.ret), L.status_name(L.STATUS_OBJECT_NAME_NOT_FOUND), c.label, "return value (no FailMode)")
+            continue
+        if c.api == "FwpmProviderDeleteByKey0":
+            ck.eq(c.ret, 0xC0220005, c.label, "return value (STATUS_FWP_PROVIDER_NOT_FOUND: nothing to remove)")
+            continue
+        if c.api == "ZwCreateFile":
+            ck.eq(L.status_name(c.ret), L.status_name(L.STATUS_OBJECT_NAME_NOT_FOUND), c.label, "return value (no stored policy)")
             continue
         ck.eq(c.ret, 0, c.label, "return value")
     ck.done()

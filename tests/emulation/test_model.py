@@ -113,7 +113,7 @@ def test_model_accepts_the_documented_sequence(rig):
     assert rig.call("FwpmTransactionCommit0", h) == 0
     assert len(rig.model.engine_objects()["filters"]) == 1
     assert rig.call("FwpmEngineClose0", h) == 0
-    assert rig.model.engine_objects() == {"sublayers": {}, "callouts": {}, "filters": {}}, "dynamic objects must go with the session"
+    assert rig.model.engine_objects() == {"providers": {}, "sublayers": {}, "callouts": {}, "filters": {}}, "dynamic objects must go with the session"
     assert rig.violations() == []
 
 
@@ -244,7 +244,8 @@ def test_model_bfe_stop_kills_sessions_and_blocks_open(rig):
     h = rig.session()
     rig.model.bfe_set_state(L.FWPM_SERVICE_STOPPED)
     out = rig.emu.alloc(bytes(8))
-    s = rig.emu.alloc(bytes(72))
+    # A dynamic session needs BFE; a static one opens for boot-time filters only (store_model).
+    s = rig.emu.alloc(bytes(32) + (1).to_bytes(4, "little") + bytes(36))
     assert rig.call("FwpmEngineOpen0", 0, L.RPC_C_AUTHN_WINNT, 0, s, out) == L.RPC_NT_SERVER_UNAVAILABLE
     assert rig.call("FwpmTransactionBegin0", h, 0) == L.RPC_NT_CALL_FAILED
     assert rig.call("FwpmEngineClose0", h) == L.RPC_NT_CALL_FAILED

@@ -16,6 +16,7 @@ other does not follow fails here.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -142,9 +143,21 @@ def _weirctl_binary():
     return exe
 
 
-def _weirctl(d: harness.DriverRun, exe, *args: str) -> tuple[int, str, str, list]:
+def _weirctl(d: harness.DriverRun, exe, *args: str, stored=None) -> tuple[int, str, str, list]:
     """Runs `weirctl ARGS` with the emulated driver behind WEIRCTL_EMULATOR; returns (exit code,
-    stdout, stderr, the requests it made)."""
+    stdout, stderr, the requests it made). `stored`: the file weirctl writes as the stored policy
+    (`--stored-path`); before each request it is what the emulated driver finds at its stored-policy
+    path, as if both were the same disk."""
+    from files_model import STORED_POLICY_PATH
+
+    def sync_stored():
+        if stored is None:
+            return
+        if stored.exists():
+            d.model.files[STORED_POLICY_PATH] = stored.read_bytes()
+        else:
+            d.model.files.pop(STORED_POLICY_PATH, None)
+
     calls: list = []
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
@@ -162,6 +175,7 @@ def _weirctl(d: harness.DriverRun, exe, *args: str) -> tuple[int, str, str, list
         if conn is not None:
             with conn, conn.makefile("rw") as f:
                 for line in f:
+                    sync_stored()
                     f.write(json.dumps(_answer(d, json.loads(line), calls)) + "\n")
                     f.flush()
         out, err = proc.communicate(timeout=120)
@@ -178,15 +192,48 @@ def test_weirctl_commands_on_the_real_image(new_run, tmp_path):
     assert rc == 0, err
     assert "driver:     loaded, version" in out and "abi:        stats v2" in out
     assert "policy:     generation 0, 0 rules" in out
+    assert "source:     none (monitor mode" in out and "stored:     none" in out, out
 
-    rc, out, err, calls = _weirctl(d, exe, "policy", "load", "examples/server-ports.toml")
+    # Load = store (atomically) + the driver reads the stored file itself (RELOAD_POLICY).
+    stored = tmp_path / "weir.policy"
+    rc, out, err, calls = _weirctl(d, exe, "policy", "load", "--stored-path", str(stored), "examples/server-ports.toml",
+                                   stored=stored)
     assert rc == 0, err
-    assert out.startswith("loaded examples/server-ports.toml: generation 1, 4 rules, 1 address set (4 entries)"), out
-    assert [(c[0], c[1].split()[0]) for c in calls] == [("set policy", "STATUS_SUCCESS")], calls
+    assert out.startswith("loaded and stored examples/server-ports.toml: generation 1, 4 rules, 1 address set (4 entries)"), out
+    assert [(c[0], c[1].split()[0]) for c in calls] == [("reload policy", "STATUS_SUCCESS")], calls
+    # `policy compile -o` writes exactly the bytes `load` stored and the driver accepted.
+    compiled = tmp_path / "compiled.policy"
+    rc, out, err, calls = _weirctl(d, exe, "--json", "policy", "compile", "examples/server-ports.toml", "-o", str(compiled))
+    assert rc == 0 and calls == [], (rc, err, calls)
+    assert compiled.read_bytes() == stored.read_bytes()
+    payload = stored.read_bytes()[64:]
+    assert json.loads(out)["sha256"] == hashlib.sha256(payload).hexdigest()
+    rc, out, err, _ = _weirctl(d, exe, "--json", "status")
+    assert rc == 0, err
+    doc = json.loads(out)["policy"]
+    assert (doc["source"], doc["generation"], doc["sha256"], doc["stored_refused"]) == (
+        "stored", 1, hashlib.sha256(payload).hexdigest(), None), doc
+    # A restart reads the same file: `weirctl policy reload` stands for it here.
+    rc, out, err, calls = _weirctl(d, exe, "policy", "reload", stored=stored)
+    assert rc == 0 and out.startswith("reloaded the stored policy: generation 2, 4 rules"), (out, err)
+    # --this-run: active, not stored.
+    rc, out, err, calls = _weirctl(d, exe, "policy", "load", "--this-run", "examples/server-ports.toml", stored=stored)
+    assert rc == 0 and "for this run only: generation 3" in out, (out, err)
+    assert [c[0] for c in calls] == ["set policy"], calls
+    rc, out, err, _ = _weirctl(d, exe, "--json", "status")
+    assert json.loads(out)["policy"]["source"] == "this-run", out
+    # A damaged stored file: reload is refused with the reason, the active policy stays.
+    stored.write_bytes(stored.read_bytes()[:-1])
+    rc, out, err, calls = _weirctl(d, exe, "policy", "reload", stored=stored)
+    assert rc == 1 and "0xE0573001" in err and "truncated" in err, (rc, err)
+    rc, out, err, _ = _weirctl(d, exe, "status")
+    assert "source:     this-run, generation 3" in out and "stored policy refused: 0xE0573001" in out, out
+    stored.write_bytes(compiled.read_bytes())
+    _weirctl(d, exe, "policy", "reload", stored=stored)
 
     rc, out, err, _ = _weirctl(d, exe, "policy", "show")
     assert rc == 0, err
-    assert out.startswith("# active policy, generation 1\n"), out
+    assert out.startswith("# active policy, generation 4\n"), out
     shown = tmp_path / "shown.toml"
     shown.write_text(out)
     rc, out, err, _ = _weirctl(d, exe, "--json", "policy", "check", str(shown))
@@ -219,15 +266,16 @@ def test_weirctl_commands_on_the_real_image(new_run, tmp_path):
     assert rc == 1 and calls == [], (rc, calls)
     assert "bad-port-range.toml:5:20: port range 9000-80 is reversed" in err, err
 
-    rc, out, err, _ = _weirctl(d, exe, "policy", "clear")
+    rc, out, err, _ = _weirctl(d, exe, "policy", "clear", "--stored-path", str(stored), stored=stored)
     assert rc == 0, err
-    assert out.startswith("policy cleared: generation 2"), out
+    assert out.startswith(f"deleted the stored policy {stored}\nactive policy cleared: generation 5"), out
+    assert not stored.exists()
     rc, out, err, _ = _weirctl(d, exe, "--json", "status")
     assert rc == 0, err
     doc = json.loads(out)
-    assert (doc["loaded"], doc["policy_generation"], doc["rule_count"]) == (True, 2, 0), doc
+    assert (doc["loaded"], doc["policy_generation"], doc["rule_count"], doc["policy"]["source"]) == (True, 5, 0, "none"), doc
     rc, out, err, _ = _weirctl(d, exe, "policy", "show")
-    assert rc == 0 and out.startswith("# no policy loaded (generation 2)"), out
+    assert rc == 0 and out.startswith("# no policy loaded (generation 5)"), out
 
     d.expect_no_fault(d.unload())
     d.expect_clean()

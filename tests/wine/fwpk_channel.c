@@ -179,8 +179,8 @@ static int state_json(char *out, size_t n)
     for (int i = 0; i < MAX_CALLOUTS; i++) registered += callouts[i].live;
     int subscribed = 0;
     for (int i = 0; i < MAX_SUBS; i++) subscribed += subs[i].live;
-    PUT(",\"registered_callouts\":%d,\"subscriptions\":%d,\"dpcs_run\":%ld,\"faults_hit\":%ld,\"pool_live\":%lld,\"calls\":{",
-        registered, subscribed, dpcs_run, faults_hit, (long long)(pool_allocated - call_count[R_ExFreePoolWithTag]));
+    PUT(",\"registered_callouts\":%d,\"subscriptions\":%d,\"dpcs_run\":%ld,\"faults_hit\":%ld,\"pool_live\":%lld,\"etw_live\":%ld,\"calls\":{",
+        registered, subscribed, dpcs_run, faults_hit, (long long)(pool_allocated - call_count[R_ExFreePoolWithTag]), etw_live);
     for (int r = 0; r < R_COUNT; r++) PUT("%s\"%s\":%ld", r ? "," : "", routine_names[r], call_count[r]);
     PUT("}}");
 #undef PUT

@@ -102,6 +102,41 @@ static void WINAPI fill_KeFlushQueuedDpcs(void)
     LeaveCriticalSection(&dpc_lock);
 }
 
+/* ETW: Wine 8's ntoskrnl has no EtwRegister/EtwUnregister/EtwWriteTransfer. Here a provider
+   registers and no trace session ever enables it, so the enable callback is never called and a
+   driver that writes only when enabled writes nothing; a write anyway is counted and accepted.
+   Live registrations are counted (etw_live) so the unload check sees them balanced. */
+
+static NTSTATUS WINAPI fill_EtwRegister(const GUID *provider, void *callback, void *context, uint64_t *handle)
+{
+    (void)callback;
+    (void)context;
+    if (fault(R_EtwRegister)) return fail_status[R_EtwRegister];
+    if (provider == NULL || handle == NULL) return (NTSTATUS)0xC000000Du; /* STATUS_INVALID_PARAMETER */
+    *handle = 0xE7000000u + (uint64_t)InterlockedIncrement(&etw_live);
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS WINAPI fill_EtwUnregister(uint64_t handle)
+{
+    (void)fault(R_EtwUnregister);
+    if (handle == 0) return (NTSTATUS)0xC0000008u; /* STATUS_INVALID_HANDLE */
+    InterlockedDecrement(&etw_live);
+    return STATUS_SUCCESS;
+}
+
+static NTSTATUS WINAPI fill_EtwWriteTransfer(uint64_t handle, const void *descriptor, const GUID *activity,
+                                             const GUID *related, ULONG count, const void *data)
+{
+    (void)descriptor;
+    (void)activity;
+    (void)related;
+    (void)count;
+    (void)data;
+    (void)fault(R_EtwWriteTransfer);
+    return handle == 0 ? (NTSTATUS)0xC0000008u : STATUS_SUCCESS;
+}
+
 static DWORD WINAPI dpc_worker(void *unused)
 {
     (void)unused;
@@ -150,6 +185,38 @@ WRAP(ZwClose)
 /* Counted only: blocks freed, against ExAllocatePool2's successes (a leak check at unload). */
 WRAP(ExFreePoolWithTag)
 
+/* ZwCreateFile: Wine 8's object namespace has no \SystemRoot link, so the driver's
+   \SystemRoot\System32\drivers\weir\weir.policy would answer OBJECT_PATH_NOT_FOUND. A name
+   under \SystemRoot\ (no root directory) is opened as \??\C:\windows\<rest>, where the
+   prefix's SystemRoot is; every other call goes to Wine unchanged. */
+typedef uint64_t (WINAPI *create_fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t,
+                                     uint64_t, uint64_t, uint64_t);
+struct unicode_string { USHORT length, maximum; WCHAR *buffer; };
+static uint64_t WINAPI wrap_ZwCreateFile(uint64_t a, uint64_t b, uint64_t c, uint64_t d, uint64_t e, uint64_t f,
+                                         uint64_t g, uint64_t h, uint64_t i, uint64_t j, uint64_t k)
+{
+    if (fault(R_ZwCreateFile)) return (uint32_t)fail_status[R_ZwCreateFile];
+    create_fn wine = (create_fn)original[R_ZwCreateFile];
+    static const WCHAR from[] = L"\\SystemRoot\\", to[] = L"\\??\\C:\\windows\\";
+    const size_t from_len = sizeof from / sizeof from[0] - 1, to_len = sizeof to / sizeof to[0] - 1;
+    const uint8_t *oa = (const uint8_t *)(uintptr_t)c;
+    const struct unicode_string *name = oa ? *(struct unicode_string *const *)(oa + 16) : NULL;
+    if (name == NULL || *(void *const *)(oa + 8) != NULL || name->length / 2 < from_len ||
+        _wcsnicmp(name->buffer, from, from_len) != 0) {
+        return wine(a, b, c, d, e, f, g, h, i, j, k);
+    }
+    size_t rest = name->length / 2 - from_len;
+    WCHAR path[600];
+    if (to_len + rest >= sizeof path / sizeof path[0]) return (uint32_t)0xC0000033u; /* OBJECT_NAME_INVALID */
+    memcpy(path, to, to_len * sizeof(WCHAR));
+    memcpy(path + to_len, name->buffer + from_len, rest * sizeof(WCHAR));
+    struct unicode_string mapped = { (USHORT)((to_len + rest) * 2), (USHORT)((to_len + rest) * 2), path };
+    uint8_t copy[48];
+    memcpy(copy, oa, sizeof copy);
+    *(struct unicode_string **)(copy + 16) = &mapped;
+    return wine(a, b, (uint64_t)(uintptr_t)copy, d, e, f, g, h, i, j, k);
+}
+
 static void *const replacement[R_COUNT] = {
     [R_ExAllocatePool2] = (void *)fill_ExAllocatePool2,
     [R_KeQuerySystemTimePrecise] = (void *)fill_KeQuerySystemTimePrecise,
@@ -157,6 +224,9 @@ static void *const replacement[R_COUNT] = {
     [R_KeInsertQueueDpc] = (void *)fill_KeInsertQueueDpc,
     [R_KeRemoveQueueDpc] = (void *)fill_KeRemoveQueueDpc,
     [R_KeFlushQueuedDpcs] = (void *)fill_KeFlushQueuedDpcs,
+    [R_EtwRegister] = (void *)fill_EtwRegister,
+    [R_EtwUnregister] = (void *)fill_EtwUnregister,
+    [R_EtwWriteTransfer] = (void *)fill_EtwWriteTransfer,
     [R_IoCreateDevice] = (void *)wrap_IoCreateDevice,
     [R_IoCreateSymbolicLink] = (void *)wrap_IoCreateSymbolicLink,
     [R_RtlCreateSecurityDescriptor] = (void *)wrap_RtlCreateSecurityDescriptor,
@@ -169,6 +239,7 @@ static void *const replacement[R_COUNT] = {
     [R_ZwQueryValueKey] = (void *)wrap_ZwQueryValueKey,
     [R_ZwClose] = (void *)wrap_ZwClose,
     [R_ExFreePoolWithTag] = (void *)wrap_ExFreePoolWithTag,
+    [R_ZwCreateFile] = (void *)wrap_ZwCreateFile,
 };
 
 static int in_some_module(const void *addr)

@@ -70,6 +70,54 @@ static NTSTATUS add_filter(HANDLE h, unsigned n, unsigned layer, unsigned sublay
     return FwpmFilterAdd0(h, f, NULL, NULL);
 }
 
+/* The providerKey pointers name this (the engine copies the key). */
+static GUID provider_key;
+
+static const GUID *provider_of(unsigned n)
+{
+    if (n == 0) return NULL;
+    provider_key = key_n(n);
+    return &provider_key;
+}
+
+static NTSTATUS add_provider(HANDLE h, unsigned n, uint32_t flags)
+{
+    uint8_t p[72] = { 0 };
+    *(GUID *)p = key_n(n);
+    ((DISPLAY *)(p + 16))->name = name_text;
+    *(uint32_t *)(p + 32) = flags;
+    return FwpmProviderAdd0(h, p, NULL);
+}
+
+static NTSTATUS add_sublayer_of(HANDLE h, unsigned n, uint32_t flags, unsigned provider)
+{
+    uint8_t s[72] = { 0 };
+    *(GUID *)s = key_n(n);
+    ((DISPLAY *)(s + 16))->name = name_text;
+    *(uint32_t *)(s + 32) = flags;
+    *(const GUID **)(s + 40) = provider_of(provider);
+    return FwpmSubLayerAdd0(h, s, NULL);
+}
+
+static NTSTATUS add_filter_of(HANDLE h, unsigned n, unsigned sublayer, uint32_t flags, unsigned provider)
+{
+    uint8_t f[200] = { 0 };
+    *(GUID *)f = key_n(n);
+    ((DISPLAY *)(f + 16))->name = name_text;
+    *(uint32_t *)(f + 32) = flags;
+    *(const GUID **)(f + 40) = provider_of(provider);
+    *(GUID *)(f + 64) = layer_by_id(48)->key;
+    if (sublayer) *(GUID *)(f + 80) = key_n(sublayer);
+    *(uint32_t *)(f + 128) = FWP_ACTION_BLOCK;
+    return FwpmFilterAdd0(h, f, NULL, NULL);
+}
+
+static NTSTATUS delete_key(NTSTATUS (WINAPI *del)(HANDLE, const GUID *), HANDLE h, unsigned n)
+{
+    GUID k = key_n(n);
+    return del(h, &k);
+}
+
 static int live_objects(void)
 {
     int n = 0;
@@ -150,6 +198,7 @@ static NTSTATUS s_open_needs_running_bfe(void)
     set_bfe_state(0);
     HANDLE h;
     uint8_t s[72] = { 0 };
+    *(uint32_t *)(s + 32) = 1; /* FWPM_SESSION_FLAG_DYNAMIC */
     return FwpmEngineOpen0(NULL, 10, NULL, s, &h);
 }
 static NTSTATUS s_stopped_bfe_breaks_sessions(void)
@@ -203,6 +252,69 @@ static NTSTATUS s_permit_if_callout_unregistered(void)
     }
     return STATUS_SUCCESS;
 }
+static NTSTATUS s_provider_exists(void)
+{
+    HANDLE h = open_session(0);
+    FwpmTransactionBegin0(h, 0);
+    EXPECT(add_sublayer_of(h, 1, 0, 5) == STATUS_FWP_PROVIDER_NOT_FOUND);
+    return add_filter_of(h, 3, 0, 0, 5);
+}
+static NTSTATUS s_persistent_needs_static_session(void)
+{
+    HANDLE h = open_session(1);
+    FwpmTransactionBegin0(h, 0);
+    return add_provider(h, 5, FLAG_PERSISTENT);
+}
+static NTSTATUS s_persistent_survives_close_and_bfe_restart(void)
+{
+    HANDLE h = open_session(0);
+    FwpmTransactionBegin0(h, 0);
+    EXPECT(add_provider(h, 5, FLAG_PERSISTENT) == STATUS_SUCCESS);
+    EXPECT(add_sublayer_of(h, 1, FLAG_PERSISTENT, 5) == STATUS_SUCCESS);
+    EXPECT(FwpmTransactionCommit0(h) == STATUS_SUCCESS);
+    EXPECT(FwpmEngineClose0(h) == STATUS_SUCCESS);
+    set_bfe_state(0);
+    set_bfe_state(FWPM_SERVICE_RUNNING);
+    h = open_session(0);
+    FwpmTransactionBegin0(h, 0);
+    EXPECT(add_sublayer_of(h, 1, 0, 5) == STATUS_FWP_ALREADY_EXISTS);
+    return add_provider(h, 5, FLAG_PERSISTENT);
+}
+static NTSTATUS s_delete_absent_filter(void)
+{
+    HANDLE h = open_session(1);
+    EXPECT(delete_key(FwpmSubLayerDeleteByKey0, h, 1) == STATUS_FWP_SUBLAYER_NOT_FOUND);
+    return delete_key(FwpmFilterDeleteByKey0, h, 3);
+}
+static NTSTATUS s_delete_absent_provider(void) { return delete_key(FwpmProviderDeleteByKey0, open_session(1), 5); }
+static NTSTATUS s_in_use_not_deleted(void)
+{
+    HANDLE h = open_session(0);
+    FwpmTransactionBegin0(h, 0);
+    EXPECT(add_provider(h, 5, 0) == STATUS_SUCCESS);
+    EXPECT(add_sublayer_of(h, 1, 0, 5) == STATUS_SUCCESS);
+    EXPECT(add_filter_of(h, 3, 1, 0, 0) == STATUS_SUCCESS);
+    EXPECT(FwpmTransactionCommit0(h) == STATUS_SUCCESS);
+    EXPECT(delete_key(FwpmSubLayerDeleteByKey0, h, 1) == STATUS_FWP_IN_USE);
+    NTSTATUS st = delete_key(FwpmProviderDeleteByKey0, h, 5);
+    /* Emptied in order, each goes. */
+    EXPECT(delete_key(FwpmFilterDeleteByKey0, h, 3) == STATUS_SUCCESS);
+    EXPECT(delete_key(FwpmSubLayerDeleteByKey0, h, 1) == STATUS_SUCCESS);
+    EXPECT(delete_key(FwpmProviderDeleteByKey0, h, 5) == STATUS_SUCCESS);
+    return st;
+}
+static NTSTATUS s_boot_time_dropped_at_bfe_start(void)
+{
+    HANDLE h = open_session(0);
+    FwpmTransactionBegin0(h, 0);
+    EXPECT(add_filter_of(h, 3, 0, FWPM_FILTER_FLAG_BOOTTIME, 0) == STATUS_SUCCESS);
+    EXPECT(FwpmTransactionCommit0(h) == STATUS_SUCCESS);
+    set_bfe_state(0);
+    EXPECT(live_objects() == 1); /* a boot-time filter outlives the BFE stop */
+    set_bfe_state(FWPM_SERVICE_RUNNING);
+    EXPECT(live_objects() == 0);
+    return delete_key(FwpmFilterDeleteByKey0, open_session(1), 3);
+}
 
 static const struct { const char *id; NTSTATUS (*run)(void); } scenarios[] = {
     { "add-needs-transaction", s_add_needs_transaction },
@@ -221,6 +333,13 @@ static const struct { const char *id; NTSTATUS (*run)(void); } scenarios[] = {
     { "bfe-stop-deletes-objects", s_bfe_stop_deletes_objects },
     { "dynamic-close-deletes", s_dynamic_close_deletes },
     { "permit-if-callout-unregistered", s_permit_if_callout_unregistered },
+    { "provider-exists", s_provider_exists },
+    { "persistent-needs-static-session", s_persistent_needs_static_session },
+    { "persistent-survives-close-and-bfe-restart", s_persistent_survives_close_and_bfe_restart },
+    { "delete-absent-filter", s_delete_absent_filter },
+    { "delete-absent-provider", s_delete_absent_provider },
+    { "in-use-not-deleted", s_in_use_not_deleted },
+    { "boot-time-dropped-at-bfe-start", s_boot_time_dropped_at_bfe_start },
 };
 
 int main(int argc, char **argv)

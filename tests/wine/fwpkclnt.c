@@ -10,8 +10,8 @@
  *
  * Wine runs this DLL's DllMain while it binds weir.sys's imports: after the driver's import
  * table is filled, before DriverEntry. That is where the ntoskrnl routines Wine lacks or
- * stubs are pointed at working versions here (ExAllocatePool2, KeQuerySystemTimePrecise, and
- * a real DPC queue run by a worker thread), without changing a byte of weir.sys. A DLL load
+ * stubs are pointed at working versions here (ExAllocatePool2, KeQuerySystemTimePrecise,
+ * a real DPC queue run by a worker thread, and ETW registration with no session listening), without changing a byte of weir.sys. A DLL load
  * notification does the same for later loads of weir.sys in the same host. An import bound
  * to nothing (Wine's loader stub) makes the load fail, and the routine is named in
  * C:\weirtest\refused.txt.
@@ -43,13 +43,15 @@ enum routine {
     R_FwpmFilterDeleteById0, R_FwpmCalloutDeleteByKey0, R_FwpmSubLayerDeleteByKey0,
     R_FwpsCalloutRegister3, R_FwpsCalloutUnregisterById0, R_FwpmBfeStateGet0,
     R_FwpmBfeStateSubscribeChanges0, R_FwpmBfeStateUnsubscribeChanges0,
+    R_FwpmProviderAdd0, R_FwpmProviderDeleteByKey0, R_FwpmFilterDeleteByKey0,
     /* ntoskrnl routines the stand-in provides */
     R_ExAllocatePool2, R_KeQuerySystemTimePrecise, R_KeInitializeDpc, R_KeInsertQueueDpc,
-    R_KeRemoveQueueDpc, R_KeFlushQueuedDpcs,
+    R_KeRemoveQueueDpc, R_KeFlushQueuedDpcs, R_EtwRegister, R_EtwUnregister, R_EtwWriteTransfer,
     /* Wine's own ntoskrnl routines, wrapped only to count calls and inject failures */
     R_IoCreateDevice, R_IoCreateSymbolicLink, R_RtlCreateSecurityDescriptor, R_RtlCreateAcl,
     R_RtlAddAccessAllowedAce, R_RtlSetDaclSecurityDescriptor, R_ObOpenObjectByPointer,
     R_ZwSetSecurityObject, R_ZwOpenKey, R_ZwQueryValueKey, R_ZwClose, R_ExFreePoolWithTag,
+    R_ZwCreateFile,
     R_COUNT
 };
 static const char *const routine_names[R_COUNT] = {
@@ -58,11 +60,13 @@ static const char *const routine_names[R_COUNT] = {
     "FwpmFilterDeleteById0", "FwpmCalloutDeleteByKey0", "FwpmSubLayerDeleteByKey0",
     "FwpsCalloutRegister3", "FwpsCalloutUnregisterById0", "FwpmBfeStateGet0",
     "FwpmBfeStateSubscribeChanges0", "FwpmBfeStateUnsubscribeChanges0",
+    "FwpmProviderAdd0", "FwpmProviderDeleteByKey0", "FwpmFilterDeleteByKey0",
     "ExAllocatePool2", "KeQuerySystemTimePrecise", "KeInitializeDpc", "KeInsertQueueDpc",
-    "KeRemoveQueueDpc", "KeFlushQueuedDpcs",
+    "KeRemoveQueueDpc", "KeFlushQueuedDpcs", "EtwRegister", "EtwUnregister", "EtwWriteTransfer",
     "IoCreateDevice", "IoCreateSymbolicLink", "RtlCreateSecurityDescriptor", "RtlCreateAcl",
     "RtlAddAccessAllowedAce", "RtlSetDaclSecurityDescriptor", "ObOpenObjectByPointer",
     "ZwSetSecurityObject", "ZwOpenKey", "ZwQueryValueKey", "ZwClose", "ExFreePoolWithTag",
+    "ZwCreateFile",
 };
 /* First wrapped Wine routine; the ones from R_ExAllocatePool2 up to it are filled here. */
 #define R_FIRST_WRAPPED R_IoCreateDevice
@@ -73,6 +77,7 @@ static volatile LONG fail_at[R_COUNT];     /* 0: no fault; else the call number 
 static NTSTATUS fail_status[R_COUNT];
 static volatile LONG faults_hit;
 static volatile LONG dpcs_run; /* DPCs the worker ran (fwpk_kernel.c) */
+static volatile LONG etw_live; /* EtwRegister successes not yet unregistered (fwpk_kernel.c) */
 static volatile LONG64 pool_allocated; /* ExAllocatePool2 successes (fwpk_kernel.c) */
 
 static int routine_index(const char *name)
@@ -112,15 +117,23 @@ typedef struct { const WCHAR *name, *description; } DISPLAY;
 
 typedef struct {
     int live, committed, session;  /* session: index of the session that added it */
+    int persistent;                /* the object's PERSISTENT flag (0x1 for every kind) */
+    int has_provider;
     GUID key;
     GUID layer;                    /* callouts: applicableLayer; filters: layerKey */
     GUID callout_key;              /* filters with a callout action */
+    GUID sublayer;                 /* filters: subLayerKey (zero: the default sublayer) */
+    GUID provider;                 /* the providerKey it names, when has_provider */
     uint32_t action, flags;
     uint64_t id;
 } object_t;
 
-enum kind { K_SUBLAYER, K_CALLOUT, K_FILTER, K_KINDS };
-static const char *const kind_names[K_KINDS] = { "sublayers", "callouts", "filters" };
+/* FWPM_*_FLAG_PERSISTENT is 0x1 for providers, sublayers, callouts and filters. */
+#define FLAG_PERSISTENT 0x1u
+#define FWPM_FILTER_FLAG_BOOTTIME 0x2u
+
+enum kind { K_PROVIDER, K_SUBLAYER, K_CALLOUT, K_FILTER, K_KINDS };
+static const char *const kind_names[K_KINDS] = { "providers", "sublayers", "callouts", "filters" };
 #define MAX_OBJECTS 256
 static object_t objects[K_KINDS][MAX_OBJECTS];
 
@@ -215,15 +228,52 @@ static const struct layer_rule *layer_by_id(unsigned id)
     return NULL;
 }
 
-/* Deletes the objects of session `s` (-1: of every session); `staged_only` for a rollback. */
+/* Deletes the objects of session `s` (-1: of every session); `staged_only` for a rollback.
+   Committed persistent objects (BFE keeps them) and boot-time filters (enforced until BFE
+   starts) stay unless `staged_only` takes them back. */
 static void delete_objects(int s, int staged_only)
 {
     for (int k = 0; k < K_KINDS; k++) {
         for (int i = 0; i < MAX_OBJECTS; i++) {
             object_t *o = &objects[k][i];
-            if (o->live && (s < 0 || o->session == s) && (!staged_only || !o->committed)) o->live = 0;
+            int kept = o->committed && (o->persistent || (k == K_FILTER && (o->flags & FWPM_FILTER_FLAG_BOOTTIME)));
+            if (o->live && (s < 0 || o->session == s) && (!staged_only || !o->committed) && !kept) o->live = 0;
         }
     }
+}
+
+/* RULE in-use-not-deleted: an object names the provider, or a filter the sublayer. */
+static int in_use(enum kind k, const GUID *key)
+{
+    for (int j = K_SUBLAYER; j < K_KINDS; j++) {
+        for (int i = 0; i < MAX_OBJECTS; i++) {
+            const object_t *o = &objects[j][i];
+            if (!o->live) continue;
+            if (k == K_PROVIDER && o->has_provider && memcmp(&o->provider, key, sizeof *key) == 0) return 1;
+            if (k == K_SUBLAYER && j == K_FILTER && memcmp(&o->sublayer, key, sizeof *key) == 0) return 1;
+        }
+    }
+    return 0;
+}
+
+/* The persistence rules of an add of an object with `flags` naming the provider at
+   `provider_key` (NULL: none) in session `s`; engine lock held. */
+static NTSTATUS store_rules(int s, uint32_t flags, const GUID *provider_key)
+{
+    int persistent = (flags & FLAG_PERSISTENT) != 0;
+    if (persistent && sessions[s].dynamic) return RULE_PERSISTENT_NEEDS_STATIC_SESSION;
+    if (provider_key != NULL) {
+        const object_t *p = find_key(K_PROVIDER, provider_key, s);
+        if (p == NULL) return RULE_PROVIDER_EXISTS;
+        if (persistent && !p->persistent) return STATUS_FWP_INVALID_PARAMETER_;
+    }
+    return STATUS_SUCCESS;
+}
+
+static void set_provider(object_t *o, const GUID *provider_key)
+{
+    o->has_provider = provider_key != NULL;
+    if (provider_key) o->provider = *provider_key;
 }
 
 /* ------------------------------------------------------------------ Fwpm* management API */
@@ -346,10 +396,18 @@ EXPORT NTSTATUS WINAPI FwpmSubLayerAdd0(HANDLE h, const uint8_t *sl, void *sd)
     NTSTATUS st = add_prologue(h, sl, &s);
     if (st != STATUS_SUCCESS) return st;
     const GUID *key = (const GUID *)sl;
+    uint32_t flags = *(const uint32_t *)(sl + 32);
+    const GUID *provider = *(const GUID *const *)(sl + 40);
     object_t *o;
-    if (find_key(K_SUBLAYER, key, -1)) st = RULE_UNIQUE_KEYS;
+    if ((st = store_rules(s, flags, provider)) != STATUS_SUCCESS) {
+    } else if (find_key(K_SUBLAYER, key, -1)) st = RULE_UNIQUE_KEYS;
     else if ((o = new_object(K_SUBLAYER, s)) == NULL) st = STATUS_INSUFFICIENT_RESOURCES;
-    else o->key = *key;
+    else {
+        o->key = *key;
+        o->flags = flags;
+        o->persistent = (flags & FLAG_PERSISTENT) != 0;
+        set_provider(o, provider);
+    }
     ReleaseSRWLockExclusive(&engine);
     return st;
 }
@@ -392,9 +450,14 @@ EXPORT NTSTATUS WINAPI FwpmFilterAdd0(HANDLE h, const uint8_t *f, void *sd, uint
     const GUID *sublayer = (const GUID *)(f + 80);
     uint32_t action = *(const uint32_t *)(f + 128);
     const GUID *callout_key = (const GUID *)(f + 132);
+    uint32_t flags = *(const uint32_t *)(f + 32);
+    const GUID *provider = *(const GUID *const *)(f + 40);
     object_t *o;
     if (layer_by_key(layer) == NULL) {
         st = RULE_KNOWN_LAYER;
+    } else if ((flags & FLAG_PERSISTENT) && (flags & FWPM_FILTER_FLAG_BOOTTIME)) {
+        st = STATUS_FWP_INVALID_FLAGS;
+    } else if ((st = store_rules(s, flags, provider)) != STATUS_SUCCESS) {
     } else if (memcmp(sublayer, &zero, sizeof zero) != 0 && find_key(K_SUBLAYER, sublayer, s) == NULL) {
         st = RULE_FILTER_SUBLAYER_EXISTS;
     } else if (action != FWP_ACTION_BLOCK && action != FWP_ACTION_PERMIT && (action & FWP_ACTION_FLAG_CALLOUT) == 0) {
@@ -413,7 +476,10 @@ EXPORT NTSTATUS WINAPI FwpmFilterAdd0(HANDLE h, const uint8_t *f, void *sd, uint
         o->key = *key;
         o->layer = *layer;
         o->action = action;
-        o->flags = *(const uint32_t *)(f + 32);
+        o->flags = flags;
+        o->persistent = (flags & FLAG_PERSISTENT) != 0;
+        o->sublayer = *sublayer;
+        set_provider(o, provider);
         if (action & FWP_ACTION_FLAG_CALLOUT) o->callout_key = *callout_key;
         o->id = next_filter_id++;
         if (id) *id = o->id;
@@ -422,13 +488,15 @@ EXPORT NTSTATUS WINAPI FwpmFilterAdd0(HANDLE h, const uint8_t *f, void *sd, uint
     return st;
 }
 
-static NTSTATUS delete_where(HANDLE h, enum kind k, const GUID *key, uint64_t id)
+/* `absent`: what deleting a missing object answers (RULE delete-absent-*). */
+static NTSTATUS delete_where(HANDLE h, enum kind k, const GUID *key, uint64_t id, NTSTATUS absent)
 {
     AcquireSRWLockExclusive(&engine);
     int s = session_of(h);
-    NTSTATUS st = STATUS_FWP_NOT_FOUND;
+    NTSTATUS st = absent;
     if (s < 0) st = STATUS_INVALID_HANDLE;
     else if (dead(s)) st = RPC_NT_CALL_FAILED;
+    else if (key && (k == K_PROVIDER || k == K_SUBLAYER) && find_key(k, key, -1) && in_use(k, key)) st = RULE_IN_USE_NOT_DELETED;
     else {
         for (int i = 0; i < MAX_OBJECTS; i++) {
             object_t *o = &objects[k][i];
@@ -446,19 +514,54 @@ static NTSTATUS delete_where(HANDLE h, enum kind k, const GUID *key, uint64_t id
 EXPORT NTSTATUS WINAPI FwpmFilterDeleteById0(HANDLE h, uint64_t id)
 {
     if (fault(R_FwpmFilterDeleteById0)) return fail_status[R_FwpmFilterDeleteById0];
-    return delete_where(h, K_FILTER, NULL, id);
+    return delete_where(h, K_FILTER, NULL, id, STATUS_FWP_NOT_FOUND);
 }
 
 EXPORT NTSTATUS WINAPI FwpmCalloutDeleteByKey0(HANDLE h, const GUID *key)
 {
     if (fault(R_FwpmCalloutDeleteByKey0)) return fail_status[R_FwpmCalloutDeleteByKey0];
-    return key ? delete_where(h, K_CALLOUT, key, 0) : STATUS_FWP_NULL_POINTER;
+    return key ? delete_where(h, K_CALLOUT, key, 0, STATUS_FWP_NOT_FOUND) : STATUS_FWP_NULL_POINTER;
 }
 
 EXPORT NTSTATUS WINAPI FwpmSubLayerDeleteByKey0(HANDLE h, const GUID *key)
 {
     if (fault(R_FwpmSubLayerDeleteByKey0)) return fail_status[R_FwpmSubLayerDeleteByKey0];
-    return key ? delete_where(h, K_SUBLAYER, key, 0) : STATUS_FWP_NULL_POINTER;
+    return key ? delete_where(h, K_SUBLAYER, key, 0, STATUS_FWP_SUBLAYER_NOT_FOUND) : STATUS_FWP_NULL_POINTER;
+}
+
+EXPORT NTSTATUS WINAPI FwpmFilterDeleteByKey0(HANDLE h, const GUID *key)
+{
+    if (fault(R_FwpmFilterDeleteByKey0)) return fail_status[R_FwpmFilterDeleteByKey0];
+    return key ? delete_where(h, K_FILTER, key, 0, RULE_DELETE_ABSENT_FILTER) : STATUS_FWP_NULL_POINTER;
+}
+
+EXPORT NTSTATUS WINAPI FwpmProviderDeleteByKey0(HANDLE h, const GUID *key)
+{
+    if (fault(R_FwpmProviderDeleteByKey0)) return fail_status[R_FwpmProviderDeleteByKey0];
+    return key ? delete_where(h, K_PROVIDER, key, 0, RULE_DELETE_ABSENT_PROVIDER) : STATUS_FWP_NULL_POINTER;
+}
+
+/* FWPM_PROVIDER0: providerKey, displayData, flags (+32). */
+EXPORT NTSTATUS WINAPI FwpmProviderAdd0(HANDLE h, const uint8_t *p, void *sd)
+{
+    (void)sd;
+    int s;
+    if (fault(R_FwpmProviderAdd0)) return fail_status[R_FwpmProviderAdd0];
+    NTSTATUS st = add_prologue(h, p, &s);
+    if (st != STATUS_SUCCESS) return st;
+    const GUID *key = (const GUID *)p;
+    uint32_t flags = *(const uint32_t *)(p + 32);
+    object_t *o;
+    if ((st = store_rules(s, flags, NULL)) != STATUS_SUCCESS) {
+    } else if (find_key(K_PROVIDER, key, -1)) st = RULE_UNIQUE_KEYS;
+    else if ((o = new_object(K_PROVIDER, s)) == NULL) st = STATUS_INSUFFICIENT_RESOURCES;
+    else {
+        o->key = *key;
+        o->flags = flags;
+        o->persistent = (flags & FLAG_PERSISTENT) != 0;
+    }
+    ReleaseSRWLockExclusive(&engine);
+    return st;
 }
 
 /* ------------------------------------------------------------------ Fwps* run-time API */
@@ -555,6 +658,13 @@ static void set_bfe_state(uint32_t state)
         /* RULE bfe-stop-deletes-objects: BFE takes every object with it; sessions die. */
         delete_objects(-1, 0);
         InterlockedIncrement(&bfe_generation);
+    }
+    if (state == FWPM_SERVICE_RUNNING && bfe_state != FWPM_SERVICE_RUNNING) {
+        /* RULE boot-time-dropped-at-bfe-start: BFE drops the boot-time filters as it starts. */
+        for (int i = 0; i < MAX_OBJECTS; i++) {
+            object_t *o = &objects[K_FILTER][i];
+            if (o->live && (o->flags & FWPM_FILTER_FLAG_BOOTTIME)) o->live = 0;
+        }
     }
     bfe_state = (LONG)state;
     ReleaseSRWLockExclusive(&engine);

@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE.parent / "emulation"))
 
 import kernel_model as K  # noqa: E402
 import layouts as L  # noqa: E402
+import store_model as S  # noqa: E402
 
 TABLE = tomllib.loads((HERE / "wfp_rules.toml").read_text())
 STATUS = TABLE["status"]
@@ -62,6 +63,19 @@ class FakeMem:
     def guid(self, addr):
         return uuid.UUID(self.objects[addr]["key"])
 
+    # FWPM_PROVIDER0 is read field by field: displayData at +16, flags at +32.
+    def display_data(self, addr):
+        return self.objects[addr - 16]["displayData"]
+
+    def u32(self, addr):
+        return self.objects[addr - 32]["flags"]
+
+    def byte_blob(self, addr):
+        return None
+
+    def ptr(self, addr):
+        return 0
+
 
 class Engine:
     """A fresh model plus the calls a scenario makes, each returning the model's status."""
@@ -87,16 +101,28 @@ class Engine:
         co = self.mem.put({"calloutKey": key, "flags": 0, "classifyFn": 0x1000, "notifyFn": 0x2000, "flowDeleteFn": 0})
         return self.call("FwpsCalloutRegister3", DEVICE, co, 0)
 
-    def sublayer(self, h: int, key: str, name: str | None = "s") -> int:
-        return self.call("FwpmSubLayerAdd0", h, self.mem.put({"subLayerKey": key, "displayData": {"name": name}}), 0)
+    def sublayer(self, h: int, key: str, name: str | None = "s", *, flags: int = 0, provider: str | None = None) -> int:
+        obj = {"subLayerKey": key, "displayData": {"name": name}, "flags": flags, "providerKey": self._provider_ptr(provider)}
+        return self.call("FwpmSubLayerAdd0", h, self.mem.put(obj), 0)
+
+    def _provider_ptr(self, provider: str | None) -> str:
+        return hex(self.mem.put({"key": provider})) if provider else "0x0"
+
+    def provider(self, h: int, key: str, *, flags: int = 0) -> int:
+        return self.call("FwpmProviderAdd0", h, self.mem.put({"key": key, "displayData": {"name": "p"}, "flags": flags}), 0)
+
+    def delete(self, api: str, h: int, key: str) -> int:
+        return self.call(api, h, self.mem.put({"key": key}))
 
     def callout(self, h: int, key: str, layer: str = CONNECT_V4) -> int:
         obj = {"calloutKey": key, "displayData": {"name": "c"}, "applicableLayer": layer}
         return self.call("FwpmCalloutAdd0", h, self.mem.put(obj), 0, 0)
 
-    def filter(self, h: int, key: str, *, layer=CONNECT_V4, sublayer=str(uuid.UUID(int=0)), callout=None) -> int:
+    def filter(self, h: int, key: str, *, layer=CONNECT_V4, sublayer=str(uuid.UUID(int=0)), callout=None, flags: int = 0,
+               provider: str | None = None) -> int:
         action = {"type": L.FWP_ACTION_CALLOUT_TERMINATING if callout else L.FWP_ACTION_BLOCK, "calloutKey": callout or str(uuid.UUID(int=0))}
-        obj = {"filterKey": key, "displayData": {"name": "f"}, "layerKey": layer, "subLayerKey": sublayer,
+        obj = {"filterKey": key, "displayData": {"name": "f"}, "layerKey": layer, "subLayerKey": sublayer, "flags": flags,
+               "providerKey": self._provider_ptr(provider),
                "numFilterConditions": 0, "filterCondition": "0x0", "weight": {"type": L.FWP_EMPTY}, "action": action}
         return self.call("FwpmFilterAdd0", h, self.mem.put(obj), 0, 0)
 
@@ -182,7 +208,7 @@ def display_name_required(e: Engine) -> int:
 
 def open_needs_running_bfe(e: Engine) -> int:
     e.model.bfe_set_state(L.FWPM_SERVICE_STOPPED)
-    return e.call("FwpmEngineOpen0", 0, L.RPC_C_AUTHN_WINNT, 0, e.mem.put({"flags": 0}), 0x9999)
+    return e.call("FwpmEngineOpen0", 0, L.RPC_C_AUTHN_WINNT, 0, e.mem.put({"flags": L.FWPM_SESSION_FLAG_DYNAMIC}), 0x9999)
 
 
 def stopped_bfe_breaks_sessions(e: Engine) -> int:
@@ -213,6 +239,72 @@ def dynamic_close_deletes(e: Engine) -> int:
     return status
 
 
+def provider_exists(e: Engine) -> int:
+    h = e.open(dynamic=False)
+    e.call("FwpmTransactionBegin0", h, 0)
+    assert e.sublayer(h, key(1), provider=key(5)) == STATUS["STATUS_FWP_PROVIDER_NOT_FOUND"]
+    return e.filter(h, key(3), provider=key(5))
+
+
+def persistent_needs_static_session(e: Engine) -> int:
+    h = e.open(dynamic=True)
+    e.call("FwpmTransactionBegin0", h, 0)
+    return e.provider(h, key(5), flags=S.FWPM_PROVIDER_FLAG_PERSISTENT)
+
+
+def persistent_survives_close_and_bfe_restart(e: Engine) -> int:
+    h = e.open(dynamic=False)
+    e.call("FwpmTransactionBegin0", h, 0)
+    assert e.provider(h, key(5), flags=S.FWPM_PROVIDER_FLAG_PERSISTENT) == L.STATUS_SUCCESS
+    assert e.sublayer(h, key(1), flags=S.FWPM_SUBLAYER_FLAG_PERSISTENT, provider=key(5)) == L.STATUS_SUCCESS
+    assert e.call("FwpmTransactionCommit0", h) == L.STATUS_SUCCESS
+    assert e.call("FwpmEngineClose0", h) == L.STATUS_SUCCESS
+    e.model.bfe_set_state(L.FWPM_SERVICE_STOPPED)
+    e.model.bfe_set_state(L.FWPM_SERVICE_RUNNING)
+    h = e.open(dynamic=False)
+    e.call("FwpmTransactionBegin0", h, 0)
+    assert e.sublayer(h, key(1), provider=key(5)) == STATUS["STATUS_FWP_ALREADY_EXISTS"]
+    return e.provider(h, key(5), flags=S.FWPM_PROVIDER_FLAG_PERSISTENT)
+
+
+def delete_absent_filter(e: Engine) -> int:
+    h = e.open()
+    assert e.delete("FwpmSubLayerDeleteByKey0", h, key(1)) == STATUS["STATUS_FWP_SUBLAYER_NOT_FOUND"]
+    return e.delete("FwpmFilterDeleteByKey0", h, key(3))
+
+
+def delete_absent_provider(e: Engine) -> int:
+    return e.delete("FwpmProviderDeleteByKey0", e.open(), key(5))
+
+
+def in_use_not_deleted(e: Engine) -> int:
+    h = e.open(dynamic=False)
+    e.call("FwpmTransactionBegin0", h, 0)
+    assert e.provider(h, key(5)) == L.STATUS_SUCCESS
+    assert e.sublayer(h, key(1), provider=key(5)) == L.STATUS_SUCCESS
+    assert e.filter(h, key(3), sublayer=key(1)) == L.STATUS_SUCCESS
+    assert e.call("FwpmTransactionCommit0", h) == L.STATUS_SUCCESS
+    assert e.delete("FwpmSubLayerDeleteByKey0", h, key(1)) == STATUS["STATUS_FWP_IN_USE"]
+    status = e.delete("FwpmProviderDeleteByKey0", h, key(5))
+    # Emptied in order, each goes.
+    assert e.delete("FwpmFilterDeleteByKey0", h, key(3)) == L.STATUS_SUCCESS
+    assert e.delete("FwpmSubLayerDeleteByKey0", h, key(1)) == L.STATUS_SUCCESS
+    assert e.delete("FwpmProviderDeleteByKey0", h, key(5)) == L.STATUS_SUCCESS
+    return status
+
+
+def boot_time_dropped_at_bfe_start(e: Engine) -> int:
+    h = e.open(dynamic=False)
+    e.call("FwpmTransactionBegin0", h, 0)
+    assert e.filter(h, key(3), flags=S.FWPM_FILTER_FLAG_BOOTTIME) == L.STATUS_SUCCESS
+    assert e.call("FwpmTransactionCommit0", h) == L.STATUS_SUCCESS
+    e.model.bfe_set_state(L.FWPM_SERVICE_STOPPED)
+    assert e.objects() == 1, "a boot-time filter outlives the BFE stop"
+    e.model.bfe_set_state(L.FWPM_SERVICE_RUNNING)
+    assert e.objects() == 0
+    return e.delete("FwpmFilterDeleteByKey0", e.open(), key(3))
+
+
 SCENARIOS = {name.replace("_", "-"): fn for name, fn in dict(globals()).items() if callable(fn) and fn.__module__ == __name__
              and name not in ("key",) and not name[0].isupper()}
 # Classification is not part of the Python model (the emulation harness calls classifyFn
@@ -233,7 +325,7 @@ def test_python_model_follows_the_table(rule):
 
 def test_table_statuses_match_the_models_constants():
     for name, value in STATUS.items():
-        assert getattr(L, name) == value, name
+        assert (getattr(L, name) if hasattr(L, name) else getattr(S, name)) == value, name
 
 
 def test_table_layers_match_the_models_layouts():

@@ -65,6 +65,9 @@ pub fn stage(image: &Path, tool: &Path) -> Result<()> {
     crate::weirctl::build_stand_in(&work.join("build"))?;
     let mut host = host::Host::create(&work.join("prefix"), &logs)?;
     host.install(image, host::DRIVER_PATH)?;
+    // The stored-policy directory scripts/Install-Weir.ps1 creates (without its DACL: Wine
+    // does not enforce one); `weirctl policy load` writes weir.policy there.
+    std::fs::create_dir_all(host.c_path("C:\\windows\\system32\\drivers\\weir"))?;
     host.install(&stand_in, "C:\\windows\\system32\\drivers\\fwpkclnt.sys")?;
     host.install(tool, host::TOOL_PATH)?;
     host.install(&bcrypt, "C:\\weir\\bcryptprimitives.dll")?;

@@ -10,14 +10,18 @@
 //! field through [`offset_of!`](core::mem::offset_of), never by reinterpreting
 //! memory, so the code is the same on every host.
 //!
-//! `no_std`, no dependencies, no allocation.
+//! `no_std`, no allocation. One dependency: `sha2` (software backend, no
+//! CPU-feature detection, so the same code runs in the kernel), for the
+//! stored policy's checksum and the active blob's hash.
 
 #![no_std]
 
 pub mod ioctl;
 pub mod policy;
+pub mod policy_status;
 pub mod stats;
 pub mod status;
+pub mod stored;
 mod bytes;
 
 pub use ioctl::*;

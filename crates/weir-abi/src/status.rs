@@ -9,6 +9,7 @@
 //! | `0x0001..=0x0FFF` | the policy blob was refused by the decoder; the code is `weir_policy::DecodeError::code()` |
 //! | `0x1001..` | the policy decoded but could not be used (compile, size) |
 //! | `0x2001..` | the caller speaks another ABI version |
+//! | `0x3001..` | the stored policy file was refused before decoding (see `crate::stored`) |
 //!
 //! `RtlNtStatusToDosError` does not know customer codes, so user mode reads
 //! the raw NTSTATUS (`NtDeviceIoControlFile`'s IO_STATUS_BLOCK) to see them.
@@ -52,6 +53,19 @@ pub const STATUS_WEIR_POLICY_INVALID: u32 = WEIR_STATUS_BASE | 0x1003;
 /// would misread a v2 reply, so nothing is written.
 pub const STATUS_WEIR_STATS_ABI_V1: u32 = WEIR_STATUS_BASE | 0x2001;
 
+/// The stored policy file is shorter than its header, or than its header
+/// says (a copy cut short).
+pub const STATUS_WEIR_STORED_TRUNCATED: u32 = WEIR_STATUS_BASE | 0x3001;
+/// The stored policy file is not one (magic), has an inconsistent header,
+/// bytes after its payload, or a payload whose SHA-256 differs from its header's.
+pub const STATUS_WEIR_STORED_CORRUPTED: u32 = WEIR_STATUS_BASE | 0x3002;
+/// The stored policy file has a newer format version than this driver reads.
+pub const STATUS_WEIR_STORED_NEWER_VERSION: u32 = WEIR_STATUS_BASE | 0x3003;
+/// `STATUS_OBJECT_NAME_NOT_FOUND`: there is no stored policy file.
+pub const STATUS_OBJECT_NAME_NOT_FOUND: u32 = 0xC000_0034;
+/// `STATUS_OBJECT_PATH_NOT_FOUND`: the stored policy's directory does not exist.
+pub const STATUS_OBJECT_PATH_NOT_FOUND: u32 = 0xC000_003A;
+
 /// The status for a policy decode error with stable code `code`
 /// (`DecodeError::code()`, 1..): `0xE057_0000 | code`, or
 /// [`STATUS_WEIR_POLICY_INVALID`] for a code outside `1..=0x0FFF`.
@@ -93,6 +107,11 @@ pub const fn describe(status: u32) -> Option<&'static str> {
         STATUS_WEIR_POLICY_TOO_LARGE => "the policy blob is larger than the limit; nothing changed",
         STATUS_WEIR_POLICY_INVALID => "the policy blob is malformed; nothing changed",
         STATUS_WEIR_STATS_ABI_V1 => "this tool speaks stats ABI v1; the driver speaks v2 (update the tool)",
+        STATUS_WEIR_STORED_TRUNCATED => "the stored policy file is truncated",
+        STATUS_WEIR_STORED_CORRUPTED => "the stored policy file is corrupted (magic, header or SHA-256 checksum)",
+        STATUS_WEIR_STORED_NEWER_VERSION => "the stored policy file has a newer format version than this driver reads",
+        STATUS_OBJECT_NAME_NOT_FOUND => "there is no stored policy file",
+        STATUS_OBJECT_PATH_NOT_FOUND => "the stored policy directory does not exist",
         s if decode_code_of(s).is_some() => "the policy blob is malformed (decode error code in the low bits); nothing changed",
         _ => return None,
     })
@@ -105,7 +124,7 @@ mod tests {
     #[test]
     fn layout_of_weir_codes() {
         // Severity error (bits 31..30 = 0b11), customer bit 29, facility 0x057.
-        for s in [STATUS_WEIR_POLICY_COMPILE, STATUS_WEIR_POLICY_TOO_LARGE, STATUS_WEIR_POLICY_INVALID, STATUS_WEIR_STATS_ABI_V1, policy_decode_status(1)] {
+        for s in [STATUS_WEIR_POLICY_COMPILE, STATUS_WEIR_POLICY_TOO_LARGE, STATUS_WEIR_POLICY_INVALID, STATUS_WEIR_STATS_ABI_V1, policy_decode_status(1), STATUS_WEIR_STORED_TRUNCATED, STATUS_WEIR_STORED_CORRUPTED, STATUS_WEIR_STORED_NEWER_VERSION] {
             assert_eq!(s >> 30, 0b11);
             assert_eq!((s >> 29) & 1, 1);
             assert_eq!((s >> 16) & 0xFFF, FACILITY_WEIR);

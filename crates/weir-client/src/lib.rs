@@ -6,6 +6,8 @@
 //!   [`open`] gives one over `\\.\Weir` (`win32::Device`).
 //! - [`ClientError`]: failures worded with their fix (driver not installed or not started,
 //!   not elevated, version mismatch, policy too large).
+//! - [`stored`]: the stored policy file (its form, atomic writes) and the reload and
+//!   policy-status requests.
 //! - [`text`]: the TOML policy file (parse with positions, print back); [`paths`]: application
 //!   paths to NT device paths.
 //! - [`explain`]: which rule decides a connection and why each earlier one did not;
@@ -22,6 +24,7 @@ pub mod explain;
 pub mod line;
 pub mod paths;
 pub mod proto;
+pub mod stored;
 pub mod text;
 #[cfg(windows)]
 pub mod win32;

@@ -48,7 +48,7 @@ enum Command {
     /// Is the driver loaded: version, ABI, policy generation, counters, event drops.
     #[command(after_long_help = "Example:\n  weirctl status --json")]
     Status,
-    /// Check, load, show or clear the policy.
+    /// Check, load, compile, reload, explain, diff, show or clear the policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Print connection events (what was permitted or blocked, by which rule, for which process).

@@ -22,6 +22,13 @@ pub enum Failure {
     Output(io::Error),
     /// An option's value is malformed (exit code 2, like clap's own usage errors).
     Usage(String),
+    /// The stored policy file could not be written or deleted.
+    Store {
+        /// The file.
+        path: String,
+        /// What failed, with the OS error.
+        message: String,
+    },
 }
 
 impl From<ClientError> for Failure {
@@ -55,6 +62,7 @@ pub fn kind(f: &Failure) -> &'static str {
         Failure::Policy(_) => "policy_invalid",
         Failure::Output(_) => "output_error",
         Failure::Usage(_) => "usage",
+        Failure::Store { .. } => "stored_policy_io",
         Failure::Client(e) => match e {
             ClientError::NotInstalled => "not_installed",
             ClientError::NotStarted { .. } => "not_started",
@@ -82,6 +90,10 @@ pub fn failure_json(f: &Failure) -> Value {
             if let ClientError::Status { status, .. } | ClientError::PolicyRefused { status } = e {
                 error.insert("status".into(), json!(format!("0x{status:08X}")));
             }
+        }
+        Failure::Store { path, message } => {
+            error.insert("message".into(), json!(message));
+            error.insert("path".into(), json!(path));
         }
         Failure::Policy(d) => {
             error.insert("message".into(), json!("the policy file is invalid"));
@@ -165,6 +177,9 @@ impl Output {
         }
         match f {
             Failure::Client(e) => self.stderr(&format!("error: {e}")),
+            Failure::Store { path, message } => self.stderr(&format!(
+                "error: {path}: {message} (run from an elevated prompt; the install creates the directory)"
+            )),
             Failure::Policy(d) => {
                 for d in &d.list {
                     self.stderr(&format!("{}: {d}", d.severity.as_str()));

@@ -5,7 +5,7 @@
 use crate::{GUID, HANDLE, NTSTATUS};
 use core::ffi::c_void;
 use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
-    FWPM_CALLOUT0, FWPM_FILTER0, FWPM_SESSION0, FWPM_SUBLAYER0,
+    FWPM_CALLOUT0, FWPM_FILTER0, FWPM_PROVIDER0, FWPM_SESSION0, FWPM_SUBLAYER0,
 };
 
 /// `RPC_C_AUTHN_WINNT`: the authentication service kernel callers pass to
@@ -65,6 +65,19 @@ kernel_import!("fwpkclnt.sys", "system" {
 
     /// Deletes a sublayer by key.
     pub fn FwpmSubLayerDeleteByKey0(engine_handle: HANDLE, key: *const GUID) -> NTSTATUS;
+
+    /// Adds a provider (the owner that Weir's persistent objects name).
+    pub fn FwpmProviderAdd0(
+        engine_handle: HANDLE,
+        provider: *const FWPM_PROVIDER0,
+        sd: *const c_void,
+    ) -> NTSTATUS;
+
+    /// Deletes a provider by key (fails while objects still name it).
+    pub fn FwpmProviderDeleteByKey0(engine_handle: HANDLE, key: *const GUID) -> NTSTATUS;
+
+    /// Deletes a filter by key.
+    pub fn FwpmFilterDeleteByKey0(engine_handle: HANDLE, key: *const GUID) -> NTSTATUS;
 
     /// Registers `callback` for changes of the Base Filtering Engine's state.
     /// The callback runs at PASSIVE_LEVEL and must not unsubscribe itself.

@@ -7,7 +7,8 @@
 use crate::fwps::*;
 use core::mem::{align_of, offset_of, size_of};
 use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
-    FWPM_CALLOUT0, FWPM_FILTER0, FWPM_SESSION0, FWPM_SUBLAYER0, FWP_VALUE0,
+    FWPM_CALLOUT0, FWPM_FILTER0, FWPM_FILTER_CONDITION0, FWPM_PROVIDER0, FWPM_SESSION0, FWPM_SUBLAYER0,
+    FWP_CONDITION_VALUE0, FWP_VALUE0,
 };
 
 macro_rules! assert_layout {
@@ -106,6 +107,12 @@ fn fwpm_structs_from_windows_sys() {
         filterCondition = 120, action = 128, Anonymous = 152, reserved = 168, filterId = 176,
         effectiveWeight = 184,
     });
+    // The fail-closed set (wfp-km failsafe); tests/emulation/store_model.py decodes these offsets.
+    assert_layout!(FWPM_PROVIDER0, size = 64, align = 8, {
+        providerKey = 0, displayData = 16, flags = 32, providerData = 40, serviceName = 56,
+    });
+    assert_layout!(FWPM_FILTER_CONDITION0, size = 40, align = 8, { fieldKey = 0, matchType = 16, conditionValue = 24 });
+    assert_layout!(FWP_CONDITION_VALUE0, size = 16, align = 8, { r#type = 0, Anonymous = 8 });
 }
 
 #[test]
@@ -155,4 +162,13 @@ fn etw_descriptors() {
     assert_layout!(EVENT_DATA_DESCRIPTOR, size = 16, align = 8, { Ptr = 0, Size = 8, Reserved = 12 });
     assert_layout!(EVENT_FILTER_DESCRIPTOR, size = 16, align = 8, { Ptr = 0, Size = 8, Type = 12 });
     assert_eq!(size_of::<REGHANDLE>(), 8);
+}
+
+#[test]
+fn file_structs() {
+    use crate::ntos::{FILE_STANDARD_INFORMATION, IO_STATUS_BLOCK};
+    assert_layout!(FILE_STANDARD_INFORMATION, size = 24, align = 8, {
+        AllocationSize = 0, EndOfFile = 8, NumberOfLinks = 16, DeletePending = 20, Directory = 21,
+    });
+    assert_layout!(IO_STATUS_BLOCK, size = 16, align = 8, { Anonymous = 0, Information = 8 });
 }

@@ -194,3 +194,77 @@ kernel_import!("ntoskrnl.exe", "system" {
 /// `SL_PENDING_RETURNED` in `IO_STACK_LOCATION.Control` (what
 /// `IoMarkIrpPending` sets).
 pub const SL_PENDING_RETURNED: u8 = 0x01;
+
+// Files: the stored policy is read at PASSIVE_LEVEL with these. windows-sys
+// binds the Zw routines to the user-mode ntdll.dll; ntoskrnl exports them.
+kernel_import!("ntoskrnl.exe", "system" {
+    /// Opens (or creates) a file.
+    pub fn ZwCreateFile(
+        handle: *mut HANDLE,
+        desired_access: u32,
+        attributes: *const OBJECT_ATTRIBUTES,
+        io_status: *mut IO_STATUS_BLOCK,
+        allocation_size: *const i64,
+        file_attributes: u32,
+        share_access: u32,
+        create_disposition: u32,
+        create_options: u32,
+        ea_buffer: *const core::ffi::c_void,
+        ea_length: u32,
+    ) -> NTSTATUS;
+    /// Reads information about an open file.
+    pub fn ZwQueryInformationFile(
+        handle: HANDLE,
+        io_status: *mut IO_STATUS_BLOCK,
+        information: *mut core::ffi::c_void,
+        length: u32,
+        class: i32,
+    ) -> NTSTATUS;
+    /// Reads from an open file (synchronously for a handle opened with
+    /// `FILE_SYNCHRONOUS_IO_NONALERT`).
+    pub fn ZwReadFile(
+        handle: HANDLE,
+        event: HANDLE,
+        apc_routine: *const core::ffi::c_void,
+        apc_context: *const core::ffi::c_void,
+        io_status: *mut IO_STATUS_BLOCK,
+        buffer: *mut core::ffi::c_void,
+        length: u32,
+        byte_offset: *const i64,
+        key: *const u32,
+    ) -> NTSTATUS;
+});
+
+pub use windows_sys::Win32::System::IO::IO_STATUS_BLOCK;
+
+/// `FILE_STANDARD_INFORMATION` with its BOOLEANs as `u8` (a Rust `bool`
+/// read from kernel-written memory must be 0 or 1; a `u8` may be anything).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct FILE_STANDARD_INFORMATION {
+    pub AllocationSize: i64,
+    pub EndOfFile: i64,
+    pub NumberOfLinks: u32,
+    pub DeletePending: u8,
+    pub Directory: u8,
+}
+
+/// `FileStandardInformation` (FILE_INFORMATION_CLASS).
+pub const FILE_STANDARD_INFORMATION_CLASS: i32 = 5;
+/// `GENERIC_READ`.
+pub const GENERIC_READ: u32 = 0x8000_0000;
+/// `SYNCHRONIZE`.
+pub const SYNCHRONIZE: u32 = 0x0010_0000;
+/// `FILE_ATTRIBUTE_NORMAL`.
+pub const FILE_ATTRIBUTE_NORMAL: u32 = 0x80;
+/// `FILE_SHARE_READ`: others may read while Weir reads (a writer replaces the
+/// file by rename, so it never needs write sharing).
+pub const FILE_SHARE_READ: u32 = 0x1;
+/// `FILE_OPEN` (create disposition): open an existing file, never create.
+pub const FILE_OPEN: u32 = 0x1;
+/// `FILE_NON_DIRECTORY_FILE`.
+pub const FILE_NON_DIRECTORY_FILE: u32 = 0x40;
+/// `FILE_SYNCHRONOUS_IO_NONALERT`: the I/O manager waits for each read.
+pub const FILE_SYNCHRONOUS_IO_NONALERT: u32 = 0x20;
+/// `FILE_SEQUENTIAL_ONLY`: a hint for one front-to-back read.
+pub const FILE_SEQUENTIAL_ONLY: u32 = 0x4;

@@ -49,7 +49,7 @@ impl AleLayer {
     }
 
     /// Management layer key (`FWPM_LAYER_*`).
-    pub fn layer_key(self) -> GUID {
+    pub const fn layer_key(self) -> GUID {
         match self {
             Self::ConnectV4 => FWPM_LAYER_ALE_AUTH_CONNECT_V4,
             Self::ConnectV6 => FWPM_LAYER_ALE_AUTH_CONNECT_V6,

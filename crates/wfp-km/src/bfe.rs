@@ -180,6 +180,13 @@ impl<E> SessionSlot<E> {
     pub fn is_open(&self) -> bool {
         self.engine.is_some()
     }
+
+    /// The open session, to change what it holds (no session after
+    /// shutdown's close: that took it out). Neither opens nor closes one, so
+    /// the argument above is unchanged.
+    pub fn open_mut(&mut self) -> Option<&mut E> {
+        self.engine.as_mut()
+    }
 }
 
 #[cfg(all(test, loom))]

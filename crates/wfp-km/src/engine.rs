@@ -1,16 +1,17 @@
 //! Filter-engine sessions and transactions.
 
-use crate::objects::{Callout, CalloutFilter, SubLayer};
+use crate::objects::{Callout, CalloutFilter, Provider, RuleFilter, SubLayer, MAX_CONDITIONS};
 use crate::status::{NtStatus, Result};
 use crate::strings::WStr;
 use crate::trace;
 use core::ptr;
 use wfp_km_sys::fwp_types::{FWPM_DISPLAY_DATA0, FWPM_SESSION0, FWPM_SESSION_FLAG_DYNAMIC};
 use wfp_km_sys::fwpm::{
-    FwpmCalloutAdd0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFilterAdd0, FwpmSubLayerAdd0,
+    FwpmCalloutAdd0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFilterAdd0, FwpmFilterDeleteById0,
+    FwpmFilterDeleteByKey0, FwpmProviderAdd0, FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0,
     FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0, RPC_C_AUTHN_WINNT,
 };
-use wfp_km_sys::HANDLE;
+use wfp_km_sys::{GUID, HANDLE};
 
 /// An open session to the filter engine.
 ///
@@ -30,6 +31,17 @@ impl Engine {
     /// when the session closes, including when the driver crashes or unloads
     /// without cleaning up.
     pub fn open_dynamic(name: WStr, description: WStr) -> Result<Self> {
+        Self::open(name, description, FWPM_SESSION_FLAG_DYNAMIC)
+    }
+
+    /// Opens a session whose objects outlive it: what it adds stays until
+    /// deleted (persistent objects across BFE restarts and reboots,
+    /// boot-time filters until BFE starts).
+    pub fn open_static(name: WStr, description: WStr) -> Result<Self> {
+        Self::open(name, description, 0)
+    }
+
+    fn open(name: WStr, description: WStr, flags: u32) -> Result<Self> {
         // SAFETY: FWPM_SESSION0 is plain data; all-zero is its documented
         // "defaults" value (null pointers, zero GUID, zero flags).
         let mut session: FWPM_SESSION0 = unsafe { core::mem::zeroed() };
@@ -37,7 +49,7 @@ impl Engine {
             name: name.as_ptr().cast_mut(),
             description: description.as_ptr().cast_mut(),
         };
-        session.flags = FWPM_SESSION_FLAG_DYNAMIC;
+        session.flags = flags;
         let mut handle: HANDLE = ptr::null_mut();
         // SAFETY: server name null and auth identity null are required/allowed
         // in kernel mode; `session` and `handle` are valid for the call.
@@ -59,6 +71,14 @@ impl Engine {
         Ok(Transaction { engine: self, ended: false })
     }
 
+    /// `FwpmProviderDeleteByKey0` outside a transaction (its own implicit
+    /// one); NOT_FOUND and IN_USE are answers, returned untraced.
+    pub fn delete_provider_by_key(&self, key: &GUID) -> Result<()> {
+        // SAFETY: handle is open (invariant); `key` is valid for the call.
+        let raw = unsafe { FwpmProviderDeleteByKey0(self.handle, key) };
+        answered("FwpmProviderDeleteByKey0", raw, &[NtStatus::FWP_PROVIDER_NOT_FOUND, NtStatus::FWP_IN_USE])
+    }
+
 }
 
 impl Drop for Engine {
@@ -74,6 +94,19 @@ impl Drop for Engine {
         // SAFETY: invariant: open handle, closed once.
         let _ = trace::checked("FwpmEngineClose0", unsafe { FwpmEngineClose0(self.handle) });
     }
+}
+
+/// A delete-by-key's status: the expected answers (`answers`, such as
+/// NOT_FOUND for "make sure it is gone") are returned untraced, any other
+/// failure is traced like every failed call.
+fn answered(what: &str, raw: i32, answers: &[NtStatus]) -> Result<()> {
+    let result = NtStatus::check(raw);
+    if let Err(status) = result {
+        if !answers.contains(&status) {
+            trace::failed(what, status);
+        }
+    }
+    result
 }
 
 /// An open transaction on an [`Engine`].
@@ -114,6 +147,56 @@ impl Transaction<'_> {
             FwpmFilterAdd0(self.engine.handle, &raw, ptr::null(), &mut id)
         })?;
         Ok(id)
+    }
+
+    /// `FwpmFilterDeleteById0`: deletes a filter this session added.
+    pub fn delete_filter(&self, id: u64) -> Result<()> {
+        // SAFETY: open session and transaction; an id is plain data (an
+        // unknown one is an error status, not undefined behaviour).
+        trace::checked("FwpmFilterDeleteById0", unsafe { FwpmFilterDeleteById0(self.engine.handle, id) })
+    }
+
+    /// `FwpmProviderAdd0`.
+    pub fn add_provider(&self, provider: &Provider) -> Result<()> {
+        let raw = provider.to_raw();
+        // SAFETY: as for add_sublayer.
+        trace::checked("FwpmProviderAdd0", unsafe { FwpmProviderAdd0(self.engine.handle, &raw, ptr::null()) })
+    }
+
+    /// `FwpmFilterAdd0` for a permit/block filter; returns its run-time id.
+    pub fn add_rule_filter(&self, filter: &RuleFilter) -> Result<u64> {
+        // Placeholder values, overwritten by to_raw for the conditions used.
+        let mut conditions = [crate::objects::Condition::Loopback.to_raw(); MAX_CONDITIONS];
+        let raw = filter.to_raw(&mut conditions);
+        let mut id = 0u64;
+        // SAFETY: as for add_sublayer; `raw.filterCondition` points into
+        // `conditions`, alive and unchanged for the call.
+        trace::checked("FwpmFilterAdd0", unsafe {
+            FwpmFilterAdd0(self.engine.handle, &raw, ptr::null(), &mut id)
+        })?;
+        Ok(id)
+    }
+
+    /// `FwpmFilterDeleteByKey0`; NOT_FOUND is an answer, returned untraced.
+    pub fn delete_filter_by_key(&self, key: &GUID) -> Result<()> {
+        // SAFETY: open session and transaction; `key` is valid for the call.
+        let raw = unsafe { FwpmFilterDeleteByKey0(self.engine.handle, key) };
+        answered("FwpmFilterDeleteByKey0", raw, &[NtStatus::FWP_FILTER_NOT_FOUND])
+    }
+
+    /// `FwpmSubLayerDeleteByKey0`; NOT_FOUND is an answer, returned untraced.
+    pub fn delete_sublayer_by_key(&self, key: &GUID) -> Result<()> {
+        // SAFETY: as for delete_filter_by_key.
+        let raw = unsafe { FwpmSubLayerDeleteByKey0(self.engine.handle, key) };
+        answered("FwpmSubLayerDeleteByKey0", raw, &[NtStatus::FWP_SUBLAYER_NOT_FOUND])
+    }
+
+    /// `FwpmProviderDeleteByKey0` inside the transaction; NOT_FOUND is an
+    /// answer, returned untraced.
+    pub fn delete_provider_by_key(&self, key: &GUID) -> Result<()> {
+        // SAFETY: as for delete_filter_by_key.
+        let raw = unsafe { FwpmProviderDeleteByKey0(self.engine.handle, key) };
+        answered("FwpmProviderDeleteByKey0", raw, &[NtStatus::FWP_PROVIDER_NOT_FOUND])
     }
 
     /// Commits. If the commit fails the transaction is aborted (by `drop`)

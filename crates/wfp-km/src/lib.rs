@@ -13,6 +13,7 @@
 //! | [`bfe::Subscription`]    | `FwpmBfeStateSubscribeChanges0` | `unsubscribe()`: `FwpmBfeStateUnsubscribeChanges0` (retried, likewise) |
 //! | [`engine::Engine`]       | `FwpmEngineOpen0`           | `FwpmEngineClose0`                |
 //! | [`engine::Transaction`]  | `FwpmTransactionBegin0`     | `FwpmTransactionAbort0` unless committed |
+//! | [`file::File`]           | `ZwCreateFile`              | `ZwClose`                         |
 //! | [`pool::PoolBox`]        | `ExAllocatePool2`           | `ExFreePoolWithTag`               |
 //! | [`dpc::Dpc`]             | `KeInitializeDpc`           | `KeRemoveQueueDpc` + `KeFlushQueuedDpcs` |
 //! | [`etw::Provider`]        | `EtwRegister`               | `EtwUnregister`                   |
@@ -44,6 +45,8 @@ pub mod device;
 pub mod dpc;
 pub mod engine;
 pub mod etw;
+pub mod failsafe;
+pub mod file;
 pub mod irp;
 pub mod objects;
 pub mod pool;

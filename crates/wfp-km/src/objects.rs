@@ -1,4 +1,5 @@
-//! Builders for the management objects Weir adds: sublayer, callout, filter.
+//! Builders for the management objects Weir adds: provider, sublayer,
+//! callout, callout filter and plain permit/block filter.
 //!
 //! Each builder is plain data with `'static` names; `to_raw` produces the
 //! `FWPM_*0` structure the engine copies during the add call.
@@ -7,7 +8,9 @@ use crate::strings::WStr;
 use core::ptr;
 use wfp_km_sys::fwp_types::{
     FWPM_ACTION0, FWPM_ACTION0_0, FWPM_CALLOUT0, FWPM_DISPLAY_DATA0, FWPM_FILTER0, FWPM_FILTER0_0,
-    FWPM_SUBLAYER0, FWP_BYTE_BLOB, FWP_EMPTY, FWP_UINT8, FWP_VALUE0, FWP_VALUE0_0,
+    FWPM_FILTER_CONDITION0, FWPM_PROVIDER0, FWPM_SUBLAYER0, FWP_BYTE_BLOB, FWP_CONDITION_VALUE0,
+    FWP_CONDITION_VALUE0_0, FWP_EMPTY, FWP_MATCH_EQUAL, FWP_MATCH_FLAGS_ALL_SET, FWP_UINT16, FWP_UINT32,
+    FWP_UINT8, FWP_VALUE0, FWP_VALUE0_0,
 };
 use wfp_km_sys::GUID;
 
@@ -20,13 +23,47 @@ fn display(name: WStr, description: WStr) -> FWPM_DISPLAY_DATA0 {
 
 const NO_BLOB: FWP_BYTE_BLOB = FWP_BYTE_BLOB { size: 0, data: ptr::null_mut() };
 
-/// A sublayer: Weir's own arbitration slot in every layer.
+/// `&self.provider` as the raw `providerKey` (null for none); valid while
+/// the builder is borrowed, which covers the add call.
+fn provider_ptr(provider: &Option<GUID>) -> *mut GUID {
+    provider
+        .as_ref()
+        .map_or(ptr::null_mut(), |key| ptr::from_ref(key).cast_mut())
+}
+
+/// A provider: the owner named by persistent objects, so an administrator
+/// (`netsh wfp show state`) and an uninstall can find everything it left.
+#[derive(Clone, Copy)]
+pub struct Provider {
+    pub key: GUID,
+    pub name: WStr,
+    pub description: WStr,
+    /// `FWPM_PROVIDER_FLAG_*`.
+    pub flags: u32,
+}
+
+impl Provider {
+    pub fn to_raw(&self) -> FWPM_PROVIDER0 {
+        FWPM_PROVIDER0 {
+            providerKey: self.key,
+            displayData: display(self.name, self.description),
+            flags: self.flags,
+            providerData: NO_BLOB,
+            serviceName: ptr::null_mut(),
+        }
+    }
+}
+
+/// A sublayer: an arbitration slot in every layer.
 #[derive(Clone, Copy)]
 pub struct SubLayer {
     pub key: GUID,
     pub name: WStr,
     pub description: WStr,
     pub weight: u16,
+    /// `FWPM_SUBLAYER_FLAG_*`.
+    pub flags: u32,
+    pub provider: Option<GUID>,
 }
 
 impl SubLayer {
@@ -34,8 +71,8 @@ impl SubLayer {
         FWPM_SUBLAYER0 {
             subLayerKey: self.key,
             displayData: display(self.name, self.description),
-            flags: 0,
-            providerKey: ptr::null_mut(),
+            flags: self.flags,
+            providerKey: provider_ptr(&self.provider),
             providerData: NO_BLOB,
             weight: self.weight,
         }
@@ -112,6 +149,142 @@ impl CalloutFilter {
     }
 }
 
+/// One condition of a [`RuleFilter`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// `FWPM_CONDITION_FLAGS` has `FWP_CONDITION_FLAG_IS_LOOPBACK` set.
+    Loopback,
+    /// `FWPM_CONDITION_IP_PROTOCOL` equals this IANA protocol number.
+    Protocol(u8),
+    /// `FWPM_CONDITION_IP_REMOTE_PORT` equals this port.
+    RemotePort(u16),
+    /// `FWPM_CONDITION_IP_LOCAL_PORT` equals this port.
+    LocalPort(u16),
+}
+
+impl Condition {
+    pub fn to_raw(self) -> FWPM_FILTER_CONDITION0 {
+        use wfp_km_sys::fwp_types::{
+            FWPM_CONDITION_FLAGS, FWPM_CONDITION_IP_LOCAL_PORT, FWPM_CONDITION_IP_PROTOCOL,
+            FWPM_CONDITION_IP_REMOTE_PORT, FWP_CONDITION_FLAG_IS_LOOPBACK,
+        };
+        let (field, match_type, value) = match self {
+            Self::Loopback => (
+                FWPM_CONDITION_FLAGS,
+                FWP_MATCH_FLAGS_ALL_SET,
+                FWP_CONDITION_VALUE0 {
+                    r#type: FWP_UINT32,
+                    Anonymous: FWP_CONDITION_VALUE0_0 {
+                        uint32: FWP_CONDITION_FLAG_IS_LOOPBACK,
+                    },
+                },
+            ),
+            Self::Protocol(p) => (
+                FWPM_CONDITION_IP_PROTOCOL,
+                FWP_MATCH_EQUAL,
+                FWP_CONDITION_VALUE0 {
+                    r#type: FWP_UINT8,
+                    Anonymous: FWP_CONDITION_VALUE0_0 { uint8: p },
+                },
+            ),
+            Self::RemotePort(port) => (
+                FWPM_CONDITION_IP_REMOTE_PORT,
+                FWP_MATCH_EQUAL,
+                FWP_CONDITION_VALUE0 {
+                    r#type: FWP_UINT16,
+                    Anonymous: FWP_CONDITION_VALUE0_0 { uint16: port },
+                },
+            ),
+            Self::LocalPort(port) => (
+                FWPM_CONDITION_IP_LOCAL_PORT,
+                FWP_MATCH_EQUAL,
+                FWP_CONDITION_VALUE0 {
+                    r#type: FWP_UINT16,
+                    Anonymous: FWP_CONDITION_VALUE0_0 { uint16: port },
+                },
+            ),
+        };
+        FWPM_FILTER_CONDITION0 {
+            fieldKey: field,
+            matchType: match_type,
+            conditionValue: value,
+        }
+    }
+}
+
+/// Most conditions a [`RuleFilter`] carries (all must match).
+pub const MAX_CONDITIONS: usize = 2;
+
+/// A filter whose action is a plain permit or block, with up to
+/// [`MAX_CONDITIONS`] conditions and an explicit weight.
+#[derive(Clone, Copy)]
+pub struct RuleFilter {
+    pub key: GUID,
+    pub name: WStr,
+    pub description: WStr,
+    pub layer: GUID,
+    /// `None`: the default sublayer (boot-time filters, whose sublayer must
+    /// exist before BFE does).
+    pub sublayer: Option<GUID>,
+    pub provider: Option<GUID>,
+    /// `FWP_ACTION_PERMIT` or `FWP_ACTION_BLOCK`.
+    pub action_type: u32,
+    /// `FWPM_FILTER_FLAG_*` (PERSISTENT or BOOTTIME, never both).
+    pub flags: u32,
+    /// 0..=15 within the sublayer; higher is evaluated first.
+    pub weight: u8,
+    pub conditions: [Option<Condition>; MAX_CONDITIONS],
+}
+
+impl RuleFilter {
+    /// The raw filter; its conditions point into `conditions`, which the
+    /// caller keeps alive (unchanged) for the add call.
+    pub fn to_raw(
+        &self,
+        conditions: &mut [FWPM_FILTER_CONDITION0; MAX_CONDITIONS],
+    ) -> FWPM_FILTER0 {
+        let mut count = 0u32;
+        for (slot, c) in conditions.iter_mut().zip(self.conditions.iter().flatten()) {
+            *slot = c.to_raw();
+            count += 1;
+        }
+        FWPM_FILTER0 {
+            filterKey: self.key,
+            displayData: display(self.name, self.description),
+            flags: self.flags,
+            providerKey: provider_ptr(&self.provider),
+            providerData: NO_BLOB,
+            layerKey: self.layer,
+            subLayerKey: self.sublayer.unwrap_or(GUID::from_u128(0)),
+            weight: FWP_VALUE0 {
+                r#type: FWP_UINT8,
+                Anonymous: FWP_VALUE0_0 { uint8: self.weight },
+            },
+            numFilterConditions: count,
+            filterCondition: if count == 0 {
+                ptr::null_mut()
+            } else {
+                conditions.as_mut_ptr()
+            },
+            action: FWPM_ACTION0 {
+                r#type: self.action_type,
+                Anonymous: FWPM_ACTION0_0 {
+                    calloutKey: GUID::from_u128(0),
+                },
+            },
+            Anonymous: FWPM_FILTER0_0 { rawContext: 0 },
+            reserved: ptr::null_mut(),
+            filterId: 0,
+            effectiveWeight: FWP_VALUE0 {
+                r#type: FWP_EMPTY,
+                Anonymous: FWP_VALUE0_0 {
+                    uint64: ptr::null_mut(),
+                },
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,11 +341,60 @@ mod tests {
 
     #[test]
     fn sublayer_and_callout_carry_names() {
-        let s = SubLayer { key: SUB, name: crate::wstr!("Weir"), description: crate::wstr!("x"), weight: 9 }.to_raw();
+        let s = SubLayer { key: SUB, name: crate::wstr!("Weir"), description: crate::wstr!("x"), weight: 9, flags: 0, provider: None }.to_raw();
         assert_eq!(s.weight, 9);
+        assert!(s.providerKey.is_null());
         assert!(!s.displayData.name.is_null());
         let c = Callout { key: CO, name: crate::wstr!("c"), description: crate::wstr!("d"), layer: FWPM_LAYER_ALE_AUTH_CONNECT_V4 }.to_raw();
         assert_eq!(c.calloutKey.data1, CO.data1);
         assert_eq!(c.applicableLayer.data1, FWPM_LAYER_ALE_AUTH_CONNECT_V4.data1);
+    }
+
+    #[test]
+    fn rule_filter_carries_provider_flags_weight_and_conditions() {
+        use wfp_km_sys::fwp_types::{
+            FWPM_CONDITION_IP_PROTOCOL, FWPM_CONDITION_IP_REMOTE_PORT, FWPM_FILTER_FLAG_PERSISTENT,
+            FWP_ACTION_PERMIT,
+        };
+        let rule = RuleFilter {
+            key: GUID::from_u128(5),
+            name: crate::wstr!("f"),
+            description: crate::wstr!("d"),
+            layer: FWPM_LAYER_ALE_AUTH_CONNECT_V4,
+            sublayer: Some(SUB),
+            provider: Some(CO),
+            action_type: FWP_ACTION_PERMIT,
+            flags: FWPM_FILTER_FLAG_PERSISTENT,
+            weight: 13,
+            conditions: [
+                Some(Condition::Protocol(17)),
+                Some(Condition::RemotePort(67)),
+            ],
+        };
+        let mut conds = [Condition::Loopback.to_raw(); MAX_CONDITIONS];
+        let f = rule.to_raw(&mut conds);
+        assert_eq!(f.numFilterConditions, 2);
+        assert_eq!(f.filterCondition, conds.as_mut_ptr());
+        // SAFETY: provider_ptr points at `rule.provider`, alive here.
+        assert_eq!(unsafe { (*f.providerKey).data1 }, CO.data1);
+        assert_eq!(f.flags, FWPM_FILTER_FLAG_PERSISTENT);
+        assert_eq!(f.action.r#type, FWP_ACTION_PERMIT);
+        // SAFETY: test reads the union members we wrote.
+        unsafe {
+            assert_eq!(f.weight.Anonymous.uint8, 13);
+            assert_eq!(conds[0].fieldKey.data1, FWPM_CONDITION_IP_PROTOCOL.data1);
+            assert_eq!(conds[0].conditionValue.Anonymous.uint8, 17);
+            assert_eq!(conds[1].fieldKey.data1, FWPM_CONDITION_IP_REMOTE_PORT.data1);
+            assert_eq!(conds[1].conditionValue.Anonymous.uint16, 67);
+        }
+        let none = RuleFilter {
+            conditions: [None, None],
+            sublayer: None,
+            ..rule
+        }
+        .to_raw(&mut conds);
+        assert_eq!(none.numFilterConditions, 0);
+        assert!(none.filterCondition.is_null());
+        assert_eq!(none.subLayerKey.data1, 0);
     }
 }

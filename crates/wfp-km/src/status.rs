@@ -22,11 +22,18 @@ impl NtStatus {
     pub const ACCESS_DENIED: Self = Self(0xC000_0022_u32 as i32);
     pub const BUFFER_TOO_SMALL: Self = Self(0xC000_0023_u32 as i32);
     pub const INSUFFICIENT_RESOURCES: Self = Self(0xC000_009A_u32 as i32);
+    pub const OBJECT_NAME_NOT_FOUND: Self = Self(0xC000_0034_u32 as i32);
+    pub const OBJECT_PATH_NOT_FOUND: Self = Self(0xC000_003A_u32 as i32);
     pub const CANCELLED: Self = Self(0xC000_0120_u32 as i32);
     pub const INVALID_BUFFER_SIZE: Self = Self(0xC000_0206_u32 as i32);
     pub const NOT_SUPPORTED: Self = Self(0xC000_00BB_u32 as i32);
     pub const FWP_CALLOUT_NOT_FOUND: Self = Self(0xC022_0001_u32 as i32);
     pub const FWP_IN_USE: Self = Self(0xC022_000A_u32 as i32);
+    pub const FWP_FILTER_NOT_FOUND: Self = Self(0xC022_0003_u32 as i32);
+    pub const FWP_PROVIDER_NOT_FOUND: Self = Self(0xC022_0005_u32 as i32);
+    pub const FWP_SUBLAYER_NOT_FOUND: Self = Self(0xC022_0007_u32 as i32);
+    pub const FWP_NOT_FOUND: Self = Self(0xC022_0008_u32 as i32);
+    pub const FWP_ALREADY_EXISTS: Self = Self(0xC022_0009_u32 as i32);
 
     /// `NT_SUCCESS`: success and informational codes.
     pub const fn is_success(self) -> bool {

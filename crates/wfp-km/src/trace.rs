@@ -139,13 +139,19 @@ pub fn info(args: fmt::Arguments<'_>) {
 /// value driver.inx writes. `None` when the key or value is missing or not a
 /// REG_DWORD (each failure is traced). IRQL: PASSIVE_LEVEL (DriverEntry).
 pub fn load_trace_level(service_key: &wfp_km_sys::UNICODE_STRING) -> Option<u32> {
+    load_parameter_dword(service_key, crate::wstr!("TraceLevel"))
+}
+
+/// Reads the DWORD `value` under `<service key>\\Parameters`. `None` when
+/// the key or value is missing or not a REG_DWORD (each failure is traced).
+/// IRQL: PASSIVE_LEVEL (DriverEntry).
+pub fn load_parameter_dword(service_key: &wfp_km_sys::UNICODE_STRING, value: crate::strings::WStr) -> Option<u32> {
     use core::ptr;
     use wfp_km_sys::ntos::{
         ZwClose, ZwOpenKey, ZwQueryValueKey, KEY_READ, KEY_VALUE_PARTIAL_INFORMATION_CLASS,
         OBJECT_ATTRIBUTES, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE, REG_DWORD,
     };
     const PARAMETERS: crate::strings::WStr = crate::wstr!("Parameters");
-    const TRACE_LEVEL: crate::strings::WStr = crate::wstr!("TraceLevel");
 
     let open = |root: wfp_km_sys::HANDLE, name: &wfp_km_sys::UNICODE_STRING, what: &str| {
         let attributes = OBJECT_ATTRIBUTES {
@@ -177,7 +183,7 @@ pub fn load_trace_level(service_key: &wfp_km_sys::UNICODE_STRING) -> Option<u32>
     struct Partial([u8; 24]);
     let mut info = Partial([0; 24]);
     let mut needed = 0u32;
-    let name = TRACE_LEVEL.unicode_string();
+    let name = value.unicode_string();
     // SAFETY: open key handle; `info` is a writable 24-byte buffer whose
     // length is passed; `needed` is a valid out pointer.
     let status = unsafe {
@@ -191,10 +197,15 @@ pub fn load_trace_level(service_key: &wfp_km_sys::UNICODE_STRING) -> Option<u32>
         )
     };
     close(parameters);
-    checked("ZwQueryValueKey(TraceLevel)", status).ok()?;
+    if status == crate::status::NtStatus::OBJECT_NAME_NOT_FOUND.raw() {
+        // An absent value is a setting left at its default, not a failure.
+        crate::trace::info(format_args!("weir: a Parameters value is absent; its default applies"));
+        return None;
+    }
+    checked("ZwQueryValueKey(Parameters value)", status).ok()?;
     let u32_at = |o: usize| info.0.get(o..o + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
     if u32_at(4)? != REG_DWORD || u32_at(8)? != 4 {
-        error(format_args!("weir: Parameters\\TraceLevel is not a REG_DWORD; ignored"));
+        error(format_args!("weir: a Parameters value is not a REG_DWORD; ignored"));
         return None;
     }
     u32_at(12)

@@ -18,7 +18,8 @@ pub const RULES: &str = "tests/wine/wfp_rules.toml";
 pub const WINE_NTOSKRNL: &str = "/usr/lib/x86_64-linux-gnu/wine/x86_64-windows/ntoskrnl.exe";
 
 /// ntoskrnl routines the stand-in points at its own versions from DllMain: Wine 8 does not
-/// export the first two, stubs the third and implements the DPC ones only in part.
+/// export the first two, stubs the third and implements the DPC ones only in part; it has
+/// no ETW provider API at all (the stand-in's: registration with no session listening).
 pub const FILLED: &[&str] = &[
     "ExAllocatePool2",
     "KeQuerySystemTimePrecise",
@@ -26,6 +27,9 @@ pub const FILLED: &[&str] = &[
     "KeInsertQueueDpc",
     "KeFlushQueuedDpcs",
     "KeInitializeDpc",
+    "EtwRegister",
+    "EtwUnregister",
+    "EtwWriteTransfer",
 ];
 
 /// Wine 8 ntoskrnl exports that are stubs (they abort or do nothing when called), so an
@@ -216,14 +220,14 @@ mod tests {
             imp("ntoskrnl.exe", "IoCreateDevice"),
             imp("ntoskrnl.exe", "ExAllocatePool2"),
             imp("ntoskrnl.exe", "KeInsertQueueDpc"),
-            imp("ntoskrnl.exe", "EtwRegister"),
+            imp("ntoskrnl.exe", "IoWMIRegistrationControl"),
             imp("FWPKCLNT.SYS", "FwpmEngineOpen0"),
             imp("fwpkclnt.sys", "FwpmFilterDeleteByKey0"),
             imp("HAL.dll", "KeGetCurrentIrql"),
         ];
         assert_eq!(
             gap(&imports, &wine, &ours),
-            ["ntoskrnl.exe!EtwRegister", "fwpkclnt.sys!FwpmFilterDeleteByKey0", "hal.dll!KeGetCurrentIrql"]
+            ["ntoskrnl.exe!IoWMIRegistrationControl", "fwpkclnt.sys!FwpmFilterDeleteByKey0", "hal.dll!KeGetCurrentIrql"]
         );
         // A Wine stub counts as provided only because the stand-in fills it.
         let stub_only = [imp("ntoskrnl.exe", "KeInitializeDpc")];

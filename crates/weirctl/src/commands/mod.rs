@@ -1,7 +1,7 @@
 //! One module per subcommand: its clap arguments, its result types (one `Serialize` struct
 //! per result, whose `Display` is the human form) and its `run`.
 //!
-//! - [`policy`]: `policy check|load|show|clear`.
+//! - [`policy`]: `policy check|load|compile|reload|explain|diff|show|clear`.
 //! - [`stats`]: `stats [--rules]`.
 //! - [`status`]: `weirctl status`.
 //! - [`events`]: `events [--follow]`.

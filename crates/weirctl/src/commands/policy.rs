@@ -1,7 +1,9 @@
-//! `weirctl policy check|load|show|clear`; `explain` and `diff` in `policy/`.
+//! `weirctl policy check|show`; `explain`, `diff` and the stored policy (`load`, `compile`,
+//! `reload`, `clear`) in `policy/`.
 
 mod diff;
 mod explain;
+mod stored;
 
 use super::plural;
 use crate::output::{Failure, Output};
@@ -26,11 +28,15 @@ pub enum PolicyCommand {
     /// Parse, validate and compile a policy file locally (any OS; no driver needed).
     #[command(after_long_help = CHECK_HELP)]
     Check(CheckArgs),
-    /// Check a policy file and make it the driver's active policy (atomic replace).
-    #[command(
-        after_long_help = "Examples:\n  weirctl policy load C:\\weir\\policy.toml\n  weirctl policy load --deny-warnings policy.toml"
-    )]
+    /// Check a policy file, store it and make it the driver's active policy (atomic
+    /// replace); `--this-run` activates it without storing.
+    #[command(after_long_help = stored::LOAD_HELP)]
     Load(LoadArgs),
+    /// Write the stored form of a policy file (what the driver reads at start) to a file.
+    Compile(stored::CompileArgs),
+    /// Make the driver read its stored policy again and activate it.
+    #[command(after_long_help = "Example (after a deployment tool replaced the stored file):\n  weirctl policy reload")]
+    Reload,
     /// Which rule decides a connection, and why each earlier rule does not (a file, or the
     /// active policy).
     #[command(after_long_help = EXPLAIN_HELP)]
@@ -43,9 +49,9 @@ pub enum PolicyCommand {
     /// Print the active policy in the policy file format.
     #[command(after_long_help = "Example:\n  weirctl policy show > active.toml")]
     Show,
-    /// Remove the active policy: the driver permits every connection again.
-    #[command(after_long_help = "Example:\n  weirctl policy clear")]
-    Clear,
+    /// Remove the active and the stored policy (or one of them): the driver permits every
+    /// connection again.
+    Clear(stored::ClearArgs),
 }
 
 const CHECK_HELP: &str = "Examples:\n  weirctl policy check examples\\blocklist.toml\n  \
@@ -81,8 +87,16 @@ pub struct CheckArgs {
 /// Arguments of `policy load`.
 #[derive(Args)]
 pub struct LoadArgs {
+    // FILE may also be a stored file made by `weirctl policy compile` (LOAD_HELP).
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Activate for this run of the driver only: do not store it (the stored policy, if
+    /// any, comes back at the next driver start).
+    #[arg(long)]
+    pub this_run: bool,
+    /// Where to store (tests; the driver reads only its fixed path).
+    #[arg(long, hide = true)]
+    pub stored_path: Option<PathBuf>,
 }
 
 /// The drive map of `--drive-map` entries.
@@ -283,11 +297,13 @@ impl fmt::Display for CheckReport {
 pub fn run(cmd: &PolicyCommand, out: &Output) -> Result<(), Failure> {
     match cmd {
         PolicyCommand::Check(a) => check(a, out),
-        PolicyCommand::Load(a) => load(a, out),
+        PolicyCommand::Load(a) => stored::load(a, out),
+        PolicyCommand::Compile(a) => stored::compile(a, out),
+        PolicyCommand::Reload => stored::reload(out),
         PolicyCommand::Explain(a) => explain::run(a, out),
         PolicyCommand::Diff(a) => diff::run(a, out),
         PolicyCommand::Show => show(out),
-        PolicyCommand::Clear => clear(out),
+        PolicyCommand::Clear(a) => stored::clear(a, out),
     }
 }
 
@@ -334,45 +350,6 @@ fn check(args: &CheckArgs, out: &Output) -> Result<(), Failure> {
     if let Some(n) = &report.note {
         out.note(n);
     }
-    Ok(())
-}
-
-/// The result of `policy load`.
-#[derive(Serialize)]
-pub struct LoadReport {
-    pub ok: bool,
-    pub file: String,
-    pub generation: u64,
-    pub policy: PolicySummary,
-    pub blob_bytes: usize,
-    pub warnings: Vec<Diagnostic>,
-}
-
-impl fmt::Display for LoadReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "loaded {}: generation {}, {} ({} bytes)",
-            self.file, self.generation, self.policy, self.blob_bytes
-        )
-    }
-}
-
-fn load(args: &LoadArgs, out: &Output) -> Result<(), Failure> {
-    let file = &args.common.file;
-    let client = crate::device::open()?;
-    let c = check_file(file, os_app_paths(false), args.common.deny_warnings)?;
-    let blob_bytes = c.blob.len();
-    out.warnings(&c.loaded.warnings);
-    let reply = client.set_policy_blob(c.blob)?;
-    out.result(&LoadReport {
-        ok: true,
-        file: file.display().to_string(),
-        generation: reply.generation,
-        policy: PolicySummary::new(&c.loaded.policy),
-        blob_bytes,
-        warnings: c.loaded.warnings.list,
-    })?;
     Ok(())
 }
 
@@ -429,33 +406,6 @@ fn show(out: &Output) -> Result<(), Failure> {
         loaded: true,
         policy: Some(PolicySummary::new(&policy)),
         text: Some(text::format(&policy, drives)),
-    })?;
-    Ok(())
-}
-
-/// The result of `policy clear`.
-#[derive(Serialize)]
-pub struct ClearReport {
-    pub ok: bool,
-    pub generation: u64,
-}
-
-impl fmt::Display for ClearReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "policy cleared: generation {}; Weir permits every connection",
-            self.generation
-        )
-    }
-}
-
-fn clear(out: &Output) -> Result<(), Failure> {
-    let client = crate::device::open()?;
-    let reply = client.clear_policy()?;
-    out.result(&ClearReport {
-        ok: true,
-        generation: reply.generation,
     })?;
     Ok(())
 }
