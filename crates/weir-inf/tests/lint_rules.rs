@@ -59,13 +59,21 @@ fn driver_inx_has_the_documented_shape() {
     let sval = |k: &str| svc.get(k).unwrap().value(0).unwrap().to_owned();
     assert_eq!(sval("ServiceBinary"), "%13%\\weir.sys");
     assert_eq!(sval("ServiceType"), "1");
-    assert_eq!(sval("StartType"), "3");
+    // System start: enforced from boot (driver.inx's header gives the reasons;
+    // scripts\Install-Weir.ps1 -OnDemand keeps demand start for test VMs).
+    assert_eq!(sval("StartType"), "1");
     assert_eq!(sval("ErrorControl"), "1");
     let reg = inf.section(&sval("AddReg")).unwrap();
     let e = &reg.entries[0];
     assert_eq!(
         e.values.iter().map(|v| v.text.as_str()).collect::<Vec<_>>(),
         ["HKR", "Parameters", "TraceLevel", "0x00010001", "2"]
+    );
+    // Fail open by default, and an update never overwrites the admin's choice.
+    let fail_mode = reg.entries.get(1).unwrap();
+    assert_eq!(
+        fail_mode.values.iter().map(|v| v.text.as_str()).collect::<Vec<_>>(),
+        ["HKR", "Parameters", "FailMode", "0x00010003", "0"]
     );
     let files: Vec<String> = copied_files(&inf).into_iter().map(|f| f.name).collect();
     assert_eq!(files, ["weir.sys"]);
