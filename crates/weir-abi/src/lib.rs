@@ -10,9 +10,13 @@
 //! field through [`offset_of!`](core::mem::offset_of), never by reinterpreting
 //! memory, so the code is the same on every host.
 //!
-//! `no_std`, no allocation. One dependency: `sha2` (software backend, no
-//! CPU-feature detection, so the same code runs in the kernel), for the
-//! stored policy's checksum and the active blob's hash.
+//! `no_std`, no allocation. One dependency: `hmac-sha256` (portable code, no
+//! CPU-feature detection, so the same code runs in the kernel; no cargo
+//! feature of it can bring in `std`), for the stored policy's checksum and the
+//! active blob's hash. Not `sha2`: its default `std` feature, which the
+//! signing tools' crates turn on, would reach the driver through feature
+//! unification whenever one cargo invocation builds both (the WDK flows'
+//! root build does; `cargo xtask wdk-compile` caught it).
 
 #![no_std]
 

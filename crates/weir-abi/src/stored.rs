@@ -27,7 +27,6 @@
 
 use crate::bytes::{put, u32_at, u64_at};
 use core::mem::{offset_of, size_of};
-use sha2::{Digest, Sha256};
 
 /// First 8 bytes of every stored policy.
 pub const STORED_MAGIC: [u8; 8] = *b"WEIRSTOR";
@@ -114,7 +113,7 @@ impl core::fmt::Display for StoredError {
 
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
+    hmac_sha256::Hash::hash(bytes)
 }
 
 impl StoredHeader {
