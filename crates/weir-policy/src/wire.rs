@@ -1,23 +1,28 @@
 //! The policy blob: a versioned little-endian format the control device receives
 //! (IOCTL_WEIR_SET_POLICY) and returns byte for byte (IOCTL_WEIR_GET_POLICY).
 //!
-//! Layout (byte tables in `docs/policy.md`): an 80-byte header (magic, version, header length,
-//! total length, defaults, flags, counts, and the offset/length of six sections), then the
-//! sections contiguously in this order: rules (56-byte records), sets (16-byte records),
-//! address ranges (tagged 9- or 33-byte records), port ranges (4-byte records), application
-//! path units (UTF-16LE), set names (UTF-8).
+//! Layout of version 2, the one [`encode`] writes (byte tables in `docs/policy.md`): an 88-byte
+//! header (magic, version, header length, total length, defaults, flags, counts, and the
+//! offset/length of seven sections), then the sections contiguously in this order: rules
+//! (64-byte records), sets (16-byte records), address ranges (tagged 9- or 33-byte records),
+//! port ranges (4-byte records), application path units (UTF-16LE), set names (UTF-8), rule
+//! names and descriptions (UTF-8).
+//!
+//! Version 1 (an 80-byte header, six sections, 56-byte rule records: no rule names,
+//! descriptions or `enabled` flag) is still decoded, so a blob stored by an older weirctl still
+//! loads: its rules have no name or description and are enabled.
 //!
 //! The format is **canonical**: every list a record refers to must start exactly where the
 //! previous list of its section ended (rules in order, remote before local, then sets), each
 //! section must be consumed exactly, reserved bytes and absent fields must be zero. Therefore
-//! `decode(encode(p)) == p` for every valid policy and `encode(decode(b)) == b` for every blob
-//! `decode` accepts (both are property-tested), and one policy has exactly one blob.
+//! `decode(encode(p)) == p` for every valid policy and `encode(decode(b)) == b` for every
+//! version-2 blob `decode` accepts (both are property-tested), and one policy has exactly one
+//! blob per version.
 //!
 //! [`decode`] is total: it never panics, and it checks the whole blob (sizes, counts, offsets,
 //! enum values, range order, set references, string lengths, UTF-8, limits) in a first pass that
 //! allocates nothing; only then does a second pass build the [`Policy`] with fallible
 //! allocation (`try_reserve_exact`).
-
 //!
 //! The two directions live in their own files and share this file's constants and field codes,
 //! so they cannot drift apart:
@@ -33,16 +38,24 @@ mod decode;
 mod encode;
 
 pub use decode::{check, decode};
+#[doc(hidden)]
+pub use encode::encode_v1;
 pub use encode::encode;
 
 /// The 8 bytes a blob starts with.
 pub const MAGIC: [u8; 8] = *b"WEIRPLCY";
-/// The format version this crate writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this crate writes.
+pub const VERSION: u16 = 2;
+/// The previous format version, still read: no rule names, descriptions or `enabled` flag.
+pub const VERSION_1: u16 = 1;
 /// Header size in bytes.
-pub const HEADER_LEN: usize = 80;
+pub const HEADER_LEN: usize = 88;
+/// Header size of version 1 (six sections).
+pub const HEADER_LEN_V1: usize = 80;
 /// Size of one rule record.
-pub const RULE_RECORD_LEN: usize = 56;
+pub const RULE_RECORD_LEN: usize = 64;
+/// Size of one rule record of version 1.
+pub const RULE_RECORD_LEN_V1: usize = 56;
 /// Size of one set record.
 pub const SET_RECORD_LEN: usize = 16;
 /// Size of an IPv4 address-range record (tag 4, lo, hi).
@@ -52,7 +65,46 @@ pub const ADDR_V6_RECORD_LEN: usize = 33;
 /// Size of one port-range record (lo, hi).
 pub const PORT_RECORD_LEN: usize = 4;
 
-/// The six sections, in blob order.
+/// What differs between the format versions: everything else (field offsets within the first
+/// 56 bytes of a rule record, the other records, the order of the first six sections) is shared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Format {
+    version: u16,
+    header_len: usize,
+    rule_record_len: usize,
+    /// Number of sections: 6 (version 1) or 7 (version 2 adds [`Section::RuleText`]).
+    sections: usize,
+}
+
+const FORMAT_V1: Format = Format {
+    version: VERSION_1,
+    header_len: HEADER_LEN_V1,
+    rule_record_len: RULE_RECORD_LEN_V1,
+    sections: 6,
+};
+
+const FORMAT_V2: Format = Format {
+    version: VERSION,
+    header_len: HEADER_LEN,
+    rule_record_len: RULE_RECORD_LEN,
+    sections: 7,
+};
+
+fn format_of(version: u16) -> Option<Format> {
+    match version {
+        VERSION_1 => Some(FORMAT_V1),
+        VERSION => Some(FORMAT_V2),
+        _ => None,
+    }
+}
+
+/// Offsets of the version-2 rule-record fields past the version-1 ones.
+const RULE_DISABLED_AT: usize = 56;
+const RULE_NAME_LEN_AT: usize = 57;
+const RULE_DESCRIPTION_LEN_AT: usize = 58;
+const RULE_TEXT_AT: usize = 60;
+
+/// The seven sections, in blob order (version 1 has the first six).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
     /// Rule records.
@@ -67,15 +119,18 @@ pub enum Section {
     Apps,
     /// Set names.
     Names,
+    /// Rule names and descriptions (version 2).
+    RuleText,
 }
 
-const SECTIONS: [Section; 6] = [
+const SECTIONS: [Section; 7] = [
     Section::Rules,
     Section::Sets,
     Section::Addrs,
     Section::Ports,
     Section::Apps,
     Section::Names,
+    Section::RuleText,
 ];
 
 impl fmt::Display for Section {
@@ -87,6 +142,7 @@ impl fmt::Display for Section {
             Section::Ports => "port ranges",
             Section::Apps => "application paths",
             Section::Names => "set names",
+            Section::RuleText => "rule names and descriptions",
         })
     }
 }
@@ -100,7 +156,7 @@ pub enum DecodeError {
     BadMagic,
     /// A format version this decoder does not know.
     UnsupportedVersion { version: u16 },
-    /// The header-length field is not [`HEADER_LEN`].
+    /// The header-length field is not that of the blob's version ([`HEADER_LEN`], [`HEADER_LEN_V1`]).
     BadHeaderLength,
     /// Longer than [`MAX_BLOB_BYTES`].
     TooLarge,
@@ -133,6 +189,8 @@ pub enum DecodeError {
     OutOfMemory,
     /// A default-action byte of the header is neither 0 (permit) nor 1 (block).
     BadDefaultAction,
+    /// A rule name or description is not UTF-8.
+    RuleTextUtf8 { rule: u32 },
 }
 
 impl DecodeError {
@@ -158,6 +216,7 @@ impl DecodeError {
             DecodeError::SetNameUtf8 { .. } => 16,
             DecodeError::OutOfMemory => 17,
             DecodeError::BadDefaultAction => 18,
+            DecodeError::RuleTextUtf8 { .. } => 19,
             DecodeError::Invalid(v) => v.code(),
         }
     }
@@ -176,16 +235,18 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::TooShort => {
-                write!(f, "policy blob shorter than its {HEADER_LEN}-byte header")
+                write!(f, "policy blob shorter than its header ({HEADER_LEN_V1} or {HEADER_LEN} bytes)")
             }
             DecodeError::BadMagic => write!(f, "not a Weir policy blob (bad magic)"),
             DecodeError::UnsupportedVersion { version } => {
                 write!(
                     f,
-                    "policy format version {version} not supported (this build reads {VERSION})"
+                    "policy format version {version} not supported (this build reads {VERSION_1} and {VERSION})"
                 )
             }
-            DecodeError::BadHeaderLength => write!(f, "header length is not {HEADER_LEN}"),
+            DecodeError::BadHeaderLength => {
+                write!(f, "header length does not match the format version")
+            }
             DecodeError::TooLarge => write!(f, "policy blob larger than {MAX_BLOB_BYTES} bytes"),
             DecodeError::TotalLengthMismatch => {
                 write!(f, "total-length field differs from the blob size")
@@ -227,6 +288,9 @@ impl fmt::Display for DecodeError {
             DecodeError::BadDefaultAction => {
                 write!(f, "default action neither permit (0) nor block (1)")
             }
+            DecodeError::RuleTextUtf8 { rule } => {
+                write!(f, "rule #{rule}: name or description is not UTF-8")
+            }
         }
     }
 }
@@ -240,6 +304,9 @@ pub enum EncodeError {
     TooLarge,
     /// An allocation failed.
     OutOfMemory,
+    /// [`encode_v1`] only: the rule has a name, a description or is disabled, which version 1
+    /// cannot hold.
+    NotInVersion1 { rule: u32 },
 }
 
 impl fmt::Display for EncodeError {
@@ -248,6 +315,10 @@ impl fmt::Display for EncodeError {
             EncodeError::Invalid(v) => write!(f, "invalid policy: {v}"),
             EncodeError::TooLarge => write!(f, "policy blob would exceed {MAX_BLOB_BYTES} bytes"),
             EncodeError::OutOfMemory => write!(f, "out of memory while encoding the policy"),
+            EncodeError::NotInVersion1 { rule } => write!(
+                f,
+                "rule #{rule}: a name, description or `enabled = false` needs format version {VERSION}"
+            ),
         }
     }
 }

@@ -45,31 +45,33 @@ fn rd_u128(b: &[u8], at: usize) -> u128 {
     }
 }
 
-/// The validated header: the six section slices and the counts.
+/// The validated header: the section slices (the seventh empty in version 1) and the counts.
 struct Layout<'a> {
+    format: Format,
     rule_count: usize,
     set_count: usize,
     default_outbound: Action,
     default_inbound: Action,
     log_all: bool,
-    sections: [&'a [u8]; 6],
+    sections: [&'a [u8]; 7],
 }
 
 fn parse_header(blob: &[u8]) -> Result<Layout<'_>, DecodeError> {
     if blob.len() > MAX_BLOB_BYTES {
         return Err(DecodeError::TooLarge);
     }
-    if blob.len() < HEADER_LEN {
+    if blob.len() < HEADER_LEN_V1 {
         return Err(DecodeError::TooShort);
     }
     if blob.get(0..8) != Some(&MAGIC[..]) {
         return Err(DecodeError::BadMagic);
     }
     let version = rd_u16(blob, 8);
-    if version != VERSION {
-        return Err(DecodeError::UnsupportedVersion { version });
+    let format = format_of(version).ok_or(DecodeError::UnsupportedVersion { version })?;
+    if blob.len() < format.header_len {
+        return Err(DecodeError::TooShort);
     }
-    if usize::from(rd_u16(blob, 10)) != HEADER_LEN {
+    if usize::from(rd_u16(blob, 10)) != format.header_len {
         return Err(DecodeError::BadHeaderLength);
     }
     if rd_u32(blob, 12) as usize != blob.len() {
@@ -89,9 +91,9 @@ fn parse_header(blob: &[u8]) -> Result<Layout<'_>, DecodeError> {
     if set_count > MAX_SETS {
         return Err(DecodeError::Invalid(ValidationError::TooManySets));
     }
-    let mut sections: [&[u8]; 6] = [&[]; 6];
-    let mut expect = HEADER_LEN;
-    for (i, section) in SECTIONS.iter().enumerate() {
+    let mut sections: [&[u8]; 7] = [&[]; 7];
+    let mut expect = format.header_len;
+    for (i, section) in SECTIONS.iter().take(format.sections).enumerate() {
         let at = 32 + 8 * i;
         let off = rd_u32(blob, at) as usize;
         let len = rd_u32(blob, at + 4) as usize;
@@ -110,12 +112,11 @@ fn parse_header(blob: &[u8]) -> Result<Layout<'_>, DecodeError> {
         expect = end;
     }
     if expect != blob.len() {
-        return Err(DecodeError::SectionLayout {
-            section: Section::Names,
-        });
+        let last = SECTIONS.get(format.sections - 1).copied().unwrap_or(Section::Names);
+        return Err(DecodeError::SectionLayout { section: last });
     }
-    let [rules, sets, addrs, ports, apps, _names] = sections;
-    if rules.len() != rule_count.saturating_mul(RULE_RECORD_LEN) {
+    let [rules, sets, addrs, ports, apps, _names, _text] = sections;
+    if rules.len() != rule_count.saturating_mul(format.rule_record_len) {
         return Err(DecodeError::SectionLength {
             section: Section::Rules,
         });
@@ -137,6 +138,7 @@ fn parse_header(blob: &[u8]) -> Result<Layout<'_>, DecodeError> {
         });
     }
     Ok(Layout {
+        format,
         rule_count,
         set_count,
         default_outbound,
@@ -213,6 +215,11 @@ struct RuleRec {
     ports: [Option<(u32, u32)>; 2],
     /// (len, first) of the app path.
     app: Option<(u32, u32)>,
+    /// Version 2: the rule is disabled.
+    disabled: bool,
+    /// Version 2: (name length, description length, byte offset in the rule-text section),
+    /// `None` when both lengths are 0.
+    text: Option<(usize, usize, usize)>,
 }
 
 /// Cursors through the list-carrying sections, for the canonical-offset checks.
@@ -222,6 +229,7 @@ struct Cursors {
     port: usize,
     app: usize,
     name: usize,
+    text: usize,
 }
 
 fn parse_rule(rec: &[u8], index: u32) -> Result<RuleRec, DecodeError> {
@@ -298,6 +306,16 @@ fn parse_rule(rec: &[u8], index: u32) -> Result<RuleRec, DecodeError> {
         1 => Some((app_len, app_first)),
         _ => return Err(bad),
     };
+    // Version-1 records end before these fields, which then read as 0: enabled, no text.
+    let disabled = bool_from(rd_u8(rec, RULE_DISABLED_AT)).ok_or(bad)?;
+    let name_len = usize::from(rd_u8(rec, RULE_NAME_LEN_AT));
+    let description_len = usize::from(rd_u16(rec, RULE_DESCRIPTION_LEN_AT));
+    let text_at = rd_u32(rec, RULE_TEXT_AT) as usize;
+    let text = match (name_len + description_len, text_at) {
+        (0, 0) => None,
+        (0, _) => return Err(absent),
+        _ => Some((name_len, description_len, text_at)),
+    };
     Ok(RuleRec {
         id: rd_u32(rec, 0),
         action,
@@ -309,6 +327,8 @@ fn parse_rule(rec: &[u8], index: u32) -> Result<RuleRec, DecodeError> {
         addr,
         ports,
         app,
+        disabled,
+        text,
     })
 }
 
@@ -322,7 +342,7 @@ fn walk_rule(
     totals: &mut Totals,
     build: bool,
 ) -> Result<Option<Rule>, DecodeError> {
-    let [_, _, addrs, ports, apps, _] = l.sections;
+    let [_, _, addrs, ports, apps, _, texts] = l.sections;
     let mut conds: [Option<AddrCond>; 2] = [None, None];
     for (i, (kind, a, off)) in rec.addr.iter().copied().enumerate() {
         let cond = match kind {
@@ -439,6 +459,38 @@ fn walk_rule(
         }
         cur.app += len as usize;
     }
+    let mut name = String::new();
+    let mut description = String::new();
+    if let Some((name_len, description_len, at)) = rec.text {
+        if at != cur.text {
+            return Err(DecodeError::NonCanonicalOffset {
+                section: Section::RuleText,
+            });
+        }
+        validate::check_rule_text_len(name_len, description_len, index)?;
+        let oob = DecodeError::ListOutOfBounds {
+            section: Section::RuleText,
+        };
+        let name_end = at + name_len;
+        let end = name_end + description_len;
+        let utf8 = DecodeError::RuleTextUtf8 { rule: index };
+        let name_str = core::str::from_utf8(texts.get(at..name_end).ok_or(oob)?)
+            .map_err(|_| utf8)?;
+        let description_str = core::str::from_utf8(texts.get(name_end..end).ok_or(oob)?)
+            .map_err(|_| utf8)?;
+        validate::check_rule_text_chars(name_str, index)?;
+        validate::check_rule_text_chars(description_str, index)?;
+        if build {
+            name.try_reserve_exact(name_len)
+                .map_err(|_| DecodeError::OutOfMemory)?;
+            name.push_str(name_str);
+            description
+                .try_reserve_exact(description_len)
+                .map_err(|_| DecodeError::OutOfMemory)?;
+            description.push_str(description_str);
+        }
+        cur.text = end;
+    }
     if !build {
         return Ok(None);
     }
@@ -457,6 +509,9 @@ fn walk_rule(
         local_port,
         app,
         loopback: rec.loopback,
+        name,
+        description,
+        enabled: !rec.disabled,
     }))
 }
 
@@ -468,7 +523,7 @@ fn walk_set(
     totals: &mut Totals,
     build: bool,
 ) -> Result<Option<AddressSet>, DecodeError> {
-    let [_, _, addrs, _, _, names] = l.sections;
+    let [_, _, addrs, _, _, names, _] = l.sections;
     let name_off = rd_u32(rec, 0) as usize;
     let name_len = rd_u32(rec, 4) as usize;
     let entries_off = rd_u32(rec, 8) as usize;
@@ -535,11 +590,11 @@ fn walk_set(
 }
 
 fn walk(l: &Layout<'_>, mut out: Option<&mut Policy>) -> Result<(), DecodeError> {
-    let [rules, sets, addrs, ports, apps, names] = l.sections;
+    let [rules, sets, addrs, ports, apps, names, texts] = l.sections;
     let build = out.is_some();
     let mut cur = Cursors::default();
     let mut totals = Totals::default();
-    for (i, rec) in rules.chunks_exact(RULE_RECORD_LEN).enumerate() {
+    for (i, rec) in rules.chunks_exact(l.format.rule_record_len).enumerate() {
         let i = i as u32;
         let rr = parse_rule(rec, i)?;
         let built = walk_rule(&rr, i, l, &mut cur, &mut totals, build)?;
@@ -558,6 +613,7 @@ fn walk(l: &Layout<'_>, mut out: Option<&mut Policy>) -> Result<(), DecodeError>
         (Section::Ports, cur.port * PORT_RECORD_LEN, ports.len()),
         (Section::Apps, cur.app * 2, apps.len()),
         (Section::Names, cur.name, names.len()),
+        (Section::RuleText, cur.text, texts.len()),
     ] {
         if used != len {
             return Err(DecodeError::TrailingBytes { section });

@@ -5,12 +5,34 @@ use alloc::vec::Vec;
 use super::*;
 use crate::{AddrCond, AddrRange, Direction, IpVersion, Policy, ValidationError};
 
-
-/// The canonical blob of `p`. Validates `p` first ([`Policy::validate`]).
+/// The canonical blob of `p` in the current format ([`VERSION`]). Validates `p` first
+/// ([`Policy::validate`]).
 ///
-/// Errors: [`EncodeError::Invalid`] for a policy `decode` would refuse, [`EncodeError::TooLarge`]
+/// # Errors
+/// [`EncodeError::Invalid`] for a policy `decode` would refuse, [`EncodeError::TooLarge`]
 /// over [`MAX_BLOB_BYTES`], [`EncodeError::OutOfMemory`] when allocation fails.
 pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
+    encode_as(p, FORMAT_V2)
+}
+
+/// The canonical blob of `p` in format version 1, which older drivers and weirctl read: for
+/// tests of the decoder's version-1 path (and to build seeds of it), not for tools.
+///
+/// # Errors
+/// As [`encode`], and [`EncodeError::NotInVersion1`] for a rule with a name, a description or
+/// `enabled == false`, which version 1 cannot hold.
+pub fn encode_v1(p: &Policy) -> Result<Vec<u8>, EncodeError> {
+    if let Some(i) = p
+        .rules
+        .iter()
+        .position(|r| !r.name.is_empty() || !r.description.is_empty() || !r.enabled)
+    {
+        return Err(EncodeError::NotInVersion1 { rule: i as u32 });
+    }
+    encode_as(p, FORMAT_V1)
+}
+
+fn encode_as(p: &Policy, format: Format) -> Result<Vec<u8>, EncodeError> {
     p.validate().map_err(|e| match e {
         ValidationError::OutOfMemory => EncodeError::OutOfMemory,
         e => EncodeError::Invalid(e),
@@ -20,6 +42,7 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
     let mut addr_len: u64 = 0;
     let mut port_count: u64 = 0;
     let mut app_units: u64 = 0;
+    let mut text_len: u64 = 0;
     for r in &p.rules {
         for c in [&r.remote_addr, &r.local_addr].into_iter().flatten() {
             if let AddrCond::Ranges(rs) = c {
@@ -32,6 +55,7 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
         if let Some(a) = &r.app {
             app_units += a.0.len() as u64;
         }
+        text_len += (r.name.len() + r.description.len()) as u64;
     }
     let mut name_len: u64 = 0;
     for s in &p.sets {
@@ -42,15 +66,18 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
             .sum::<u64>();
         name_len += s.name.len() as u64;
     }
-    let lens: [u64; 6] = [
-        (p.rules.len() * RULE_RECORD_LEN) as u64,
+    let lens_all: [u64; 7] = [
+        (p.rules.len() * format.rule_record_len) as u64,
         (p.sets.len() * SET_RECORD_LEN) as u64,
         addr_len,
         port_count * PORT_RECORD_LEN as u64,
         app_units * 2,
         name_len,
+        text_len,
     ];
-    let total: u64 = HEADER_LEN as u64 + lens.iter().sum::<u64>();
+    // Version 1 has no rule-text section (`encode_v1` refused rules that would need it).
+    let lens = lens_all.get(..format.sections).unwrap_or(&lens_all);
+    let total: u64 = format.header_len as u64 + lens.iter().sum::<u64>();
     if total > MAX_BLOB_BYTES as u64 {
         return Err(EncodeError::TooLarge);
     }
@@ -61,8 +88,8 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
 
     // Header.
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(HEADER_LEN as u16).to_le_bytes());
+    out.extend_from_slice(&format.version.to_le_bytes());
+    out.extend_from_slice(&(format.header_len as u16).to_le_bytes());
     out.extend_from_slice(&(total as u32).to_le_bytes());
     out.push(action_code(p.default_outbound));
     out.push(action_code(p.default_inbound));
@@ -71,8 +98,8 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
     out.extend_from_slice(&(p.rules.len() as u32).to_le_bytes());
     out.extend_from_slice(&(p.sets.len() as u32).to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
-    let mut off = HEADER_LEN as u64;
-    for len in lens {
+    let mut off = format.header_len as u64;
+    for &len in lens {
         out.extend_from_slice(&(off as u32).to_le_bytes());
         out.extend_from_slice(&(len as u32).to_le_bytes());
         off += len;
@@ -82,6 +109,7 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
     let mut addr_cursor: u32 = 0;
     let mut port_cursor: u32 = 0;
     let mut app_cursor: u32 = 0;
+    let mut text_cursor: u32 = 0;
     for r in &p.rules {
         let mut rec = [0u8; RULE_RECORD_LEN];
         let mut w = RecordWriter { rec: &mut rec };
@@ -147,7 +175,16 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
             w.u32(52, app_cursor);
             app_cursor += a.0.len() as u32;
         }
-        out.extend_from_slice(&rec);
+        // Validation bounds the name to 255 bytes and the description to u16.
+        let text = (r.name.len() + r.description.len()) as u32;
+        w.u8(RULE_DISABLED_AT, u8::from(!r.enabled));
+        w.u8(RULE_NAME_LEN_AT, r.name.len() as u8);
+        w.u16(RULE_DESCRIPTION_LEN_AT, r.description.len() as u16);
+        if text != 0 {
+            w.u32(RULE_TEXT_AT, text_cursor);
+            text_cursor += text;
+        }
+        out.extend_from_slice(rec.get(..format.rule_record_len).unwrap_or(&rec));
     }
     // Sets.
     let mut name_cursor: u32 = 0;
@@ -212,6 +249,11 @@ pub fn encode(p: &Policy) -> Result<Vec<u8>, EncodeError> {
     for s in &p.sets {
         out.extend_from_slice(s.name.as_bytes());
     }
+    // Rule names and descriptions (empty in version 1: `encode_v1` refused any).
+    for r in &p.rules {
+        out.extend_from_slice(r.name.as_bytes());
+        out.extend_from_slice(r.description.as_bytes());
+    }
     debug_assert_eq!(out.len(), total);
     Ok(out)
 }
@@ -224,6 +266,11 @@ impl RecordWriter<'_> {
     fn u8(&mut self, at: usize, v: u8) {
         if let Some(b) = self.rec.get_mut(at) {
             *b = v;
+        }
+    }
+    fn u16(&mut self, at: usize, v: u16) {
+        if let Some(b) = self.rec.get_mut(at..at + 2) {
+            b.copy_from_slice(&v.to_le_bytes());
         }
     }
     fn u32(&mut self, at: usize, v: u32) {
