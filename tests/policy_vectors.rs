@@ -147,7 +147,8 @@ fn vector_json(p: &Policy, compiled: &CompiledPolicy, c: &Conn) -> String {
     )
 }
 
-/// The hand-written policy exercising every condition kind on all four layers.
+/// The hand-written policy exercising every condition kind on all four layers. Its first rule
+/// would block every connection but is disabled: the driver must skip it as the reference does.
 fn mixed_policy() -> Policy {
     let blocklist = AddressSet {
         name: "blocklist".into(),
@@ -158,7 +159,13 @@ fn mixed_policy() -> Policy {
         ],
     };
     let mut rules = Vec::new();
+    let mut r = Rule::any(50, Action::Block);
+    r.name = "block everything".into();
+    r.description = "disabled: kept in the blob, never matches".into();
+    r.enabled = false;
+    rules.push(r);
     let mut r = Rule::any(100, Action::Block);
+    r.name = "blocklist".into();
     r.remote_addr = Some(AddrCond::Set(0));
     rules.push(r);
     let mut r = Rule::any(200, Action::Permit);
@@ -362,8 +369,8 @@ fn out_dir() -> PathBuf {
 fn write_policy_vectors() {
     let dir = out_dir();
     let mut policies = Vec::new();
-    let mut add = |name: &str, p: &Policy, conns: Vec<Conn>| {
-        let blob = wire::encode(p).unwrap();
+    let mut add_as = |name: &str, p: &Policy, conns: Vec<Conn>, v1: bool| {
+        let blob = if v1 { wire::encode_v1(p).unwrap() } else { wire::encode(p).unwrap() };
         let compiled = CompiledPolicy::compile(p).unwrap();
         std::fs::write(dir.join(format!("{name}.bin")), &blob).unwrap();
         let vectors: Vec<String> = conns.iter().map(|c| vector_json(p, &compiled, c)).collect();
@@ -378,6 +385,16 @@ fn write_policy_vectors() {
         blob
     };
     let mixed = mixed_policy();
+    // The same rules in format version 1 (what an older weirctl wrote): no names, and the
+    // disabled rule left out, as version 1 cannot hold it.
+    let mut mixed_v1 = mixed.clone();
+    mixed_v1.rules.retain(|r| r.enabled);
+    for r in &mut mixed_v1.rules {
+        r.name.clear();
+        r.description.clear();
+    }
+    add_as("mixed-v1", &mixed_v1, mixed_connections(), true);
+    let mut add = |name: &str, p: &Policy, conns: Vec<Conn>| add_as(name, p, conns, false);
     let good = add("mixed", &mixed, mixed_connections());
     let replacement = replacement_policy();
     let private = |layer: Layer, reauth: bool| Conn {

@@ -213,6 +213,26 @@ def test_mixed_policy_decides_like_the_reference_on_all_four_layers(driver, vect
     driver.expect_clean()
 
 
+def test_disabled_rule_is_skipped_and_a_version_1_blob_still_decides_like_the_reference(driver, vectors):
+    """The mixed policy's first rule (id 50) would block every connection but is disabled: no vector is
+    decided by it. The same rules written in format version 1 (an older weirctl's blob, no names, no
+    disabled rule) load, decide alike and read back byte for byte."""
+    ck = harness.Checker("disabled rule; format version 1")
+    mixed = _policy(vectors, "mixed")
+    ck.eq(mixed["rule_ids"][0], 50, "mixed policy", "first rule is the disabled catch-all")
+    ck.eq([v["name"] for v in mixed["vectors"] if v["expect"]["rule_id"] == 50], [], "mixed policy",
+          "vectors decided by the disabled rule")
+    p = _policy(vectors, "mixed-v1")
+    ck.eq(p["bytes"][8:10], b"\x01\x00", "mixed-v1 blob", "format version field")
+    expect_set(ck, driver, p["bytes"], "IOCTL_WEIR_SET_POLICY (mixed-v1)", 1, p["rule_count"], p["set_count"])
+    for v in p["vectors"]:
+        check_vector(ck, driver, v, prefix="v1 ")
+    check_stats(ck, driver, p["vectors"], p, 1, "IOCTL_WEIR_GET_STATS after the version-1 vectors")
+    expect_active_blob(ck, driver, p["bytes"], 1, "after the version-1 vectors")
+    ck.done()
+    driver.expect_clean()
+
+
 def _measure_classify(driver, v: dict) -> tuple[int, int]:
     """(instructions executed inside the weir.sys image, stack bytes used below classifyFn's entry RSP)
     during one classifyFn call. Imports (memcpy, memcmp, ...) run as the kernel model's Python handlers

@@ -239,7 +239,7 @@ def test_weirctl_commands_on_the_real_image(new_run, tmp_path):
     rc, out, err, _ = _weirctl(d, exe, "--json", "policy", "check", str(shown))
     assert rc == 0, err
     doc = json.loads(out)
-    assert doc["policy"] == {"rules": 4, "sets": 1, "set_entries": 4, "default_outbound": "permit",
+    assert doc["policy"] == {"rules": 4, "disabled_rules": 0, "sets": 1, "set_entries": 4, "default_outbound": "permit",
                              "default_inbound": "block", "log_all": False}, doc
     # The shown text encodes to the same blob the file does.
     rc, out2, err, _ = _weirctl(d, exe, "--json", "policy", "check", "examples/server-ports.toml")
@@ -261,6 +261,22 @@ def test_weirctl_commands_on_the_real_image(new_run, tmp_path):
         assert rc == 0, err
         assert "in  tcp 10.0.0.2:80 -> 198.51.100.9:40000 block rule 9" in out, out
 
+    # Rule names, descriptions and a disabled rule survive the trip through the driver (format version 2).
+    rc, out, err, _ = _weirctl(d, exe, "policy", "load", "--this-run", "crates/weirctl/tests/policies/named.toml",
+                               stored=stored)
+    assert rc == 0 and "generation 5, 3 rules (1 disabled)" in out, (out, err)
+    rc, out, err, _ = _weirctl(d, exe, "--json", "policy", "show")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert [(r["id"], r.get("name"), r["enabled"]) for r in doc["rules"]] == [
+        (1, "web", True), (2, "ssh", False), (3, None, True)], doc["rules"]
+    assert "id = 2\nname = 'ssh'\nenabled = false\n" in doc["text"], doc["text"]
+    rc, out, err, _ = _weirctl(d, exe, "stats", "--rules")
+    assert rc == 0, err
+    rows = [line.split(None, 3) for line in out.splitlines()]
+    assert [r[1:] for r in rows if r and r[0].isdigit() and len(r) >= 3 and r[1].isdigit()] == [
+        ["1", "0", "web"], ["2", "0", "ssh (disabled)"], ["3", "0"]], out
+
     # A broken file is refused before anything reaches the driver.
     rc, out, err, calls = _weirctl(d, exe, "policy", "load", "crates/weirctl/tests/policies/bad-port-range.toml")
     assert rc == 1 and calls == [], (rc, calls)
@@ -268,14 +284,14 @@ def test_weirctl_commands_on_the_real_image(new_run, tmp_path):
 
     rc, out, err, _ = _weirctl(d, exe, "policy", "clear", "--stored-path", str(stored), stored=stored)
     assert rc == 0, err
-    assert out.startswith(f"deleted the stored policy {stored}\nactive policy cleared: generation 5"), out
+    assert out.startswith(f"deleted the stored policy {stored}\nactive policy cleared: generation 6"), out
     assert not stored.exists()
     rc, out, err, _ = _weirctl(d, exe, "--json", "status")
     assert rc == 0, err
     doc = json.loads(out)
-    assert (doc["loaded"], doc["policy_generation"], doc["rule_count"], doc["policy"]["source"]) == (True, 5, 0, "none"), doc
+    assert (doc["loaded"], doc["policy_generation"], doc["rule_count"], doc["policy"]["source"]) == (True, 6, 0, "none"), doc
     rc, out, err, _ = _weirctl(d, exe, "policy", "show")
-    assert rc == 0 and out.startswith("# no policy loaded (generation 5)"), out
+    assert rc == 0 and out.startswith("# no policy loaded (generation 6)"), out
 
     d.expect_no_fault(d.unload())
     d.expect_clean()

@@ -26,6 +26,14 @@ type Sections = (
     Vec<(u32, Vec<String>)>,
 );
 
+/// `rule 10`, or `rule 10 (web out)` for a rule with a name.
+fn rule_label(id: u32, r: Option<&weir_policy::Rule>) -> String {
+    match r.filter(|r| !r.name.is_empty()) {
+        Some(r) => format!("rule {id} ({})", r.name),
+        None => format!("rule {id}"),
+    }
+}
+
 /// Splits the printed policy into its header (defaults), sets and rules.
 fn sections(p: &Policy) -> Sections {
     let printed = text::format(p, None);
@@ -155,7 +163,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
     let mut last_old = None;
     for (i, k) in nk.iter().enumerate() {
         let new_lines = nr.get(i).map(|r| r.1.clone()).unwrap_or_default();
-        let what = format!("rule {}", k.0);
+        let what = rule_label(k.0, new.rules.get(i));
         match old_at.get(k) {
             None => out.push(Change {
                 kind: "added",
@@ -190,7 +198,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
                 .unwrap_or_default();
             out.push(Change {
                 kind: "removed",
-                what: format!("rule {}", k.0),
+                what: rule_label(k.0, old.rules.get(j)),
                 lines,
             });
         }
@@ -248,4 +256,26 @@ mod tests {
         assert_eq!(c[2].lines, ["+ remote_port = 443"]);
         assert!(diff(&old, &old).is_empty());
     }
+
+    #[test]
+    fn name_description_and_enabled_changes_are_rule_changes() {
+        let mut old = Policy::permit_all();
+        old.rules = vec![Rule::any(1, Action::Block), Rule::any(2, Action::Permit)];
+        let mut new = old.clone();
+        new.rules[0].name = "block all".into();
+        new.rules[0].description = "until the audit".into();
+        new.rules[1].enabled = false;
+        let c = diff(&old, &new);
+        let got: Vec<(&str, &str)> = c.iter().map(|c| (c.kind, c.what.as_str())).collect();
+        assert_eq!(
+            got,
+            [("changed", "rule 1 (block all)"), ("changed", "rule 2")]
+        );
+        assert_eq!(
+            c[0].lines,
+            ["+ name = 'block all'", "+ description = 'until the audit'"]
+        );
+        assert_eq!(c[1].lines, ["+ enabled = false"]);
+    }
 }
+

@@ -18,7 +18,12 @@ pub struct Skipped {
     pub index: usize,
     /// The rule's id.
     pub id: u32,
-    /// The first condition that does not hold.
+    /// The rule's name, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The rule is disabled (`enabled = false`): skipped whatever its conditions.
+    pub disabled: bool,
+    /// The first condition that does not hold (or that the rule is disabled).
     pub reason: String,
 }
 
@@ -31,6 +36,9 @@ pub struct Explanation {
     pub rule_index: Option<usize>,
     /// Its id.
     pub rule_id: Option<u32>,
+    /// Its name, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_name: Option<String>,
     /// Whether the connection is logged.
     pub log: bool,
     /// Every rule before the deciding one (all rules when the default decided).
@@ -94,7 +102,11 @@ fn addr_in(p: &Policy, c: &AddrCond, a: Addr) -> bool {
 }
 
 /// The first condition of `r` that `q` fails, in the file's terms; `None` when `r` matches.
+/// A disabled rule fails first of all, for that reason.
 pub fn why_not(p: &Policy, r: &Rule, q: &Query<'_>) -> Option<String> {
+    if !r.enabled {
+        return Some("enabled = false: the rule is disabled and skipped".into());
+    }
     if let Some(d) = r.direction.filter(|d| *d != q.direction) {
         return Some(format!(
             "direction = \"{}\", the connection is {}",
@@ -176,6 +188,10 @@ pub fn why_not(p: &Policy, r: &Rule, q: &Query<'_>) -> Option<String> {
     None
 }
 
+fn name_of(r: &Rule) -> Option<String> {
+    (!r.name.is_empty()).then(|| r.name.clone())
+}
+
 /// Explains `q` against `p` (compiled as `c`).
 ///
 /// # Errors
@@ -198,6 +214,8 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &Query<'_>) -> Result<Explanat
         skipped.push(Skipped {
             index,
             id: r.id,
+            name: name_of(r),
+            disabled: !r.enabled,
             reason,
         });
     }
@@ -205,6 +223,10 @@ pub fn explain(p: &Policy, c: &CompiledPolicy, q: &Query<'_>) -> Result<Explanat
         action: v.action.as_str(),
         rule_index: v.rule_index.map(|i| i as usize),
         rule_id: v.rule_id,
+        rule_name: v
+            .rule_index
+            .and_then(|i| p.rules.get(i as usize))
+            .and_then(name_of),
         log: v.log,
         skipped,
     })
@@ -264,5 +286,40 @@ mod tests {
         let e = explain(&p, &c, &q).unwrap();
         assert_eq!((e.action, e.rule_index), ("permit", None));
         assert_eq!(e.skipped[2].reason, "remote_port 80 is not in 443");
+    }
+
+    #[test]
+    fn a_disabled_rule_that_would_match_is_skipped_and_said_so() {
+        // Rule 0 matches everything but is disabled: rule 1 decides, by its name.
+        let mut p = Policy::permit_all();
+        let mut off = Rule::any(1, Action::Block);
+        off.enabled = false;
+        off.name = "block all".into();
+        let mut web = Rule::any(2, Action::Permit);
+        web.name = "web".into();
+        p.rules = vec![off, web];
+        let c = CompiledPolicy::compile(&p).unwrap();
+        let q = Query {
+            direction: Direction::Outbound,
+            remote: Addr::V4(0x0101_0101),
+            local: Addr::V4(0xC0A8_0001),
+            protocol: 6,
+            remote_port: 443,
+            local_port: 50000,
+            app: None,
+            loopback: false,
+        };
+        let e = explain(&p, &c, &q).unwrap();
+        assert_eq!(
+            (e.action, e.rule_index, e.rule_name.as_deref()),
+            ("permit", Some(1), Some("web"))
+        );
+        assert_eq!(e.skipped.len(), 1);
+        assert!(e.skipped[0].disabled);
+        assert_eq!(e.skipped[0].name.as_deref(), Some("block all"));
+        assert_eq!(
+            e.skipped[0].reason,
+            "enabled = false: the rule is disabled and skipped"
+        );
     }
 }

@@ -12,6 +12,9 @@
 //!
 //! [[rule]]                   # rules in order; the first match decides
 //! id = 10                    # u32, reported in counters and events; default: position (1, 2, ...)
+//! name = "web out"           # shown by policy show, explain, stats --rules (at most 255 bytes)
+//! description = "browsers may reach the web"   # at most 1024 bytes
+//! enabled = true             # false: kept in the policy, never matches
 //! action = "permit"          # required: permit | block
 //! log = true
 //! direction = "outbound"     # outbound | inbound
@@ -58,7 +61,7 @@ use addresses::address_condition;
 use diagnostic::Positions;
 use fields::{
     as_bool, as_str, icmp_condition, parse_action, parse_direction, parse_ip_version,
-    parse_protocol, port_condition,
+    parse_protocol, port_condition, rule_text,
 };
 use locate::{locate_validation, RuleSource, SetSource};
 use raw::{elements, Field, RawPolicy, Scalar, Values};
@@ -66,7 +69,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use weir_policy::{Action, AddressSet, AppPath, Policy, Rule};
+use weir_policy::{limits, Action, AddressSet, AppPath, Policy, Rule};
 
 /// What to do with application paths.
 #[derive(Clone, Copy)]
@@ -372,6 +375,8 @@ pub fn parse(
         rule_sources.push(RuleSource {
             span: span.clone(),
             id_span: scalar_span(&r.id),
+            name: scalar_span(&r.name),
+            description: scalar_span(&r.description),
             remote: span_of(&r.remote),
             local: span_of(&r.local),
             remote_port: span_of(&r.remote_port).or_else(|| span_of(&r.icmp_code)),
@@ -393,6 +398,15 @@ pub fn parse(
             }
         };
         let mut out = Rule::any(id, action);
+        out.name = p
+            .field(&r.name, |v| rule_text(v, "name", limits::MAX_RULE_NAME_BYTES))
+            .unwrap_or_default();
+        out.description = p
+            .field(&r.description, |v| {
+                rule_text(v, "description", limits::MAX_RULE_DESCRIPTION_BYTES)
+            })
+            .unwrap_or_default();
+        out.enabled = p.field(&r.enabled, |v| as_bool(v, "enabled")).unwrap_or(true);
         out.log = p.field(&r.log, |v| as_bool(v, "log")).unwrap_or(false);
         out.loopback = p.field(&r.loopback, |v| as_bool(v, "loopback"));
         out.direction = p.field(&r.direction, parse_direction);

@@ -611,6 +611,17 @@ fn arb_action() -> impl Strategy<Value = Action> {
     prop_oneof![Just(Action::Permit), Just(Action::Block)]
 }
 
+/// A rule name (`description == false`) or description: mostly none, else ASCII or any text
+/// without control characters (which the model refuses), up to 24 or 60 characters.
+fn arb_rule_text(description: bool) -> impl Strategy<Value = String> {
+    let (ascii, any) = if description {
+        ("[a-zA-Z0-9 ._:()-]{1,60}", "[^\\p{Cc}]{1,60}")
+    } else {
+        ("[a-zA-Z0-9 ._:()-]{1,24}", "[^\\p{Cc}]{1,24}")
+    };
+    prop_oneof![3 => Just(String::new()), 2 => ascii, 1 => any]
+}
+
 /// A random rule referring to sets `0..nsets`.
 pub fn arb_rule(nsets: u32) -> impl Strategy<Value = Rule> {
     (
@@ -622,8 +633,9 @@ pub fn arb_rule(nsets: u32) -> impl Strategy<Value = Rule> {
         (arb_port_cond(), arb_port_cond()),
         arb_app(),
         prop_oneof![3 => Just(None), 1 => any::<bool>().prop_map(Some)],
+        (arb_rule_text(false), arb_rule_text(true), prop_oneof![5 => Just(true), 1 => Just(false)]),
     )
-        .prop_map(|((id, action, log), direction, ip_version, protocol, (ra, la), (rp, lp), app, loopback)| Rule {
+        .prop_map(|((id, action, log), direction, ip_version, protocol, (ra, la), (rp, lp), app, loopback, (name, description, enabled))| Rule {
             id,
             action,
             log,
@@ -636,6 +648,9 @@ pub fn arb_rule(nsets: u32) -> impl Strategy<Value = Rule> {
             local_port: lp,
             app,
             loopback,
+            name,
+            description,
+            enabled,
         })
 }
 

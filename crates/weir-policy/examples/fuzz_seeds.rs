@@ -1,6 +1,7 @@
 //! Writes a seed corpus for the fuzz target: `cargo run -p weir-policy
 //! --example fuzz_seeds -- DIR`. Each file is 8 bytes of query seed + a valid policy blob
-//! (ClassBench-style policies of several sizes and profiles, with sets, apps and loopback).
+//! (ClassBench-style policies of several sizes and profiles, with sets, apps and loopback; a
+//! quarter with rule names, descriptions and disabled rules, a quarter in format version 1).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -28,9 +29,20 @@ fn main() {
                     loopback_percent: 20,
                     v6_percent: 30,
                 };
-                let p = testing::classbench(rules, profile, extras, seed * 31 + pi as u64);
+                let mut p = testing::classbench(rules, profile, extras, seed * 31 + pi as u64);
+                if seed == 1 {
+                    for (i, r) in p.rules.iter_mut().enumerate() {
+                        r.name = format!("rule {i}");
+                        r.description = if i % 2 == 0 { "seeded".into() } else { String::new() };
+                        r.enabled = i % 3 != 2;
+                    }
+                }
                 let mut bytes = seed.to_le_bytes().to_vec();
-                bytes.extend(wire::encode(&p).unwrap());
+                if seed == 2 {
+                    bytes.extend(wire::encode_v1(&p).unwrap());
+                } else {
+                    bytes.extend(wire::encode(&p).unwrap());
+                }
                 std::fs::write(format!("{dir}/seed-{n:04}"), bytes).unwrap();
                 n += 1;
             }

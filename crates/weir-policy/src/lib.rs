@@ -285,6 +285,10 @@ pub struct AddressSet {
 /// - `app`: the query's application path must equal it case-insensitively ([`fold`]); a query
 ///   without an application never matches a rule with an `app` condition.
 /// - `loopback`: the query's loopback flag must equal it.
+///
+/// `name`, `description` and `enabled` do not take part in matching: a rule with
+/// `enabled == false` is kept (so tools can show it, and rule indices stay those of the file)
+/// but never matches, in the compiled lookup and the reference evaluator alike.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Rule {
     /// User-chosen identifier.
@@ -311,6 +315,14 @@ pub struct Rule {
     pub app: Option<AppPath>,
     /// Loopback condition.
     pub loopback: Option<bool>,
+    /// A label for people (`weirctl policy show`, `stats --rules`, `explain`): UTF-8, at most
+    /// [`limits::MAX_RULE_NAME_BYTES`] bytes, no control characters; empty means none.
+    pub name: String,
+    /// Free text for people: UTF-8, at most [`limits::MAX_RULE_DESCRIPTION_BYTES`] bytes, no
+    /// control characters; empty means none.
+    pub description: String,
+    /// `false`: the rule is kept in the policy but never matches.
+    pub enabled: bool,
 }
 
 impl Rule {
@@ -329,6 +341,9 @@ impl Rule {
             local_port: None,
             app: None,
             loopback: None,
+            name: String::new(),
+            description: String::new(),
+            enabled: true,
         }
     }
 }

@@ -31,3 +31,9 @@ pub const MAX_APP_UNITS_TOTAL: usize = 8 * 1024 * 1024;
 
 /// Longest address-set name in UTF-8 bytes.
 pub const MAX_SET_NAME_BYTES: usize = 255;
+
+/// Longest rule name in UTF-8 bytes (the wire format keeps it in one byte).
+pub const MAX_RULE_NAME_BYTES: usize = 255;
+
+/// Longest rule description in UTF-8 bytes.
+pub const MAX_RULE_DESCRIPTION_BYTES: usize = 1_024;

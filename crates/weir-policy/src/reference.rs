@@ -21,7 +21,11 @@ fn port_matches(c: &PortCond, port: u16) -> bool {
 }
 
 /// Whether every condition of `r` holds for `q` (see [`Rule`] for the semantics).
+/// A disabled rule never matches.
 pub fn rule_matches(p: &Policy, r: &Rule, q: &Query<'_>) -> bool {
+    if !r.enabled {
+        return false;
+    }
     if r.direction.is_some_and(|d| d != q.direction) {
         return false;
     }

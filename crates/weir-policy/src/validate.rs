@@ -48,6 +48,13 @@ pub enum ValidationError {
     SetIndex { rule: u32, set: u32 },
     /// An allocation failed while checking (host helpers only).
     OutOfMemory,
+    /// A rule name is longer than [`MAX_RULE_NAME_BYTES`].
+    RuleNameTooLong { rule: u32 },
+    /// A rule description is longer than [`MAX_RULE_DESCRIPTION_BYTES`].
+    RuleDescriptionTooLong { rule: u32 },
+    /// A rule name or description holds a control character (C0, DEL or C1): tools print
+    /// them on terminals, where such characters would be commands, not text.
+    RuleTextControl { rule: u32 },
 }
 
 impl ValidationError {
@@ -72,6 +79,9 @@ impl ValidationError {
             ValidationError::PortRangeOrder { .. } => 79,
             ValidationError::SetIndex { .. } => 80,
             ValidationError::OutOfMemory => 81,
+            ValidationError::RuleNameTooLong { .. } => 82,
+            ValidationError::RuleDescriptionTooLong { .. } => 83,
+            ValidationError::RuleTextControl { .. } => 84,
         }
     }
 }
@@ -125,6 +135,16 @@ impl fmt::Display for ValidationError {
                 write!(f, "rule #{rule}: refers to address set #{set}, which does not exist")
             }
             ValidationError::OutOfMemory => write!(f, "out of memory"),
+            ValidationError::RuleNameTooLong { rule } => {
+                write!(f, "rule #{rule}: name longer than {MAX_RULE_NAME_BYTES} bytes")
+            }
+            ValidationError::RuleDescriptionTooLong { rule } => write!(
+                f,
+                "rule #{rule}: description longer than {MAX_RULE_DESCRIPTION_BYTES} bytes"
+            ),
+            ValidationError::RuleTextControl { rule } => {
+                write!(f, "rule #{rule}: name or description holds a control character")
+            }
         }
     }
 }
@@ -216,6 +236,30 @@ pub(crate) fn check_set_name(len: usize, set: u32) -> Result<(), ValidationError
     Ok(())
 }
 
+/// Lengths first (cheap, and what the decoder knows before it reads the text), then the
+/// characters.
+pub(crate) fn check_rule_text_len(
+    name_len: usize,
+    description_len: usize,
+    rule: u32,
+) -> Result<(), ValidationError> {
+    if name_len > MAX_RULE_NAME_BYTES {
+        return Err(ValidationError::RuleNameTooLong { rule });
+    }
+    if description_len > MAX_RULE_DESCRIPTION_BYTES {
+        return Err(ValidationError::RuleDescriptionTooLong { rule });
+    }
+    Ok(())
+}
+
+/// Refuses C0 controls, DEL and C1 controls (`char::is_control`, general category Cc).
+pub(crate) fn check_rule_text_chars(text: &str, rule: u32) -> Result<(), ValidationError> {
+    if text.chars().any(char::is_control) {
+        return Err(ValidationError::RuleTextControl { rule });
+    }
+    Ok(())
+}
+
 pub(crate) fn check_rule(
     r: &Rule,
     index: u32,
@@ -237,6 +281,9 @@ pub(crate) fn check_rule(
     if let Some(a) = &r.app {
         check_app_len(a.0.len(), index, totals)?;
     }
+    check_rule_text_len(r.name.len(), r.description.len(), index)?;
+    check_rule_text_chars(&r.name, index)?;
+    check_rule_text_chars(&r.description, index)?;
     Ok(())
 }
 

@@ -166,6 +166,14 @@ fn examples_check(w: &Runner) {
     assert_eq!(j["policy"]["sets"], 2);
     // examples/blocklist.txt has 6 entries, the inline set 2.
     assert_eq!(j["policy"]["set_entries"], 8);
+    assert_eq!(j["policy"]["disabled_rules"], 0);
+    // examples/app-allowlist.toml has one rule with `enabled = false`.
+    let r = w.run(&["policy", "check", "examples/app-allowlist.toml"]);
+    assert!(
+        r.stdout.contains(": ok: 6 rules (1 disabled), "),
+        "{}",
+        r.stdout
+    );
     assert!(j["blob_bytes"].as_u64().unwrap() > 80);
 
     // Application paths: kept (and said so) off Windows, converted on Windows.
@@ -640,15 +648,63 @@ fn explain_and_diff_on_files(w: &Runner) {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains("permit: rule 10 (position 2) decides"),
+        r.stdout.contains("permit: rule 10 \"DNS\" (position 2) decides"),
         "{}",
         r.stdout
     );
     assert!(
         r.stdout
-            .contains("rule 1 (position 1) does not match: loopback = true"),
+            .contains("rule 1 \"loopback\" (position 1) does not match: loopback = true"),
         "{}",
         r.stdout
+    );
+    // A disabled rule that would match is skipped, and said so (text and JSON).
+    let r = w.run(&[
+        "policy",
+        "explain",
+        "examples/app-allowlist.toml",
+        "--protocol",
+        "tcp",
+        "--remote",
+        "10.20.1.5:22",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("block: rule 99 \"everything else\" (position 6) decides, logged"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "rule 30 \"ssh to the build servers\" (position 5) skipped: it is disabled (enabled = false)"
+        ),
+        "{}",
+        r.stdout
+    );
+    let (code, j) = w.json(&[
+        "policy",
+        "explain",
+        "--json",
+        "examples/app-allowlist.toml",
+        "--protocol",
+        "tcp",
+        "--remote",
+        "10.20.1.5:22",
+    ]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        (&j["rule_id"], &j["rule_name"]),
+        (&Value::from(99), &Value::from("everything else"))
+    );
+    let off = &j["skipped"][4];
+    assert_eq!(
+        (&off["id"], &off["name"], &off["disabled"]),
+        (
+            &Value::from(30),
+            &Value::from("ssh to the build servers"),
+            &Value::from(true)
+        )
     );
     let r = w.run(&[
         "policy",
@@ -745,6 +801,46 @@ fn explain_and_diff_on_files(w: &Runner) {
     ]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("bad-action.toml:3:10"), "{}", r.stderr);
+    // Name, description and `enabled` changes are rule changes.
+    let (code, j) = w.json(&[
+        "policy",
+        "diff",
+        "--json",
+        "crates/weirctl/tests/policies/named-changed.toml",
+        "--against",
+        "crates/weirctl/tests/policies/named.toml",
+    ]);
+    assert_eq!(code, 0, "{j}");
+    let changes: Vec<(String, Vec<String>)> = j["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                format!("{} {}", c["kind"].as_str().unwrap(), c["what"].as_str().unwrap()),
+                c["lines"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|l| l.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (
+                "changed rule 1 (web (TLS))".to_string(),
+                vec!["- name = 'web'".to_string(), "+ name = 'web (TLS)'".to_string()]
+            ),
+            ("changed rule 2 (ssh)".to_string(), vec!["- enabled = false".to_string()]),
+            (
+                "changed rule 3".to_string(),
+                vec!["+ description = 'the rest'".to_string()]
+            ),
+        ]
+    );
     // Against the active policy: needs the driver.
     let r = w.run(&["policy", "diff", "examples/blocklist.toml"]);
     assert_eq!(r.code, 1);

@@ -46,6 +46,29 @@ pub(super) fn as_str<'s>(v: &'s Scalar, what: &str) -> Result<&'s str, String> {
     }
 }
 
+/// A rule's `name` or `description`: a non-empty string of at most `max` UTF-8 bytes without
+/// control characters (what `weir_policy` keeps in the blob; `policy show`, `stats` and
+/// terminals print it).
+pub(super) fn rule_text(v: &Scalar, what: &str, max: usize) -> Result<String, String> {
+    let s = as_str(v, what)?;
+    if s.is_empty() {
+        return Err(format!("{what} is empty: omit `{what}` for a rule without one"));
+    }
+    if s.len() > max {
+        return Err(format!(
+            "{what} is {} bytes long (UTF-8); the limit is {max}",
+            s.len()
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{what} holds the control character U+{:04X}: write it on one line, without tabs or escapes",
+            u32::from(c)
+        ));
+    }
+    Ok(s.to_string())
+}
+
 pub(super) fn as_bool(v: &Scalar, what: &str) -> Result<bool, String> {
     match v {
         Scalar::Bool(b) => Ok(*b),

@@ -2,6 +2,9 @@
 //! match, rules never reached because an earlier rule matches everything they match, duplicate
 //! rule ids, empty sets, an empty policy.
 //!
+//! A disabled rule (`enabled = false`) matches nothing, so it gets no warning of its own and
+//! never counts as shadowing a later rule.
+//!
 //! The shadowing check is exact in one direction: a rule is reported as shadowed only when one
 //! earlier rule matches every connection it matches (no false reports). A rule covered only by
 //! several earlier rules together is not reported.
@@ -218,7 +221,7 @@ pub(super) fn lint(p: &mut Parser<'_>, policy: &Policy, rules: &[RuleSource], se
             p.warn(&at, "duplicate_id", message);
         }
         match finding {
-            Finding::Reachable => {}
+            Finding::Reachable | Finding::Disabled => {}
             Finding::Never => {
                 let message = format!("rule {} can never match: {}", r.id, never_reason(policy, r));
                 p.warn(&src.span, "never_matches", message);
@@ -246,6 +249,8 @@ pub(super) fn lint(p: &mut Parser<'_>, policy: &Policy, rules: &[RuleSource], se
 pub(super) enum Finding {
     /// Some connection may reach and match it.
     Reachable,
+    /// `enabled = false`: it matches nothing, on purpose.
+    Disabled,
     /// No connection matches it.
     Never,
     /// The rule at this index matches every connection it matches.
@@ -257,6 +262,10 @@ pub(super) fn analyse(policy: &Policy) -> Vec<Finding> {
     let mut out = Vec::with_capacity(policy.rules.len());
     let mut reachable: Vec<usize> = Vec::new();
     for (j, r) in policy.rules.iter().enumerate() {
+        if !r.enabled {
+            out.push(Finding::Disabled);
+            continue;
+        }
         let vs = versions(policy, r);
         if vs.is_empty() {
             out.push(Finding::Never);
@@ -308,6 +317,7 @@ mod tests {
                     }
                     match finding {
                         Finding::Reachable => {}
+                        Finding::Disabled => prop_assert!(false, "disabled rule {} matched {:?}", j, q),
                         Finding::Never => prop_assert!(false, "rule {} matched {:?}", j, q),
                         Finding::ShadowedBy(i) => {
                             let o = p.rules.get(*i);

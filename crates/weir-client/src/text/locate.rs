@@ -20,6 +20,8 @@ pub(super) struct RuleSource {
     /// The rule's table.
     pub(super) span: Range<usize>,
     pub(super) id_span: Option<Range<usize>>,
+    pub(super) name: Option<Range<usize>>,
+    pub(super) description: Option<Range<usize>>,
     pub(super) remote: Option<Range<usize>>,
     pub(super) local: Option<Range<usize>>,
     pub(super) remote_port: Option<Range<usize>>,
@@ -100,6 +102,18 @@ pub(super) fn locate_validation(
         ValidationError::SetNameEmpty { set } | ValidationError::SetEntryOrder { set } => {
             (set_at(set).map(|s| s.span.clone()), format!("set `{}`: {v}", set_at(set).map_or("", |s| s.name.as_str())))
         }
+        ValidationError::RuleNameTooLong { rule } => (
+            field(rule, &|r: &RuleSource| [r.name.clone(), None]),
+            format!("name longer than {MAX_RULE_NAME_BYTES} bytes (UTF-8)"),
+        ),
+        ValidationError::RuleDescriptionTooLong { rule } => (
+            field(rule, &|r: &RuleSource| [r.description.clone(), None]),
+            format!("description longer than {MAX_RULE_DESCRIPTION_BYTES} bytes (UTF-8)"),
+        ),
+        ValidationError::RuleTextControl { rule } => (
+            field(rule, &|r: &RuleSource| [r.name.clone(), r.description.clone()]),
+            "name or description holds a control character".into(),
+        ),
         ValidationError::TooManyRules => (None, format!("more than {MAX_RULES} rules (the limit)")),
         ValidationError::TooManySets => (None, format!("more than {MAX_SETS} address sets (the limit)")),
         ValidationError::TooManySetEntries => {

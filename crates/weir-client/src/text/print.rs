@@ -125,6 +125,15 @@ pub fn format(policy: &Policy, drives: Option<&dyn DriveMap>) -> String {
     for r in &policy.rules {
         let _ = writeln!(out, "\n[[rule]]");
         let _ = writeln!(out, "id = {}", r.id);
+        if !r.name.is_empty() {
+            let _ = writeln!(out, "name = {}", quote(&r.name));
+        }
+        if !r.description.is_empty() {
+            let _ = writeln!(out, "description = {}", quote(&r.description));
+        }
+        if !r.enabled {
+            let _ = writeln!(out, "enabled = false");
+        }
         let _ = writeln!(out, "action = \"{}\"", r.action.as_str());
         if r.log {
             let _ = writeln!(out, "log = true");

@@ -115,6 +115,9 @@ pub(super) struct RawDefaults {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRule {
     pub(super) id: Field,
+    pub(super) name: Field,
+    pub(super) description: Field,
+    pub(super) enabled: Field,
     pub(super) action: Field,
     pub(super) log: Field,
     pub(super) direction: Field,

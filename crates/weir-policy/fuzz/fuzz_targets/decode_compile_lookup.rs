@@ -2,7 +2,8 @@
 //!
 //! Input: 8 bytes of query seed, then the policy blob. For any input:
 //! - `decode` returns (never panics); its error code is in 1..=127 and `check` agrees;
-//! - an accepted blob is canonical (`encode(decode(b)) == b`) and compiles;
+//! - an accepted blob is canonical in its version (`encode(decode(b)) == b`, `encode_v1` for a
+//!   version-1 blob) and compiles;
 //! - for 64 queries aimed at the policy's rules, the compiled lookup equals the reference,
 //!   for the normal and the coarse (budget fallback) compilation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -24,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(p) => {
             assert!(wire::check(blob).is_ok());
-            assert_eq!(wire::encode(&p).as_deref(), Ok(blob));
+            if blob.get(8..10) == Some(&wire::VERSION_1.to_le_bytes()[..]) {
+                assert_eq!(wire::encode_v1(&p).as_deref(), Ok(blob));
+            } else {
+                assert_eq!(wire::encode(&p).as_deref(), Ok(blob));
+            }
             let c = CompiledPolicy::compile(&p).expect("a decoded policy compiles");
             let coarse = CompiledPolicy::compile_coarse(&p).expect("a decoded policy compiles");
             for q in testing::trace(&p, 64, seed) {

@@ -168,8 +168,10 @@ fn collapse_port(plan: &mut PortPlan, ports: &mut Vec<(u16, u16)>) -> Result<(),
     Ok(())
 }
 
+/// Whether `r` can match in the partition `(d, v)`; a disabled rule gets no entry anywhere.
 fn rule_applies(r: &Rule, d: Direction, v: IpVersion) -> bool {
-    r.direction.is_none_or(|x| x == d) && r.ip_version.is_none_or(|x| x == v)
+    r.enabled
+        && r.direction.is_none_or(|x| x == d) && r.ip_version.is_none_or(|x| x == v)
 }
 
 #[allow(clippy::too_many_arguments)]

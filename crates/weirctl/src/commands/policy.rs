@@ -201,6 +201,8 @@ pub fn check_file(
 #[derive(Serialize)]
 pub struct PolicySummary {
     pub rules: usize,
+    /// Rules with `enabled = false` (kept, never matching).
+    pub disabled_rules: usize,
     pub sets: usize,
     pub set_entries: usize,
     pub default_outbound: &'static str,
@@ -212,6 +214,7 @@ impl PolicySummary {
     pub fn new(p: &Policy) -> Self {
         Self {
             rules: p.rules.len(),
+            disabled_rules: p.rules.iter().filter(|r| !r.enabled).count(),
             sets: p.sets.len(),
             set_entries: p.sets.iter().map(|s| s.entries.len()).sum(),
             default_outbound: p.default_outbound.as_str(),
@@ -225,8 +228,13 @@ impl fmt::Display for PolicySummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}, {} ({}), default outbound {}, inbound {}{}",
+            "{}{}, {} ({}), default outbound {}, inbound {}{}",
             plural(self.rules, "rule", "rules"),
+            if self.disabled_rules == 0 {
+                String::new()
+            } else {
+                format!(" ({} disabled)", self.disabled_rules)
+            },
             plural(self.sets, "address set", "address sets"),
             plural(self.set_entries, "entry", "entries"),
             self.default_outbound,
@@ -353,6 +361,38 @@ fn check(args: &CheckArgs, out: &Output) -> Result<(), Failure> {
     Ok(())
 }
 
+/// One rule as `policy show --json` and `stats --rules` label it.
+#[derive(Serialize)]
+pub struct RuleLabel {
+    pub index: usize,
+    pub id: u32,
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub enabled: bool,
+}
+
+impl RuleLabel {
+    /// The labels of `p`'s rules, in order.
+    pub fn all(p: &Policy) -> Vec<RuleLabel> {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        p.rules
+            .iter()
+            .enumerate()
+            .map(|(index, r)| RuleLabel {
+                index,
+                id: r.id,
+                action: r.action.as_str(),
+                name: some(&r.name),
+                description: some(&r.description),
+                enabled: r.enabled,
+            })
+            .collect()
+    }
+}
+
 /// The result of `policy show`.
 #[derive(Serialize)]
 pub struct ShowReport {
@@ -361,6 +401,9 @@ pub struct ShowReport {
     pub loaded: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicySummary>,
+    /// Every rule's index, id, action, name, description and `enabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<RuleLabel>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
 }
@@ -392,6 +435,7 @@ fn show(out: &Output) -> Result<(), Failure> {
             generation,
             loaded: false,
             policy: None,
+            rules: None,
             text: None,
         })?;
         return Ok(());
@@ -405,6 +449,7 @@ fn show(out: &Output) -> Result<(), Failure> {
         generation,
         loaded: true,
         policy: Some(PolicySummary::new(&policy)),
+        rules: Some(RuleLabel::all(&policy)),
         text: Some(text::format(&policy, drives)),
     })?;
     Ok(())

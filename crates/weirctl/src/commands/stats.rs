@@ -6,6 +6,7 @@ use serde::Serialize;
 use std::fmt;
 use weir_client::proto::Stats;
 use weir_client::weir_abi::stats::{LayerStats, FILTERING_ACTIVE};
+use weir_client::weir_policy::Policy;
 
 /// Layer names in the stats reply's order.
 pub const LAYERS: [&str; 4] = ["connect v4", "connect v6", "accept v4", "accept v6"];
@@ -35,6 +36,13 @@ pub struct LayerReport {
 pub struct RuleReport {
     pub index: u32,
     pub id: u32,
+    /// The rule's name in the active policy, when it has one (and the policy read back is the
+    /// one the counters are for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `false` for a disabled rule (its hits stay 0); absent when the policy was not read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
     pub hits: u64,
 }
 
@@ -54,8 +62,9 @@ pub struct StatsReport {
 }
 
 impl StatsReport {
-    /// The report of `s`; with `rules`, the per-rule table too.
-    pub fn new(s: &Stats, rules: bool) -> Self {
+    /// The report of `s`; with `rules`, the per-rule table too, labelled from `policy` when
+    /// given (the active policy of the same generation as `s`).
+    pub fn new(s: &Stats, rules: bool, policy: Option<&Policy>) -> Self {
         let h = &s.header;
         let layer = |(name, l): (&&'static str, &LayerStats)| LayerReport {
             layer: name,
@@ -82,10 +91,17 @@ impl StatsReport {
             rules: rules.then(|| {
                 s.rules
                     .iter()
-                    .map(|r| RuleReport {
-                        index: r.rule_index,
-                        id: r.rule_id,
-                        hits: r.hits,
+                    .map(|r| {
+                        let rule = policy
+                            .and_then(|p| p.rules.get(r.rule_index as usize))
+                            .filter(|x| x.id == r.rule_id);
+                        RuleReport {
+                            index: r.rule_index,
+                            id: r.rule_id,
+                            name: rule.filter(|x| !x.name.is_empty()).map(|x| x.name.clone()),
+                            enabled: rule.map(|x| x.enabled),
+                            hits: r.hits,
+                        }
                     })
                     .collect()
             }),
@@ -114,9 +130,16 @@ impl fmt::Display for StatsReport {
         }
         writeln!(f, "event drops: {}", self.event_drops)?;
         if let Some(rules) = &self.rules {
-            writeln!(f, "\n{:>6} {:>10} {:>14}", "index", "rule id", "hits")?;
+            writeln!(f, "\n{:>6} {:>10} {:>14}  name", "index", "rule id", "hits")?;
             for r in rules {
-                writeln!(f, "{:>6} {:>10} {:>14}", r.index, r.id, r.hits)?;
+                let label = match (r.name.as_deref(), r.enabled == Some(false)) {
+                    (Some(n), true) => format!("{n} (disabled)"),
+                    (Some(n), false) => n.to_string(),
+                    (None, true) => "(disabled)".into(),
+                    (None, false) => String::new(),
+                };
+                let line = format!("{:>6} {:>10} {:>14}  {label}", r.index, r.id, r.hits);
+                writeln!(f, "{}", line.trim_end())?;
             }
             if rules.is_empty() {
                 writeln!(f, "(no policy rules)")?;
@@ -130,7 +153,17 @@ impl fmt::Display for StatsReport {
 pub fn run(args: &StatsArgs, out: &Output) -> Result<(), Failure> {
     let client = crate::device::open()?;
     let s = client.stats()?;
-    out.result(&StatsReport::new(&s, args.rules))?;
+    // The names live in the policy blob, not in the counters: read it back, and use it only
+    // when it is the generation the counters are for (a load in between changes both).
+    let policy = if args.rules {
+        match client.get_policy()? {
+            (generation, p) if generation == s.header.policy_generation => p,
+            _ => None,
+        }
+    } else {
+        None
+    };
+    out.result(&StatsReport::new(&s, args.rules, policy.as_ref()))?;
     Ok(())
 }
 
@@ -176,7 +209,7 @@ mod tests {
 
     #[test]
     fn stats_json_has_every_counter_by_name() {
-        let j = serde_json::to_value(StatsReport::new(&sample(), true)).unwrap();
+        let j = serde_json::to_value(StatsReport::new(&sample(), true, None)).unwrap();
         assert_eq!(j["driver_version"], "0.1.0.0");
         assert_eq!(j["policy_generation"], 7);
         assert_eq!(j["filtering"], true);
@@ -188,13 +221,13 @@ mod tests {
             j["rules"],
             json!([{"index": 0, "id": 10, "hits": 5}, {"index": 1, "id": 20, "hits": 0}])
         );
-        let j = serde_json::to_value(StatsReport::new(&sample(), false)).unwrap();
+        let j = serde_json::to_value(StatsReport::new(&sample(), false, None)).unwrap();
         assert!(j.get("rules").is_none());
     }
 
     #[test]
     fn stats_text_lists_layers_and_rules() {
-        let t = StatsReport::new(&sample(), true).to_string();
+        let t = StatsReport::new(&sample(), true, None).to_string();
         assert!(t.lines().nth(1).unwrap().starts_with("connect v4"), "{t}");
         assert!(t.contains("event drops: 3"));
         assert!(
@@ -203,4 +236,30 @@ mod tests {
             "{t}"
         );
     }
+
+    #[test]
+    fn stats_rules_are_labelled_with_the_active_policys_names() {
+        use weir_client::weir_policy::{Action, Rule};
+        let mut p = Policy::permit_all();
+        let mut web = Rule::any(10, Action::Permit);
+        web.name = "web out".into();
+        let mut off = Rule::any(20, Action::Block);
+        off.enabled = false;
+        p.rules = vec![web, off];
+        let r = StatsReport::new(&sample(), true, Some(&p));
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            j["rules"],
+            json!([{"index": 0, "id": 10, "name": "web out", "enabled": true, "hits": 5},
+                   {"index": 1, "id": 20, "enabled": false, "hits": 0}])
+        );
+        let t = r.to_string();
+        assert!(t.lines().any(|l| l.ends_with(" 5  web out")), "{t}");
+        assert!(t.lines().any(|l| l.ends_with(" 0  (disabled)")), "{t}");
+        // A policy whose rule ids do not line up (another generation) labels nothing.
+        p.rules.swap(0, 1);
+        let j = serde_json::to_value(StatsReport::new(&sample(), true, Some(&p))).unwrap();
+        assert!(j["rules"][0].get("name").is_none());
+    }
 }
+

@@ -169,7 +169,7 @@ pub fn run(out: &Output) -> Result<(), Failure> {
         Err(e) => (None, Some(e.to_string())),
     };
     out.result(&StatusReport {
-        stats: StatsReport::new(&s, false),
+        stats: StatsReport::new(&s, false, None),
         loaded: true,
         policy,
         policy_error,

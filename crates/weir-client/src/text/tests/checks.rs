@@ -319,3 +319,63 @@ fn duplicate_ids_never_matching_rules_and_empty_things_warn() {
         .contains("list file `list.txt` has no entries"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn rule_name_description_and_enabled_are_kept_in_the_policy() {
+    // Old main refused these fields as unknown; now they reach the model (and the blob).
+    let l = parse_with(
+        "[[rule]]\nname = \"block all (paused)\"\ndescription = \"audit finding 12, café\"\nenabled = false\naction = \"block\"\n\
+         [[rule]]\nname = \"web\"\naction = \"permit\"\nprotocol = \"tcp\"\n[[rule]]\naction = \"block\"\nenabled = true\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = &l.policy.rules;
+    assert_eq!(
+        (r[0].name.as_str(), r[0].description.as_str(), r[0].enabled),
+        ("block all (paused)", "audit finding 12, café", false)
+    );
+    assert_eq!((r[1].name.as_str(), r[1].description.as_str(), r[1].enabled), ("web", "", true));
+    assert_eq!((r[2].name.as_str(), r[2].enabled), ("", true));
+    let blob = weir_policy::wire::encode(&l.policy).unwrap();
+    assert_eq!(weir_policy::wire::decode(&blob).unwrap(), l.policy);
+    // Printed back and read again: the same policy.
+    let printed = format(&l.policy, None);
+    assert!(printed.contains("name = 'block all (paused)'\ndescription = 'audit finding 12, café'\nenabled = false\n"), "{printed}");
+    assert_eq!(parse_with(&printed).unwrap().policy, l.policy);
+}
+
+#[test]
+fn a_disabled_rule_shadows_nothing_and_gets_no_warning() {
+    // Enabled, the catch-all block would shadow the permit (and old main said so for the
+    // disabled one too); disabled, it matches nothing.
+    let text = "[[rule]]\naction = \"block\"\nenabled = false\n[[rule]]\naction = \"permit\"\nremote_port = 443\n";
+    assert_eq!(codes(text), Vec::<&str>::new());
+    assert_eq!(
+        codes("[[rule]]\naction = \"block\"\n[[rule]]\naction = \"permit\"\nremote_port = 443\n"),
+        vec!["shadowed"]
+    );
+}
+
+#[test]
+fn bad_rule_names_and_descriptions_are_refused_at_the_field() {
+    let long = "n".repeat(weir_policy::limits::MAX_RULE_NAME_BYTES + 1);
+    let cases = [
+        (format!("[[rule]]\naction = \"block\"\nname = \"{long}\"\n"), 3, "name is 256 bytes long (UTF-8); the limit is 255"),
+        ("[[rule]]\naction = \"block\"\nname = \"\"\n".into(), 3, "name is empty: omit `name` for a rule without one"),
+        ("[[rule]]\naction = \"block\"\ndescription = \"two\\nlines\"\n".into(), 3, "description holds the control character U+000A"),
+        ("[[rule]]\naction = \"block\"\nname = \"\\u001b[2J\"\n".into(), 3, "name holds the control character U+001B"),
+        ("[[rule]]\naction = \"block\"\nname = 5\n".into(), 3, "name must be a string, not an integer"),
+        ("[[rule]]\naction = \"block\"\nenabled = \"no\"\n".into(), 3, "enabled must be true or false, not a string"),
+    ];
+    for (text, line, message) in cases {
+        let d = one_error(&text);
+        assert_eq!(d.line, line, "{text}");
+        assert!(d.message.starts_with(message), "{}: {}", text, d.message);
+        assert!(d.column > 1, "{d:?}");
+    }
+    let description = "d".repeat(weir_policy::limits::MAX_RULE_DESCRIPTION_BYTES + 1);
+    let d = one_error(&format!("[[rule]]\naction = \"block\"\ndescription = \"{description}\"\n"));
+    assert_eq!(d.message, "description is 1025 bytes long (UTF-8); the limit is 1024");
+    // At the limits: accepted.
+    let name = "é".repeat(weir_policy::limits::MAX_RULE_NAME_BYTES / 2);
+    assert!(parse_with(&format!("[[rule]]\naction = \"block\"\nname = \"{name}\"\n")).is_ok());
+}

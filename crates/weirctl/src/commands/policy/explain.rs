@@ -78,11 +78,16 @@ impl fmt::Display for ExplainReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = &self.explanation;
         writeln!(f, "{}: {}", self.policy, self.connection)?;
+        let named = |name: &Option<String>| match name {
+            Some(n) => format!(" \"{n}\""),
+            None => String::new(),
+        };
         match (e.rule_index, e.rule_id) {
             (Some(i), Some(id)) => writeln!(
                 f,
-                "{}: rule {id} (position {}) decides{}",
+                "{}: rule {id}{} (position {}) decides{}",
                 e.action,
+                named(&e.rule_name),
                 i + 1,
                 if e.log { ", logged" } else { "" }
             )?,
@@ -94,10 +99,21 @@ impl fmt::Display for ExplainReport {
             )?,
         }
         for s in &e.skipped {
+            if s.disabled {
+                writeln!(
+                    f,
+                    "  rule {}{} (position {}) skipped: it is disabled (enabled = false)",
+                    s.id,
+                    named(&s.name),
+                    s.index + 1
+                )?;
+                continue;
+            }
             writeln!(
                 f,
-                "  rule {} (position {}) does not match: {}",
+                "  rule {}{} (position {}) does not match: {}",
                 s.id,
+                named(&s.name),
                 s.index + 1,
                 s.reason
             )?;
