@@ -23,6 +23,7 @@ import pefile
 
 import layouts as L
 from kernel_model import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, KernelModel
+from pool_refs import Section
 
 # IRQL classifyFn is called at unless a call says otherwise. The filter engine
 # calls classifyFn at IRQL <= DISPATCH_LEVEL; test_classify runs every test at
@@ -173,6 +174,7 @@ class DriverRun:
         self._install_hooks()
         self.module = self.se.load_module(str(self.image))
         self.model.watch_extra_ranges = writable_sections(self.image, self.module.base)
+        self.model.global_sections = [Section(a, e, name, self.module.base) for a, e, name in self.model.watch_extra_ranges]
         # Test file-object names (any number) -> FILE_OBJECTs in emulated memory.
         self.file_objects: dict[int, int] = {}
         self.mem: L.Memory | None = None

@@ -18,7 +18,10 @@ and the argument, and the call fails the way the real API would):
   under the same key; FwpmFilterAdd0 needs an existing sublayer and, for a
   callout action, a management callout whose applicableLayer equals the
   filter's layer and whose key is registered at run time;
-* keys are unique; closing a session deletes the objects of a dynamic session.
+* keys are unique; closing a session deletes the objects of a dynamic session;
+* no global points to freed pool: at every ExFreePool/ExFreePoolWithTag no
+  pointer-sized value in the image's writable sections may point into the
+  block (`pool_refs`).
 
 * IRQL: the model tracks the current IRQL (`KernelModel.irql`); every hooked
   routine has the maximum IRQL its documentation page gives (`IRQL_RULES`,
@@ -44,6 +47,7 @@ import layouts as L
 from etw_model import ETW_ARGC, ETW_IRQL_RULES, EtwModelMixin
 from events_model import EVENTS_ARGC, EVENTS_IRQL_RULES, EventsModelMixin
 from files_model import FILES_ARGC, FILES_FAILURE_MODES, FILES_IRQL_RULES, FilesModelMixin
+from pool_refs import PoolRefsMixin
 from store_model import STORE_ARGC, STORE_FAILURE_MODES, STORE_IRQL_RULES, StoreModelMixin, decode_conditions, empty_pools
 
 ZERO_GUID = uuid.UUID(int=0)
@@ -308,7 +312,7 @@ class PoolArena:
             self.free_lists.setdefault(cls, []).append(addr)
 
 
-class KernelModel(EventsModelMixin, EtwModelMixin, FilesModelMixin, StoreModelMixin):
+class KernelModel(EventsModelMixin, EtwModelMixin, FilesModelMixin, StoreModelMixin, PoolRefsMixin):
     """Bookkeeping and rules for one emulated driver instance."""
 
     def __init__(self):
@@ -364,6 +368,7 @@ class KernelModel(EventsModelMixin, EtwModelMixin, FilesModelMixin, StoreModelMi
         self.unregistered: list[dict] = []
         self.init_events_state()
         self.init_etw_state()
+        self.init_pool_refs()
 
         # Base Filtering Engine service: its state, the drivers' state-change
         # subscriptions, and a generation that changes on every restart (a
@@ -1139,7 +1144,7 @@ class KernelModel(EventsModelMixin, EtwModelMixin, FilesModelMixin, StoreModelMi
         call.args = self._decode_ExAllocatePoolWithTag(mem, argv)
         return self._alloc(call, orig, argv, argv[0] & 0xFFFFFFFF, argv[1], argv[2] & 0xFFFFFFFF, "ExAllocatePoolWithTag")
 
-    def _free(self, call, orig, argv, addr, tag):
+    def _free(self, mem, call, orig, argv, addr, tag):
         block = self.pool.get(addr)
         if block is None:
             self.violation(call, "P", f"{addr:#x} is not a live pool block (double free or foreign pointer)")
@@ -1147,6 +1152,7 @@ class KernelModel(EventsModelMixin, EtwModelMixin, FilesModelMixin, StoreModelMi
         if tag is not None and block["tag"] != tag:
             self.violation(call, "Tag", f"tag {_tag(tag)!r} differs from the allocation's tag {_tag(block['tag'])!r}")
         self.check_free(call, addr, block["size"])
+        self.check_no_global_refs(mem, call, addr, block["size"])
         del self.pool[addr]
         self.pool_history.append({"op": "free", "address": hex(addr), "call": call.label})
         if self.pool_arena:
@@ -1158,11 +1164,11 @@ class KernelModel(EventsModelMixin, EtwModelMixin, FilesModelMixin, StoreModelMi
     def _ExFreePoolWithTag(self, emu, mem, call, orig, argv):
         addr, tag = argv[0], argv[1] & 0xFFFFFFFF
         call.args = {"P": hex(addr), "Tag": _tag(tag)}
-        return self._free(call, orig, argv, addr, tag)
+        return self._free(mem, call, orig, argv, addr, tag)
 
     def _ExFreePool(self, emu, mem, call, orig, argv):
         call.args = {"P": hex(argv[0])}
-        return self._free(call, orig, argv, argv[0], None)
+        return self._free(mem, call, orig, argv, argv[0], None)
 
     def _SeTokenIsAdmin(self, emu, mem, call, orig, argv):
         token = argv[0]
