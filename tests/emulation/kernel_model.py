@@ -369,6 +369,9 @@ class KernelModel(EventsModelMixin, EtwModelMixin, FilesModelMixin, StoreModelMi
         self.init_events_state()
         self.init_etw_state()
         self.init_pool_refs()
+        # Called with (emu, call) after every hooked call returns to the model
+        # (interleave.py plays other CPUs there).
+        self.after_call: Callable | None = None
 
         # Base Filtering Engine service: its state, the drivers' state-change
         # subscriptions, and a generation that changes on every restart (a
@@ -569,6 +572,8 @@ class KernelModel(EventsModelMixin, EtwModelMixin, FilesModelMixin, StoreModelMi
                 self.violation(call, "model", f"model raised {e!r}")
                 ret = L.STATUS_UNSUCCESSFUL
             call.ret = ret
+            if self.after_call is not None:
+                self.after_call(emu, call)
             return ret
 
         return hook
