@@ -70,9 +70,8 @@ def test_the_completion_dpc_queues_itself_again_when_out_of_rounds(driver):
     new event."""
     il = Interleave(driver)
     try:
-        state = [c for c in driver.model.calls_in("DriverEntry", "ExAllocatePool2")]
-        log = state[1].args["returned"]
-        log = int(log, 16) if isinstance(log, str) else log
+        # DriverEntry allocates the driver state, then the event log, then its ring slots.
+        log = int(driver.model.calls_in("DriverEntry", "ExAllocatePool2")[1].args["returned"], 16)
         arm, r_irp = _find_arm(driver, il, log, driver.model.pool[log]["size"])
         layer = L.LAYERS[0]
         steals = il.after_api("KeReleaseSpinLock", "DPC",
