@@ -62,6 +62,7 @@ class Point:
     """Where concurrent calls are made and which: `make(point_index) -> list[Job]` (empty: none this time)."""
 
     make: Callable[[int], list[Job]]
+    phase: str = ""
     hits: int = 0
     jobs_run: list[Job] = field(default_factory=list)
 
@@ -90,13 +91,12 @@ class Interleave:
     # --------------------------------------------------------------- points
     def after_api(self, api: str, phase: str, make: Callable[[int], list[Job]]) -> Point:
         """After each `api` call made in `phase`, run `make(n)` (n: 1-based count of such calls)."""
-        p = self.api_points[(api, phase)] = Point(make)
+        p = self.api_points[(api, phase)] = Point(make, phase)
         return p
 
     def before_instruction(self, address: int, phase: str, make: Callable[[int], list[Job]]) -> Point:
         """Each time `address` is about to execute in `phase`, run `make(n)` first."""
-        p = self.code_points[address] = Point(make)
-        self._code_phase = phase
+        p = self.code_points[address] = Point(make, phase)
         self._code_hooks.append(self.emu.add_code_hook(self._on_code, begin=address, end=address))
         # Code already translated would run without the new hook.
         self.uc.ctl_remove_cache(address, address + 1)
@@ -150,7 +150,7 @@ class Interleave:
             self._skip_once = None
             return True
         p = self.code_points.get(address)
-        if p is None or self.model.phase != self._code_phase or self._pending is not None:
+        if p is None or self.model.phase != p.phase or self._pending is not None:
             return True
         p.hits += 1
         jobs = p.make(p.hits)
