@@ -23,6 +23,7 @@ import pefile
 
 import layouts as L
 from kernel_model import APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL, KernelModel
+from pool_refs import Section
 
 # IRQL classifyFn is called at unless a call says otherwise. The filter engine
 # calls classifyFn at IRQL <= DISPATCH_LEVEL; test_classify runs every test at
@@ -173,6 +174,7 @@ class DriverRun:
         self._install_hooks()
         self.module = self.se.load_module(str(self.image))
         self.model.watch_extra_ranges = writable_sections(self.image, self.module.base)
+        self.model.global_sections = [Section(a, e, name, self.module.base) for a, e, name in self.model.watch_extra_ranges]
         # Test file-object names (any number) -> FILE_OBJECTs in emulated memory.
         self.file_objects: dict[int, int] = {}
         self.mem: L.Memory | None = None
@@ -322,6 +324,31 @@ class DriverRun:
         prev_phase = self.model.phase
         self.model.begin_phase("classify")
         n_msgs = len(self.model.debug_messages)
+        fn, args = self.build_classify(layer_id, values, rights=rights, filter_flags=filter_flags, pid=pid,
+                                       pid_valid=pid_valid, meta=meta, value_count=value_count,
+                                       null_values_array=null_values_array, null_fixed=null_fixed,
+                                       null_filter=null_filter, null_out=null_out, action_in=action_in, fn=fn,
+                                       process_path=process_path)
+        out = args[6]
+        out_before = self.mem.read(out, L.CLASSIFY_OUT_SIZE) if out else struct.pack(
+            "<IIQQIIII", action_in, 0, 0x1111, 0x10001, rights, 0x0, 0x0, 0x0)
+        level = DEFAULT_CLASSIFY_IRQL if irql is None else irql
+        with self.model.at_irql(level):
+            res = self.call(fn, args, f"classifyFn(layer {layer_id})")
+        after = self.mem.read(out, L.CLASSIFY_OUT_SIZE) if out else b""
+        self.model.phase = prev_phase
+        action = struct.unpack_from("<I", after, 0)[0] if out else None
+        rights_after = struct.unpack_from("<I", after, L.CLASSIFY_OUT_RIGHTS)[0] if out else None
+        msgs = [m["text"] for m in self.model.debug_messages[n_msgs:]]
+        return ClassifyResult(res, action, rights_after, out_before, after, msgs)
+
+    def build_classify(self, layer_id: int, values: list[tuple[Any, Any]] | None, *,
+                       rights: int = L.FWPS_RIGHT_ACTION_WRITE, filter_flags: int = 0, pid: int | None = 4242,
+                       pid_valid: bool = True, meta: bool = True, value_count: int | None = None,
+                       null_values_array: bool = False, null_fixed: bool = False, null_filter: bool = False,
+                       null_out: bool = False, action_in: int = L.FWP_ACTION_BLOCK, fn: int | None = None,
+                       process_path: bytes | None = None) -> tuple[int, list[int]]:
+        """classifyFn and the seven arguments `classify` passes it."""
         values = values or []
         arr = 0 if null_values_array else self._build_values(values)
         count = len(values) if value_count is None else value_count
@@ -349,15 +376,7 @@ class DriverRun:
         out_before = struct.pack("<IIQQIIII", action_in, 0, 0x1111, 0x10001, rights, 0x0, 0x0, 0x0)
         out = 0 if null_out else self.alloc(L.CLASSIFY_OUT_SIZE, out_before, tag="weir.test.classifyout")
         fn = fn or self.classify_fn()
-        level = DEFAULT_CLASSIFY_IRQL if irql is None else irql
-        with self.model.at_irql(level):
-            res = self.call(fn, [fixed, meta_ptr, 0, 0, flt, 0, out], f"classifyFn(layer {layer_id})")
-        after = self.mem.read(out, L.CLASSIFY_OUT_SIZE) if out else b""
-        self.model.phase = prev_phase
-        action = struct.unpack_from("<I", after, 0)[0] if out else None
-        rights_after = struct.unpack_from("<I", after, L.CLASSIFY_OUT_RIGHTS)[0] if out else None
-        msgs = [m["text"] for m in self.model.debug_messages[n_msgs:]]
-        return ClassifyResult(res, action, rights_after, out_before, after, msgs)
+        return fn, [fixed, meta_ptr, 0, 0, flt, 0, out]
 
     # ------------------------------------------------------------ dispatch
     def irp(self, major: int, *, code: int = 0, in_len: int = 0, out_len: int = 0, buffer_size: int | None = None,
@@ -370,6 +389,35 @@ class DriverRun:
         prev_phase = self.model.phase
         self.model.begin_phase("dispatch")
         n_comp = len(self.model.irp_completions)
+        fn, irp, buf, size, before, guard = self.build_irp(
+            major, code=code, in_len=in_len, out_len=out_len, buffer_size=buffer_size, null_buffer=null_buffer,
+            create_token=create_token, null_security_context=null_security_context,
+            null_access_state=null_access_state, dispatch=dispatch, input=input, file_object=file_object)
+        dev = self.device_object()
+        self.model.irp_dispatched(irp)
+        self.model.dispatch_major = major
+        try:
+            res = self.call(fn, [dev, irp], f"dispatch(IRP_MJ {major:#x}, code {code:#x})")
+        finally:
+            self.model.dispatch_major = None
+        self.model.phase = prev_phase
+        after = None
+        guard_ok = True
+        if buf:
+            after = self.mem.read(buf, size)
+            guard_ok = self.mem.read(buf + size, len(guard)) == guard
+        return IrpResult(
+            res, irp, self.mem.u32(irp + L.IRP_IO_STATUS_STATUS), self.mem.u64(irp + L.IRP_IO_STATUS_INFORMATION),
+            before, after, guard_ok,
+            [c for c in self.model.irp_completions[n_comp:] if c["irp"] == irp],
+        )
+
+    def build_irp(self, major: int, *, code: int = 0, in_len: int = 0, out_len: int = 0, buffer_size: int | None = None,
+                  null_buffer: bool = False, create_token: tuple[str, int] | dict | None = None,
+                  null_security_context: bool = False, null_access_state: bool = False,
+                  dispatch: int | None = None, input: bytes | None = None,
+                  file_object: int = 0) -> tuple[int, int, int, int, bytes | None, bytes]:
+        """The IRP `irp` sends: (dispatch routine, IRP, system buffer, its size, its bytes before, guard)."""
         irp = self.alloc(L.IRP_SIZE + L.IO_STACK_LOCATION_SIZE, tag="weir.test.irp")
         stack = irp + L.IRP_SIZE
         m = self.mem
@@ -413,24 +461,7 @@ class DriverRun:
             m.w64(stack + L.IOSL_CREATE_SECURITY_CONTEXT, sec)
         fn = dispatch if dispatch is not None else self.major[major]
         assert fn, f"DRIVER_OBJECT.MajorFunction[{major:#x}] is null"
-        dev = self.device_object()
-        self.model.irp_dispatched(irp)
-        self.model.dispatch_major = major
-        try:
-            res = self.call(fn, [dev, irp], f"dispatch(IRP_MJ {major:#x}, code {code:#x})")
-        finally:
-            self.model.dispatch_major = None
-        self.model.phase = prev_phase
-        after = None
-        guard_ok = True
-        if buf:
-            after = self.mem.read(buf, size)
-            guard_ok = self.mem.read(buf + size, len(guard)) == guard
-        return IrpResult(
-            res, irp, self.mem.u32(irp + L.IRP_IO_STATUS_STATUS), self.mem.u64(irp + L.IRP_IO_STATUS_INFORMATION),
-            before, after, guard_ok,
-            [c for c in self.model.irp_completions[n_comp:] if c["irp"] == irp],
-        )
+        return fn, irp, buf, size, before, guard
 
     def file_object(self, name: int) -> int:
         """The FILE_OBJECT (zeroed, as the I/O manager creates it) standing for handle `name`; 0 stays 0."""

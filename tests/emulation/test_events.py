@@ -452,8 +452,8 @@ def test_shared_sections_run_with_normal_kernel_apcs_disabled(driver):
     assert reply(driver, read(driver).irp), "the event was recorded"
     policy = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_GET_POLICY, out_len=4096)
     assert policy.status == L.STATUS_SUCCESS
+    assert _violations(driver, "normal kernel APCs enabled") == []
     enters = [c for c in driver.model.calls if c.api == "KeEnterCriticalRegion"]
     leaves = [c for c in driver.model.calls if c.api == "KeLeaveCriticalRegion"]
     assert enters and len(enters) == len(leaves)
-    assert _violations(driver, "normal kernel APCs enabled") == []
     driver.expect_clean()

@@ -197,6 +197,27 @@ def test_model_tracks_pool_blocks(rig):
     assert any("double free" in v for v in rig.violations()), rig.violations()
 
 
+def test_model_refuses_a_free_while_a_global_points_into_the_block(rig):
+    """No global points to freed pool: a pointer to the block (or into it) in the image's writable sections at the
+    free is a violation naming the global's RVA; cleared first, the same free is clean."""
+    from pool_refs import Section
+
+    data = rig.emu.alloc(bytes(64))  # stands for .data: 8 pointer-sized globals
+    rig.model.global_sections = [Section(data, data + 64, "image section .data", data - 0x28000)]
+    for at, value in ((data + 16, 0x9000), (data + 40, 0x9010)):
+        rig.call("ExAllocatePool2", L.POOL_FLAG_NON_PAGED, 64, 0x72696557, orig=lambda argv: 0x9000)
+        rig.emu.mem_write(at, struct.pack("<Q", value))
+        rig.call("ExFreePoolWithTag", 0x9000, 0x72696557, orig=lambda argv: None)
+        want = f"freed pool still referenced by a global at RVA {at - data + 0x28000:#x} (.data)"
+        assert [v for v in rig.violations() if want in v], rig.violations()
+        rig.emu.mem_write(at, bytes(8))
+    rig.model.violations.clear()
+    rig.call("ExAllocatePool2", L.POOL_FLAG_NON_PAGED, 64, 0x72696557, orig=lambda argv: 0x9000)
+    rig.emu.mem_write(data, struct.pack("<Q", 0x9040))  # just past the block: not into it
+    rig.call("ExFreePoolWithTag", 0x9000, 0x72696557, orig=lambda argv: None)
+    assert rig.violations() == []
+
+
 def test_model_injects_faults_once(rig):
     rig.model.fail("test", "FwpmEngineOpen0", 2)
     h1 = rig.session()

@@ -196,3 +196,25 @@ def test_engine_close_failure_is_traced_and_not_retried(new_run):
     ck.eq(model.violations, [], "kernel model", "violations")
     ck.eq(model.leaks(), [], "DriverUnload", "resources still held")
     ck.done()
+
+
+def test_no_global_points_to_pool_unload_frees(driver):
+    """Unload frees the event log, its ring and the driver state with no static still holding their addresses
+    (pool_refs: the model scans the image's writable sections at every free). Issue 15: DriverUnload cleared the
+    event log's global pointer only after shutdown had freed the log, so a classify still running could follow it
+    into freed pool. Exercised with events recorded and a read parked, so the log is in use when unload comes."""
+    layer = L.LAYERS[0]
+    driver.classify(layer.layer_id, driver.values_for(layer))
+    drained = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_READ_EVENTS, out_len=1 << 16)
+    assert drained.status == L.STATUS_SUCCESS
+    parked = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_READ_EVENTS, out_len=1 << 16)
+    assert parked.status == L.STATUS_PENDING
+    driver.expect_no_fault(driver.unload())
+    m = driver.model
+    assert m.global_sections, "the model knows the image's writable sections"
+    frees = m.calls_in("DriverUnload", "ExFreePoolWithTag")
+    assert len(frees) >= 3, [c.label for c in frees]
+    dangling = [str(v) for v in m.violations if "freed pool still referenced by a global" in v.message]
+    assert dangling == [], dangling
+    assert [c["status"] for c in driver.completions_of(parked.irp)] == [L.STATUS_CANCELLED]
+    driver.expect_clean()

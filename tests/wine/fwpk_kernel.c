@@ -8,15 +8,58 @@
 typedef void *(WINAPI *alloc_fn)(int, SIZE_T, ULONG);
 static alloc_fn wine_alloc_with_tag;
 
-/* ExAllocatePool2: zeroed unless POOL_FLAG_UNINITIALIZED (0x2); from Wine's pool, so Wine's
-   ExFreePoolWithTag frees it. */
+/* ExAllocatePool2: zeroed unless POOL_FLAG_UNINITIALIZED (0x2); from Wine's pool, with a
+   16-byte header holding the size (the driver gets the block after it, still 16-byte aligned),
+   so the free below can poison exactly the block. */
+#define POOL_HEADER 16
 static void *WINAPI fill_ExAllocatePool2(uint64_t flags, SIZE_T size, ULONG tag)
 {
     if (fault(R_ExAllocatePool2)) return NULL;
-    void *p = wine_alloc_with_tag ? wine_alloc_with_tag(0, size, tag) : NULL;
-    if (p) InterlockedIncrement64(&pool_allocated);
-    if (p && !(flags & 0x2)) memset(p, 0, size);
-    return p;
+    uint8_t *base = wine_alloc_with_tag && size <= (SIZE_T)-1 - POOL_HEADER
+                        ? wine_alloc_with_tag(0, size + POOL_HEADER, tag) : NULL;
+    if (base == NULL) return NULL;
+    InterlockedIncrement64(&pool_allocated);
+    *(SIZE_T *)base = size;
+    if (!(flags & 0x2)) memset(base + POOL_HEADER, 0, size);
+    return base + POOL_HEADER;
+}
+
+/* ExFreePoolWithTag of the driver's blocks: the block is filled with POOL_POISON (a pointer
+   read from it is non-canonical, a length absurd) and held in a quarantine before Wine frees
+   it, so memory the driver still uses after freeing it (a policy swapped out while a classify
+   on another thread still reads it) is neither valid data nor reused at once: the use faults
+   or decides wrongly, and the stage sees it. The quarantine keeps the newest blocks up to
+   QUARANTINE_BLOCKS and QUARANTINE_BYTES. */
+#define POOL_POISON 0xDB
+#define QUARANTINE_BLOCKS 4096
+#define QUARANTINE_BYTES ((SIZE_T)64 << 20)
+typedef void (WINAPI *free_fn)(void *, ULONG);
+static free_fn wine_free_with_tag;
+static CRITICAL_SECTION quarantine_lock;
+static struct { uint8_t *base; SIZE_T size; } quarantine[QUARANTINE_BLOCKS];
+static size_t quarantine_head, quarantine_len;
+static SIZE_T quarantine_bytes;
+
+static void WINAPI fill_ExFreePoolWithTag(void *p, ULONG tag)
+{
+    (void)fault(R_ExFreePoolWithTag);
+    if (p == NULL) return;
+    uint8_t *base = (uint8_t *)p - POOL_HEADER;
+    SIZE_T size = *(SIZE_T *)base;
+    memset(p, POOL_POISON, size);
+    EnterCriticalSection(&quarantine_lock);
+    while (quarantine_len == QUARANTINE_BLOCKS || (quarantine_len > 0 && quarantine_bytes + size > QUARANTINE_BYTES)) {
+        size_t oldest = (quarantine_head + QUARANTINE_BLOCKS - quarantine_len) % QUARANTINE_BLOCKS;
+        wine_free_with_tag(quarantine[oldest].base, tag);
+        quarantine_bytes -= quarantine[oldest].size;
+        quarantine_len--;
+    }
+    quarantine[quarantine_head].base = base;
+    quarantine[quarantine_head].size = size;
+    quarantine_head = (quarantine_head + 1) % QUARANTINE_BLOCKS;
+    quarantine_len++;
+    quarantine_bytes += size;
+    LeaveCriticalSection(&quarantine_lock);
 }
 
 static void WINAPI fill_KeQuerySystemTimePrecise(LARGE_INTEGER *t)
@@ -182,8 +225,6 @@ WRAP(ZwSetSecurityObject)
 WRAP(ZwOpenKey)
 WRAP(ZwQueryValueKey)
 WRAP(ZwClose)
-/* Counted only: blocks freed, against ExAllocatePool2's successes (a leak check at unload). */
-WRAP(ExFreePoolWithTag)
 
 /* ZwCreateFile: Wine 8's object namespace has no \SystemRoot link, so the driver's
    \SystemRoot\System32\drivers\weir\weir.policy would answer OBJECT_PATH_NOT_FOUND. A name
@@ -238,7 +279,7 @@ static void *const replacement[R_COUNT] = {
     [R_ZwOpenKey] = (void *)wrap_ZwOpenKey,
     [R_ZwQueryValueKey] = (void *)wrap_ZwQueryValueKey,
     [R_ZwClose] = (void *)wrap_ZwClose,
-    [R_ExFreePoolWithTag] = (void *)wrap_ExFreePoolWithTag,
+    [R_ExFreePoolWithTag] = (void *)fill_ExFreePoolWithTag,
     [R_ZwCreateFile] = (void *)wrap_ZwCreateFile,
 };
 
@@ -338,6 +379,9 @@ BOOL WINAPI DllMain(HINSTANCE self, DWORD reason, void *reserved)
     InitializeCriticalSection(&dpc_lock);
     InitializeConditionVariable(&dpc_cv);
     wine_alloc_with_tag = (alloc_fn)GetProcAddress(GetModuleHandleA("ntoskrnl.exe"), "ExAllocatePoolWithTag");
+    wine_free_with_tag = (free_fn)GetProcAddress(GetModuleHandleA("ntoskrnl.exe"), "ExFreePoolWithTag");
+    InitializeCriticalSection(&quarantine_lock);
+    if (wine_alloc_with_tag == NULL || wine_free_with_tag == NULL) return FALSE;
     load_faults();
     HMODULE image = GetModuleHandleA("weir.sys");
     if (image == NULL || !patch_image(image)) return FALSE;

@@ -97,7 +97,12 @@ pub fn run(host: &mut Host, ch: &mut Channel, f: &mut Failures) -> Result<()> {
         Ok((swaps, failures, read))
     })?;
     done.store(true, Ordering::Relaxed);
-    let reply = classify.join().map_err(|_| anyhow::anyhow!("stress thread panicked"))??;
+    // An empty reply is a closed connection: the host (winedevice.exe, with the stand-in in it)
+    // ended mid-run, which is how a fault in weir.sys shows here (e.g. a classify reading a
+    // policy already freed: the stand-in poisons freed pool).
+    let reply = classify.join().map_err(|_| anyhow::anyhow!("stress thread panicked"))?.context(
+        "the concurrency run got no answer from the stand-in: the driver host ended during it (a fault in weir.sys?)",
+    )?;
     let restarts = bfe.join().map_err(|_| anyhow::anyhow!("bfe thread panicked"))??;
     let took = started.elapsed().as_secs_f64();
     events_read += connection_events(&host.weirctl(&["--json", "events"])?.stdout);
