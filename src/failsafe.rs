@@ -13,17 +13,34 @@
 //! remote port 67 and from it to local port 68; v6: 547 and 546) and DNS
 //! (outbound to remote port 53, UDP or TCP), so a machine can still get an
 //! address and resolve the name of the server it gets its policy from.
+//!
+//! The administrator's entries (`Parameters\FailClosedAllow`, REG_MULTI_SZ,
+//! grammar and parser in the `weir-failsafe` crate) come on top: DriverEntry
+//! reads and parses the value once, like `FailMode` and for the same reasons
+//! (it must hold when the stored policy is refused, and before BFE runs);
+//! each entry becomes one permit filter per IP version it covers, in both
+//! sets, with the fixed filters' provider, sublayer and flags and weight
+//! [`ALLOW_WEIGHT`] (below the fixed permits, above the block: all permits
+//! are equal in effect). Their keys are assigned by `wfp_km::failsafe`
+//! from [`SET`]'s extra bases, so a shorter list (or none) replaces a longer
+//! one and an open start removes them with the rest. A list with a bad
+//! entry is refused whole: traced, reported in GET_POLICY_STATUS, and the
+//! fixed filters alone are added.
+
+extern crate alloc;
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use wfp_km::ale::AleLayer;
 use wfp_km::failsafe::FailClosed;
-use wfp_km::objects::{Condition, Provider, RuleFilter, SubLayer};
+use wfp_km::objects::{Condition, Provider, RuleFilter, SubLayer, MAX_CONDITIONS};
 use wfp_km::strings::WStr;
 use wfp_km::sys::fwp_types::{
     FWPM_FILTER_FLAG_BOOTTIME, FWPM_FILTER_FLAG_PERSISTENT, FWPM_PROVIDER_FLAG_PERSISTENT,
     FWPM_SUBLAYER_FLAG_PERSISTENT, FWP_ACTION_BLOCK, FWP_ACTION_PERMIT,
 };
+use wfp_km::sync::passive::PassiveMutex;
 use wfp_km::{wstr, GUID};
+use weir_failsafe::{AllowList, Direction, Family, FilterCondition, ListError};
 
 /// The `Parameters` value that selects the failure mode.
 pub const FAIL_MODE_VALUE: WStr = wstr!("FailMode");
@@ -80,42 +97,47 @@ pub const CALLOUT_WEIGHT: u8 = 15;
 const LOOPBACK_WEIGHT: u8 = 14;
 const DHCP_WEIGHT: u8 = 13;
 const DNS_WEIGHT: u8 = 12;
+/// Weight of the administrator's permits (`FailClosedAllow`).
+pub const ALLOW_WEIGHT: u8 = 11;
 const BLOCK_WEIGHT: u8 = 0;
 
 const UDP: u8 = 17;
 const PERSISTENT_BASE: u128 = 0x3a6d0c52_7e14_4c8b_9f20_5b7e1d000000;
 const BOOT_TIME_BASE: u128 = 0x3a6d0c52_7e14_4c8b_9f20_5b7e1e000000;
+/// Key bases of the administrator's filters (`wfp_km::failsafe::extra_key`).
+const ALLOW_PERSISTENT_BASE: u128 = 0x3a6d0c52_7e14_4c8b_9f20_5b7e1f000000;
+const ALLOW_BOOT_TIME_BASE: u128 = 0x3a6d0c52_7e14_4c8b_9f20_5b7e20000000;
 
 const fn dhcp(port: Condition) -> Rule {
     (
         wstr!("Weir fail-closed: permit DHCP"),
         FWP_ACTION_PERMIT,
         DHCP_WEIGHT,
-        [Some(Condition::Protocol(UDP)), Some(port)],
+        [Some(Condition::Protocol(UDP)), Some(port), None],
     )
 }
 
 /// One layer's rules as (name, action, weight, conditions).
-type Rule = (WStr, u32, u8, [Option<Condition>; 2]);
+type Rule = (WStr, u32, u8, [Option<Condition>; MAX_CONDITIONS]);
 
 const fn rules(layer: AleLayer) -> [Option<Rule>; 4] {
     let loopback: Rule = (
         wstr!("Weir fail-closed: permit loopback"),
         FWP_ACTION_PERMIT,
         LOOPBACK_WEIGHT,
-        [Some(Condition::Loopback), None],
+        [Some(Condition::Loopback), None, None],
     );
     let block: Rule = (
         wstr!("Weir fail-closed: block"),
         FWP_ACTION_BLOCK,
         BLOCK_WEIGHT,
-        [None, None],
+        [None, None, None],
     );
     let dns: Rule = (
         wstr!("Weir fail-closed: permit DNS"),
         FWP_ACTION_PERMIT,
         DNS_WEIGHT,
-        [Some(Condition::RemotePort(53)), None],
+        [Some(Condition::RemotePort(53)), None, None],
     );
     match layer {
         AleLayer::ConnectV4 => [
@@ -162,7 +184,7 @@ const fn build(boot_time: bool) -> [RuleFilter; FILTER_COUNT] {
         action_type: FWP_ACTION_BLOCK,
         flags: 0,
         weight: 0,
-        conditions: [None, None],
+        conditions: [None, None, None],
     };
     let mut out = [placeholder; FILTER_COUNT];
     let layers = AleLayer::ALL;
@@ -231,7 +253,135 @@ pub static SET: FailClosed = FailClosed {
     },
     persistent: &PERSISTENT,
     boot_time: &BOOT_TIME,
+    extra_persistent_base: ALLOW_PERSISTENT_BASE,
+    extra_boot_time_base: ALLOW_BOOT_TIME_BASE,
+    max_extra: weir_failsafe::MAX_FILTERS,
 };
+
+// ---------------------------------------------------------------------------
+// The administrator's allow-list (`Parameters\FailClosedAllow`).
+// ---------------------------------------------------------------------------
+
+/// The `Parameters` value with the administrator's entries.
+pub const ALLOW_VALUE: WStr = wstr!("FailClosedAllow");
+
+/// The entries DriverEntry accepted (empty: none set, or refused). Written
+/// once by DriverEntry before anything that reads it exists (the BFE
+/// subscription); read under FILTERING's lock (lock order: FILTERING, then
+/// ALLOW) and by DriverEntry's boot-time step.
+static ALLOW: PassiveMutex<AllowList> = PassiveMutex::new(AllowList::new());
+
+/// What became of the value, for GET_POLICY_STATUS (any IRQL).
+static ALLOW_APPLIED: AtomicU32 = AtomicU32::new(0);
+static ALLOW_BAD: AtomicU32 = AtomicU32::new(0);
+static ALLOW_ERROR: AtomicU32 = AtomicU32::new(0);
+static ALLOW_LINE: AtomicU32 = AtomicU32::new(0);
+
+/// How the value was read (by the kernel boundary, `wfp_km::registry`).
+pub type AllowRead = core::result::Result<alloc::vec::Vec<u8>, wfp_km::registry::ValueError>;
+
+/// `ListError::code` for "the value could not be read" (the read's status is
+/// traced): not one of the parser's codes.
+pub const ALLOW_UNREADABLE: u32 = weir_abi::policy_status::ALLOW_UNREADABLE;
+
+/// DriverEntry's allow-list step (before `Driver::start`): parse what was
+/// read, keep the entries if the list is accepted, record the outcome.
+/// Never fails: a missing value is an empty list; a wrong type, an
+/// unreadable value or a refused list is traced and leaves the fixed
+/// filters alone. IRQL: PASSIVE_LEVEL.
+pub fn set_allow_list(read: AllowRead) {
+    use wfp_km::registry::ValueError;
+    ALLOW.init();
+    let mut list = AllowList::new();
+    let (error, line, bad) = match read {
+        Err(ValueError::NotFound) => (0, 0, 0),
+        Err(ValueError::WrongType(t)) => {
+            wfp_km::trace::error(format_args!(
+                "weir: Parameters\\FailClosedAllow has type {t}, not REG_MULTI_SZ (7); only the fixed allow-list applies"
+            ));
+            (ALLOW_UNREADABLE, 0, 0)
+        }
+        Err(ValueError::TooLarge) => {
+            wfp_km::trace::error(format_args!(
+                "weir: Parameters\\FailClosedAllow refused: {}; only the fixed allow-list applies",
+                ListError::TooLarge
+            ));
+            (ListError::TooLarge.code(), 0, 0)
+        }
+        Err(ValueError::Status(s)) => {
+            wfp_km::trace::error(format_args!(
+                "weir: Parameters\\FailClosedAllow unreadable ({s}); only the fixed allow-list applies"
+            ));
+            (ALLOW_UNREADABLE, 0, 0)
+        }
+        Ok(bytes) => {
+            let parsed = weir_failsafe::parse_multi_sz(&bytes);
+            match parsed.error {
+                None => {
+                    list = parsed.list;
+                    wfp_km::trace::info(format_args!("weir: FailClosedAllow: {} entries", list.len()));
+                    (0, 0, 0)
+                }
+                Some(e) => {
+                    wfp_km::trace::error(format_args!(
+                        "weir: Parameters\\FailClosedAllow refused ({} bad of {} entries): {e}; only the fixed allow-list applies",
+                        parsed.bad, parsed.found
+                    ));
+                    (e.code(), e.line(), parsed.bad)
+                }
+            }
+        }
+    };
+    let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    ALLOW_APPLIED.store(to_u32(list.len()), Ordering::Release);
+    ALLOW_BAD.store(to_u32(bad), Ordering::Release);
+    ALLOW_ERROR.store(error, Ordering::Release);
+    ALLOW_LINE.store(to_u32(line), Ordering::Release);
+    if let Some(mut slot) = ALLOW.lock() {
+        *slot = list;
+    }
+}
+
+/// The ALE layer an entry's filter goes to.
+fn allow_layer(direction: Direction, family: Family) -> AleLayer {
+    match (direction, family) {
+        (Direction::Out, Family::V4) => AleLayer::ConnectV4,
+        (Direction::Out, Family::V6) => AleLayer::ConnectV6,
+        (Direction::In, Family::V4) => AleLayer::RecvAcceptV4,
+        (Direction::In, Family::V6) => AleLayer::RecvAcceptV6,
+    }
+}
+
+fn allow_condition(c: FilterCondition) -> Condition {
+    match c {
+        FilterCondition::Protocol(p) => Condition::Protocol(p),
+        FilterCondition::RemoteV4 { addr, mask } => Condition::RemoteV4 { addr, mask },
+        FilterCondition::RemoteV6 { addr, prefix } => Condition::RemoteV6 { addr, prefix },
+        FilterCondition::RemotePort { low, high } if low == high => Condition::RemotePort(low),
+        FilterCondition::RemotePort { low, high } => Condition::RemotePortRange(low, high),
+        FilterCondition::LocalPort { low, high } if low == high => Condition::LocalPort(low),
+        FilterCondition::LocalPort { low, high } => Condition::LocalPortRange(low, high),
+    }
+}
+
+/// The filters `list`'s entries become in one set (keys are assigned by
+/// `wfp_km::failsafe`): in entry order, IPv4 before IPv6.
+pub fn allow_filters(list: &AllowList, boot_time: bool) -> impl Iterator<Item = RuleFilter> + '_ {
+    list.entries().iter().flat_map(move |entry| {
+        entry.families().map(move |family| RuleFilter {
+            key: GUID::from_u128(0),
+            name: wstr!("Weir fail-closed: permit (FailClosedAllow entry)"),
+            description: DESCRIPTION,
+            layer: allow_layer(entry.direction(), family).layer_key(),
+            sublayer: if boot_time { None } else { Some(SUBLAYER_KEY) },
+            provider: if boot_time { None } else { Some(PROVIDER_KEY) },
+            action_type: FWP_ACTION_PERMIT,
+            flags: if boot_time { FWPM_FILTER_FLAG_BOOTTIME } else { FWPM_FILTER_FLAG_PERSISTENT },
+            weight: ALLOW_WEIGHT,
+            conditions: entry.conditions(family).map(|c| c.map(allow_condition)),
+        })
+    })
+}
 
 // ---------------------------------------------------------------------------
 // The driver's steps (called from `crate::driver`).
@@ -244,7 +394,10 @@ pub fn at_driver_entry(bfe: wfp_km::bfe::BfeState) -> Option<wfp_km::failsafe::B
     if mode() != FailMode::Closed || bfe == wfp_km::bfe::BfeState::Running {
         return None;
     }
-    SET.add_boot_time()
+    let allow = ALLOW.lock();
+    let list = allow.as_deref().copied().unwrap_or_default();
+    drop(allow);
+    SET.add_boot_time(allow_filters(&list, true))
         .inspect_err(|s| {
             wfp_km::trace::error(format_args!(
                 "weir: fail-closed boot-time filters not added ({s})"
@@ -259,7 +412,12 @@ pub fn at_driver_entry(bfe: wfp_km::bfe::BfeState) -> Option<wfp_km::failsafe::B
 /// remove them, as the uninstall script does).
 pub fn before_filtering(engine: &wfp_km::engine::Engine) {
     let (what, result) = match mode() {
-        FailMode::Closed => ("added", SET.install_persistent()),
+        FailMode::Closed => {
+            let allow = ALLOW.lock();
+            let list = allow.as_deref().copied().unwrap_or_default();
+            drop(allow);
+            ("added", SET.install_persistent(allow_filters(&list, false)))
+        }
         FailMode::Open => ("removed", SET.remove_persistent(engine)),
     };
     INSTALLED.store(mode() == FailMode::Closed && result.is_ok(), Ordering::Release);
@@ -289,6 +447,10 @@ pub fn with_status(mut s: weir_abi::policy_status::PolicyStatus) -> weir_abi::po
     use weir_abi::policy_status::{FAIL_MODE_CLOSED, FAIL_MODE_OPEN};
     s.fail_mode = if mode() == FailMode::Closed { FAIL_MODE_CLOSED } else { FAIL_MODE_OPEN };
     s.fail_closed_set = u32::from(INSTALLED.load(Ordering::Acquire));
+    s.allow_entries = ALLOW_APPLIED.load(Ordering::Acquire);
+    s.allow_bad = ALLOW_BAD.load(Ordering::Acquire);
+    s.allow_error = ALLOW_ERROR.load(Ordering::Acquire);
+    s.allow_line = ALLOW_LINE.load(Ordering::Acquire);
     s
 }
 
@@ -363,5 +525,54 @@ mod tests {
         assert!(BOOT_TIME
             .iter()
             .all(|f| f.provider.is_none() && f.sublayer.is_none()));
+    }
+
+    fn list(lines: &[&str]) -> AllowList {
+        let mut l = AllowList::new();
+        for line in lines {
+            assert!(l.push(weir_failsafe::Entry::parse(line).unwrap_or_else(|e| unreachable!("{line}: {e}"))));
+        }
+        l
+    }
+
+    #[test]
+    fn each_entry_becomes_a_permit_per_ip_version_at_its_direction_with_the_sets_owner() {
+        let l = list(&["out tcp 10.1.2.0/24 443", "in udp any 67-68", "out any fd00::/8 any"]);
+        for boot_time in [false, true] {
+            let fs: Vec<RuleFilter> = allow_filters(&l, boot_time).collect();
+            let layers: Vec<u32> = fs.iter().map(|f| f.layer.data1).collect();
+            let expect = [AleLayer::ConnectV4, AleLayer::RecvAcceptV4, AleLayer::RecvAcceptV6, AleLayer::ConnectV6];
+            assert_eq!(layers, expect.map(|l| l.layer_key().data1));
+            for f in &fs {
+                assert_eq!((f.action_type, f.weight), (FWP_ACTION_PERMIT, ALLOW_WEIGHT));
+                if boot_time {
+                    assert_eq!(f.flags, FWPM_FILTER_FLAG_BOOTTIME);
+                    assert!(f.provider.is_none() && f.sublayer.is_none());
+                } else {
+                    assert_eq!(f.flags, FWPM_FILTER_FLAG_PERSISTENT);
+                    assert_eq!(f.provider.map(|g| g.data1), Some(PROVIDER_KEY.data1));
+                    assert_eq!(f.sublayer.map(|g| g.data1), Some(SUBLAYER_KEY.data1));
+                }
+            }
+            assert_eq!(
+                fs[0].conditions,
+                [
+                    Some(Condition::Protocol(6)),
+                    Some(Condition::RemoteV4 { addr: 0x0A01_0200, mask: 0xFFFF_FF00 }),
+                    Some(Condition::RemotePort(443)),
+                ]
+            );
+            assert_eq!(fs[1].conditions, [Some(Condition::Protocol(17)), None, Some(Condition::LocalPortRange(67, 68))]);
+            assert_eq!(fs[2].conditions, fs[1].conditions);
+            let mut fd = [0u8; 16];
+            fd[0] = 0xfd;
+            assert_eq!(fs[3].conditions, [None, Some(Condition::RemoteV6 { addr: fd, prefix: 8 }), None]);
+        }
+        // Between the fixed permits and the block, below Weir's callout filters.
+        assert!(ALLOW_WEIGHT > BLOCK_WEIGHT && ALLOW_WEIGHT < DNS_WEIGHT && ALLOW_WEIGHT < CALLOUT_WEIGHT);
+        // The most the parser accepts fits the set's bound.
+        let full: Vec<String> = (0..weir_failsafe::MAX_ENTRIES).map(|i| format!("out tcp any {i}")).collect();
+        let refs: Vec<&str> = full.iter().map(String::as_str).collect();
+        assert_eq!(allow_filters(&list(&refs), false).count(), SET.max_extra);
     }
 }
