@@ -100,6 +100,8 @@ const DNS_WEIGHT: u8 = 12;
 /// Weight of the administrator's permits (`FailClosedAllow`).
 pub const ALLOW_WEIGHT: u8 = 11;
 const BLOCK_WEIGHT: u8 = 0;
+// Between the fixed permits and the block, below Weir's callout filters.
+const _: () = assert!(ALLOW_WEIGHT > BLOCK_WEIGHT && ALLOW_WEIGHT < DNS_WEIGHT && ALLOW_WEIGHT < CALLOUT_WEIGHT);
 
 const UDP: u8 = 17;
 const PERSISTENT_BASE: u128 = 0x3a6d0c52_7e14_4c8b_9f20_5b7e1d000000;
@@ -292,7 +294,8 @@ pub const ALLOW_UNREADABLE: u32 = weir_abi::policy_status::ALLOW_UNREADABLE;
 pub fn set_allow_list(read: AllowRead) {
     use wfp_km::registry::ValueError;
     ALLOW.init();
-    let mut list = AllowList::new();
+    let Some(mut list) = ALLOW.lock() else { return };
+    list.clear();
     let (error, line, bad) = match read {
         Err(ValueError::NotFound) => (0, 0, 0),
         Err(ValueError::WrongType(t)) => {
@@ -315,19 +318,18 @@ pub fn set_allow_list(read: AllowRead) {
             (ALLOW_UNREADABLE, 0, 0)
         }
         Ok(bytes) => {
-            let parsed = weir_failsafe::parse_multi_sz(&bytes);
-            match parsed.error {
+            let report = weir_failsafe::parse_multi_sz_into(&bytes, &mut list);
+            match report.error {
                 None => {
-                    list = parsed.list;
                     wfp_km::trace::info(format_args!("weir: FailClosedAllow: {} entries", list.len()));
                     (0, 0, 0)
                 }
                 Some(e) => {
                     wfp_km::trace::error(format_args!(
                         "weir: Parameters\\FailClosedAllow refused ({} bad of {} entries): {e}; only the fixed allow-list applies",
-                        parsed.bad, parsed.found
+                        report.bad, report.found
                     ));
-                    (e.code(), e.line(), parsed.bad)
+                    (e.code(), e.line(), report.bad)
                 }
             }
         }
@@ -337,8 +339,16 @@ pub fn set_allow_list(read: AllowRead) {
     ALLOW_BAD.store(to_u32(bad), Ordering::Release);
     ALLOW_ERROR.store(error, Ordering::Release);
     ALLOW_LINE.store(to_u32(line), Ordering::Release);
-    if let Some(mut slot) = ALLOW.lock() {
-        *slot = list;
+}
+
+/// The boot-time or persistent filters of the accepted entries, handed to
+/// `add`, with ALLOW held (the list stays in its static: it is a few KiB,
+/// too much to copy onto a kernel stack). Before DriverEntry's allow-list
+/// step (FailMode open, or host tests): no entries.
+fn with_allow_filters<R>(boot_time: bool, add: impl FnOnce(&mut dyn Iterator<Item = RuleFilter>) -> R) -> R {
+    match ALLOW.lock() {
+        Some(list) => add(&mut allow_filters(&list, boot_time)),
+        None => add(&mut core::iter::empty()),
     }
 }
 
@@ -394,10 +404,7 @@ pub fn at_driver_entry(bfe: wfp_km::bfe::BfeState) -> Option<wfp_km::failsafe::B
     if mode() != FailMode::Closed || bfe == wfp_km::bfe::BfeState::Running {
         return None;
     }
-    let allow = ALLOW.lock();
-    let list = allow.as_deref().copied().unwrap_or_default();
-    drop(allow);
-    SET.add_boot_time(allow_filters(&list, true))
+    with_allow_filters(true, |extra| SET.add_boot_time(extra))
         .inspect_err(|s| {
             wfp_km::trace::error(format_args!(
                 "weir: fail-closed boot-time filters not added ({s})"
@@ -412,12 +419,7 @@ pub fn at_driver_entry(bfe: wfp_km::bfe::BfeState) -> Option<wfp_km::failsafe::B
 /// remove them, as the uninstall script does).
 pub fn before_filtering(engine: &wfp_km::engine::Engine) {
     let (what, result) = match mode() {
-        FailMode::Closed => {
-            let allow = ALLOW.lock();
-            let list = allow.as_deref().copied().unwrap_or_default();
-            drop(allow);
-            ("added", SET.install_persistent(allow_filters(&list, false)))
-        }
+        FailMode::Closed => ("added", with_allow_filters(false, |extra| SET.install_persistent(extra))),
         FailMode::Open => ("removed", SET.remove_persistent(engine)),
     };
     INSTALLED.store(mode() == FailMode::Closed && result.is_ok(), Ordering::Release);
@@ -568,8 +570,6 @@ mod tests {
             fd[0] = 0xfd;
             assert_eq!(fs[3].conditions, [None, Some(Condition::RemoteV6 { addr: fd, prefix: 8 }), None]);
         }
-        // Between the fixed permits and the block, below Weir's callout filters.
-        assert!(ALLOW_WEIGHT > BLOCK_WEIGHT && ALLOW_WEIGHT < DNS_WEIGHT && ALLOW_WEIGHT < CALLOUT_WEIGHT);
         // The most the parser accepts fits the set's bound.
         let full: Vec<String> = (0..weir_failsafe::MAX_ENTRIES).map(|i| format!("out tcp any {i}")).collect();
         let refs: Vec<&str> = full.iter().map(String::as_str).collect();

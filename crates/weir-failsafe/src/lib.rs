@@ -29,7 +29,7 @@ pub mod entry;
 pub mod list;
 
 pub use entry::{Direction, Entry, EntryError, Family, FilterCondition, Ports, Remote, MAX_FILTER_CONDITIONS};
-pub use list::{describe_code, encode_multi_sz, parse_multi_sz, AllowList, ListError, Parsed};
+pub use list::{describe_code, encode_multi_sz, parse_multi_sz, parse_multi_sz_into, AllowList, ListError, Parsed, Report};
 
 /// The `Parameters` value that holds the list.
 pub const VALUE_NAME: &str = "FailClosedAllow";

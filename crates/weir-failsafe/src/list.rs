@@ -55,6 +55,11 @@ impl AllowList {
         self.entries.get(..self.len).unwrap_or(&[])
     }
 
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
     /// Number of entries.
     pub const fn len(&self) -> usize {
         self.len
@@ -170,6 +175,17 @@ impl fmt::Display for ListError {
     }
 }
 
+/// What parsing a value found, besides the entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Entries found (comments and blank strings not counted), good or bad.
+    pub found: usize,
+    /// Bad entries found.
+    pub bad: usize,
+    /// The first reason the list was refused; `None` when accepted.
+    pub error: Option<ListError>,
+}
+
 /// The outcome of parsing a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parsed {
@@ -248,7 +264,17 @@ impl Text {
 /// assert_eq!(parsed.list.entries()[1].to_string(), "in tcp any 5985");
 /// ```
 pub fn parse_multi_sz(bytes: &[u8]) -> Parsed {
-    let mut out = Parsed { list: AllowList::new(), found: 0, bad: 0, error: None };
+    let mut list = AllowList::new();
+    let Report { found, bad, error } = parse_multi_sz_into(bytes, &mut list);
+    Parsed { list, found, bad, error }
+}
+
+/// [`parse_multi_sz`] into `list` (cleared first, left empty when the list
+/// is refused), for callers that keep the list in place: a list is a few
+/// KiB, more than kernel code should put on its stack.
+pub fn parse_multi_sz_into(bytes: &[u8], list: &mut AllowList) -> Report {
+    list.clear();
+    let mut out = Report { found: 0, bad: 0, error: None };
     if bytes.len() > MAX_VALUE_BYTES {
         out.error = Some(ListError::TooLarge);
         return out;
@@ -274,7 +300,7 @@ pub fn parse_multi_sz(bytes: &[u8]) -> Parsed {
         out.found += 1;
         match result {
             Ok(entry) => {
-                if !out.list.push(entry) && out.error.is_none() {
+                if !list.push(entry) && out.error.is_none() {
                     out.error = Some(ListError::TooMany);
                 }
             }
@@ -287,7 +313,7 @@ pub fn parse_multi_sz(bytes: &[u8]) -> Parsed {
         }
     }
     if out.error.is_some() {
-        out.list = AllowList::new();
+        list.clear();
     }
     out
 }
