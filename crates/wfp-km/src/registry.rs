@@ -46,7 +46,9 @@ pub struct Key {
 
 impl Key {
     /// `ZwOpenKey(KEY_READ)` of `name` (absolute, or relative to `root`).
-    /// IRQL: PASSIVE_LEVEL.
+    /// A subkey that does not exist is returned untraced
+    /// (`OBJECT_NAME_NOT_FOUND`); other failures are traced. IRQL:
+    /// PASSIVE_LEVEL.
     pub fn open(root: Option<&Key>, name: &UNICODE_STRING, what: &str) -> crate::Result<Self> {
         let attributes = OBJECT_ATTRIBUTES {
             Length: u32::try_from(core::mem::size_of::<OBJECT_ATTRIBUTES>()).unwrap_or(0),
@@ -68,13 +70,6 @@ impl Key {
         trace::checked(what, status)?;
         // INVARIANT: ZwOpenKey succeeded with OBJ_KERNEL_HANDLE.
         Ok(Self { handle })
-    }
-
-    /// `<service key>\Parameters`. IRQL: PASSIVE_LEVEL.
-    pub fn open_parameters(service_key: &UNICODE_STRING) -> crate::Result<Self> {
-        let service = Self::open(None, service_key, "ZwOpenKey(service key)")?;
-        let name = crate::wstr!("Parameters").unicode_string();
-        Self::open(Some(&service), &name, "ZwOpenKey(Parameters)")
     }
 
     /// `ZwQueryValueKey(KeyValuePartialInformation)` into `info`: the raw
@@ -109,11 +104,16 @@ const HEADER: usize = 12;
 /// # Errors
 /// See [`ValueError`]; every failed routine is traced.
 pub fn read_parameter(service_key: &UNICODE_STRING, value: WStr, expected: u32, max_len: usize) -> Result<Vec<u8>, ValueError> {
-    let key = match Key::open_parameters(service_key) {
+    // Only an absent Parameters key means "not set"; the service key itself
+    // exists whenever the driver runs, so its failure is a read failure.
+    let service = Key::open(None, service_key, "ZwOpenKey(service key)").map_err(ValueError::Status)?;
+    let name = crate::wstr!("Parameters").unicode_string();
+    let key = match Key::open(Some(&service), &name, "ZwOpenKey(Parameters)") {
         Ok(k) => k,
         Err(s) if s == NtStatus::OBJECT_NAME_NOT_FOUND => return Err(ValueError::NotFound),
         Err(s) => return Err(ValueError::Status(s)),
     };
+    drop(service);
     let size = max_len.saturating_add(HEADER);
     let mut info = Vec::new();
     if info.try_reserve_exact(size).is_err() {
