@@ -55,6 +55,9 @@ enum Command {
     Events(EventsArgs),
     /// Per-layer counters, optionally per-rule hit counts.
     Stats(StatsArgs),
+    /// The fail-closed allow-list: show it, check entries, add or remove entries.
+    #[command(subcommand)]
+    Failsafe(commands::failsafe::FailsafeCommand),
 }
 
 /// Parses the command line; help, version and usage errors are printed here (usage errors as
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => commands::policy::run(cmd, &out),
         Command::Events(args) => commands::events::run(args, &out),
         Command::Stats(args) => commands::stats::run(args, &out),
+        Command::Failsafe(cmd) => commands::failsafe::run(cmd, &out),
     }
     .and_then(|()| out.flush().map_err(Failure::from));
     exit(result, &out, 0)
