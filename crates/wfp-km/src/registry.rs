@@ -123,16 +123,20 @@ pub fn read_parameter(service_key: &UNICODE_STRING, value: WStr, expected: u32, 
     info.resize(size, 0u8);
     let (status, _needed) = key.query_partial(value, &mut info);
     drop(key);
-    decode_partial(status, &info, expected).inspect_err(|e| {
+    let data = decode_partial(status, &info, expected).inspect_err(|e| {
         if let ValueError::Status(s) = e {
             trace::failed("ZwQueryValueKey(Parameters value)", *s);
         }
-    })
+    })?;
+    // The data in place (no second buffer): cut the tail, then shift out the header.
+    info.truncate(data.end);
+    info.drain(..data.start);
+    Ok(info)
 }
 
-/// The data of a KeyValuePartialInformation answer, checked (untraced:
-/// the caller traces).
-fn decode_partial(status: NtStatus, info: &[u8], expected: u32) -> Result<Vec<u8>, ValueError> {
+/// Where the data of a KeyValuePartialInformation answer is in `info`,
+/// checked (untraced: the caller traces).
+fn decode_partial(status: NtStatus, info: &[u8], expected: u32) -> Result<core::ops::Range<usize>, ValueError> {
     if status == NtStatus::OBJECT_NAME_NOT_FOUND {
         return Err(ValueError::NotFound);
     }
@@ -147,14 +151,8 @@ fn decode_partial(status: NtStatus, info: &[u8], expected: u32) -> Result<Vec<u8
     if kind != expected {
         return Err(ValueError::WrongType(kind));
     }
-    let data = usize::try_from(len)
-        .ok()
-        .and_then(|len| info.get(HEADER..HEADER.checked_add(len)?))
-        .ok_or(ValueError::TooLarge)?;
-    let mut out = Vec::new();
-    out.try_reserve_exact(data.len()).map_err(|_| ValueError::Status(NtStatus::INSUFFICIENT_RESOURCES))?;
-    out.extend_from_slice(data);
-    Ok(out)
+    let end = usize::try_from(len).ok().and_then(|len| HEADER.checked_add(len)).filter(|end| *end <= info.len());
+    end.map(|end| HEADER..end).ok_or(ValueError::TooLarge)
 }
 
 #[cfg(test)]
@@ -173,7 +171,7 @@ mod tests {
     #[test]
     fn an_answer_is_checked_before_its_data_is_used() {
         let ok = answer(7, b"a\0b\0\0\0");
-        assert_eq!(decode_partial(NtStatus::SUCCESS, &ok, 7), Ok(b"a\0b\0\0\0".to_vec()));
+        assert_eq!(decode_partial(NtStatus::SUCCESS, &ok, 7).map(|r| ok[r].to_vec()), Ok(b"a\0b\0\0\0".to_vec()));
         assert_eq!(decode_partial(NtStatus::SUCCESS, &ok, 4), Err(ValueError::WrongType(7)));
         assert_eq!(decode_partial(NtStatus::OBJECT_NAME_NOT_FOUND, &[], 7), Err(ValueError::NotFound));
         assert_eq!(decode_partial(NtStatus::BUFFER_OVERFLOW, &ok, 7), Err(ValueError::TooLarge));
