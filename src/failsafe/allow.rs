@@ -1,4 +1,4 @@
-//! The administrator's allow-list (`Parameters\\FailClosedAllow`): read by
+//! The administrator's allow-list (`Parameters\FailClosedAllow`): read by
 //! DriverEntry, kept for the fail-closed steps of the parent module, and
 //! turned into extra permit filters of both sets (see the parent's module
 //! doc and `docs/deployment.md`).
@@ -14,7 +14,6 @@ use wfp_km::sync::passive::PassiveMutex;
 use wfp_km::sys::fwp_types::{FWPM_FILTER_FLAG_BOOTTIME, FWPM_FILTER_FLAG_PERSISTENT, FWP_ACTION_PERMIT};
 use wfp_km::{wstr, GUID};
 use weir_failsafe::{AllowList, Direction, Family, FilterCondition, ListError};
-
 
 /// The `Parameters` value with the administrator's entries.
 pub const ALLOW_VALUE: WStr = wstr!("FailClosedAllow");
