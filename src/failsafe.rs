@@ -13,17 +13,34 @@
 //! remote port 67 and from it to local port 68; v6: 547 and 546) and DNS
 //! (outbound to remote port 53, UDP or TCP), so a machine can still get an
 //! address and resolve the name of the server it gets its policy from.
+//!
+//! The administrator's entries (`Parameters\FailClosedAllow`, REG_MULTI_SZ,
+//! grammar and parser in the `weir-failsafe` crate) come on top: DriverEntry
+//! reads and parses the value once, like `FailMode` and for the same reasons
+//! (it must hold when the stored policy is refused, and before BFE runs);
+//! each entry becomes one permit filter per IP version it covers, in both
+//! sets, with the fixed filters' provider, sublayer and flags and weight
+//! [`ALLOW_WEIGHT`] (below the fixed permits, above the block: all permits
+//! are equal in effect). Their keys are assigned by `wfp_km::failsafe`
+//! from [`SET`]'s extra bases, so a shorter list (or none) replaces a longer
+//! one and an open start removes them with the rest. A list with a bad
+//! entry is refused whole: traced, reported in GET_POLICY_STATUS, and the
+//! fixed filters alone are added.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use wfp_km::ale::AleLayer;
 use wfp_km::failsafe::FailClosed;
-use wfp_km::objects::{Condition, Provider, RuleFilter, SubLayer};
+use wfp_km::objects::{Condition, Provider, RuleFilter, SubLayer, MAX_CONDITIONS};
 use wfp_km::strings::WStr;
 use wfp_km::sys::fwp_types::{
     FWPM_FILTER_FLAG_BOOTTIME, FWPM_FILTER_FLAG_PERSISTENT, FWPM_PROVIDER_FLAG_PERSISTENT,
     FWPM_SUBLAYER_FLAG_PERSISTENT, FWP_ACTION_BLOCK, FWP_ACTION_PERMIT,
 };
 use wfp_km::{wstr, GUID};
+
+mod allow;
+pub use allow::{allow_filters, set_allow_list, AllowRead, ALLOW_UNREADABLE, ALLOW_VALUE};
+use allow::{allow_status, with_allow_filters};
 
 /// The `Parameters` value that selects the failure mode.
 pub const FAIL_MODE_VALUE: WStr = wstr!("FailMode");
@@ -80,42 +97,49 @@ pub const CALLOUT_WEIGHT: u8 = 15;
 const LOOPBACK_WEIGHT: u8 = 14;
 const DHCP_WEIGHT: u8 = 13;
 const DNS_WEIGHT: u8 = 12;
+/// Weight of the administrator's permits (`FailClosedAllow`).
+pub const ALLOW_WEIGHT: u8 = 11;
 const BLOCK_WEIGHT: u8 = 0;
+// Between the fixed permits and the block, below Weir's callout filters.
+const _: () = assert!(ALLOW_WEIGHT > BLOCK_WEIGHT && ALLOW_WEIGHT < DNS_WEIGHT && ALLOW_WEIGHT < CALLOUT_WEIGHT);
 
 const UDP: u8 = 17;
 const PERSISTENT_BASE: u128 = 0x3a6d0c52_7e14_4c8b_9f20_5b7e1d000000;
 const BOOT_TIME_BASE: u128 = 0x3a6d0c52_7e14_4c8b_9f20_5b7e1e000000;
+/// Key bases of the administrator's filters (`wfp_km::failsafe::extra_key`).
+const ALLOW_PERSISTENT_BASE: u128 = 0x3a6d0c52_7e14_4c8b_9f20_5b7e1f000000;
+const ALLOW_BOOT_TIME_BASE: u128 = 0x3a6d0c52_7e14_4c8b_9f20_5b7e20000000;
 
 const fn dhcp(port: Condition) -> Rule {
     (
         wstr!("Weir fail-closed: permit DHCP"),
         FWP_ACTION_PERMIT,
         DHCP_WEIGHT,
-        [Some(Condition::Protocol(UDP)), Some(port)],
+        [Some(Condition::Protocol(UDP)), Some(port), None],
     )
 }
 
 /// One layer's rules as (name, action, weight, conditions).
-type Rule = (WStr, u32, u8, [Option<Condition>; 2]);
+type Rule = (WStr, u32, u8, [Option<Condition>; MAX_CONDITIONS]);
 
 const fn rules(layer: AleLayer) -> [Option<Rule>; 4] {
     let loopback: Rule = (
         wstr!("Weir fail-closed: permit loopback"),
         FWP_ACTION_PERMIT,
         LOOPBACK_WEIGHT,
-        [Some(Condition::Loopback), None],
+        [Some(Condition::Loopback), None, None],
     );
     let block: Rule = (
         wstr!("Weir fail-closed: block"),
         FWP_ACTION_BLOCK,
         BLOCK_WEIGHT,
-        [None, None],
+        [None, None, None],
     );
     let dns: Rule = (
         wstr!("Weir fail-closed: permit DNS"),
         FWP_ACTION_PERMIT,
         DNS_WEIGHT,
-        [Some(Condition::RemotePort(53)), None],
+        [Some(Condition::RemotePort(53)), None, None],
     );
     match layer {
         AleLayer::ConnectV4 => [
@@ -162,7 +186,7 @@ const fn build(boot_time: bool) -> [RuleFilter; FILTER_COUNT] {
         action_type: FWP_ACTION_BLOCK,
         flags: 0,
         weight: 0,
-        conditions: [None, None],
+        conditions: [None, None, None],
     };
     let mut out = [placeholder; FILTER_COUNT];
     let layers = AleLayer::ALL;
@@ -231,6 +255,9 @@ pub static SET: FailClosed = FailClosed {
     },
     persistent: &PERSISTENT,
     boot_time: &BOOT_TIME,
+    extra_persistent_base: ALLOW_PERSISTENT_BASE,
+    extra_boot_time_base: ALLOW_BOOT_TIME_BASE,
+    max_extra: weir_failsafe::MAX_FILTERS,
 };
 
 // ---------------------------------------------------------------------------
@@ -244,7 +271,7 @@ pub fn at_driver_entry(bfe: wfp_km::bfe::BfeState) -> Option<wfp_km::failsafe::B
     if mode() != FailMode::Closed || bfe == wfp_km::bfe::BfeState::Running {
         return None;
     }
-    SET.add_boot_time()
+    with_allow_filters(true, |extra| SET.add_boot_time(extra))
         .inspect_err(|s| {
             wfp_km::trace::error(format_args!(
                 "weir: fail-closed boot-time filters not added ({s})"
@@ -259,7 +286,7 @@ pub fn at_driver_entry(bfe: wfp_km::bfe::BfeState) -> Option<wfp_km::failsafe::B
 /// remove them, as the uninstall script does).
 pub fn before_filtering(engine: &wfp_km::engine::Engine) {
     let (what, result) = match mode() {
-        FailMode::Closed => ("added", SET.install_persistent()),
+        FailMode::Closed => ("added", with_allow_filters(false, |extra| SET.install_persistent(extra))),
         FailMode::Open => ("removed", SET.remove_persistent(engine)),
     };
     INSTALLED.store(mode() == FailMode::Closed && result.is_ok(), Ordering::Release);
@@ -289,7 +316,7 @@ pub fn with_status(mut s: weir_abi::policy_status::PolicyStatus) -> weir_abi::po
     use weir_abi::policy_status::{FAIL_MODE_CLOSED, FAIL_MODE_OPEN};
     s.fail_mode = if mode() == FailMode::Closed { FAIL_MODE_CLOSED } else { FAIL_MODE_OPEN };
     s.fail_closed_set = u32::from(INSTALLED.load(Ordering::Acquire));
-    s
+    allow_status(s)
 }
 
 /// Whether Weir's callout filters should decide now: always while open

@@ -7,7 +7,7 @@
 //! | `IOCTL_WEIR_GET_STATS` | none | stats reply v2 (header, then per-rule hits) |
 //! | `IOCTL_WEIR_SET_POLICY` | policy blob (empty = clear) | `SetPolicyReply` (24 bytes) |
 //! | `IOCTL_WEIR_GET_POLICY` | none | `PolicyReplyHeader` + the active blob |
-//! | `IOCTL_WEIR_GET_POLICY_STATUS` | none | `PolicyStatus` (96 bytes) |
+//! | `IOCTL_WEIR_GET_POLICY_STATUS` | none | `PolicyStatus` (112 bytes; 96 to a 96..111-byte buffer) |
 //! | `IOCTL_WEIR_RELOAD_POLICY` | none | `SetPolicyReply` (24 bytes) |
 //!
 //! After a successful SET_POLICY or RELOAD_POLICY the driver replaces its
@@ -26,7 +26,7 @@ use crate::classify::{Counters, LayerSnapshot};
 use crate::policy::PolicyStore;
 use weir_abi::policy::{write_policy_reply, PolicyWritten, SetPolicyReply, SET_POLICY_REPLY_SIZE};
 use weir_abi::stats::{write_reply, LayerStats, RuleHits, StatsHeader, Written};
-use weir_abi::policy_status::POLICY_STATUS_SIZE;
+use weir_abi::policy_status::POLICY_STATUS_BASE_SIZE;
 use weir_abi::{
     status as st, IOCTL_WEIR_GET_POLICY, IOCTL_WEIR_GET_POLICY_STATUS, IOCTL_WEIR_GET_STATS, IOCTL_WEIR_RELOAD_POLICY,
     IOCTL_WEIR_SET_POLICY,
@@ -81,7 +81,7 @@ pub fn device_control(request: DeviceControl, buffer: Option<&mut [u8]>, ctx: &C
                 Some(n) => (NtStatus::SUCCESS, n),
                 None => (NtStatus::BUFFER_TOO_SMALL, 0),
             },
-            None if output_len < POLICY_STATUS_SIZE => (NtStatus::BUFFER_TOO_SMALL, 0),
+            None if output_len < POLICY_STATUS_BASE_SIZE => (NtStatus::BUFFER_TOO_SMALL, 0),
             None => (NtStatus::INVALID_PARAMETER, 0),
         },
         IOCTL_WEIR_RELOAD_POLICY => {

@@ -62,6 +62,14 @@ pub unsafe extern "system" fn driver_entry(
         trace::set_trace_level(trace::load_trace_level(key).unwrap_or(0));
         let fail_mode = trace::load_parameter_dword(key, crate::failsafe::FAIL_MODE_VALUE);
         crate::failsafe::set_mode(crate::failsafe::FailMode::from_registry(fail_mode));
+        if crate::failsafe::mode() == crate::failsafe::FailMode::Closed {
+            crate::failsafe::set_allow_list(wfp_km::registry::read_parameter(
+                key,
+                crate::failsafe::ALLOW_VALUE,
+                wfp_km::sys::ntos::REG_MULTI_SZ,
+                weir_failsafe::MAX_VALUE_BYTES,
+            ));
+        }
     }
     // SAFETY: the I/O manager passes our DRIVER_OBJECT; we are DriverEntry.
     let Some(mut driver) = (unsafe { DriverObject::from_raw(driver_object) }) else {

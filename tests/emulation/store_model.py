@@ -70,13 +70,18 @@ def is_boot_time(obj: dict) -> bool:
 
 def decode_conditions(mem, addr: int, count: int) -> list[dict]:
     """FWPM_FILTER_CONDITION0[count]: fieldKey GUID, matchType u32 @16, FWP_CONDITION_VALUE0 @24
-    (type u32, union @32); 40 bytes each. Scalar values only."""
+    (type u32, union @32); 40 bytes each. Scalars inline; addresses with masks and ranges through
+    their pointer (allow_model.decode_pointer_value)."""
+    from allow_model import POINTER_TYPES, decode_pointer_value
     out = []
     for i in range(min(count, 16)):
         a = addr + 40 * i
         ty = mem.u32(a + 24)
         raw = mem.u64(a + 32)
-        value = {L.FWP_UINT8: raw & 0xFF, L.FWP_UINT16: raw & 0xFFFF, L.FWP_UINT32: raw & 0xFFFFFFFF}.get(ty, hex(raw))
+        if ty in POINTER_TYPES:
+            value = decode_pointer_value(mem, ty, raw)
+        else:
+            value = {L.FWP_UINT8: raw & 0xFF, L.FWP_UINT16: raw & 0xFFFF, L.FWP_UINT32: raw & 0xFFFFFFFF}.get(ty, hex(raw))
         out.append({"field": str(mem.guid(a)), "match": mem.u32(a + 16), "type": ty, "value": value})
     return out
 

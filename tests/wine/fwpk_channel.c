@@ -169,7 +169,9 @@ static int state_json(char *out, size_t n)
             char key[40], layer[40];
             guid_text(&o->key, key, sizeof key);
             guid_text(&o->layer, layer, sizeof layer);
-            PUT("%s{\"key\":\"%s\",\"layer\":\"%s\",\"flags\":%u,\"action\":%u}", first ? "" : ",", key, layer, o->flags, o->action);
+            PUT("%s{\"key\":\"%s\",\"layer\":\"%s\",\"flags\":%u,\"action\":%u", first ? "" : ",", key, layer, o->flags, o->action);
+            if (k == K_FILTER) PUT(",\"weight\":%llu,\"conds\":\"%s\"", (unsigned long long)o->weight, o->conds);
+            PUT("}");
             first = 0;
         }
         PUT("]");

@@ -126,6 +126,9 @@ typedef struct {
     GUID provider;                 /* the providerKey it names, when has_provider */
     uint32_t action, flags;
     uint64_t id;
+    uint32_t weight_type;          /* filters: weight.type (0 FWP_EMPTY, 1 FWP_UINT8) */
+    uint64_t weight;               /* filters: weight.uint8 */
+    char conds[256];               /* filters: the conditions as text (see describe_conditions) */
 } object_t;
 
 /* FWPM_*_FLAG_PERSISTENT is 0x1 for providers, sublayers, callouts and filters. */
@@ -437,6 +440,37 @@ EXPORT NTSTATUS WINAPI FwpmCalloutAdd0(HANDLE h, const uint8_t *co, void *sd, ui
     return st;
 }
 
+/* FWPM_FILTER_CONDITION0[n] (40 bytes: fieldKey @0, matchType @16, conditionValue.type @24,
+   union @32) as "FIELD-DATA1:MATCH:TYPE:VALUE;..." for the stage's checks. Scalars are printed in
+   decimal; FWP_V4_ADDR_MASK (256) as addr/mask in hex, FWP_V6_ADDR_MASK (257) as 32 hex digits and
+   the prefix, FWP_RANGE_TYPE (258) as low-high, each read through its pointer. */
+static void describe_conditions(const uint8_t *c, uint32_t n, char *out, size_t size)
+{
+    size_t len = 0;
+    out[0] = 0;
+    for (uint32_t i = 0; i < n && i < 8 && len < size; i++, c += 40) {
+        uint32_t field = *(const uint32_t *)c, match = *(const uint32_t *)(c + 16), type = *(const uint32_t *)(c + 24);
+        uint64_t raw = *(const uint64_t *)(c + 32);
+        const uint8_t *p = (const uint8_t *)(uintptr_t)raw;
+        char value[64];
+        if (type >= 256 && type <= 258 && p == NULL) {
+            snprintf(value, sizeof value, "null");
+        } else if (type == 256) {
+            snprintf(value, sizeof value, "%08x/%08x", *(const uint32_t *)p, *(const uint32_t *)(p + 4));
+        } else if (type == 257) {
+            size_t k = 0;
+            for (int b = 0; b < 16; b++) k += (size_t)snprintf(value + k, sizeof value - k, "%02x", p[b]);
+            snprintf(value + k, sizeof value - k, "/%u", p[16]);
+        } else if (type == 258) {
+            snprintf(value, sizeof value, "%llu-%llu", (unsigned long long)(*(const uint64_t *)(p + 8) & 0xFFFF),
+                     (unsigned long long)(*(const uint64_t *)(p + 24) & 0xFFFF));
+        } else {
+            snprintf(value, sizeof value, "%llu", (unsigned long long)(type == 1 ? raw & 0xFF : type == 2 ? raw & 0xFFFF : raw & 0xFFFFFFFF));
+        }
+        len += (size_t)snprintf(out + len, size - len, "%s%08x:%u:%u:%s", i ? ";" : "", field, match, type, value);
+    }
+}
+
 EXPORT NTSTATUS WINAPI FwpmFilterAdd0(HANDLE h, const uint8_t *f, void *sd, uint64_t *id)
 {
     (void)sd;
@@ -481,6 +515,12 @@ EXPORT NTSTATUS WINAPI FwpmFilterAdd0(HANDLE h, const uint8_t *f, void *sd, uint
         o->sublayer = *sublayer;
         set_provider(o, provider);
         if (action & FWP_ACTION_FLAG_CALLOUT) o->callout_key = *callout_key;
+        o->weight_type = *(const uint32_t *)(f + 96);
+        o->weight = o->weight_type == 1 ? (*(const uint64_t *)(f + 104) & 0xFF) : 0;
+        uint32_t n = *(const uint32_t *)(f + 112);
+        const uint8_t *conds = *(const uint8_t *const *)(f + 120);
+        if (n && conds) describe_conditions(conds, n, o->conds, sizeof o->conds);
+        else o->conds[0] = 0;
         o->id = next_filter_id++;
         if (id) *id = o->id;
     }

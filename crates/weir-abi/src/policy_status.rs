@@ -19,12 +19,23 @@
 //!     88     4  fail_mode             FAIL_MODE_*: Parameters\FailMode as the driver read it at start
 //!     92     4  fail_closed_set       1: Weir's persistent fail-closed set is in BFE (installed at the last
 //!                                     start of filtering); 0: not (open, or its install failed)
+//!     --- extension (written when the output buffer has room for 112 bytes) ---
+//!     96     4  allow_entries         Parameters\FailClosedAllow entries in effect (0: none set, or refused)
+//!    100     4  allow_bad             bad entries found in the value (the list is refused if > 0)
+//!    104     4  allow_error           why the list was refused: 0 none; weir_failsafe::ListError::code
+//!                                     (1 too large, 2 odd length, 3 too many, 16 + entry error);
+//!                                     ALLOW_UNREADABLE (4): not REG_MULTI_SZ or a read failure (traced)
+//!    108     4  allow_line            1-based line of the first bad entry (0: none, or a whole-value error)
 //! ```
 //!
 //! Bytes 88..96 were `reserved` (zero) in the first drivers of ABI version 1;
 //! zero there still reads as "open, no set", which is what those drivers did.
 //!
-//! Below 96 bytes of output: `STATUS_BUFFER_TOO_SMALL`, nothing written.
+//! The reply is [`POLICY_STATUS_SIZE`] (112) bytes when the output buffer
+//! holds them, else its first [`POLICY_STATUS_BASE_SIZE`] (96) bytes with
+//! `size` = 96 (what tools built before the extension ask for); a reply of
+//! 96 bytes decodes with the extension fields zero. Below 96 bytes of
+//! output: `STATUS_BUFFER_TOO_SMALL`, nothing written.
 
 use crate::bytes::{put, u32_at, u64_at};
 use core::mem::{offset_of, size_of};
@@ -43,6 +54,10 @@ pub const SOURCE_THIS_RUN: u32 = 2;
 pub const FAIL_MODE_OPEN: u32 = 0;
 /// Weir fails closed (`Parameters\FailMode` 1).
 pub const FAIL_MODE_CLOSED: u32 = 1;
+
+/// `allow_error`: the `FailClosedAllow` value is not REG_MULTI_SZ or could
+/// not be read (the driver traced why).
+pub const ALLOW_UNREADABLE: u32 = 4;
 
 /// The reply.
 #[repr(C)]
@@ -76,10 +91,21 @@ pub struct PolicyStatus {
     pub fail_mode: u32,
     /// 1 when the persistent fail-closed set is installed.
     pub fail_closed_set: u32,
+    /// `FailClosedAllow` entries in effect.
+    pub allow_entries: u32,
+    /// Bad entries in `FailClosedAllow`.
+    pub allow_bad: u32,
+    /// Why `FailClosedAllow` was refused (0: it was not).
+    pub allow_error: u32,
+    /// Line of the first bad entry (0: none).
+    pub allow_line: u32,
 }
 
-/// Size of [`PolicyStatus`] (96).
+/// Size of [`PolicyStatus`] (112).
 pub const POLICY_STATUS_SIZE: usize = size_of::<PolicyStatus>();
+
+/// Size of the reply before the allow-list extension (96).
+pub const POLICY_STATUS_BASE_SIZE: usize = 96;
 
 /// Why bytes are not a usable reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,10 +129,12 @@ impl core::fmt::Display for PolicyStatusError {
 
 impl PolicyStatus {
     /// Writes the reply (with `size` and `abi_version` set) at the start of
-    /// `out`; `None`, nothing written, if it does not fit.
+    /// `out`: 112 bytes if they fit, else the first 96; `None`, nothing
+    /// written, below 96.
     pub fn encode_into(&self, out: &mut [u8]) -> Option<usize> {
-        let out = out.get_mut(..POLICY_STATUS_SIZE)?;
-        put(out, offset_of!(Self, size), &(POLICY_STATUS_SIZE as u32).to_le_bytes())?;
+        let size = if out.len() >= POLICY_STATUS_SIZE { POLICY_STATUS_SIZE } else { POLICY_STATUS_BASE_SIZE };
+        let out = out.get_mut(..size)?;
+        put(out, offset_of!(Self, size), &(size as u32).to_le_bytes())?;
         put(out, offset_of!(Self, abi_version), &POLICY_STATUS_ABI_VERSION.to_le_bytes())?;
         put(out, offset_of!(Self, generation), &self.generation.to_le_bytes())?;
         put(out, offset_of!(Self, source), &self.source.to_le_bytes())?;
@@ -119,15 +147,25 @@ impl PolicyStatus {
         put(out, offset_of!(Self, stored_reads), &self.stored_reads.to_le_bytes())?;
         put(out, offset_of!(Self, fail_mode), &self.fail_mode.to_le_bytes())?;
         put(out, offset_of!(Self, fail_closed_set), &self.fail_closed_set.to_le_bytes())?;
-        Some(POLICY_STATUS_SIZE)
+        if size == POLICY_STATUS_SIZE {
+            put(out, offset_of!(Self, allow_entries), &self.allow_entries.to_le_bytes())?;
+            put(out, offset_of!(Self, allow_bad), &self.allow_bad.to_le_bytes())?;
+            put(out, offset_of!(Self, allow_error), &self.allow_error.to_le_bytes())?;
+            put(out, offset_of!(Self, allow_line), &self.allow_line.to_le_bytes())?;
+        }
+        Some(size)
     }
 
     /// Parses a reply of this ABI version.
     pub fn decode(b: &[u8]) -> Result<Self, PolicyStatusError> {
         let (Some(size), Some(abi)) = (u32_at(b, 0), u32_at(b, 4)) else { return Err(PolicyStatusError::TooShort) };
-        if abi != POLICY_STATUS_ABI_VERSION || size as usize != POLICY_STATUS_SIZE {
+        if abi != POLICY_STATUS_ABI_VERSION || !matches!(size as usize, POLICY_STATUS_BASE_SIZE | POLICY_STATUS_SIZE) {
             return Err(PolicyStatusError::AbiVersion { found: abi });
         }
+        if b.len() < size as usize {
+            return Err(PolicyStatusError::TooShort);
+        }
+        let extension = |field: usize| if size as usize == POLICY_STATUS_SIZE { u32_at(b, field) } else { Some(0) };
         let short = PolicyStatusError::TooShort;
         let digest = b.get(offset_of!(Self, blob_sha256)..offset_of!(Self, blob_sha256) + 32).ok_or(short)?;
         Ok(Self {
@@ -144,6 +182,10 @@ impl PolicyStatus {
             stored_reads: u32_at(b, offset_of!(Self, stored_reads)).ok_or(short)?,
             fail_mode: u32_at(b, offset_of!(Self, fail_mode)).ok_or(short)?,
             fail_closed_set: u32_at(b, offset_of!(Self, fail_closed_set)).ok_or(short)?,
+            allow_entries: extension(offset_of!(Self, allow_entries)).ok_or(short)?,
+            allow_bad: extension(offset_of!(Self, allow_bad)).ok_or(short)?,
+            allow_error: extension(offset_of!(Self, allow_error)).ok_or(short)?,
+            allow_line: extension(offset_of!(Self, allow_line)).ok_or(short)?,
         })
     }
 
@@ -167,7 +209,7 @@ mod tests {
 
     #[test]
     fn layout_is_pinned() {
-        assert_eq!(size_of::<PolicyStatus>(), 96);
+        assert_eq!(size_of::<PolicyStatus>(), 112);
         assert_eq!(align_of::<PolicyStatus>(), 8);
         assert_eq!(offset_of!(PolicyStatus, size), 0);
         assert_eq!(offset_of!(PolicyStatus, abi_version), 4);
@@ -182,6 +224,30 @@ mod tests {
         assert_eq!(offset_of!(PolicyStatus, stored_reads), 84);
         assert_eq!(offset_of!(PolicyStatus, fail_mode), 88);
         assert_eq!(offset_of!(PolicyStatus, fail_closed_set), 92);
+        assert_eq!(offset_of!(PolicyStatus, allow_entries), 96);
+        assert_eq!(offset_of!(PolicyStatus, allow_bad), 100);
+        assert_eq!(offset_of!(PolicyStatus, allow_error), 104);
+        assert_eq!(offset_of!(PolicyStatus, allow_line), 108);
+    }
+
+    #[test]
+    fn the_extension_is_written_when_it_fits_and_read_as_zero_when_absent() {
+        let s = PolicyStatus { fail_mode: FAIL_MODE_CLOSED, allow_entries: 3, allow_bad: 2, allow_error: 22, allow_line: 5, ..Default::default() };
+        let mut b = [0xEEu8; 120];
+        assert_eq!(s.encode_into(&mut b), Some(112));
+        assert_eq!(&b[0..4], &112u32.to_le_bytes());
+        assert_eq!(&b[96..112], &[3, 0, 0, 0, 2, 0, 0, 0, 22, 0, 0, 0, 5, 0, 0, 0]);
+        assert_eq!(b[112..], [0xEE; 8]);
+        assert_eq!(PolicyStatus::decode(&b).unwrap(), PolicyStatus { size: 112, abi_version: 1, ..s });
+        // A 112-byte reply cut short is refused, not read as a 96-byte one.
+        assert_eq!(PolicyStatus::decode(&b[..100]), Err(PolicyStatusError::TooShort));
+        // A tool that asks for 96 bytes gets them, extension left out.
+        let mut old = [0xEEu8; 111];
+        assert_eq!(s.encode_into(&mut old), Some(96));
+        assert_eq!(&old[0..4], &96u32.to_le_bytes());
+        assert_eq!(old[96..], [0xEE; 15]);
+        let got = PolicyStatus::decode(&old).unwrap();
+        assert_eq!((got.size, got.fail_mode, got.allow_entries, got.allow_bad), (96, FAIL_MODE_CLOSED, 0, 0));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   policy-status requests.
 //! - [`text`]: the TOML policy file (parse with positions, print back); [`paths`]: application
 //!   paths to NT device paths.
+//! - [`failsafe`]: the fail-closed allow-list value (`Parameters\FailClosedAllow`): parse,
+//!   show, and the commands that write it.
 //! - [`explain`]: which rule decides a connection and why each earlier one did not;
 //!   [`diff`]: what changes from one policy to another.
 //!
@@ -20,6 +22,7 @@ pub mod client;
 pub mod diff;
 pub mod error;
 pub mod explain;
+pub mod failsafe;
 #[cfg(feature = "line-transport")]
 pub mod line;
 pub mod paths;

@@ -449,3 +449,58 @@ pub fn app_id_of(path: &str) -> Result<String, u32> {
     let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
     Ok(String::from_utf16_lossy(units.get(..end).unwrap_or(&[])))
 }
+
+/// `HKEY_LOCAL_MACHINE\<subkey>` value `value`: its registry type and raw data; `None` when
+/// the key or the value does not exist.
+pub fn read_hklm_value(subkey: &str, value: &str) -> Result<Option<(u32, Vec<u8>)>, ClientError> {
+    use windows_sys::Win32::Foundation::{ERROR_MORE_DATA, ERROR_SUCCESS};
+    use windows_sys::Win32::System::Registry::{RegGetValueW, HKEY_LOCAL_MACHINE, RRF_NOEXPAND, RRF_RT_ANY};
+    let (subkey, value) = (wide(subkey), wide(value));
+    let mut data: Vec<u8> = Vec::new();
+    // The value may grow between the size query and the read: retry a few times.
+    for _ in 0..4 {
+        let mut kind = 0u32;
+        let mut len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        let ptr = if data.is_empty() { std::ptr::null_mut() } else { data.as_mut_ptr().cast() };
+        // SAFETY: `subkey` and `value` are NUL-terminated UTF-16 strings alive for the call;
+        // `ptr` is null (size query) or `data`, writable for `len` bytes; `kind` and `len` are
+        // valid out pointers.
+        let rc = unsafe { RegGetValueW(HKEY_LOCAL_MACHINE, subkey.as_ptr(), value.as_ptr(), RRF_RT_ANY | RRF_NOEXPAND, &mut kind, ptr, &mut len) };
+        match rc {
+            ERROR_SUCCESS if !data.is_empty() || len == 0 => {
+                data.truncate(len as usize);
+                return Ok(Some((kind, data)));
+            }
+            ERROR_SUCCESS | ERROR_MORE_DATA => data.resize(len as usize, 0),
+            ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => return Ok(None),
+            code => return Err(ClientError::Os { call: "RegGetValueW", code }),
+        }
+    }
+    Err(ClientError::Os { call: "RegGetValueW", code: ERROR_MORE_DATA })
+}
+
+/// Writes `HKEY_LOCAL_MACHINE\<subkey>` value `value` as REG_MULTI_SZ `data` (creating the key
+/// if needed), or deletes the value when `data` is `None` (absent already is fine). Needs an
+/// elevated prompt (the service key admits SYSTEM and Administrators).
+pub fn write_hklm_multi_sz(subkey: &str, value: &str, data: Option<&[u8]>) -> Result<(), ClientError> {
+    use windows_sys::Win32::Foundation::ERROR_SUCCESS;
+    use windows_sys::Win32::System::Registry::{RegDeleteKeyValueW, RegSetKeyValueW, HKEY_LOCAL_MACHINE, REG_MULTI_SZ};
+    let (subkey, value) = (wide(subkey), wide(value));
+    let (call, rc) = match data {
+        Some(bytes) => {
+            let len = u32::try_from(bytes.len()).map_err(|_| ClientError::Os { call: "RegSetKeyValueW", code: 87 })?;
+            // SAFETY: NUL-terminated strings alive for the call; `bytes` readable for `len`.
+            ("RegSetKeyValueW", unsafe {
+                RegSetKeyValueW(HKEY_LOCAL_MACHINE, subkey.as_ptr(), value.as_ptr(), REG_MULTI_SZ, bytes.as_ptr().cast(), len)
+            })
+        }
+        // SAFETY: NUL-terminated strings alive for the call.
+        None => ("RegDeleteKeyValueW", unsafe { RegDeleteKeyValueW(HKEY_LOCAL_MACHINE, subkey.as_ptr(), value.as_ptr()) }),
+    };
+    match rc {
+        ERROR_SUCCESS => Ok(()),
+        ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND if data.is_none() => Ok(()),
+        ERROR_ACCESS_DENIED => Err(ClientError::AccessDenied),
+        code => Err(ClientError::Os { call, code }),
+    }
+}

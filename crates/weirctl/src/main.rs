@@ -24,14 +24,15 @@ use std::process::ExitCode;
 #[command(
     name = "weirctl",
     version,
-    about = "Control the Weir WFP callout driver: status, policy, events, statistics",
-    long_about = "Control the Weir WFP callout driver: status, policy, events, statistics.\n\n\
+    about = "Control the Weir WFP callout driver: status, policy, events, statistics, fail-closed allow-list",
+    long_about = "Control the Weir WFP callout driver: status, policy, events, statistics, fail-closed allow-list.\n\n\
         Commands that talk to the driver need Windows and an elevated prompt (the control device \
         \\\\.\\Weir admits administrators only). `weirctl policy check FILE` works anywhere.",
     after_help = "Exit codes: 0 success, 1 operation failed, 2 usage error.\n\
         The policy language: docs/policy-language.md",
     after_long_help = "Examples:\n  weirctl status\n  weirctl policy check examples\\blocklist.toml\n  \
-        weirctl policy load policy.toml\n  weirctl events --follow --json\n\n\
+        weirctl policy load policy.toml\n  weirctl events --follow --json\n  \
+        weirctl failsafe check \"out tcp 10.1.2.0/24 443\"\n\n\
         Exit codes: 0 success, 1 operation failed, 2 usage error.\n\
         The policy language: docs/policy-language.md"
 )]
@@ -55,6 +56,9 @@ enum Command {
     Events(EventsArgs),
     /// Per-layer counters, optionally per-rule hit counts.
     Stats(StatsArgs),
+    /// The fail-closed allow-list: show it, check entries, add or remove entries.
+    #[command(subcommand)]
+    Failsafe(commands::failsafe::FailsafeCommand),
 }
 
 /// Parses the command line; help, version and usage errors are printed here (usage errors as
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => commands::policy::run(cmd, &out),
         Command::Events(args) => commands::events::run(args, &out),
         Command::Stats(args) => commands::stats::run(args, &out),
+        Command::Failsafe(cmd) => commands::failsafe::run(cmd, &out),
     }
     .and_then(|()| out.flush().map_err(Failure::from));
     exit(result, &out, 0)

@@ -946,3 +946,57 @@ fn native_million_line_blocklist() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn failsafe_commands(w: &Runner) {
+    let r = w.run(&["failsafe", "check", "OUT tcp 10.1.2.9/24 443", "in udp any 67-68"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("out tcp 10.1.2.0/24 443\nin udp any 67-68\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(r#"reg add "HKLM\SYSTEM\CurrentControlSet\Services\weir\Parameters" /v FailClosedAllow /t REG_MULTI_SZ /d "out tcp 10.1.2.0/24 443\0in udp any 67-68" /f"#),
+        "{}",
+        r.stdout
+    );
+    let r = w.run(&["failsafe", "check", "out tcp any 443", "out tcp 10.0.0.0/33 443"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("entry 2: prefix must be 0-32 for IPv4, 0-128 for IPv6"), "{}", r.stderr);
+    let (code, doc) = w.json(&["--json", "failsafe", "check", "out icmp any any"]);
+    assert_eq!((code, doc["entries"].clone()), (0, serde_json::json!(["out icmp any any"])));
+    let (code, doc) = w.json(&["--json", "failsafe", "check", "out icmp any 8"]);
+    assert_eq!((code, doc["error"]["kind"].as_str()), (2, Some("usage")));
+    if !w.windows {
+        let (code, doc) = w.json(&["--json", "failsafe", "allow", "add", "out tcp any 443"]);
+        assert_eq!((code, doc["error"]["kind"].as_str()), (1, Some("unsupported")));
+        return;
+    }
+    // Windows (Wine's registry): add, read back, remove by meaning, delete.
+    let r = w.run(&["failsafe", "allow", "add", "out udp 10.0.0.53 53", "out tcp 10.1.2.0/24 443"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("sc.exe start weir"), "{}", r.stdout);
+    let r = w.run(&["failsafe", "allow", "add", "out udp 10.0.0.53 53"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (code, doc) = w.json(&["--json", "failsafe", "show"]);
+    assert_eq!(code, 0);
+    assert_eq!(doc["value"], serde_json::json!(["out udp 10.0.0.53 53", "out tcp 10.1.2.0/24 443"]));
+    assert_eq!(doc["entries"], doc["value"]);
+    let r = w.run(&["failsafe", "allow", "remove", "OUT TCP 10.1.2.77/24 443"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (_, doc) = w.json(&["--json", "failsafe", "show"]);
+    assert_eq!(doc["value"], serde_json::json!(["out udp 10.0.0.53 53"]));
+    let r = w.run(&["failsafe", "allow", "remove", "out udp 10.0.0.53 53"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (_, doc) = w.json(&["--json", "failsafe", "show"]);
+    assert_eq!(doc["value"], serde_json::Value::Null);
+    let r = w.run(&["failsafe", "show"]);
+    assert!(r.stdout.contains("not set (weirctl failsafe allow add ENTRY adds one)"), "{}", r.stdout);
+}
+
+#[test]
+fn native_failsafe_commands() {
+    failsafe_commands(&Runner::native());
+}
+
+#[test]
+#[ignore = "runs the Windows build under Wine; cargo xtask test runs it"]
+fn wine_failsafe_commands() {
+    failsafe_commands(&Runner::wine());
+}

@@ -89,6 +89,8 @@ pub const OBJ_KERNEL_HANDLE: u32 = 0x0000_0200;
 pub const KEY_VALUE_PARTIAL_INFORMATION_CLASS: i32 = 2;
 /// `REG_DWORD`.
 pub const REG_DWORD: u32 = 4;
+/// `REG_MULTI_SZ`.
+pub const REG_MULTI_SZ: u32 = 7;
 /// `SynchronizationEvent` (EVENT_TYPE): auto-reset, wakes one waiter.
 pub const SYNCHRONIZATION_EVENT: i32 = 1;
 /// `Executive` (KWAIT_REASON).

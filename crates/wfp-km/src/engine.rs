@@ -1,6 +1,6 @@
 //! Filter-engine sessions and transactions.
 
-use crate::objects::{Callout, CalloutFilter, Provider, RuleFilter, SubLayer, MAX_CONDITIONS};
+use crate::objects::{Callout, CalloutFilter, ConditionStorage, Provider, RuleFilter, SubLayer};
 use crate::status::{NtStatus, Result};
 use crate::strings::WStr;
 use crate::trace;
@@ -165,12 +165,12 @@ impl Transaction<'_> {
 
     /// `FwpmFilterAdd0` for a permit/block filter; returns its run-time id.
     pub fn add_rule_filter(&self, filter: &RuleFilter) -> Result<u64> {
-        // Placeholder values, overwritten by to_raw for the conditions used.
-        let mut conditions = [crate::objects::Condition::Loopback.to_raw(); MAX_CONDITIONS];
-        let raw = filter.to_raw(&mut conditions);
+        let mut storage = ConditionStorage::default();
+        let raw = filter.to_raw(&mut storage);
         let mut id = 0u64;
-        // SAFETY: as for add_sublayer; `raw.filterCondition` points into
-        // `conditions`, alive and unchanged for the call.
+        // SAFETY: as for add_sublayer; `raw.filterCondition` and the values
+        // its conditions point to are in `storage`, alive, unmoved and
+        // unchanged for the call.
         trace::checked("FwpmFilterAdd0", unsafe {
             FwpmFilterAdd0(self.engine.handle, &raw, ptr::null(), &mut id)
         })?;

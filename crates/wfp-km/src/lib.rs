@@ -14,6 +14,7 @@
 //! | [`engine::Engine`]       | `FwpmEngineOpen0`           | `FwpmEngineClose0`                |
 //! | [`engine::Transaction`]  | `FwpmTransactionBegin0`     | `FwpmTransactionAbort0` unless committed |
 //! | [`file::File`]           | `ZwCreateFile`              | `ZwClose`                         |
+//! | [`registry::Key`]        | `ZwOpenKey`                 | `ZwClose`                         |
 //! | [`pool::PoolBox`]        | `ExAllocatePool2`           | `ExFreePoolWithTag`               |
 //! | [`dpc::Dpc`]             | `KeInitializeDpc`           | `KeRemoveQueueDpc` + `KeFlushQueuedDpcs` |
 //! | [`etw::Provider`]        | `EtwRegister`               | `EtwUnregister`                   |
@@ -51,6 +52,7 @@ pub mod irp;
 pub mod objects;
 pub mod pool;
 pub mod rcu;
+pub mod registry;
 pub mod security;
 pub mod status;
 pub mod strings;

@@ -9,8 +9,8 @@ use core::ptr;
 use wfp_km_sys::fwp_types::{
     FWPM_ACTION0, FWPM_ACTION0_0, FWPM_CALLOUT0, FWPM_DISPLAY_DATA0, FWPM_FILTER0, FWPM_FILTER0_0,
     FWPM_FILTER_CONDITION0, FWPM_PROVIDER0, FWPM_SUBLAYER0, FWP_BYTE_BLOB, FWP_CONDITION_VALUE0,
-    FWP_CONDITION_VALUE0_0, FWP_EMPTY, FWP_MATCH_EQUAL, FWP_MATCH_FLAGS_ALL_SET, FWP_UINT16, FWP_UINT32,
-    FWP_UINT8, FWP_VALUE0, FWP_VALUE0_0,
+    FWP_CONDITION_VALUE0_0, FWP_EMPTY, FWP_MATCH_EQUAL, FWP_MATCH_FLAGS_ALL_SET, FWP_RANGE0, FWP_UINT16, FWP_UINT32,
+    FWP_UINT8, FWP_V4_ADDR_AND_MASK, FWP_V6_ADDR_AND_MASK, FWP_VALUE0, FWP_VALUE0_0,
 };
 use wfp_km_sys::GUID;
 
@@ -160,60 +160,117 @@ pub enum Condition {
     RemotePort(u16),
     /// `FWPM_CONDITION_IP_LOCAL_PORT` equals this port.
     LocalPort(u16),
+    /// `FWPM_CONDITION_IP_REMOTE_PORT` in `low..=high` (`FWP_MATCH_RANGE`).
+    RemotePortRange(u16, u16),
+    /// `FWPM_CONDITION_IP_LOCAL_PORT` in `low..=high` (`FWP_MATCH_RANGE`).
+    LocalPortRange(u16, u16),
+    /// `FWPM_CONDITION_IP_REMOTE_ADDRESS` in an IPv4 network
+    /// (`FWP_V4_ADDR_MASK`; address and mask in host byte order).
+    RemoteV4 { addr: u32, mask: u32 },
+    /// `FWPM_CONDITION_IP_REMOTE_ADDRESS` in an IPv6 network
+    /// (`FWP_V6_ADDR_MASK`; address in network byte order).
+    RemoteV6 { addr: [u8; 16], prefix: u8 },
 }
 
-impl Condition {
-    pub fn to_raw(self) -> FWPM_FILTER_CONDITION0 {
-        use wfp_km_sys::fwp_types::{
-            FWPM_CONDITION_FLAGS, FWPM_CONDITION_IP_LOCAL_PORT, FWPM_CONDITION_IP_PROTOCOL,
-            FWPM_CONDITION_IP_REMOTE_PORT, FWP_CONDITION_FLAG_IS_LOOPBACK,
-        };
-        let (field, match_type, value) = match self {
-            Self::Loopback => (
-                FWPM_CONDITION_FLAGS,
-                FWP_MATCH_FLAGS_ALL_SET,
-                FWP_CONDITION_VALUE0 {
-                    r#type: FWP_UINT32,
-                    Anonymous: FWP_CONDITION_VALUE0_0 {
-                        uint32: FWP_CONDITION_FLAG_IS_LOOPBACK,
-                    },
-                },
-            ),
-            Self::Protocol(p) => (
-                FWPM_CONDITION_IP_PROTOCOL,
-                FWP_MATCH_EQUAL,
-                FWP_CONDITION_VALUE0 {
-                    r#type: FWP_UINT8,
-                    Anonymous: FWP_CONDITION_VALUE0_0 { uint8: p },
-                },
-            ),
-            Self::RemotePort(port) => (
-                FWPM_CONDITION_IP_REMOTE_PORT,
-                FWP_MATCH_EQUAL,
-                FWP_CONDITION_VALUE0 {
-                    r#type: FWP_UINT16,
-                    Anonymous: FWP_CONDITION_VALUE0_0 { uint16: port },
-                },
-            ),
-            Self::LocalPort(port) => (
-                FWPM_CONDITION_IP_LOCAL_PORT,
-                FWP_MATCH_EQUAL,
-                FWP_CONDITION_VALUE0 {
-                    r#type: FWP_UINT16,
-                    Anonymous: FWP_CONDITION_VALUE0_0 { uint16: port },
-                },
-            ),
-        };
-        FWPM_FILTER_CONDITION0 {
-            fieldKey: field,
-            matchType: match_type,
-            conditionValue: value,
+/// What a condition's value points to when it is not inline (an address
+/// and mask, a range): one per condition slot of [`ConditionStorage`].
+#[derive(Clone, Copy, Default)]
+pub struct ConditionValue {
+    v4: FWP_V4_ADDR_AND_MASK,
+    v6: FWP_V6_ADDR_AND_MASK,
+    range: FWP_RANGE0,
+}
+
+/// The raw conditions of one filter and the values they point to, filled by
+/// [`RuleFilter::to_raw`]. It must stay where it is (not moved, not
+/// changed) from `to_raw` until the add call returns: the raw filter and
+/// its conditions point into it.
+#[derive(Clone, Copy)]
+pub struct ConditionStorage {
+    conditions: [FWPM_FILTER_CONDITION0; MAX_CONDITIONS],
+    values: [ConditionValue; MAX_CONDITIONS],
+}
+
+impl Default for ConditionStorage {
+    fn default() -> Self {
+        let mut placeholder = ConditionValue::default();
+        Self {
+            conditions: [Condition::Loopback.to_raw(&mut placeholder); MAX_CONDITIONS],
+            values: [ConditionValue::default(); MAX_CONDITIONS],
         }
     }
 }
 
+impl ConditionStorage {
+    /// The raw conditions (for tests and the add call).
+    pub fn conditions(&self) -> &[FWPM_FILTER_CONDITION0; MAX_CONDITIONS] {
+        &self.conditions
+    }
+}
+
+fn uint16(v: u16) -> FWP_VALUE0 {
+    FWP_VALUE0 { r#type: FWP_UINT16, Anonymous: FWP_VALUE0_0 { uint16: v } }
+}
+
+impl Condition {
+    /// The raw condition; a value that is not inline (address and mask,
+    /// range) is written to `value`, which the raw condition then points
+    /// to, so `value` must outlive (and not move before) the add call.
+    pub fn to_raw(self, value: &mut ConditionValue) -> FWPM_FILTER_CONDITION0 {
+        use wfp_km_sys::fwp_types::{
+            FWPM_CONDITION_FLAGS, FWPM_CONDITION_IP_LOCAL_PORT, FWPM_CONDITION_IP_PROTOCOL,
+            FWPM_CONDITION_IP_REMOTE_ADDRESS, FWPM_CONDITION_IP_REMOTE_PORT, FWP_CONDITION_FLAG_IS_LOOPBACK,
+            FWP_MATCH_RANGE, FWP_RANGE_TYPE, FWP_V4_ADDR_MASK, FWP_V6_ADDR_MASK,
+        };
+        let inline = |r#type, anonymous| FWP_CONDITION_VALUE0 { r#type, Anonymous: anonymous };
+        let mut range = |low: u16, high: u16| {
+            value.range = FWP_RANGE0 { valueLow: uint16(low), valueHigh: uint16(high) };
+            inline(FWP_RANGE_TYPE, FWP_CONDITION_VALUE0_0 { rangeValue: ptr::from_mut(&mut value.range) })
+        };
+        let (field, match_type, condition_value) = match self {
+            Self::Loopback => (
+                FWPM_CONDITION_FLAGS,
+                FWP_MATCH_FLAGS_ALL_SET,
+                inline(FWP_UINT32, FWP_CONDITION_VALUE0_0 { uint32: FWP_CONDITION_FLAG_IS_LOOPBACK }),
+            ),
+            Self::Protocol(p) => {
+                (FWPM_CONDITION_IP_PROTOCOL, FWP_MATCH_EQUAL, inline(FWP_UINT8, FWP_CONDITION_VALUE0_0 { uint8: p }))
+            }
+            Self::RemotePort(port) => (
+                FWPM_CONDITION_IP_REMOTE_PORT,
+                FWP_MATCH_EQUAL,
+                inline(FWP_UINT16, FWP_CONDITION_VALUE0_0 { uint16: port }),
+            ),
+            Self::LocalPort(port) => (
+                FWPM_CONDITION_IP_LOCAL_PORT,
+                FWP_MATCH_EQUAL,
+                inline(FWP_UINT16, FWP_CONDITION_VALUE0_0 { uint16: port }),
+            ),
+            Self::RemotePortRange(low, high) => (FWPM_CONDITION_IP_REMOTE_PORT, FWP_MATCH_RANGE, range(low, high)),
+            Self::LocalPortRange(low, high) => (FWPM_CONDITION_IP_LOCAL_PORT, FWP_MATCH_RANGE, range(low, high)),
+            Self::RemoteV4 { addr, mask } => {
+                value.v4 = FWP_V4_ADDR_AND_MASK { addr, mask };
+                (
+                    FWPM_CONDITION_IP_REMOTE_ADDRESS,
+                    FWP_MATCH_EQUAL,
+                    inline(FWP_V4_ADDR_MASK, FWP_CONDITION_VALUE0_0 { v4AddrMask: ptr::from_mut(&mut value.v4) }),
+                )
+            }
+            Self::RemoteV6 { addr, prefix } => {
+                value.v6 = FWP_V6_ADDR_AND_MASK { addr, prefixLength: prefix };
+                (
+                    FWPM_CONDITION_IP_REMOTE_ADDRESS,
+                    FWP_MATCH_EQUAL,
+                    inline(FWP_V6_ADDR_MASK, FWP_CONDITION_VALUE0_0 { v6AddrMask: ptr::from_mut(&mut value.v6) }),
+                )
+            }
+        };
+        FWPM_FILTER_CONDITION0 { fieldKey: field, matchType: match_type, conditionValue: condition_value }
+    }
+}
+
 /// Most conditions a [`RuleFilter`] carries (all must match).
-pub const MAX_CONDITIONS: usize = 2;
+pub const MAX_CONDITIONS: usize = 3;
 
 /// A filter whose action is a plain permit or block, with up to
 /// [`MAX_CONDITIONS`] conditions and an explicit weight.
@@ -237,17 +294,17 @@ pub struct RuleFilter {
 }
 
 impl RuleFilter {
-    /// The raw filter; its conditions point into `conditions`, which the
-    /// caller keeps alive (unchanged) for the add call.
-    pub fn to_raw(
-        &self,
-        conditions: &mut [FWPM_FILTER_CONDITION0; MAX_CONDITIONS],
-    ) -> FWPM_FILTER0 {
+    /// The raw filter; its conditions (and their values) live in
+    /// `storage`, which the caller keeps in place, unchanged, for the add
+    /// call.
+    pub fn to_raw(&self, storage: &mut ConditionStorage) -> FWPM_FILTER0 {
         let mut count = 0u32;
-        for (slot, c) in conditions.iter_mut().zip(self.conditions.iter().flatten()) {
-            *slot = c.to_raw();
+        let slots = storage.conditions.iter_mut().zip(storage.values.iter_mut());
+        for ((slot, value), c) in slots.zip(self.conditions.iter().flatten()) {
+            *slot = c.to_raw(value);
             count += 1;
         }
+        let conditions = &mut storage.conditions;
         FWPM_FILTER0 {
             filterKey: self.key,
             displayData: display(self.name, self.description),
@@ -369,12 +426,14 @@ mod tests {
             conditions: [
                 Some(Condition::Protocol(17)),
                 Some(Condition::RemotePort(67)),
+                None,
             ],
         };
-        let mut conds = [Condition::Loopback.to_raw(); MAX_CONDITIONS];
-        let f = rule.to_raw(&mut conds);
+        let mut storage = ConditionStorage::default();
+        let f = rule.to_raw(&mut storage);
         assert_eq!(f.numFilterConditions, 2);
-        assert_eq!(f.filterCondition, conds.as_mut_ptr());
+        assert_eq!(f.filterCondition.cast_const(), storage.conditions().as_ptr());
+        let conds = *storage.conditions();
         // SAFETY: provider_ptr points at `rule.provider`, alive here.
         assert_eq!(unsafe { (*f.providerKey).data1 }, CO.data1);
         assert_eq!(f.flags, FWPM_FILTER_FLAG_PERSISTENT);
@@ -388,13 +447,64 @@ mod tests {
             assert_eq!(conds[1].conditionValue.Anonymous.uint16, 67);
         }
         let none = RuleFilter {
-            conditions: [None, None],
+            conditions: [None, None, None],
             sublayer: None,
             ..rule
         }
-        .to_raw(&mut conds);
+        .to_raw(&mut storage);
         assert_eq!(none.numFilterConditions, 0);
         assert!(none.filterCondition.is_null());
         assert_eq!(none.subLayerKey.data1, 0);
+    }
+
+    #[test]
+    fn address_and_range_conditions_point_into_the_storage() {
+        use wfp_km_sys::fwp_types::{
+            FWPM_CONDITION_IP_LOCAL_PORT, FWPM_CONDITION_IP_REMOTE_ADDRESS, FWPM_CONDITION_IP_REMOTE_PORT,
+            FWPM_FILTER_FLAG_PERSISTENT, FWP_ACTION_PERMIT, FWP_MATCH_RANGE, FWP_RANGE_TYPE, FWP_V4_ADDR_MASK,
+            FWP_V6_ADDR_MASK,
+        };
+        let mut v6 = [0u8; 16];
+        v6[0] = 0xfd;
+        let rule = RuleFilter {
+            key: GUID::from_u128(6),
+            name: crate::wstr!("f"),
+            description: crate::wstr!("d"),
+            layer: FWPM_LAYER_ALE_AUTH_CONNECT_V4,
+            sublayer: Some(SUB),
+            provider: Some(CO),
+            action_type: FWP_ACTION_PERMIT,
+            flags: FWPM_FILTER_FLAG_PERSISTENT,
+            weight: 11,
+            conditions: [
+                Some(Condition::RemoteV4 { addr: 0x0A01_0200, mask: 0xFFFF_FF00 }),
+                Some(Condition::RemotePortRange(5985, 5986)),
+                Some(Condition::RemoteV6 { addr: v6, prefix: 8 }),
+            ],
+        };
+        let mut storage = ConditionStorage::default();
+        let f = rule.to_raw(&mut storage);
+        assert_eq!(f.numFilterConditions, 3);
+        let c = storage.conditions();
+        assert_eq!(c[0].fieldKey.data1, FWPM_CONDITION_IP_REMOTE_ADDRESS.data1);
+        assert_eq!(c[0].conditionValue.r#type, FWP_V4_ADDR_MASK);
+        assert_eq!(c[1].fieldKey.data1, FWPM_CONDITION_IP_REMOTE_PORT.data1);
+        assert_eq!((c[1].matchType, c[1].conditionValue.r#type), (FWP_MATCH_RANGE, FWP_RANGE_TYPE));
+        assert_eq!(c[2].conditionValue.r#type, FWP_V6_ADDR_MASK);
+        // SAFETY: each pointer was just set to a field of `storage`, alive
+        // and unchanged here; the union members read are the ones written.
+        unsafe {
+            let v4 = &*c[0].conditionValue.Anonymous.v4AddrMask;
+            assert_eq!((v4.addr, v4.mask), (0x0A01_0200, 0xFFFF_FF00));
+            let r = &*c[1].conditionValue.Anonymous.rangeValue;
+            assert_eq!((r.valueLow.r#type, r.valueLow.Anonymous.uint16, r.valueHigh.Anonymous.uint16), (FWP_UINT16, 5985, 5986));
+            let v = &*c[2].conditionValue.Anonymous.v6AddrMask;
+            assert_eq!((v.addr, v.prefixLength), (v6, 8));
+        }
+        let mut value = ConditionValue::default();
+        let local = Condition::LocalPortRange(67, 68).to_raw(&mut value);
+        assert_eq!(local.fieldKey.data1, FWPM_CONDITION_IP_LOCAL_PORT.data1);
+        // SAFETY: points at `value.range`, alive here.
+        assert_eq!(unsafe { (*local.conditionValue.Anonymous.rangeValue).valueHigh.Anonymous.uint16 }, 68);
     }
 }

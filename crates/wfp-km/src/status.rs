@@ -20,6 +20,7 @@ impl NtStatus {
     pub const INVALID_PARAMETER: Self = Self(0xC000_000D_u32 as i32);
     pub const INVALID_DEVICE_REQUEST: Self = Self(0xC000_0010_u32 as i32);
     pub const ACCESS_DENIED: Self = Self(0xC000_0022_u32 as i32);
+    pub const BUFFER_OVERFLOW: Self = Self(0x8000_0005_u32 as i32);
     pub const BUFFER_TOO_SMALL: Self = Self(0xC000_0023_u32 as i32);
     pub const INSUFFICIENT_RESOURCES: Self = Self(0xC000_009A_u32 as i32);
     pub const OBJECT_NAME_NOT_FOUND: Self = Self(0xC000_0034_u32 as i32);

@@ -61,6 +61,8 @@ pub fn run_all(host: &mut Host, f: &mut Failures) -> Result<()> {
     drop(ch);
     step(host, "sc stop / sc start cycles");
     cycles(host, f)?;
+    step(host, "FailMode = 1 with FailClosedAllow written by weirctl (Wine's registry): the extra permits, a refused value");
+    fail_closed_allow(host, f)?;
     step(host, "one start per failing call of DriverEntry");
     faults(host, f)?;
     step(host, "errors for a stopped and an absent driver");
@@ -235,6 +237,60 @@ fn bfe(host: &mut Host, ch: &mut Channel, f: &mut Failures) -> Result<()> {
     engine_after_start(ch, f, "after BFE start")?;
     let r = host.weirctl(&["--json", "status"])?;
     f.check(json_of(&r.stdout)["filtering"] == true, || format!("status after BFE start: {}", r.stdout));
+    Ok(())
+}
+
+const PARAMETERS: &str = "HKLM\\SYSTEM\\CurrentControlSet\\Services\\weir\\Parameters";
+
+/// FailMode = 1 and `weirctl failsafe allow add` writing the value through Wine's registry;
+/// the driver reads it from the same registry at its start: the stand-in's engine holds the
+/// fixed fail-closed filters plus one permit per entry and IP version, with the conditions
+/// src/failsafe.rs gives them (read through their pointers by the stand-in). Then a bad value:
+/// refused, reported, the fixed set alone. Ends open, value deleted, driver running.
+fn fail_closed_allow(host: &mut Host, f: &mut Failures) -> Result<()> {
+    const EXTRA: &str = "3a6d0c52-7e14-4c8b-9f20-5b7e1f";
+    let expected = [
+        ("3971ef2b:0:1:17;b235ae9a:0:256:0a000035/ffffffff;c35a604d:0:2:53"),
+        ("3971ef2b:0:1:6;b235ae9a:0:256:0a010200/ffffff00;0c1ba1af:5:258:5985-5986"),
+        ("3971ef2b:0:1:6;b235ae9a:0:257:fd000000000000000000000000000000/8;c35a604d:0:2:443"),
+    ];
+    let r = host.weirctl(&["failsafe", "allow", "add", "out udp 10.0.0.53 53", "in tcp 10.1.2.9/24 5985-5986", "out tcp fd00::/8 443"])?;
+    f.check(r.code == 0, || format!("weirctl failsafe allow add: {} {}{}", r.code, r.stdout, r.stderr));
+    host.run(&["reg", "add", PARAMETERS, "/v", "FailMode", "/t", "REG_DWORD", "/d", "1", "/f"])?;
+    host.stop()?;
+    let mut ch = host.start()?;
+    let s = ch.state()?;
+    let filters: Vec<Value> = s.get("filters").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut extra: Vec<&Value> = filters.iter().filter(|x| x["key"].as_str().is_some_and(|k| k.starts_with(EXTRA))).collect();
+    extra.sort_by_key(|x| x["key"].as_str().map(str::to_string));
+    let got: Vec<&str> = extra.iter().map(|x| x["conds"].as_str().unwrap_or("")).collect();
+    f.check(got == expected, || format!("closed with 3 entries: extra filters' conditions {got:?}, expected {expected:?}"));
+    f.check(extra.iter().all(|x| num(x, "flags") == 1 && num(x, "action") == 0x1002 && num(x, "weight") == 11), || {
+        format!("extra filters: persistent permits at weight 11: {extra:?}")
+    });
+    f.check(count(&s, "providers") == 1 && filters.len() == 14 + 3, || format!("closed with 3 entries: provider and 17 fail-closed filters: {s}"));
+    let r = host.weirctl(&["--json", "failsafe", "show"])?;
+    let j = json_of(&r.stdout);
+    f.check(r.code == 0 && j["driver"]["entries"] == 3 && j["entries"].as_array().map(Vec::len) == Some(3), || {
+        format!("weirctl --json failsafe show: {} {}", r.code, r.stdout)
+    });
+    drop(ch);
+    // A bad value (reg.exe, as an administrator would write it): refused whole, reported.
+    host.run(&["reg", "add", PARAMETERS, "/v", "FailClosedAllow", "/t", "REG_MULTI_SZ", "/d", "out tcp 10.0.0.0/33 443", "/f"])?;
+    host.stop()?;
+    let mut ch = host.start()?;
+    let s = ch.state()?;
+    let extras = s.get("filters").and_then(Value::as_array).map_or(0, |fs| fs.iter().filter(|x| x["key"].as_str().is_some_and(|k| k.starts_with(EXTRA))).count());
+    f.check(extras == 0 && count(&s, "filters") == 14, || format!("refused value: the fixed 14 filters alone: {s}"));
+    let r = host.weirctl(&["--json", "failsafe", "show"])?;
+    let j = json_of(&r.stdout);
+    f.check(j["driver"]["refused"] == "an entry's prefix is not valid" && j["driver"]["line"] == 1, || format!("refused value reported: {}", r.stdout));
+    drop(ch);
+    host.run(&["reg", "delete", PARAMETERS, "/v", "FailClosedAllow", "/f"])?;
+    host.run(&["reg", "add", PARAMETERS, "/v", "FailMode", "/t", "REG_DWORD", "/d", "0", "/f"])?;
+    host.stop()?;
+    let mut ch = host.start()?;
+    engine_after_start(&mut ch, f, "open again")?;
     Ok(())
 }
 

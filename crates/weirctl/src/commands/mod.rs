@@ -5,8 +5,10 @@
 //! - [`stats`]: `stats [--rules]`.
 //! - [`status`]: `weirctl status`.
 //! - [`events`]: `events [--follow]`.
+//! - [`failsafe`]: `failsafe show|check|allow add|allow remove` (the fail-closed allow-list).
 
 pub mod events;
+pub mod failsafe;
 pub mod policy;
 pub mod stats;
 pub mod status;

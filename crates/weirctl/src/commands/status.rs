@@ -52,6 +52,10 @@ pub struct PolicySource {
     /// `open` or `closed`.
     pub fail_mode: &'static str,
     pub fail_closed_installed: bool,
+    /// `Parameters\FailClosedAllow` entries in effect (0 while open: the value is not read).
+    pub fail_closed_allow_entries: u32,
+    /// Why the driver refused `FailClosedAllow` at its start (null: it did not).
+    pub fail_closed_allow_refused: Option<&'static str>,
     pub stored_refused: Option<Refusal>,
     #[serde(skip)]
     closed_set_missing: bool,
@@ -81,6 +85,8 @@ impl PolicySource {
             stored_present: !missing(s),
             fail_mode: if closed { "closed" } else { "open" },
             fail_closed_installed: s.fail_closed_set == 1,
+            fail_closed_allow_entries: s.allow_entries,
+            fail_closed_allow_refused: (s.allow_error != 0).then(|| weir_client::failsafe::describe_code(s.allow_error)),
             stored_refused: refused.then(|| Refusal {
                 status: format!("0x{:08X}", s.stored_status),
                 reason: describe(s.stored_status),
@@ -115,6 +121,12 @@ impl fmt::Display for PolicySource {
             _ => "open",
         };
         writeln!(f, "fail mode:  {mode}")?;
+        if self.fail_mode == "closed" {
+            match self.fail_closed_allow_refused {
+                Some(why) => writeln!(f, "allow-list: FailClosedAllow refused ({why}); fixed permits only (weirctl failsafe show)")?,
+                None => writeln!(f, "allow-list: fixed permits + {} FailClosedAllow entries (weirctl failsafe show)", self.fail_closed_allow_entries)?,
+            }
+        }
         if let Some(r) = &self.stored_refused {
             let why = r.reason.unwrap_or("see docs/deployment.md");
             writeln!(f, "stored policy refused: {} ({why})", r.status)?;
