@@ -52,7 +52,9 @@ def _ioctl(d: harness.DriverRun, code: int, data: bytes, out_len: int) -> harnes
 
     d.alloc = alloc_with_input
     try:
-        return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len)
+        # The client's one handle (a file object, as every user-mode request has).
+        return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len,
+                     file_object=0xFFFF_A000_0000_0F00)
     finally:
         d.alloc = alloc
 

@@ -131,6 +131,26 @@ impl<const W: usize> Broadcast<W> {
         Ok(Self { slots, mask: capacity as u64 - 1, tail: AtomicU64::new(0), collisions: AtomicU64::new(0) })
     }
 
+    /// A ring without slots: every write is refused until
+    /// [`Broadcast::allocate`]. Lets an owner be placed in its final memory
+    /// before the slots are allocated.
+    pub fn unallocated() -> Self {
+        Self { slots: Vec::new(), mask: 0, tail: AtomicU64::new(0), collisions: AtomicU64::new(0) }
+    }
+
+    /// Allocates the slots of an [`Broadcast::unallocated`] ring (`&mut`: no
+    /// producer or reader can be using it).
+    ///
+    /// # Errors
+    /// [`BroadcastError`]; `BadCapacity` also when already allocated.
+    pub fn allocate(&mut self, capacity: usize) -> Result<(), BroadcastError> {
+        if !self.slots.is_empty() {
+            return Err(BroadcastError::BadCapacity);
+        }
+        *self = Self::try_new(capacity)?;
+        Ok(())
+    }
+
     /// Slots.
     pub fn capacity(&self) -> usize {
         self.slots.len()
@@ -145,6 +165,36 @@ impl<const W: usize> Broadcast<W> {
     /// A cursor that sees every record written from now on.
     pub fn subscribe(&self) -> Cursor {
         Cursor { next: self.tail.load(Ordering::Acquire), lost: 0 }
+    }
+
+    /// A cursor that starts at the oldest record the ring still holds (the
+    /// last `capacity` positions claimed), then sees every later one: a new
+    /// reader gets the recent backlog first. A backlog record overwritten
+    /// before the reader copies it counts as lost for this cursor.
+    pub fn subscribe_oldest(&self) -> Cursor {
+        let tail = self.tail.load(Ordering::Acquire);
+        Cursor { next: tail.saturating_sub(self.mask + 1), lost: 0 }
+    }
+
+    /// Whether [`Broadcast::read`] for `cursor` would make progress now: a
+    /// published record at its position, or positions it has fallen behind
+    /// (overwritten: they would be counted lost), or a lost count to report.
+    /// Loads only; the "look again" of a reader about to park (with
+    /// [`crate::WakeGate`]: a producer publishes, then asks the gate; a
+    /// reader arms the gate, then asks this). IRQL: <= DISPATCH_LEVEL.
+    pub fn has_ready(&self, cursor: &Cursor) -> bool {
+        if cursor.lost > 0 {
+            return true;
+        }
+        let tail = self.tail.load(Ordering::Acquire);
+        if tail <= cursor.next {
+            return false;
+        }
+        if tail - cursor.next > self.mask + 1 {
+            return true;
+        }
+        // Published (2c + 2) or already newer (overwritten): progress.
+        self.slot(cursor.next).is_some_and(|s| s.stamp.load(Ordering::Acquire) >= 2 * cursor.next + 2)
     }
 
     fn slot(&self, pos: u64) -> Option<&Slot<W>> {

@@ -9,6 +9,10 @@
 //!   write per record, a private [`Cursor`] per reader, a slow reader loses
 //!   only its own oldest records (counted in its cursor); loom-checked with
 //!   a broken variant (`tests/loom.rs`).
+//! - [`stream`]: the driver's per-reader stream over the broadcast ring:
+//!   [`ReaderTable`] (a fixed table of reader cursors, one per handle) and
+//!   [`drain_cursor`] (one read's reply from one cursor, with that reader's
+//!   own dropped-events record).
 //! - [`ring`]: [`Ring`], a preallocated multi-producer queue whose producers
 //!   never wait or allocate (full = drop and count), and [`WakeGate`], the
 //!   no-lost-wake-up handshake with parked readers. Both are model-checked
@@ -23,6 +27,7 @@ extern crate alloc;
 pub mod broadcast;
 pub mod record;
 pub mod ring;
+pub mod stream;
 mod sync;
 
 pub use record::{
@@ -31,6 +36,7 @@ pub use record::{
 };
 pub use broadcast::{Broadcast, BroadcastError, Cursor, Read};
 pub use ring::{Ring, RingError, WakeGate};
+pub use stream::{drain_cursor, EventRing, ReaderTable, TooManyReaders, RECORD_WORDS};
 
 /// Fills `out` with as many whole records as fit, taken from `ring`: first a
 /// dropped-events marker if events were lost since the last call, then

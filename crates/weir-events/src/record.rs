@@ -235,7 +235,7 @@ impl Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
     Connection(Event),
-    /// `count` events were lost (ring full) since the previous marker.
+    /// `count` events were lost by this reader since its previous marker.
     Dropped { count: u64 },
     /// A kind this reader does not know; skipped by `size`.
     Unknown { kind: u8, version: u8, size: usize },
