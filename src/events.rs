@@ -81,7 +81,8 @@ use crate::classify::{Applied, Outcome};
 use core::net::IpAddr;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use weir_events::{
-    drain_cursor, encode_event, AppPath, Decision, Direction, Event, EventRing, IpVersion, ReaderTable, WakeGate,
+    drain_cursor, encode_event, AppPath, Decision, Direction, Event, EventRing, IpVersion, ReaderTable, UserSid,
+    WakeGate,
 };
 use wfp_km::classify::{IncomingValues, Metadata};
 use wfp_km::csq::{IrpQueue, Pend, Waiters};
@@ -98,8 +99,8 @@ pub use weir_events::{MAX_CONNECTION_SIZE, MIN_READ_BUFFER};
 /// `IOCTL_WEIR_READ_EVENTS` (`0x80576010`, defined in `weir-abi`).
 pub use weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS;
 
-/// Events the ring holds (a power of two): 512 slots of 608 bytes (stamp,
-/// length, 74 words), about 304 KiB of non-paged pool.
+/// Events the ring holds (a power of two): 512 slots of 680 bytes (stamp,
+/// length, 83 words), 340 KiB of non-paged pool.
 pub const RING_CAPACITY: usize = 512;
 
 /// Handles that can read at once, each with its own cursor (slots
@@ -482,6 +483,11 @@ pub fn event_for(outcome: &Outcome, values: &IncomingValues<'_>, meta: Option<&M
         },
         rule_id: outcome.decision.and_then(|d| d.rule).map(|(_, id)| id),
         reauthorization: outcome.reauthorization,
+        // ALE_USER_ID has the same index at the four layers.
+        user: values
+            .token_access_information(connect::ALE_USER_ID)
+            .and_then(|(info, base)| wfp_km::ale::user_sid(info, base))
+            .map_or(UserSid::EMPTY, UserSid::from_bytes),
     };
     if let Some(c) = outcome.connection {
         event.tuple = true;

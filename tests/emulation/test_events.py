@@ -9,6 +9,7 @@ import pytest
 
 import events_wire as W
 import harness
+import test_etw as etw
 import layouts as L
 
 RING_CAPACITY = 512
@@ -18,6 +19,7 @@ FO_A = 0xFFFF_A000_0000_0A00
 FO_B = 0xFFFF_A000_0000_0B00
 
 APP = "\\device\\harddiskvolume3\\program files\\weir test\\client.exe"
+USER = "S-1-5-21-1004336348-1177238915-682003330-1001"
 META_PATH = "\\device\\harddiskvolume2\\windows\\system32\\svchost.exe"
 
 
@@ -73,6 +75,8 @@ def test_event_fields(driver, layer, identity):
     kw = {}
     if identity == "app-id+pid":
         vals = _values(driver, layer, app=APP, reauth=True)
+        # ALE_USER_ID (index 1 at the four layers): the user's token information.
+        vals[1] = ("raw", (etw.FWP_TOKEN_ACCESS_INFORMATION_TYPE, etw.token_access(driver, etw.sid_bytes(USER))))
         kw = dict(pid=4242)
     elif identity == "process-path-metadata":
         vals = _values(driver, layer)
@@ -91,7 +95,8 @@ def test_event_fields(driver, layer, identity):
         e = recs[0]
         t = _tuple(layer)
         ck.eq(e["kind"], "connection", where, "kind")
-        ck.eq(e["version"], 1, where, "version")
+        ck.eq(e["version"], 2, where, "version")
+        ck.eq(e["user"], USER if identity == "app-id+pid" else None, where, "user (SID from ALE_USER_ID)")
         ck.eq(e["layer_id"], layer.layer_id, where, "layer_id")
         ck.eq(e["direction"], "outbound" if layer.outbound else "inbound", where, "direction")
         ck.eq(e["ip_version"], 6 if layer.ipv6 else 4, where, "ip_version")
@@ -122,7 +127,7 @@ def test_long_path_is_truncated_and_flagged(driver):
     assert len(recs) == 1
     assert recs[0]["path"] == long_path[:W.MAX_PATH_UNITS]
     assert recs[0]["path_truncated"]
-    assert recs[0]["size"] == W.MAX_CONNECTION_SIZE
+    assert recs[0]["size"] == W.CONNECTION_FIXED + 2 * W.MAX_PATH_UNITS, "no user: the SID's room is not used"
     driver.expect_clean()
 
 

@@ -262,6 +262,15 @@ def test_weirctl_commands_on_the_real_image(new_run, tmp_path):
         rc, out, err, _ = _weirctl(d, exe, "events")
         assert rc == 0, err
         assert "in  tcp 10.0.0.2:80 -> 198.51.100.9:40000 block rule 9" in out, out
+        # The same handle's cursor continues: a second connection, read as JSON (schema 1, docs/events.md).
+        d.classify(layer.layer_id, d.values_for(layer, local="10.0.0.2", lport=81, remote="198.51.100.9",
+                                                rport=40001))
+        rc, out, err, _ = _weirctl(d, exe, "--json", "events")
+        assert rc == 0, err
+        lines = [json.loads(x) for x in out.splitlines()]
+        assert [(x["schema"], x["kind"], x["protocol"], x["protocol_number"], x["local_port"], x["decision"],
+                 x["rule_id"], x["direction"], x["layer"]) for x in lines] == [
+            (1, "connection", "tcp", 6, 81, "block", 9, "inbound", "ALE_AUTH_RECV_ACCEPT_V4")], lines
 
     # A broken file is refused before anything reaches the driver.
     rc, out, err, calls = _weirctl(d, exe, "policy", "load", "crates/weirctl/tests/policies/bad-port-range.toml")

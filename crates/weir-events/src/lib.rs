@@ -32,7 +32,7 @@ mod sync;
 
 pub use record::{
     decode, decode_one, encode_dropped, encode_event, AppPath, BufferTooSmall, DecodeError, Decision, Direction, Event,
-    IpVersion, Record, Records, MAX_CONNECTION_SIZE, MAX_PATH_UNITS, MIN_READ_BUFFER,
+    IpVersion, Record, Records, UserSid, MAX_CONNECTION_SIZE, MAX_PATH_UNITS, MAX_SID_BYTES, MIN_READ_BUFFER,
 };
 pub use broadcast::{Broadcast, BroadcastError, Cursor, Read};
 pub use ring::{Ring, RingError, WakeGate};

@@ -136,6 +136,7 @@ pub fn drain_cursor(ring: &EventRing, cursor: &mut Cursor, out: &mut [u8]) -> Re
 }
 
 #[cfg(all(test, not(loom)))]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::record::{decode, encode_event, AppPath, Decision, Direction, Event, IpVersion, Record};
@@ -157,6 +158,7 @@ mod tests {
             decision: Decision::Permit,
             rule_id: None,
             reauthorization: false,
+            user: crate::record::UserSid::EMPTY,
         }
     }
 
@@ -179,7 +181,7 @@ mod tests {
     #[test]
     fn a_table_gives_each_key_one_cursor_and_refuses_past_its_size() {
         let mut t = ReaderTable::<2>::new();
-        t.claim(10, || Cursor::default()).unwrap();
+        t.claim(10, Cursor::default).unwrap();
         t.claim(10, || panic!("an existing reader keeps its cursor")).unwrap();
         t.claim(20, Cursor::default).unwrap();
         assert_eq!(t.claim(30, Cursor::default), Err(TooManyReaders { limit: 2 }));
