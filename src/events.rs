@@ -247,6 +247,7 @@ impl EventLog {
     /// DISPATCH_LEVEL, or inside the critical region the kernel boundary
     /// enters at PASSIVE_LEVEL), so a suspended thread cannot stretch the
     /// ring's claim-to-publish window. IRQL: <= DISPATCH_LEVEL.
+    #[inline(never)] // its encode buffer lives in its own frame, not in classify's during the ETW write
     pub fn record(&self, event: &Event) -> bool {
         let mut bytes = [0u8; MAX_CONNECTION_SIZE];
         let Ok(len) = encode_event(event, &mut bytes) else { return false };

@@ -227,12 +227,25 @@ impl<const W: usize> Broadcast<W> {
         }
         fence(Ordering::Release);
         slot.len.store(record.len() as u32, Ordering::Relaxed);
-        for (word, chunk) in slot.words.iter().zip(record.chunks(8)) {
+        // Whole words first (the common case: records are padded to 8
+        // bytes), then a short tail, zero-filled.
+        let whole = record.chunks_exact(8);
+        let tail = whole.remainder();
+        let mut words = slot.words.iter();
+        // `whole` first: zip stops on it before taking a word it will not fill.
+        for (chunk, word) in whole.zip(words.by_ref()) {
             let mut bytes = [0u8; 8];
-            if let Some(dst) = bytes.get_mut(..chunk.len()) {
-                dst.copy_from_slice(chunk);
-            }
+            bytes.copy_from_slice(chunk);
             word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+        }
+        if !tail.is_empty() {
+            if let Some(word) = words.next() {
+                let mut bytes = [0u8; 8];
+                if let Some(dst) = bytes.get_mut(..tail.len()) {
+                    dst.copy_from_slice(tail);
+                }
+                word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+            }
         }
         slot.stamp.store(writing + 1, Ordering::Release);
         true

@@ -401,8 +401,10 @@ pub fn encode_event(event: &Event, out: &mut [u8]) -> Result<usize, BufferTooSma
     w.put(38, &[u8::try_from(user.len()).unwrap_or(0)]);
     w.put(40, &event.local_addr);
     w.put(56, &event.remote_addr);
-    for (i, unit) in path.iter().enumerate() {
-        w.put(CONNECTION_FIXED_SIZE + 2 * i, &unit.to_le_bytes());
+    if let Some(dst) = w.out.get_mut(CONNECTION_FIXED_SIZE..) {
+        for (pair, unit) in dst.chunks_exact_mut(2).zip(path) {
+            pair.copy_from_slice(&unit.to_le_bytes());
+        }
     }
     w.put(CONNECTION_FIXED_SIZE + 2 * path.len(), user);
     Ok(size)
