@@ -38,10 +38,17 @@ def _session_binary():
     return exe
 
 
+# The FILE_OBJECT of the client's handle: one for the whole session, so its event cursor
+# continues from one read to the next, as a real client's handle does.
+CLIENT_HANDLE = 0xFFFF_A000_0000_0F00
+
+
 def _ioctl(d: harness.DriverRun, code: int, data: bytes, out_len: int) -> harness.IrpResult:
     """One METHOD_BUFFERED request with `data` at the start of the system buffer."""
     if "input" in inspect.signature(d.irp).parameters:
-        return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len, input=data)
+        # The client's one handle (a file object, as every user-mode request has).
+        return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len, input=data,
+                     file_object=CLIENT_HANDLE)
     # A harness without input support: put the bytes into the system buffer as it is allocated.
     alloc = d.alloc
 
@@ -52,9 +59,8 @@ def _ioctl(d: harness.DriverRun, code: int, data: bytes, out_len: int) -> harnes
 
     d.alloc = alloc_with_input
     try:
-        # The client's one handle (a file object, as every user-mode request has).
         return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len,
-                     file_object=0xFFFF_A000_0000_0F00)
+                     file_object=CLIENT_HANDLE)
     finally:
         d.alloc = alloc
 

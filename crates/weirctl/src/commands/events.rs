@@ -263,7 +263,6 @@ pub fn print_batch(out: &Output, bytes: &[u8], drives: Option<&dyn DriveMap>) ->
 /// path converts without 26 system calls.
 #[cfg(windows)]
 fn drive_snapshot() -> weir_client::paths::FixedDriveMap {
-    use serde_json::Value;
     use weir_client::paths::FixedDriveMap;
     let dos = weir_client::win32::DosDevices;
     FixedDriveMap::new(('A'..='Z').filter_map(|l| {
