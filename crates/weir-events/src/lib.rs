@@ -13,10 +13,12 @@
 //!   [`ReaderTable`] (a fixed table of reader cursors, one per handle) and
 //!   [`drain_cursor`] (one read's reply from one cursor, with that reader's
 //!   own dropped-events record).
-//! - [`ring`]: [`Ring`], a preallocated multi-producer queue whose producers
-//!   never wait or allocate (full = drop and count), and [`WakeGate`], the
-//!   no-lost-wake-up handshake with parked readers. Both are model-checked
-//!   with loom (`tests/loom.rs`, run by `cargo xtask test`).
+//! - [`ring`]: [`WakeGate`], the no-lost-wake-up handshake with parked
+//!   readers (the driver uses it with the broadcast ring), and [`Ring`], a
+//!   preallocated multi-producer queue whose producers never wait or
+//!   allocate (full = drop and count): the shared queue the driver used
+//!   before per-reader cursors, kept with its benchmark. Both are
+//!   model-checked with loom (`tests/loom.rs`, run by `cargo xtask test`).
 //!
 //! The format is documented byte by byte in `docs/events.md`.
 
