@@ -98,8 +98,8 @@ pub use weir_events::{MAX_CONNECTION_SIZE, MIN_READ_BUFFER};
 /// `IOCTL_WEIR_READ_EVENTS` (`0x80576010`, defined in `weir-abi`).
 pub use weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS;
 
-/// Events the ring holds (a power of two): 512 slots of 680 bytes (stamp,
-/// length, 83 words), 340 KiB of non-paged pool.
+/// Events the ring holds (a power of two): 512 slots of 688 bytes (stamp,
+/// dropped-position mark, length, 83 words), 344 KiB of non-paged pool.
 pub const RING_CAPACITY: usize = 512;
 
 /// Handles that can read at once, each with its own cursor (slots
@@ -250,14 +250,16 @@ impl EventLog {
     pub fn record(&self, event: &Event) -> bool {
         let mut bytes = [0u8; MAX_CONNECTION_SIZE];
         let Ok(len) = encode_event(event, &mut bytes) else { return false };
-        if !self.ring.write(bytes.get(..len).unwrap_or(&[])) {
-            return false;
+        let written = self.ring.write(bytes.get(..len).unwrap_or(&[]));
+        if written {
+            self.recorded.fetch_add(1, Ordering::Relaxed);
         }
-        self.recorded.fetch_add(1, Ordering::Relaxed);
+        // A dropped record wakes too: a reader parked at its position skips
+        // it (counted lost) and goes on to later ones.
         if self.readers.waiters().0.should_wake() {
             self.dpc.queue();
         }
-        true
+        written
     }
 
     /// Events recorded since load, and events no reader could get because

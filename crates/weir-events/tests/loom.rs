@@ -186,11 +186,61 @@ fn broadcast_two_writers_one_reader() {
             assert!(out.iter().all(|b| *b == out[0]), "torn record {out:?}");
             got.push(out[0]);
         }
-        // A write dropped by a collision is either skipped as lost by the
-        // reader (it is lapped) or never seen at all.
+        // Once both writers are done every position is accounted for: read,
+        // or lost (overwritten, or dropped by a colliding writer, which marks
+        // it so the reader does not wait a lap for it).
         let accounted = got.len() as u64 + cursor.lost();
-        assert!(accounted <= 2 && accounted + ring.collisions() >= 2, "got {got:?} lost {}", cursor.lost());
+        assert_eq!(accounted, 2, "got {got:?} lost {} collisions {}", cursor.lost(), ring.collisions());
     });
+}
+
+/// A writer that finds its slot still being written one lap earlier drops
+/// its record and marks the position. Two writers on a 1-slot ring, then a
+/// reader: once both are done, the reader accounts for both positions (one
+/// read, or lost). `ignore_skips`: the reader without the mark waits at the
+/// dropped position (stuck, since nothing else is written): loom must find
+/// that interleaving.
+fn broadcast_dropped_positions_are_skipped(ignore_skips: bool) {
+    use weir_events::{Broadcast, Read};
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(move || {
+        let ring = Arc::new(Broadcast::<1>::try_new(1).unwrap());
+        let mut cursor = ring.subscribe();
+        let writers: Vec<_> = (1..=2u8)
+            .map(|n| {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || ring.write(&[n; 8]))
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let mut out = [0u8; 8];
+        let mut got = 0u64;
+        loop {
+            let r = if ignore_skips { ring.read_ignoring_skips(&mut cursor, &mut out) } else { ring.read(&mut cursor, &mut out) };
+            match r {
+                Read::Record(_) => got += 1,
+                Read::Empty => break,
+            }
+        }
+        let lost = cursor.take_lost();
+        assert_eq!(got + lost, 2, "stuck at a dropped position: got {got} lost {lost}");
+        assert!(!ring.has_ready(&cursor), "nothing left to read, and has_ready says so");
+    });
+}
+
+#[test]
+fn broadcast_a_reader_skips_a_position_its_writer_dropped() {
+    broadcast_dropped_positions_are_skipped(false);
+}
+
+/// The broken variant (no dropped-position mark): loom must find the stall.
+#[test]
+#[should_panic(expected = "stuck at a dropped position")]
+fn broadcast_a_reader_ignoring_the_mark_is_caught() {
+    broadcast_dropped_positions_are_skipped(true);
 }
 
 /// The driver's per-reader pend/wake handshake over the broadcast ring: two
