@@ -1,7 +1,9 @@
 //! `weirctl events [--follow]`: connection events from the driver, one line each.
 //!
-//! Without `--follow`, prints the events waiting in the driver and returns: the read that
-//! would pend (none left) is cancelled after [`IDLE_MS`]. With `--follow`, reads until Ctrl-C,
+//! Every run has its own handle, so its own cursor in the driver: it starts with the events
+//! the driver's ring still holds (up to 512) and sees every later one, whatever other readers
+//! do (at most 16 at once). Without `--follow`, prints them and returns: the read that would
+//! pend (none left) is cancelled after [`IDLE_MS`]. With `--follow`, reads until Ctrl-C,
 //! which cancels the pended read (`CancelIoEx`); the tool then exits with 0.
 
 use crate::output::{Failure, Output};
@@ -16,7 +18,9 @@ use weir_etw::weir;
 
 /// Arguments of `weirctl events`.
 #[derive(Args)]
-#[command(after_long_help = "Examples:\n  weirctl events\n  weirctl events --follow --json")]
+#[command(after_long_help = "Each run starts with the events the driver still holds (up to 512), then \
+follows; several runs at once each see every event (at most 16 readers). --json prints one object per \
+line with \"schema\": 1 (fields: docs/events.md).\n\nExamples:\n  weirctl events\n  weirctl events --follow --json")]
 pub struct EventsArgs {
     /// Keep reading until Ctrl-C (which cancels the pending read).
     #[arg(long, short)]
