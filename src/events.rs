@@ -1,81 +1,123 @@
 //! Connection events: recorded by classifyFn, read by user mode through
-//! `IOCTL_WEIR_READ_EVENTS` with the inverted-call pattern.
+//! `IOCTL_WEIR_READ_EVENTS` with the inverted-call pattern. Every handle
+//! that reads has its own cursor, so every reader sees every event.
 //!
-//! - **Recording** (classifyFn, any CPU, IRQL <= DISPATCH_LEVEL): one copy of
-//!   an [`Event`] (about 600 bytes) into a preallocated slot of the ring
-//!   (`weir_events::Ring`: lock-free, never waits or allocates; full = the
-//!   event is dropped and counted). If a read is parked, the completion DPC
-//!   is queued (`KeInsertQueueDpc`, any IRQL). Per recorded event classify
-//!   pays: one `KeQuerySystemTimePrecise`, the tuple/path copy, one
-//!   compare-exchange on the ring's tail, one read-modify-write of the
-//!   readers-waiting gate, and the DPC insert only when a reader waits.
+//! - **Recording** (classifyFn, any CPU, IRQL <= DISPATCH_LEVEL): the
+//!   [`Event`] is encoded once (at most [`MAX_CONNECTION_SIZE`] bytes) and
+//!   written once into the broadcast ring (`weir_events::EventRing`: one
+//!   `fetch_add`, one compare-exchange, the word stores; never waits for a
+//!   producer or a reader, never allocates). If a read is parked, the
+//!   completion DPC is queued (`KeInsertQueueDpc`, any IRQL). Per recorded
+//!   event classify pays: one `KeQuerySystemTimePrecise`, the encode, the
+//!   ring write, one read-modify-write of the readers-waiting gate, and the
+//!   DPC insert only when a reader waits. classify never touches the reader
+//!   table or its lock.
+//! - **Readers** (one per handle, that is per `FILE_OBJECT`): a handle's
+//!   first `IOCTL_WEIR_READ_EVENTS` claims one of [`MAX_READERS`] cursor
+//!   slots, preallocated with the log (non-paged). Its cursor starts at the
+//!   oldest event the ring still holds (so `weirctl events` without
+//!   `--follow` shows the recent backlog), then follows every later event.
+//!   A reader that falls more than [`RING_CAPACITY`] events behind loses
+//!   its own oldest unread events, reported to it alone in a dropped-events
+//!   record at the front of its next reply; classify and the other readers
+//!   are not affected. Past [`MAX_READERS`] handles a new reader's read is
+//!   completed with `STATUS_WEIR_TOO_MANY_READERS` (0xE0574001), nothing
+//!   read or taken. The slot is freed at the handle's `IRP_MJ_CLEANUP` (and
+//!   again, idempotently, at `IRP_MJ_CLOSE`: a read racing the cleanup may
+//!   claim a slot after it, and Wine sends only CLOSE).
 //! - **Reading** (`IOCTL_WEIR_READ_EVENTS`, 0x804, METHOD_BUFFERED,
 //!   FILE_READ_ACCESS, no input): the reply is as many whole records as fit
-//!   (a dropped-events marker first when events were lost). An output buffer
-//!   smaller than [`MIN_READ_BUFFER`] gets `STATUS_BUFFER_TOO_SMALL` and
-//!   takes nothing from the ring. With nothing to report the request is
-//!   pended (at most [`MAX_PENDING_READS`] at a time; more get
-//!   `STATUS_INSUFFICIENT_RESOURCES`) and completed by the DPC when events
-//!   arrive.
+//!   from this handle's cursor (its dropped-events record first when it lost
+//!   events). An output buffer smaller than [`MIN_READ_BUFFER`] gets
+//!   `STATUS_BUFFER_TOO_SMALL` and reads nothing. With nothing new for the
+//!   handle the request is pended (at most [`MAX_PENDING_READS`] at a time,
+//!   all handles together; more get `STATUS_INSUFFICIENT_RESOURCES`) and
+//!   completed by the DPC when events arrive.
 //! - **Cancelling**: CancelIoEx and thread/process exit reach the cancel
 //!   routine; IRP_MJ_CLEANUP of a handle completes that handle's parked
 //!   reads and refuses any read of that handle that arrives later; unload
 //!   completes all. Each completes a read exactly once with
 //!   `STATUS_CANCELLED` (see `wfp_km::csq`), after all bookkeeping: once a
 //!   read is completed nothing of the log is touched.
-//! - **Several readers share** the stream: each event goes to exactly one
-//!   read request (the oldest parked one first). Run one reader per machine
-//!   if every reader must see every event.
 //!
 //! Why the DPC, and not completing reads in classify: completing an IRP
 //! runs I/O completion work (and possibly APC queueing) inside the network
 //! stack's call; the DPC keeps classify's cost to the copy and moves
-//! completion to one place at DISPATCH_LEVEL. The DPC routine and the IOCTL
-//! path share only the ring (lock-free), the gate (atomic) and the IRP
-//! queue (spin lock held across slot updates only).
+//! completion to one place at DISPATCH_LEVEL.
 //!
-//! Shared sections and thread suspension: the ring's producer window (claim
-//! a slot, publish it) runs in classifyFn at DISPATCH_LEVEL or, when the
-//! engine classifies at PASSIVE_LEVEL, inside the critical region the
-//! kernel boundary enters; its consumer window in the DPC (DISPATCH_LEVEL)
-//! or in READ_EVENTS inside a critical region (`KeEnterCriticalRegion`), so
-//! no thread can be suspended holding a slot; the queue's sections hold its
-//! spin lock (DISPATCH_LEVEL).
+//! # Shared state and why it is sound
+//!
+//! - The ring (`weir_events::broadcast`): producers and readers share only
+//!   atomics; its protocol and loom model are in that module. Readers write
+//!   no shared memory of the ring, so a reader preempted or suspended
+//!   anywhere cannot stall a producer or another reader. A producer's
+//!   claim-to-publish window runs at DISPATCH_LEVEL or inside the critical
+//!   region the kernel boundary enters, as before.
+//! - The reader table (`weir_events::ReaderTable`, cursors keyed by file
+//!   object): every access holds its spin lock (`cursors`), so one handle's
+//!   concurrent reads (overlapped I/O, or a dispatch read racing the DPC)
+//!   use its cursor one at a time. A drain (at most [`MAX_DRAIN_BYTES`]
+//!   copied) runs under it at DISPATCH_LEVEL; only readers wait on it.
+//! - The parked reads (`wfp_km::csq::IrpQueue`, its own spin lock) and the
+//!   readers-waiting gate. Lock order: the queue lock may be held while the
+//!   table lock is taken (a read's "look again" inside `pend_unless`), never
+//!   the reverse (no path takes the queue lock while holding the table
+//!   lock), so the two cannot deadlock.
+//! - No lost wake-up, per reader: a read that found nothing arms the gate,
+//!   then (under the queue lock) looks again at *its own cursor*
+//!   (`Broadcast::has_ready`) before it parks; a producer publishes, then
+//!   asks the gate. Loom checks it with two readers and a broken variant
+//!   that looks before arming (`crates/weir-events/tests/loom.rs`,
+//!   `broadcast_every_parked_reader_with_a_record_ready_is_woken`).
+//! - The DPC takes every parked read out at once (`IrpQueue::take_all`),
+//!   drains each from its own cursor, and completes those that got records;
+//!   one that got none (another read of its handle took them first) is
+//!   parked again with the same look, and at most once more is retried, so
+//!   a run does at most `2 * MAX_PENDING_READS` drains; it re-queues itself
+//!   if a read it parked without a look has records. The reads are
+//!   completed at the very end.
 
-use crate::classify::{Applied, Outcome};
-use core::net::IpAddr;
+use crate::classify::Outcome;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use weir_events::{drain_into, AppPath, Decision, Direction, Event, IpVersion, Ring, WakeGate};
-use wfp_km::classify::{IncomingValues, Metadata};
+use weir_events::{
+    drain_cursor, encode_event, Event, EventRing, ReaderTable, WakeGate,
+};
 use wfp_km::csq::{IrpQueue, Pend, Waiters};
 use wfp_km::dpc::Dpc;
 use wfp_km::irp::{DeviceControl, Irp};
 use wfp_km::pool::PoolBox;
 use wfp_km::sync::critical::CriticalRegion;
-use wfp_km::sys::fwps::{ale_auth_connect_v4 as connect, ale_auth_recv_accept_v4 as accept};
+use wfp_km::sync::SpinLock;
 use wfp_km::{NtStatus, Result};
+
+mod fields;
+pub use fields::{event_for, Selection};
 
 pub use weir_events::{MAX_CONNECTION_SIZE, MIN_READ_BUFFER};
 
 /// `IOCTL_WEIR_READ_EVENTS` (`0x80576010`, defined in `weir-abi`).
 pub use weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS;
 
-/// Events the ring holds (a power of two): 512 × 608-byte slots, about
-/// 304 KiB of non-paged pool.
+/// Events the ring holds (a power of two): 512 slots of 688 bytes (stamp,
+/// dropped-position mark, length, 83 words), 344 KiB of non-paged pool.
 pub const RING_CAPACITY: usize = 512;
+
+/// Handles that can read at once, each with its own cursor (slots
+/// preallocated with the log; `weir_abi::MAX_EVENT_READERS`).
+pub const MAX_READERS: usize = weir_abi::status::MAX_EVENT_READERS;
 
 /// Reads parked at once, all handles together.
 pub const MAX_PENDING_READS: usize = 16;
 
 /// The most one drain can write: a dropped-events marker and every event
-/// the ring holds. The completion DPC views (and zeroes) at most this much
-/// of a caller's buffer, whatever length user mode asked for, so its work
-/// is bounded by the ring, not by the caller.
+/// the ring holds. Every drain views (and zeroes) at most this much of a
+/// caller's buffer, whatever length user mode asked for, so its work (and
+/// the time the reader table's lock is held) is bounded by the ring, not
+/// by the caller.
 pub const MAX_DRAIN_BYTES: usize = MIN_READ_BUFFER + RING_CAPACITY * MAX_CONNECTION_SIZE;
 
-/// Rounds of one DPC run before it re-queues itself (each round completes
-/// a read, or finds its records taken by a concurrent read).
-const DPC_ROUNDS: usize = 2 * MAX_PENDING_READS;
+/// `STATUS_WEIR_TOO_MANY_READERS`: a new reader past [`MAX_READERS`].
+pub const TOO_MANY_READERS: NtStatus = NtStatus::from_u32(weir_abi::status::STATUS_WEIR_TOO_MANY_READERS);
 
 /// The driver setting "record every connection", on while no policy is
 /// loaded (monitor mode: nothing would be recorded otherwise). The control
@@ -86,8 +128,8 @@ const DPC_ROUNDS: usize = 2 * MAX_PENDING_READS;
 pub const LOG_ALL_DEFAULT: bool = true;
 
 /// The readers-waiting gate, kept by the IRP queue (armed before a read
-/// looks at the ring a last time, disarmed under the queue lock whenever a
-/// read leaves it).
+/// looks at its cursor a last time, disarmed under the queue lock whenever
+/// a read leaves it).
 pub struct Gate(WakeGate);
 
 impl Waiters for Gate {
@@ -102,12 +144,14 @@ impl Waiters for Gate {
 /// The parked reads.
 pub type Readers = IrpQueue<Gate, MAX_PENDING_READS>;
 
-/// The event ring, the parked reads and the DPC that completes them.
+/// The event ring, the readers' cursors, the parked reads and the DPC that
+/// completes them.
 pub struct EventLog {
     /// Flushed first on drop (see `Drop`).
     dpc: Dpc,
     readers: Readers,
-    ring: Ring<Event>,
+    cursors: SpinLock<ReaderTable<MAX_READERS>>,
+    ring: EventRing,
     log_all: AtomicBool,
     recorded: AtomicU64,
     /// Set by unload before the DPC is flushed: the DPC no longer re-queues
@@ -128,17 +172,14 @@ impl Completions {
         Self { done: [const { None }; MAX_PENDING_READS], len: 0 }
     }
 
-    fn is_full(&self) -> bool {
-        self.len >= self.done.len()
-    }
-
     fn push(&mut self, irp: Irp, status: NtStatus, information: usize) {
         if let Some(slot) = self.done.get_mut(self.len) {
             *slot = Some((irp, status, information));
             self.len += 1;
         } else {
-            // Not reached: callers check is_full first. Completing here is
-            // still correct, only not last.
+            // Not reached: the DPC takes at most MAX_PENDING_READS reads
+            // and pushes each at most once. Completing here is still
+            // correct, only not last.
             irp.complete(status, information);
         }
     }
@@ -151,27 +192,30 @@ impl Completions {
     }
 }
 
-/// The part of a read's output buffer a drain uses: the caller's length,
-/// at most [`MAX_DRAIN_BYTES`].
-fn drain_len(irp: &Irp) -> usize {
-    irp.device_control()
-        .and_then(|r| usize::try_from(r.output_len).ok())
-        .unwrap_or(0)
-        .min(MAX_DRAIN_BYTES)
+/// What one drain for one read found.
+enum Drained {
+    /// Records (bytes written).
+    Some(usize),
+    /// Nothing new for this handle (or it has no cursor: cleaned up).
+    Nothing,
+    /// Refused with this status.
+    Refused(NtStatus),
 }
 
 impl EventLog {
-    /// Allocates the ring (fallibly) in non-paged pool. Parked reads get
-    /// `wfp_km::csq::cancel_routine`, which finds this log's queue through
-    /// the IRP. The DPC still needs `Dpc::init` with this log as context
-    /// (the kernel boundary does it) before reads can be woken by classify.
+    /// Allocates the ring (fallibly) in non-paged pool; the reader table
+    /// is part of the log. Parked reads get `wfp_km::csq::cancel_routine`,
+    /// which finds this log's queue through the IRP. The DPC still needs
+    /// `Dpc::init` with this log as context (the kernel boundary does it)
+    /// before reads can be woken by classify.
     pub fn try_new() -> Result<PoolBox<Self>> {
         // The log first, then its slots: on unload they are freed in the
         // reverse order.
         let mut log = PoolBox::try_new(Self {
             dpc: Dpc::new(),
             readers: IrpQueue::new(Gate(WakeGate::new())),
-            ring: Ring::unallocated(),
+            cursors: SpinLock::new(ReaderTable::new()),
+            ring: EventRing::unallocated(),
             log_all: AtomicBool::new(LOG_ALL_DEFAULT),
             recorded: AtomicU64::new(0),
             closing: AtomicBool::new(false),
@@ -195,37 +239,86 @@ impl EventLog {
         Selection { log_all: self.log_all.load(Ordering::Relaxed) }.wants(outcome)
     }
 
-    /// classifyFn: copies `event` into the ring; wakes a parked read.
-    /// Returns false when the ring was full (the event is counted as
-    /// dropped). Called with normal kernel APCs disabled (classifyFn at
+    /// classifyFn: writes `event` into the ring for every reader; wakes
+    /// the DPC if a read is parked. Returns false when the write was
+    /// dropped (a producer one lap earlier still held its slot; counted).
+    /// Called with normal kernel APCs disabled (classifyFn at
     /// DISPATCH_LEVEL, or inside the critical region the kernel boundary
     /// enters at PASSIVE_LEVEL), so a suspended thread cannot stretch the
-    /// ring's claim-to-publish window.
+    /// ring's claim-to-publish window. IRQL: <= DISPATCH_LEVEL.
+    #[inline(never)] // its encode buffer lives in its own frame, not in classify's during the ETW write
     pub fn record(&self, event: &Event) -> bool {
-        if !self.ring.push(*event) {
-            return false;
+        let mut bytes = [0u8; MAX_CONNECTION_SIZE];
+        let Ok(len) = encode_event(event, &mut bytes) else { return false };
+        let written = self.ring.write(bytes.get(..len).unwrap_or(&[]));
+        if written {
+            self.recorded.fetch_add(1, Ordering::Relaxed);
         }
-        self.recorded.fetch_add(1, Ordering::Relaxed);
+        // A dropped record wakes too: a reader parked at its position skips
+        // it (counted lost) and goes on to later ones.
         if self.readers.waiters().0.should_wake() {
             self.dpc.queue();
         }
-        true
+        written
     }
 
-    /// Events recorded and dropped since load.
+    /// Events recorded since load, and events no reader could get because
+    /// classify dropped them (`Broadcast::collisions`). A reader's own
+    /// losses are reported to it, not here.
     pub fn totals(&self) -> (u64, u64) {
-        (self.recorded.load(Ordering::Relaxed), self.ring.dropped_total())
+        (self.recorded.load(Ordering::Relaxed), self.ring.collisions())
     }
 
-    fn has_work(&self) -> bool {
-        self.ring.has_ready() || self.ring.has_dropped()
+    /// Whether the read of handle `file` would get something now (its
+    /// cursor has a record or a loss to report). A handle without a cursor
+    /// (cleaned up) has nothing. Takes the table lock.
+    fn has_work_for(&self, file: usize) -> bool {
+        let mut table = self.cursors.lock();
+        table.find(file).is_some_and(|c| self.ring.has_ready(c))
     }
 
-    /// `IOCTL_WEIR_READ_EVENTS`: completes `irp` with records, or parks it.
-    /// Returns what the dispatch routine returns (`STATUS_PENDING` when
-    /// parked; from then on nothing of the log is touched). PASSIVE_LEVEL
-    /// (dispatch); the drain (the ring's consumer window) runs in a
-    /// critical region, the park under the queue's spin lock.
+    /// One drain of `irp`'s handle's cursor into its buffer (at most
+    /// [`MAX_DRAIN_BYTES`]), under the table lock. `claim`: a handle's
+    /// first read takes a cursor slot (dispatch); the DPC only serves
+    /// handles that have one.
+    fn drain(&self, irp: &mut Irp, claim: bool) -> Drained {
+        let file = irp.file_object();
+        let len = irp
+            .device_control()
+            .and_then(|r| usize::try_from(r.output_len).ok())
+            .unwrap_or(0)
+            .min(MAX_DRAIN_BYTES);
+        if file == 0 {
+            // Every user-mode request has one; a cursor needs a handle.
+            return Drained::Refused(NtStatus::INVALID_PARAMETER);
+        }
+        // Viewed (and zeroed) before the lock: the lock covers the copy only.
+        let Some(out) = irp.buffered(len) else { return Drained::Refused(NtStatus::INVALID_PARAMETER) };
+        let mut table = self.cursors.lock();
+        let cursor = if claim {
+            match table.claim(file, || self.ring.subscribe_oldest()) {
+                Ok(cursor) => cursor,
+                Err(_) => return Drained::Refused(TOO_MANY_READERS),
+            }
+        } else {
+            match table.find(file) {
+                Some(cursor) => cursor,
+                None => return Drained::Nothing,
+            }
+        };
+        match drain_cursor(&self.ring, cursor, out) {
+            Err(_) => Drained::Refused(NtStatus::BUFFER_TOO_SMALL),
+            Ok(0) => Drained::Nothing,
+            Ok(n) => Drained::Some(n),
+        }
+    }
+
+    /// `IOCTL_WEIR_READ_EVENTS`: completes `irp` with records for its
+    /// handle, or parks it. Returns what the dispatch routine returns
+    /// (`STATUS_PENDING` when parked; from then on nothing of the log is
+    /// touched). IRQL: PASSIVE_LEVEL (dispatch); the drain runs under the
+    /// table's spin lock, inside a critical region, the park under the
+    /// queue's spin lock.
     pub fn read(&self, mut irp: Irp, request: DeviceControl) -> NtStatus {
         if request.input_len != 0 {
             return irp.complete(NtStatus::INVALID_PARAMETER, 0);
@@ -234,21 +327,19 @@ impl EventLog {
         if len < MIN_READ_BUFFER {
             return irp.complete(NtStatus::BUFFER_TOO_SMALL, 0);
         }
+        let file = irp.file_object();
         loop {
-            // The ring's consumer window, at PASSIVE_LEVEL: in a critical
-            // region, left before any completion.
-            let drained = CriticalRegion::run(|| irp.buffered(len.min(MAX_DRAIN_BYTES)).map(|b| drain_into(&self.ring, b)));
-            match drained {
-                None => return irp.complete(NtStatus::INVALID_PARAMETER, 0),
-                Some(Ok(0)) => {}
-                Some(Ok(n)) => return irp.complete(NtStatus::SUCCESS, n),
-                Some(Err(_)) => return irp.complete(NtStatus::BUFFER_TOO_SMALL, 0),
+            match CriticalRegion::run(|| self.drain(&mut irp, true)) {
+                Drained::Some(n) => return irp.complete(NtStatus::SUCCESS, n),
+                Drained::Refused(status) => return irp.complete(status, 0),
+                Drained::Nothing => {}
             }
-            // Arm, then look again under the queue lock (WakeGate's
-            // protocol): an event recorded in between is either seen there
-            // (the read is handed back and drains again) or wakes the DPC,
-            // which finds the read parked.
-            irp = match self.readers.pend_unless(irp, || self.has_work()) {
+            // Arm, then look again at this handle's cursor under the queue
+            // lock (the per-reader no-lost-wake-up handshake): an event
+            // published in between is either seen there (the read is
+            // handed back and drains again) or wakes the DPC, which finds
+            // the read parked.
+            irp = match self.readers.pend_unless(irp, || self.has_work_for(file)) {
                 Pend::Parked => return NtStatus::PENDING,
                 Pend::Ready(irp) => irp,
                 Pend::Refused(irp, status) => return irp.complete(status, 0),
@@ -256,79 +347,79 @@ impl EventLog {
         }
     }
 
-    /// The DPC routine's body (DISPATCH_LEVEL): completes parked reads
-    /// while records are waiting. Bounded per run (at most
-    /// `DPC_ROUNDS` rounds and [`MAX_PENDING_READS`] completions, each
-    /// drain at most [`MAX_DRAIN_BYTES`]); when it stops with records left,
-    /// the DPC is queued again rather than leaving a reader waiting for the
-    /// next event. The reads are
-    /// completed at the very end, after every use of the log (the last one
-    /// may let a deferred unload start; unload flushes this DPC, so its
-    /// memory stays until this routine returns anyway).
+    /// The DPC routine's body (DISPATCH_LEVEL): serves every parked read
+    /// from its own handle's cursor. Bounded per run: at most
+    /// [`MAX_PENDING_READS`] reads, each drained at most twice (at most
+    /// [`MAX_DRAIN_BYTES`] each) and completed at most once. A read that
+    /// got nothing is parked again with a last look; the second time
+    /// without one, and if its handle then has records the DPC is queued
+    /// again rather than leaving it waiting for the next event. The reads
+    /// are completed at the very end, after every use of the log (the last
+    /// one may let a deferred unload start; unload flushes this DPC, so
+    /// its memory stays until this routine returns anyway).
     pub fn complete_waiting(&self) {
         let mut done = Completions::new();
-        // A read handed back by `pend_unless` because records came.
-        let mut current: Option<Irp> = None;
-        let mut rounds = 0;
-        loop {
-            if rounds >= DPC_ROUNDS {
-                // Out of rounds: park a read still in hand without a last
-                // look (this run is about to be queued again, and that run
-                // looks), and come back.
-                if let Some(irp) = current.take() {
-                    match self.readers.pend_unless(irp, || false) {
-                        Pend::Parked => {}
-                        // Not reached: `|| false` never hands it back.
-                        Pend::Ready(irp) => done.push(irp, NtStatus::CANCELLED, 0),
-                        // Its handle was cleaned up, or the queue is full.
-                        Pend::Refused(irp, status) => done.push(irp, status, 0),
-                    }
-                }
-                if self.has_work() && !self.closing.load(Ordering::Acquire) {
-                    self.dpc.queue();
-                }
-                break;
-            }
-            let irp = match current.take() {
-                Some(irp) => irp,
-                None if !self.has_work() => break,
-                None if done.is_full() => {
-                    // Records left and maybe readers parked meanwhile: come
-                    // back after these completions.
-                    if !self.closing.load(Ordering::Acquire) {
-                        self.dpc.queue();
-                    }
-                    break;
-                }
-                None => match self.readers.next() {
-                    Some(irp) => irp,
-                    None => break,
-                },
-            };
-            rounds += 1;
+        let mut requeue = false;
+        for irp in self.readers.take_all().into_iter().flatten() {
+            let file = irp.file_object();
             let mut irp = irp;
-            let len = drain_len(&irp);
-            match irp.buffered(len).map(|b| drain_into(&self.ring, b)) {
-                Some(Ok(n)) if n > 0 => done.push(irp, NtStatus::SUCCESS, n),
-                // Another read took the records first: back in line, unless
-                // records came meanwhile (then drain again) or its handle
-                // was cleaned up (then it completes).
-                Some(Ok(_)) => match self.readers.pend_unless(irp, || self.has_work()) {
-                    Pend::Parked => {}
-                    Pend::Ready(irp) => current = Some(irp),
-                    Pend::Refused(irp, status) => done.push(irp, status, 0),
-                },
-                // Checked when parked; unreachable for a well-formed IRP.
-                Some(Err(_)) | None => done.push(irp, NtStatus::INVALID_PARAMETER, 0),
+            for attempt in 0..2 {
+                match self.drain(&mut irp, false) {
+                    Drained::Some(n) => {
+                        done.push(irp, NtStatus::SUCCESS, n);
+                        break;
+                    }
+                    Drained::Refused(status) => {
+                        // Checked when parked; unreachable for a well-formed IRP.
+                        done.push(irp, status, 0);
+                        break;
+                    }
+                    Drained::Nothing => {}
+                }
+                let last = attempt == 1;
+                // Back in line, unless records came meanwhile (first time:
+                // then drain again) or its handle was cleaned up (then it
+                // completes).
+                let pend = self.readers.pend_unless(irp, || !last && self.has_work_for(file));
+                irp = match pend {
+                    Pend::Parked => {
+                        requeue |= last && self.has_work_for(file);
+                        break;
+                    }
+                    Pend::Ready(irp) => irp,
+                    Pend::Refused(irp, status) => {
+                        done.push(irp, status, 0);
+                        break;
+                    }
+                };
             }
+        }
+        if requeue && !self.closing.load(Ordering::Acquire) {
+            self.dpc.queue();
         }
         done.complete_all();
     }
 
-    /// `IRP_MJ_CLEANUP` of a handle: completes its parked reads and refuses
-    /// any later one (see `wfp_km::csq`).
+    /// `IRP_MJ_CLEANUP` of a handle: completes its parked reads, refuses
+    /// any later one (see `wfp_km::csq`), and frees its cursor slot.
+    /// IRQL: PASSIVE_LEVEL.
     pub fn cleanup(&self, cleanup: &Irp) {
         self.readers.cancel_file(cleanup);
+        self.release(cleanup);
+    }
+
+    /// `IRP_MJ_CLOSE` (and the end of cleanup): frees the handle's cursor
+    /// slot if it still has one. IRQL: PASSIVE_LEVEL.
+    pub fn release(&self, irp: &Irp) {
+        let file = irp.file_object();
+        if file != 0 {
+            self.cursors.lock().release(file);
+        }
+    }
+
+    /// Handles holding a cursor slot (for tests and statistics).
+    pub fn reader_count(&self) -> usize {
+        self.cursors.lock().len()
     }
 }
 
@@ -350,186 +441,16 @@ impl Drop for EventLog {
     }
 }
 
-/// Which classifications produce an event.
-#[derive(Clone, Copy, Debug)]
-pub struct Selection {
-    /// The driver setting: record every connection.
-    pub log_all: bool,
-}
-
-impl Selection {
-    /// Every block, every classification the policy marks for logging (a
-    /// rule's `log`, or the policy's `log_all`), everything with `log_all`.
-    pub fn wants(&self, outcome: &Outcome) -> bool {
-        outcome.applied == Applied::Blocked || outcome.decision.is_some_and(|d| d.log) || self.log_all
-    }
-}
-
-/// The event for one classification. `time` is the system time (100 ns
-/// units since 1601).
-pub fn event_for(outcome: &Outcome, values: &IncomingValues<'_>, meta: Option<&Metadata<'_>>, time: u64) -> Event {
-    let layer = outcome.layer;
-    let app_id = if layer.is_outbound() { connect::ALE_APP_ID } else { accept::ALE_APP_ID };
-    let path = values
-        .byte_blob(app_id)
-        .or_else(|| meta.and_then(Metadata::process_path))
-        .map_or(AppPath::EMPTY, AppPath::from_utf16le_bytes);
-    let mut event = Event {
-        time,
-        layer_id: layer.layer_id(),
-        direction: if layer.is_outbound() { Direction::Outbound } else { Direction::Inbound },
-        ip_version: if layer.is_ipv6() { IpVersion::V6 } else { IpVersion::V4 },
-        tuple: false,
-        protocol: 0,
-        local_addr: [0; 16],
-        local_port: 0,
-        remote_addr: [0; 16],
-        remote_port: 0,
-        process_id: outcome.process_id,
-        path,
-        decision: match outcome.applied {
-            Applied::Permitted => Decision::Permit,
-            Applied::Blocked => Decision::Block,
-            Applied::WriteRightAbsent => Decision::WriteRightAbsent,
-        },
-        rule_id: outcome.decision.and_then(|d| d.rule).map(|(_, id)| id),
-        reauthorization: outcome.reauthorization,
-    };
-    if let Some(c) = outcome.connection {
-        event.tuple = true;
-        event.protocol = c.protocol;
-        event.local_addr = address_bytes(c.local);
-        event.local_port = c.local_port;
-        event.remote_addr = address_bytes(c.remote);
-        event.remote_port = c.remote_port;
-    }
-    event
-}
-
-/// Network byte order; IPv4 in the first four bytes.
-fn address_bytes(a: IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V6(v6) => v6.octets(),
-        IpAddr::V4(v4) => {
-            let mut b = [0u8; 16];
-            if let Some(dst) = b.get_mut(..4) {
-                dst.copy_from_slice(&v4.octets());
-            }
-            b
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{on_classify, Counters, Decision as PolicyDecision, FWP_CONDITION_FLAG_IS_REAUTHORIZE};
-    use crate::policy::PolicyStore;
-    use weir_policy::Action;
-    use wfp_km::ale::AleLayer;
-    use wfp_km::classify::testing::{Classification, Value};
-    use wfp_km::sys::fwps::FWPS_RIGHT_ACTION_WRITE;
-
-    fn v6_values(flags: u32) -> Vec<Value> {
-        let local = "fe80::1".parse::<core::net::Ipv6Addr>().unwrap().octets();
-        let remote = "2001:db8::2".parse::<core::net::Ipv6Addr>().unwrap().octets();
-        let mut v = vec![Value::Empty, Value::Empty, Value::Bytes16(local), Value::Empty, Value::U16(5353), Value::U8(17), Value::Bytes16(remote), Value::U16(53)];
-        v.resize(12, Value::Empty);
-        v.push(Value::U32(flags)); // index 12: FLAGS at the connect layers
-        v
-    }
-
-    const APP: &[u16] = &[0x5c, 0x64, 0x5c, 0x61, 0x2e, 0x65, 0x78, 0x65]; // \d\a.exe
 
     #[test]
-    fn ioctl_code() {
+    fn ioctl_code_and_bounds() {
         assert_eq!(IOCTL_WEIR_READ_EVENTS, 0x8057_6010);
-    }
-
-    #[test]
-    fn event_fields_from_a_v6_connect_reauthorization() {
-        let counters = Counters::new();
-        let store = PolicyStore::new();
-        let mut values = v6_values(FWP_CONDITION_FLAG_IS_REAUTHORIZE);
-        values[0] = Value::Utf16(APP);
-        let mut c = Classification::new(50, &values).rights(FWPS_RIGHT_ACTION_WRITE).process_id(77);
-        let e = c.run(|values, meta, filter, out| {
-            let o = on_classify(&counters, &store, values, meta, filter, out).unwrap();
-            event_for(&o, values, meta, 1234)
-        });
-        assert_eq!(e.layer_id, 50);
-        assert_eq!(e.direction, Direction::Outbound);
-        assert_eq!(e.ip_version, IpVersion::V6);
-        assert!(e.tuple);
-        assert_eq!((e.protocol, e.local_port, e.remote_port), (17, 5353, 53));
-        assert_eq!(e.remote_addr, "2001:db8::2".parse::<core::net::Ipv6Addr>().unwrap().octets());
-        assert_eq!(e.process_id, Some(77));
-        assert_eq!(e.decision, Decision::Permit);
-        assert_eq!(e.rule_id, None);
-        assert!(e.reauthorization);
-        assert_eq!(e.time, 1234);
-        assert_eq!(e.path.units(), APP);
-    }
-
-    #[test]
-    fn v4_accept_without_write_right_or_tuple() {
-        let counters = Counters::new();
-        let store = PolicyStore::new();
-        let mut c = Classification::new(44, &[Value::Empty]);
-        let e = c.run(|values, meta, filter, out| {
-            let o = on_classify(&counters, &store, values, meta, filter, out).unwrap();
-            event_for(&o, values, meta, 0)
-        });
-        assert_eq!((e.direction, e.ip_version), (Direction::Inbound, IpVersion::V4));
-        assert!(!e.tuple && !e.reauthorization);
-        assert_eq!(e.decision, Decision::WriteRightAbsent);
-        assert_eq!(e.local_addr, [0; 16]);
-        assert!(e.path.is_empty());
-    }
-
-    fn outcome(applied: Applied, decision: Option<PolicyDecision>) -> Outcome {
-        Outcome {
-            layer: AleLayer::ConnectV4,
-            connection: None,
-            process_id: None,
-            reauthorization: false,
-            decision,
-            applied,
-            permitted: applied == Applied::Permitted,
-        }
-    }
-
-    #[test]
-    fn block_and_rule_ids_map_to_the_record() {
-        let o = outcome(Applied::Blocked, Some(PolicyDecision::rule(Action::Block, 3, 42, false)));
-        // SAFETY-free: event_for only reads the views, an empty classification suffices.
-        let mut c = Classification::new(48, &[]);
-        let e = c.run(|values, meta, _, _| event_for(&o, values, meta, 0));
-        assert_eq!((e.decision, e.rule_id), (Decision::Block, Some(42)));
-    }
-
-    /// Which classifications are recorded, with the driver setting off: every
-    /// block, and what the policy marks for logging (a rule's `log`, or
-    /// `log_all` folded into the verdict); with it on, everything.
-    #[test]
-    fn recording_rules() {
-        let log = Selection { log_all: false };
-        let permit_rule = PolicyDecision::rule(Action::Permit, 0, 7, false);
-        let permit_logged = PolicyDecision::rule(Action::Permit, 0, 7, true);
-        assert!(log.wants(&outcome(Applied::Blocked, Some(PolicyDecision::default_action(Action::Block)))));
-        assert!(log.wants(&outcome(Applied::Permitted, Some(permit_logged))));
-        assert!(!log.wants(&outcome(Applied::Permitted, Some(permit_rule))));
-        assert!(!log.wants(&outcome(Applied::Permitted, Some(PolicyDecision::monitor()))));
-        assert!(!log.wants(&outcome(Applied::WriteRightAbsent, None)));
-        let all = Selection { log_all: true };
-        assert!(all.wants(&outcome(Applied::WriteRightAbsent, None)));
-        assert!(all.wants(&outcome(Applied::Permitted, Some(permit_rule))));
-    }
-
-    #[test]
-    fn ipv4_addresses_fill_the_first_four_bytes() {
-        let b = address_bytes(IpAddr::V4(core::net::Ipv4Addr::new(10, 1, 2, 3)));
-        assert_eq!(&b[..4], &[10, 1, 2, 3]);
-        assert!(b[4..].iter().all(|x| *x == 0));
+        assert_eq!(TOO_MANY_READERS.raw() as u32, 0xE057_4001);
+        assert_eq!(MAX_READERS, 16);
+        // One drain: a marker and every record the ring holds.
+        assert_eq!(MAX_DRAIN_BYTES, 16 + 664 + 512 * 664);
     }
 }

@@ -143,7 +143,7 @@ unsafe extern "system" fn bfe_state_changed(_context: *mut c_void, new_state: FW
 
 /// One dispatch routine for every major function Weir handles. Every shared
 /// section a request enters (the policy read sections, GET_POLICY's copy,
-/// the setter lock and grace period, the event ring's consumer window) runs
+/// the setter lock and grace period, a drain of the event reader table) runs
 /// inside a critical region (`wfp_km::sync::critical`), so a suspended
 /// thread cannot stretch it; the IRP is completed after the region is left,
 /// as the last thing the routine does.
@@ -166,6 +166,11 @@ unsafe extern "system" fn dispatch(_device: *const DEVICE_OBJECT, irp: *mut IRP)
     if major_function == Some(major::CLEANUP) {
         if let Some(log) = events() {
             log.cleanup(&irp);
+        }
+    }
+    if major_function == Some(major::CLOSE) {
+        if let Some(log) = events() {
+            log.release(&irp);
         }
     }
     let (status, information) = CriticalRegion::run(|| {

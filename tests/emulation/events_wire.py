@@ -11,7 +11,8 @@ KIND_CONNECTION = 1
 KIND_DROPPED = 2
 CONNECTION_FIXED = 72
 MAX_PATH_UNITS = 260
-MAX_CONNECTION_SIZE = 592
+MAX_SID_BYTES = 68
+MAX_CONNECTION_SIZE = 664
 DROPPED_SIZE = 16
 MIN_READ_BUFFER = DROPPED_SIZE + MAX_CONNECTION_SIZE
 
@@ -23,6 +24,13 @@ F_PATH_TRUNCATED = 0x10
 F_TUPLE = 0x20
 
 DECISIONS = {1: "permit", 2: "block", 3: "write-right-absent"}
+
+
+def sid_text(b: bytes) -> str:
+    """S-R-A-S1-...: revision, 48-bit big-endian authority, little-endian 32-bit sub-authorities."""
+    assert len(b) >= 8 and b[0] == 1 and len(b) == 8 + 4 * b[1], f"malformed SID {b.hex()}"
+    subs = struct.unpack_from(f"<{b[1]}I", b, 8)
+    return "-".join(["S", str(b[0]), str(int.from_bytes(b[2:8], "big"))] + [str(x) for x in subs])
 
 
 def decode(buf: bytes) -> list[dict]:
@@ -38,10 +46,15 @@ def decode(buf: bytes) -> list[dict]:
         elif kind == KIND_CONNECTION:
             flags, layer_id, time, pid, rule = struct.unpack_from("<HHQQI", rec, 4)
             direction, ipv, proto, decision = struct.unpack_from("<BBBB", rec, 28)
-            lport, rport, units = struct.unpack_from("<HHH", rec, 32)
+            lport, rport, units, user_len = struct.unpack_from("<HHHB", rec, 32)
+            if version < 2:
+                user_len = 0  # reserved in version 1
             la, ra = rec[40:56], rec[56:72]
-            assert CONNECTION_FIXED + 2 * units <= size
-            path = rec[72:72 + 2 * units].decode("utf-16-le")
+            end = 72 + 2 * units
+            assert end + user_len <= size
+            path = rec[72:end].decode("utf-16-le")
+            user = sid_text(rec[end:end + user_len]) if user_len else None
+            end += user_len
             addr = (lambda b: str(ipaddress.IPv6Address(b)) if ipv == 6 else str(ipaddress.IPv4Address(b[:4])))
             out.append({
                 "kind": "connection", "version": version, "size": size, "flags": flags, "layer_id": layer_id,
@@ -51,7 +64,8 @@ def decode(buf: bytes) -> list[dict]:
                 "local": addr(la), "local_port": lport, "remote": addr(ra), "remote_port": rport,
                 "path": path if flags & F_PATH else None, "path_truncated": bool(flags & F_PATH_TRUNCATED),
                 "reauthorization": bool(flags & F_REAUTH), "tuple": bool(flags & F_TUPLE),
-                "padding_zero": all(b == 0 for b in rec[72 + 2 * units:]),
+                "user": user,
+                "padding_zero": all(b == 0 for b in rec[end:]),
             })
         else:
             out.append({"kind": kind, "version": version, "size": size})

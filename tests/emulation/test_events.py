@@ -9,6 +9,7 @@ import pytest
 
 import events_wire as W
 import harness
+import test_etw as etw
 import layouts as L
 
 RING_CAPACITY = 512
@@ -18,6 +19,7 @@ FO_A = 0xFFFF_A000_0000_0A00
 FO_B = 0xFFFF_A000_0000_0B00
 
 APP = "\\device\\harddiskvolume3\\program files\\weir test\\client.exe"
+USER = "S-1-5-21-1004336348-1177238915-682003330-1001"
 META_PATH = "\\device\\harddiskvolume2\\windows\\system32\\svchost.exe"
 
 
@@ -73,6 +75,8 @@ def test_event_fields(driver, layer, identity):
     kw = {}
     if identity == "app-id+pid":
         vals = _values(driver, layer, app=APP, reauth=True)
+        # ALE_USER_ID (index 1 at the four layers): the user's token information.
+        vals[1] = ("raw", (etw.FWP_TOKEN_ACCESS_INFORMATION_TYPE, etw.token_access(driver, etw.sid_bytes(USER))))
         kw = dict(pid=4242)
     elif identity == "process-path-metadata":
         vals = _values(driver, layer)
@@ -91,7 +95,8 @@ def test_event_fields(driver, layer, identity):
         e = recs[0]
         t = _tuple(layer)
         ck.eq(e["kind"], "connection", where, "kind")
-        ck.eq(e["version"], 1, where, "version")
+        ck.eq(e["version"], 2, where, "version")
+        ck.eq(e["user"], USER if identity == "app-id+pid" else None, where, "user (SID from ALE_USER_ID)")
         ck.eq(e["layer_id"], layer.layer_id, where, "layer_id")
         ck.eq(e["direction"], "outbound" if layer.outbound else "inbound", where, "direction")
         ck.eq(e["ip_version"], 6 if layer.ipv6 else 4, where, "ip_version")
@@ -122,7 +127,7 @@ def test_long_path_is_truncated_and_flagged(driver):
     assert len(recs) == 1
     assert recs[0]["path"] == long_path[:W.MAX_PATH_UNITS]
     assert recs[0]["path_truncated"]
-    assert recs[0]["size"] == W.MAX_CONNECTION_SIZE
+    assert recs[0]["size"] == W.CONNECTION_FIXED + 2 * W.MAX_PATH_UNITS, "no user: the SID's room is not used"
     driver.expect_clean()
 
 
@@ -218,18 +223,25 @@ def test_unload_completes_parked_reads_and_balances_the_pool(driver):
 
 
 def test_full_ring_drops_and_counts(driver):
+    """A reader that falls more than the ring behind loses its own oldest events: its next reply starts with a
+    dropped-events record counting them, then the newest RING_CAPACITY events in order."""
     ck = harness.Checker("ring overflow")
     layer = L.LAYERS[0]
     extra = 7
+    # Handle A starts reading (its cursor is placed), then falls behind.
+    first = read(driver)
+    ck.eq(first.status, L.STATUS_PENDING, "first READ_EVENTS on an empty ring", "status")
+    driver.cancel_irp(first.irp)
     for i in range(RING_CAPACITY + extra):
         driver.classify(layer.layer_id, _values(driver, layer), pid=i)
+    driver.run_dpcs()
     recs = drain(driver)
     dropped = [e for e in recs if e["kind"] == "dropped"]
     conns = [e for e in recs if e["kind"] == "connection"]
     ck.eq([d["count"] for d in dropped], [extra], "READ_EVENTS after overflow", "drop markers")
     ck.eq(recs[0]["kind"] if recs else None, "dropped", "READ_EVENTS after overflow", "first record")
-    ck.eq([e["process_id"] for e in conns], list(range(RING_CAPACITY)), "READ_EVENTS after overflow",
-          "the oldest events are kept, in order")
+    ck.eq([e["process_id"] for e in conns], list(range(extra, RING_CAPACITY + extra)), "READ_EVENTS after overflow",
+          "the newest events are kept, in order")
     # After draining, recording works again and no new marker appears.
     driver.classify(layer.layer_id, _values(driver, layer), pid=9999)
     recs2 = reply(driver, read(driver).irp)
@@ -258,23 +270,6 @@ def test_short_buffers_get_a_clear_error_and_lose_no_event(driver):
     ck.true(r.guard_intact, f"READ_EVENTS out {W.MIN_READ_BUFFER}", "wrote past the buffer")
     ck.eq([(e["kind"], e.get("process_id")) for e in reply(driver, r.irp)], [("connection", 5)],
           f"READ_EVENTS out {W.MIN_READ_BUFFER}", "records (the event survived the short reads)")
-    ck.done()
-    driver.expect_clean()
-
-
-def test_several_readers_share_the_stream(driver):
-    """Each event goes to exactly one read: the oldest parked read first."""
-    ck = harness.Checker("two readers")
-    a, b = read(driver, fo=FO_A), read(driver, fo=FO_B)
-    layer = L.LAYERS[0]
-    driver.classify(layer.layer_id, _values(driver, layer), pid=1)
-    driver.run_dpcs()
-    ck.eq([x["status"] for x in driver.completions_of(a.irp)], [L.STATUS_SUCCESS], "first event", "a (oldest) completions")
-    ck.eq(driver.completions_of(b.irp), [], "first event", "b completions")
-    driver.classify(layer.layer_id, _values(driver, layer), pid=2)
-    driver.run_dpcs()
-    ck.eq([e["process_id"] for e in reply(driver, a.irp)], [1], "a", "events")
-    ck.eq([e["process_id"] for e in reply(driver, b.irp)], [2], "b", "events")
     ck.done()
     driver.expect_clean()
 

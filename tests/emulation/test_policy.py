@@ -414,7 +414,9 @@ def _read_events(driver) -> list[dict]:
     import events_wire as W
     out = []
     while True:
-        r = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_READ_EVENTS, out_len=64 * 1024)
+        # One handle throughout: its cursor continues where the previous call stopped.
+        r = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_READ_EVENTS, out_len=64 * 1024,
+                       file_object=0xFFFF_A000_0000_0E00)
         assert r.status in (L.STATUS_SUCCESS, L.STATUS_PENDING), L.status_name(r.status)
         if r.status == L.STATUS_PENDING:
             driver.cancel_irp(r.irp)

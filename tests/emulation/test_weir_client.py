@@ -38,10 +38,17 @@ def _session_binary():
     return exe
 
 
+# The FILE_OBJECT of the client's handle: one for the whole session, so its event cursor
+# continues from one read to the next, as a real client's handle does.
+CLIENT_HANDLE = 0xFFFF_A000_0000_0F00
+
+
 def _ioctl(d: harness.DriverRun, code: int, data: bytes, out_len: int) -> harness.IrpResult:
     """One METHOD_BUFFERED request with `data` at the start of the system buffer."""
     if "input" in inspect.signature(d.irp).parameters:
-        return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len, input=data)
+        # The client's one handle (a file object, as every user-mode request has).
+        return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len, input=data,
+                     file_object=CLIENT_HANDLE)
     # A harness without input support: put the bytes into the system buffer as it is allocated.
     alloc = d.alloc
 
@@ -52,7 +59,8 @@ def _ioctl(d: harness.DriverRun, code: int, data: bytes, out_len: int) -> harnes
 
     d.alloc = alloc_with_input
     try:
-        return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len)
+        return d.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, in_len=len(data), out_len=out_len,
+                     file_object=CLIENT_HANDLE)
     finally:
         d.alloc = alloc
 
@@ -260,6 +268,15 @@ def test_weirctl_commands_on_the_real_image(new_run, tmp_path):
         rc, out, err, _ = _weirctl(d, exe, "events")
         assert rc == 0, err
         assert "in  tcp 10.0.0.2:80 -> 198.51.100.9:40000 block rule 9" in out, out
+        # The same handle's cursor continues: a second connection, read as JSON (schema 1, docs/events.md).
+        d.classify(layer.layer_id, d.values_for(layer, local="10.0.0.2", lport=81, remote="198.51.100.9",
+                                                rport=40001))
+        rc, out, err, _ = _weirctl(d, exe, "--json", "events")
+        assert rc == 0, err
+        lines = [json.loads(x) for x in out.splitlines()]
+        assert [(x["schema"], x["kind"], x["protocol"], x["protocol_number"], x["local_port"], x["decision"],
+                 x["rule_id"], x["direction"], x["layer"]) for x in lines] == [
+            (1, "connection", "tcp", 6, 81, "block", 9, "inbound", "ALE_AUTH_RECV_ACCEPT_V4")], lines
 
     # Rule names, descriptions and a disabled rule survive the trip through the driver (format version 2).
     rc, out, err, _ = _weirctl(d, exe, "policy", "load", "--this-run", "crates/weirctl/tests/policies/named.toml",

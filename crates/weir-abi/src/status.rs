@@ -10,6 +10,7 @@
 //! | `0x1001..` | the policy decoded but could not be used (compile, size) |
 //! | `0x2001..` | the caller speaks another ABI version |
 //! | `0x3001..` | the stored policy file was refused before decoding (see `crate::stored`) |
+//! | `0x4001..` | the event stream (`IOCTL_WEIR_READ_EVENTS`) |
 //!
 //! `RtlNtStatusToDosError` does not know customer codes, so user mode reads
 //! the raw NTSTATUS (`NtDeviceIoControlFile`'s IO_STATUS_BLOCK) to see them.
@@ -61,6 +62,14 @@ pub const STATUS_WEIR_STORED_TRUNCATED: u32 = WEIR_STATUS_BASE | 0x3001;
 pub const STATUS_WEIR_STORED_CORRUPTED: u32 = WEIR_STATUS_BASE | 0x3002;
 /// The stored policy file has a newer format version than this driver reads.
 pub const STATUS_WEIR_STORED_NEWER_VERSION: u32 = WEIR_STATUS_BASE | 0x3003;
+/// `IOCTL_WEIR_READ_EVENTS` from a handle that has not read before, while
+/// every reader slot (`MAX_EVENT_READERS`) is held by other handles:
+/// nothing is read and no slot is taken. A slot is freed when its handle is
+/// closed (IRP_MJ_CLEANUP, or IRP_MJ_CLOSE).
+pub const STATUS_WEIR_TOO_MANY_READERS: u32 = WEIR_STATUS_BASE | 0x4001;
+/// Handles that can read the event stream at once, each with its own
+/// cursor (the driver preallocates this many reader slots).
+pub const MAX_EVENT_READERS: usize = 16;
 /// `STATUS_OBJECT_NAME_NOT_FOUND`: there is no stored policy file.
 pub const STATUS_OBJECT_NAME_NOT_FOUND: u32 = 0xC000_0034;
 /// `STATUS_OBJECT_PATH_NOT_FOUND`: the stored policy's directory does not exist.
@@ -110,6 +119,7 @@ pub const fn describe(status: u32) -> Option<&'static str> {
         STATUS_WEIR_STORED_TRUNCATED => "the stored policy file is truncated",
         STATUS_WEIR_STORED_CORRUPTED => "the stored policy file is corrupted (magic, header or SHA-256 checksum)",
         STATUS_WEIR_STORED_NEWER_VERSION => "the stored policy file has a newer format version than this driver reads",
+        STATUS_WEIR_TOO_MANY_READERS => "16 handles are already reading events; close one (another `weirctl events`) and retry",
         STATUS_OBJECT_NAME_NOT_FOUND => "there is no stored policy file",
         STATUS_OBJECT_PATH_NOT_FOUND => "the stored policy directory does not exist",
         s if decode_code_of(s).is_some() => "the policy blob is malformed (decode error code in the low bits); nothing changed",
@@ -124,7 +134,7 @@ mod tests {
     #[test]
     fn layout_of_weir_codes() {
         // Severity error (bits 31..30 = 0b11), customer bit 29, facility 0x057.
-        for s in [STATUS_WEIR_POLICY_COMPILE, STATUS_WEIR_POLICY_TOO_LARGE, STATUS_WEIR_POLICY_INVALID, STATUS_WEIR_STATS_ABI_V1, policy_decode_status(1), STATUS_WEIR_STORED_TRUNCATED, STATUS_WEIR_STORED_CORRUPTED, STATUS_WEIR_STORED_NEWER_VERSION] {
+        for s in [STATUS_WEIR_POLICY_COMPILE, STATUS_WEIR_POLICY_TOO_LARGE, STATUS_WEIR_POLICY_INVALID, STATUS_WEIR_STATS_ABI_V1, policy_decode_status(1), STATUS_WEIR_STORED_TRUNCATED, STATUS_WEIR_STORED_CORRUPTED, STATUS_WEIR_STORED_NEWER_VERSION, STATUS_WEIR_TOO_MANY_READERS] {
             assert_eq!(s >> 30, 0b11);
             assert_eq!((s >> 29) & 1, 1);
             assert_eq!((s >> 16) & 0xFFF, FACILITY_WEIR);

@@ -3,8 +3,8 @@
 
 use std::fmt;
 use weir_abi::status::{
-    decode_code_of, describe, STATUS_WEIR_POLICY_COMPILE, STATUS_WEIR_POLICY_TOO_LARGE,
-    STATUS_WEIR_STATS_ABI_V1,
+    decode_code_of, describe, MAX_EVENT_READERS, STATUS_WEIR_POLICY_COMPILE, STATUS_WEIR_POLICY_TOO_LARGE,
+    STATUS_WEIR_STATS_ABI_V1, STATUS_WEIR_TOO_MANY_READERS,
 };
 use weir_policy::limits::MAX_BLOB_BYTES;
 
@@ -63,6 +63,12 @@ pub enum ClientError {
     },
     /// The request was cancelled (Ctrl-C).
     Cancelled,
+    /// Every event-reader slot of the driver is held by other handles
+    /// (`STATUS_WEIR_TOO_MANY_READERS`).
+    TooManyReaders {
+        /// The driver's bound, `weir_abi::status::MAX_EVENT_READERS`.
+        limit: usize,
+    },
     /// The driver completed `request` with an error status this crate has no words for.
     Status {
         /// The request's name.
@@ -95,6 +101,7 @@ impl ClientError {
         match status {
             STATUS_ACCESS_DENIED => ClientError::AccessDenied,
             STATUS_CANCELLED => ClientError::Cancelled,
+            STATUS_WEIR_TOO_MANY_READERS => ClientError::TooManyReaders { limit: MAX_EVENT_READERS },
             STATUS_WEIR_STATS_ABI_V1 => ClientError::AbiMismatch {
                 what: "statistics",
                 detail: "the driver refused a stats-ABI-v1 request".into(),
@@ -166,6 +173,11 @@ impl fmt::Display for ClientError {
                 }
             }
             ClientError::Cancelled => write!(f, "cancelled"),
+            ClientError::TooManyReaders { limit } => write!(
+                f,
+                "{limit} handles are already reading Weir's events (the driver's limit): stop one of the other \
+                 `weirctl events --follow` (or other readers) and run this again"
+            ),
             ClientError::Status { request, status } => match describe(*status) {
                 Some(d) => write!(f, "{request} failed: status 0x{status:08X} ({d})"),
                 None => write!(f, "{request} failed: status 0x{status:08X}"),
@@ -197,6 +209,11 @@ mod tests {
             ClientError::from_status("x", STATUS_CANCELLED),
             ClientError::Cancelled
         );
+        assert_eq!(
+            ClientError::from_status("read events", STATUS_WEIR_TOO_MANY_READERS),
+            ClientError::TooManyReaders { limit: 16 }
+        );
+        assert!(ClientError::TooManyReaders { limit: 16 }.to_string().contains("stop one of the other"));
         assert_eq!(
             ClientError::from_status("x", STATUS_WEIR_POLICY_TOO_LARGE),
             ClientError::PolicyTooLarge {

@@ -76,6 +76,7 @@ fn sample_event(decision: Decision, v6: bool, path: &str, rule: Option<u32>, pid
         decision,
         rule_id: rule,
         reauthorization: false,
+        user: weir_events::UserSid::EMPTY,
     }
 }
 

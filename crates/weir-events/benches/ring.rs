@@ -29,6 +29,7 @@ fn sample() -> Event {
         decision: Decision::Permit,
         rule_id: None,
         reauthorization: false,
+        user: weir_events::UserSid::EMPTY,
     }
 }
 

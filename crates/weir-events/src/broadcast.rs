@@ -18,9 +18,10 @@
 //!    the previous lap's word stores happen before this lap's), then a
 //!    `Release` fence. If the stamp is odd (a producer one lap earlier is
 //!    still writing, e.g. preempted at PASSIVE_LEVEL for a whole lap) or
-//!    already newer, it drops the record and counts it ([`Broadcast::collisions`]);
-//!    it never spins, so a producer preempted on its own CPU cannot deadlock
-//!    the one that preempted it.
+//!    already newer, it drops the record, marks the position dropped in the
+//!    slot (`skipped = max(skipped, p + 1)`) and counts it
+//!    ([`Broadcast::collisions`]); it never spins, so a producer preempted on
+//!    its own CPU cannot deadlock the one that preempted it.
 //! 3. It stores the length and the words (relaxed atomics), then the stamp
 //!    `2p + 2` with `Release` ("holds `p`").
 //! 4. A reader at cursor `c`: if `tail <= c` nothing is new. If
@@ -33,16 +34,20 @@
 //!    store, and the fences order that store before any word the reader
 //!    could have seen): deliver and advance. A changed stamp, or a stamp
 //!    newer than `2c + 2`, means `c` was overwritten: count it lost,
-//!    advance. A stamp older than `2c + 1` or equal to it means `c` is not
-//!    written yet: stop for now (a producer that dropped `c` in step 2 is
-//!    caught up by the skip rule once `cap` more records are claimed).
+//!    advance. A stamp older than `2c + 2`: if the slot's `skipped` is above
+//!    `c`, the producer of `c` dropped it in step 2 (a mark for a later lap
+//!    of the slot would mean `tail - c > cap`, handled above): count it
+//!    lost, advance. Otherwise `c` is not written yet: stop for now. A
+//!    position is claimed by one producer only, so a dropped position is
+//!    never written later, and a position being written is never marked.
 //!
 //! This is the seqlock pattern with the fences of Boehm, "Can seqlocks get
 //! along with programming language memory models?" (MSPC 2012): every
 //! access to shared words is atomic, so there is no data race, only
 //! detected tears. `tests/loom.rs` checks it, and checks that a reader
 //! without the second stamp load (step 4) is caught returning a torn
-//! record.
+//! record, and that a reader ignoring the dropped-position mark is caught
+//! waiting at a dropped position with the later record published.
 //!
 //! # Costs
 //!
@@ -57,6 +62,9 @@ use alloc::vec::Vec;
 /// One slot: stamp, length in bytes, words.
 struct Slot<const W: usize> {
     stamp: AtomicU64,
+    /// 1 + the newest position whose producer dropped its record in this
+    /// slot (step 2), 0 if none: lets a reader skip that position at once.
+    skipped: AtomicU64,
     len: AtomicU32,
     words: [AtomicU64; W],
 }
@@ -126,9 +134,34 @@ impl<const W: usize> Broadcast<W> {
         let mut slots = Vec::new();
         slots.try_reserve_exact(capacity).map_err(|_| BroadcastError::OutOfMemory)?;
         for _ in 0..capacity {
-            slots.push(Slot { stamp: AtomicU64::new(0), len: AtomicU32::new(0), words: core::array::from_fn(|_| AtomicU64::new(0)) });
+            slots.push(Slot {
+                stamp: AtomicU64::new(0),
+                skipped: AtomicU64::new(0),
+                len: AtomicU32::new(0),
+                words: core::array::from_fn(|_| AtomicU64::new(0)),
+            });
         }
         Ok(Self { slots, mask: capacity as u64 - 1, tail: AtomicU64::new(0), collisions: AtomicU64::new(0) })
+    }
+
+    /// A ring without slots: every write is refused until
+    /// [`Broadcast::allocate`]. Lets an owner be placed in its final memory
+    /// before the slots are allocated.
+    pub fn unallocated() -> Self {
+        Self { slots: Vec::new(), mask: 0, tail: AtomicU64::new(0), collisions: AtomicU64::new(0) }
+    }
+
+    /// Allocates the slots of an [`Broadcast::unallocated`] ring (`&mut`: no
+    /// producer or reader can be using it).
+    ///
+    /// # Errors
+    /// [`BroadcastError`]; `BadCapacity` also when already allocated.
+    pub fn allocate(&mut self, capacity: usize) -> Result<(), BroadcastError> {
+        if !self.slots.is_empty() {
+            return Err(BroadcastError::BadCapacity);
+        }
+        *self = Self::try_new(capacity)?;
+        Ok(())
     }
 
     /// Slots.
@@ -145,6 +178,39 @@ impl<const W: usize> Broadcast<W> {
     /// A cursor that sees every record written from now on.
     pub fn subscribe(&self) -> Cursor {
         Cursor { next: self.tail.load(Ordering::Acquire), lost: 0 }
+    }
+
+    /// A cursor that starts at the oldest record the ring still holds (the
+    /// last `capacity` positions claimed), then sees every later one: a new
+    /// reader gets the recent backlog first. A backlog record overwritten
+    /// before the reader copies it counts as lost for this cursor.
+    pub fn subscribe_oldest(&self) -> Cursor {
+        let tail = self.tail.load(Ordering::Acquire);
+        Cursor { next: tail.saturating_sub(self.mask + 1), lost: 0 }
+    }
+
+    /// Whether [`Broadcast::read`] for `cursor` would make progress now: a
+    /// published record at its position, or positions it has fallen behind
+    /// (overwritten: they would be counted lost), or a lost count to report.
+    /// Loads only; the "look again" of a reader about to park (with
+    /// [`crate::WakeGate`]: a producer publishes, then asks the gate; a
+    /// reader arms the gate, then asks this). IRQL: <= DISPATCH_LEVEL.
+    pub fn has_ready(&self, cursor: &Cursor) -> bool {
+        if cursor.lost > 0 {
+            return true;
+        }
+        let tail = self.tail.load(Ordering::Acquire);
+        if tail <= cursor.next {
+            return false;
+        }
+        if tail - cursor.next > self.mask + 1 {
+            return true;
+        }
+        // Published (2c + 2) or already newer (overwritten), or dropped by
+        // its producer: progress.
+        self.slot(cursor.next).is_some_and(|s| {
+            s.stamp.load(Ordering::Acquire) >= 2 * cursor.next + 2 || s.skipped.load(Ordering::Acquire) > cursor.next
+        })
     }
 
     fn slot(&self, pos: u64) -> Option<&Slot<W>> {
@@ -164,6 +230,9 @@ impl<const W: usize> Broadcast<W> {
         let mut current = slot.stamp.load(Ordering::Relaxed);
         loop {
             if current % 2 == 1 || current >= writing {
+                // Mark the position dropped, so a reader waiting at it
+                // skips it instead of waiting for a lap (step 2).
+                slot.skipped.fetch_max(pos + 1, Ordering::Release);
                 self.collisions.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
@@ -177,12 +246,25 @@ impl<const W: usize> Broadcast<W> {
         }
         fence(Ordering::Release);
         slot.len.store(record.len() as u32, Ordering::Relaxed);
-        for (word, chunk) in slot.words.iter().zip(record.chunks(8)) {
+        // Whole words first (the common case: records are padded to 8
+        // bytes), then a short tail, zero-filled.
+        let whole = record.chunks_exact(8);
+        let tail = whole.remainder();
+        let mut words = slot.words.iter();
+        // `whole` first: zip stops on it before taking a word it will not fill.
+        for (chunk, word) in whole.zip(words.by_ref()) {
             let mut bytes = [0u8; 8];
-            if let Some(dst) = bytes.get_mut(..chunk.len()) {
-                dst.copy_from_slice(chunk);
-            }
+            bytes.copy_from_slice(chunk);
             word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+        }
+        if !tail.is_empty() {
+            if let Some(word) = words.next() {
+                let mut bytes = [0u8; 8];
+                if let Some(dst) = bytes.get_mut(..tail.len()) {
+                    dst.copy_from_slice(tail);
+                }
+                word.store(u64::from_le_bytes(bytes), Ordering::Relaxed);
+            }
         }
         slot.stamp.store(writing + 1, Ordering::Release);
         true
@@ -192,7 +274,7 @@ impl<const W: usize> Broadcast<W> {
     /// bytes, else `Empty` and nothing consumed). Never waits and writes no
     /// shared memory. IRQL: <= DISPATCH_LEVEL.
     pub fn read(&self, cursor: &mut Cursor, out: &mut [u8]) -> Read {
-        self.read_inner::<true>(cursor, out)
+        self.read_inner::<true, true>(cursor, out)
     }
 
     /// The reader without the second stamp load: can return a torn record.
@@ -200,10 +282,19 @@ impl<const W: usize> Broadcast<W> {
     #[cfg(loom)]
     #[doc(hidden)]
     pub fn read_without_recheck(&self, cursor: &mut Cursor, out: &mut [u8]) -> Read {
-        self.read_inner::<false>(cursor, out)
+        self.read_inner::<false, true>(cursor, out)
     }
 
-    fn read_inner<const RECHECK: bool>(&self, cursor: &mut Cursor, out: &mut [u8]) -> Read {
+    /// The reader that ignores dropped-position marks: waits at a dropped
+    /// position for a whole lap. Exists only so the loom test can show the
+    /// mark is needed.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn read_ignoring_skips(&self, cursor: &mut Cursor, out: &mut [u8]) -> Read {
+        self.read_inner::<true, false>(cursor, out)
+    }
+
+    fn read_inner<const RECHECK: bool, const SKIPS: bool>(&self, cursor: &mut Cursor, out: &mut [u8]) -> Read {
         if out.len() < 8 * W {
             return Read::Empty;
         }
@@ -222,7 +313,15 @@ impl<const W: usize> Broadcast<W> {
             let holds = 2 * cursor.next + 2;
             let before = slot.stamp.load(Ordering::Acquire);
             if before < holds {
-                // Not written yet (or being written): come back later.
+                // Dropped by its producer (with `tail - c <= cap`, a mark
+                // above `c` can only be for `c` itself): lost, go on.
+                // Otherwise not written yet (or being written): come back
+                // later.
+                if SKIPS && slot.skipped.load(Ordering::Acquire) > cursor.next {
+                    cursor.next += 1;
+                    cursor.lost += 1;
+                    continue;
+                }
                 return Read::Empty;
             }
             if before == holds {

@@ -9,10 +9,16 @@
 //!   write per record, a private [`Cursor`] per reader, a slow reader loses
 //!   only its own oldest records (counted in its cursor); loom-checked with
 //!   a broken variant (`tests/loom.rs`).
-//! - [`ring`]: [`Ring`], a preallocated multi-producer queue whose producers
-//!   never wait or allocate (full = drop and count), and [`WakeGate`], the
-//!   no-lost-wake-up handshake with parked readers. Both are model-checked
-//!   with loom (`tests/loom.rs`, run by `cargo xtask test`).
+//! - [`stream`]: the driver's per-reader stream over the broadcast ring:
+//!   [`ReaderTable`] (a fixed table of reader cursors, one per handle) and
+//!   [`drain_cursor`] (one read's reply from one cursor, with that reader's
+//!   own dropped-events record).
+//! - [`ring`]: [`WakeGate`], the no-lost-wake-up handshake with parked
+//!   readers (the driver uses it with the broadcast ring), and [`Ring`], a
+//!   preallocated multi-producer queue whose producers never wait or
+//!   allocate (full = drop and count): the shared queue the driver used
+//!   before per-reader cursors, kept with its benchmark. Both are
+//!   model-checked with loom (`tests/loom.rs`, run by `cargo xtask test`).
 //!
 //! The format is documented byte by byte in `docs/events.md`.
 
@@ -23,14 +29,16 @@ extern crate alloc;
 pub mod broadcast;
 pub mod record;
 pub mod ring;
+pub mod stream;
 mod sync;
 
 pub use record::{
     decode, decode_one, encode_dropped, encode_event, AppPath, BufferTooSmall, DecodeError, Decision, Direction, Event,
-    IpVersion, Record, Records, MAX_CONNECTION_SIZE, MAX_PATH_UNITS, MIN_READ_BUFFER,
+    IpVersion, Record, Records, UserSid, MAX_CONNECTION_SIZE, MAX_PATH_UNITS, MAX_SID_BYTES, MIN_READ_BUFFER,
 };
 pub use broadcast::{Broadcast, BroadcastError, Cursor, Read};
 pub use ring::{Ring, RingError, WakeGate};
+pub use stream::{drain_cursor, EventRing, ReaderTable, TooManyReaders, RECORD_WORDS};
 
 /// Fills `out` with as many whole records as fit, taken from `ring`: first a
 /// dropped-events marker if events were lost since the last call, then

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | 0 | 2 | `size`: bytes of the whole record, header included; a multiple of 8, at least 8 |
 //! | 2 | 1 | `kind`: [`KIND_CONNECTION`], [`KIND_DROPPED`]; 0 is invalid; others are skipped |
-//! | 3 | 1 | `version` of that kind's layout (1 today; 0 is invalid) |
+//! | 3 | 1 | `version` of that kind's layout (connection 2, dropped 1; 0 is invalid) |
 //!
 //! A reader walks a buffer record by record using `size` alone, so it can
 //! skip kinds it does not know. A newer version of a kind only appends
@@ -20,8 +20,13 @@ use core::fmt;
 pub const KIND_CONNECTION: u8 = 1;
 /// Record kind: events were lost because the ring was full ([`Record::Dropped`]).
 pub const KIND_DROPPED: u8 = 2;
-/// Layout version this crate writes, for every kind.
+/// Layout version this crate writes for dropped-events records (and the
+/// first version of every kind).
 pub const VERSION: u8 = 1;
+/// Layout version this crate writes for connection records: version 1
+/// plus the user's SID (`user_len` at offset 38, the SID after the path).
+/// Version 1 records still decode (no user).
+pub const CONNECTION_VERSION: u8 = 2;
 
 /// Size of the common header.
 pub const HEADER_SIZE: usize = 4;
@@ -33,8 +38,12 @@ pub const CONNECTION_FIXED_SIZE: usize = 72;
 /// `MAX_PATH`); longer paths keep their first units and set the truncated
 /// flag.
 pub const MAX_PATH_UNITS: usize = 260;
-/// Largest connection record (a path of [`MAX_PATH_UNITS`] units).
-pub const MAX_CONNECTION_SIZE: usize = round_up(CONNECTION_FIXED_SIZE + 2 * MAX_PATH_UNITS);
+/// Largest SID kept: revision, count, authority and 15 sub-authorities
+/// (`SID_MAX_SUB_AUTHORITIES`), 68 bytes.
+pub const MAX_SID_BYTES: usize = 8 + 4 * 15;
+/// Largest connection record (a path of [`MAX_PATH_UNITS`] units and a
+/// SID of [`MAX_SID_BYTES`]).
+pub const MAX_CONNECTION_SIZE: usize = round_up(CONNECTION_FIXED_SIZE + 2 * MAX_PATH_UNITS + MAX_SID_BYTES);
 /// Size of a dropped-events record.
 pub const DROPPED_SIZE: usize = 16;
 /// The smallest output buffer a read must offer: one drop marker plus the
@@ -175,6 +184,77 @@ impl fmt::Debug for AppPath {
     }
 }
 
+/// The user's SID in binary form (`SID`: revision 1, sub-authority count,
+/// 6-byte authority, 32-bit sub-authorities), from the ALE layer's
+/// `ALE_USER_ID` token information. Empty when the layer supplied none.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct UserSid {
+    bytes: [u8; MAX_SID_BYTES],
+    len: u8,
+}
+
+impl Default for UserSid {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl UserSid {
+    /// No user.
+    pub const EMPTY: Self = Self { bytes: [0; MAX_SID_BYTES], len: 0 };
+
+    /// A well-formed SID (revision 1, at most 15 sub-authorities, exactly
+    /// as long as its count says), or [`UserSid::EMPTY`] for anything else.
+    pub fn from_bytes(sid: &[u8]) -> Self {
+        let well_formed = sid.first() == Some(&1)
+            && sid.get(1).is_some_and(|&n| n <= 15 && sid.len() == 8 + 4 * usize::from(n));
+        let mut user = Self::EMPTY;
+        match user.bytes.get_mut(..sid.len()) {
+            Some(dst) if well_formed => {
+                dst.copy_from_slice(sid);
+                // sid.len() <= MAX_SID_BYTES (68) fits in u8.
+                user.len = u8::try_from(sid.len()).unwrap_or(0);
+            }
+            _ => {}
+        }
+        user
+    }
+
+    /// The SID's bytes (empty when there is none).
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    /// No user.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The SID as users read it (`S-1-5-21-...-1001`), written to `f`;
+    /// nothing for an empty one.
+    pub fn write_text(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        let b = self.bytes();
+        let (Some(rev), Some(authority)) = (b.first(), b.get(2..8)) else { return Ok(()) };
+        let authority = authority.iter().fold(0u64, |a, x| (a << 8) | u64::from(*x));
+        write!(f, "S-{rev}-{authority}")?;
+        for sub in b.get(8..).unwrap_or(&[]).chunks_exact(4) {
+            let v = u32::from_le_bytes([sub.first().copied().unwrap_or(0), sub.get(1).copied().unwrap_or(0), sub.get(2).copied().unwrap_or(0), sub.get(3).copied().unwrap_or(0)]);
+            write!(f, "-{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for UserSid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            write!(f, "-")
+        } else {
+            self.write_text(f)
+        }
+    }
+}
+
 /// One ALE authorization, as recorded by classifyFn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -203,12 +283,15 @@ pub struct Event {
     /// The policy rule that decided; `None` = the default action.
     pub rule_id: Option<u32>,
     pub reauthorization: bool,
+    /// `FWPS_FIELD_ALE_*_ALE_USER_ID`'s user SID, when the layer supplied it
+    /// (record version 2).
+    pub user: UserSid,
 }
 
 impl Event {
     /// Bytes [`encode_event`] writes for this event.
     pub fn encoded_len(&self) -> usize {
-        round_up(CONNECTION_FIXED_SIZE + 2 * self.path.units().len())
+        round_up(CONNECTION_FIXED_SIZE + 2 * self.path.units().len() + self.user.bytes().len())
     }
 
     fn flag_bits(&self) -> u16 {
@@ -235,7 +318,7 @@ impl Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
     Connection(Event),
-    /// `count` events were lost (ring full) since the previous marker.
+    /// `count` events were lost by this reader since its previous marker.
     Dropped { count: u64 },
     /// A kind this reader does not know; skipped by `size`.
     Unknown { kind: u8, version: u8, size: usize },
@@ -303,7 +386,7 @@ pub fn encode_event(event: &Event, out: &mut [u8]) -> Result<usize, BufferTooSma
     let path = event.path.units();
     // size <= MAX_CONNECTION_SIZE and path.len() <= MAX_PATH_UNITS fit in u16.
     w.put(0, &u16::try_from(size).unwrap_or(0).to_le_bytes());
-    w.put(2, &[KIND_CONNECTION, VERSION]);
+    w.put(2, &[KIND_CONNECTION, CONNECTION_VERSION]);
     w.put(4, &event.flag_bits().to_le_bytes());
     w.put(6, &event.layer_id.to_le_bytes());
     w.put(8, &event.time.to_le_bytes());
@@ -313,11 +396,17 @@ pub fn encode_event(event: &Event, out: &mut [u8]) -> Result<usize, BufferTooSma
     w.put(32, &event.local_port.to_le_bytes());
     w.put(34, &event.remote_port.to_le_bytes());
     w.put(36, &u16::try_from(path.len()).unwrap_or(0).to_le_bytes());
+    let user = event.user.bytes();
+    // At most MAX_SID_BYTES (68).
+    w.put(38, &[u8::try_from(user.len()).unwrap_or(0)]);
     w.put(40, &event.local_addr);
     w.put(56, &event.remote_addr);
-    for (i, unit) in path.iter().enumerate() {
-        w.put(CONNECTION_FIXED_SIZE + 2 * i, &unit.to_le_bytes());
+    if let Some(dst) = w.out.get_mut(CONNECTION_FIXED_SIZE..) {
+        for (pair, unit) in dst.chunks_exact_mut(2).zip(path) {
+            pair.copy_from_slice(&unit.to_le_bytes());
+        }
     }
+    w.put(CONNECTION_FIXED_SIZE + 2 * path.len(), user);
     Ok(size)
 }
 
@@ -426,6 +515,20 @@ fn decode_connection(r: &Reader<'_>, offset: usize, size: usize) -> Result<Event
     // A writer with a longer limit may send more units than this reader
     // keeps; either way the flag is the union of both cuts.
     path.truncated |= f & flags::PATH_TRUNCATED != 0;
+    // Version 2: the user's SID after the path (offset 38 was reserved, 0,
+    // in version 1, so a version-1 record has no user).
+    let user_len = if r.u8(3) >= 2 { usize::from(r.u8(38)) } else { 0 };
+    let user_at = CONNECTION_FIXED_SIZE + 2 * path_units;
+    let user = match r.bytes.get(user_at..user_at + user_len) {
+        Some(sid) if user_at + user_len <= size => {
+            let user = UserSid::from_bytes(sid);
+            if user.is_empty() && user_len > 0 {
+                return Err(DecodeError::BadField { offset, field: "user_len", value: user_len as u64 });
+            }
+            user
+        }
+        _ => return Err(DecodeError::BadField { offset, field: "user_len", value: user_len as u64 }),
+    };
     Ok(Event {
         time: r.u64(8),
         layer_id: r.u16(6),
@@ -442,6 +545,7 @@ fn decode_connection(r: &Reader<'_>, offset: usize, size: usize) -> Result<Event
         decision,
         rule_id: (f & flags::RULE != 0).then(|| r.u32(24)),
         reauthorization: f & flags::REAUTHORIZATION != 0,
+        user,
     })
 }
 

@@ -186,9 +186,135 @@ fn broadcast_two_writers_one_reader() {
             assert!(out.iter().all(|b| *b == out[0]), "torn record {out:?}");
             got.push(out[0]);
         }
-        // A write dropped by a collision is either skipped as lost by the
-        // reader (it is lapped) or never seen at all.
+        // Once both writers are done every position is accounted for: read,
+        // or lost (overwritten, or dropped by a colliding writer, which marks
+        // it so the reader does not wait a lap for it).
         let accounted = got.len() as u64 + cursor.lost();
-        assert!(accounted <= 2 && accounted + ring.collisions() >= 2, "got {got:?} lost {}", cursor.lost());
+        assert_eq!(accounted, 2, "got {got:?} lost {} collisions {}", cursor.lost(), ring.collisions());
     });
+}
+
+/// A writer that finds its slot still being written one lap earlier drops
+/// its record and marks the position. Two writers on a 1-slot ring, then a
+/// reader: once both are done, the reader accounts for both positions (one
+/// read, or lost). `ignore_skips`: the reader without the mark waits at the
+/// dropped position (stuck, since nothing else is written): loom must find
+/// that interleaving.
+fn broadcast_dropped_positions_are_skipped(ignore_skips: bool) {
+    use weir_events::{Broadcast, Read};
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(move || {
+        let ring = Arc::new(Broadcast::<1>::try_new(1).unwrap());
+        let mut cursor = ring.subscribe();
+        let writers: Vec<_> = (1..=2u8)
+            .map(|n| {
+                let ring = Arc::clone(&ring);
+                thread::spawn(move || ring.write(&[n; 8]))
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let mut out = [0u8; 8];
+        let mut got = 0u64;
+        loop {
+            let r = if ignore_skips { ring.read_ignoring_skips(&mut cursor, &mut out) } else { ring.read(&mut cursor, &mut out) };
+            match r {
+                Read::Record(_) => got += 1,
+                Read::Empty => break,
+            }
+        }
+        let lost = cursor.take_lost();
+        assert_eq!(got + lost, 2, "stuck at a dropped position: got {got} lost {lost}");
+        assert!(!ring.has_ready(&cursor), "nothing left to read, and has_ready says so");
+    });
+}
+
+#[test]
+fn broadcast_a_reader_skips_a_position_its_writer_dropped() {
+    broadcast_dropped_positions_are_skipped(false);
+}
+
+/// The broken variant (no dropped-position mark): loom must find the stall.
+#[test]
+#[should_panic(expected = "stuck at a dropped position")]
+fn broadcast_a_reader_ignoring_the_mark_is_caught() {
+    broadcast_dropped_positions_are_skipped(true);
+}
+
+/// The driver's per-reader pend/wake handshake over the broadcast ring: two
+/// readers, each with its own cursor, find nothing, arm the gate and look
+/// again (`has_ready` on their own cursor) before parking; the producer
+/// writes, then asks the gate. Every reader left parked with a record ready
+/// for its cursor has a wake-up requested, and then reads that record.
+/// Preemptions are bounded to 2 to keep the run in minutes.
+fn broadcast_wake_up(arm_before_the_last_look: bool) {
+    use weir_events::{Broadcast, Read};
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(2);
+    model.check(move || {
+        let ring = Arc::new(Broadcast::<1>::try_new(2).unwrap());
+        let gate = Arc::new(WakeGate::new());
+        let woke = Arc::new(AtomicBool::new(false));
+        let cursors = [ring.subscribe(), ring.subscribe()];
+        let producer = {
+            let (ring, gate, woke) = (Arc::clone(&ring), Arc::clone(&gate), Arc::clone(&woke));
+            thread::spawn(move || {
+                assert!(ring.write(&[7; 8]));
+                if gate.should_wake() {
+                    woke.store(true, Ordering::Relaxed);
+                }
+            })
+        };
+        let readers: Vec<_> = cursors
+            .into_iter()
+            .map(|mut cursor| {
+                let (ring, gate) = (Arc::clone(&ring), Arc::clone(&gate));
+                thread::spawn(move || {
+                    let mut out = [0u8; 8];
+                    if let Read::Record(_) = ring.read(&mut cursor, &mut out) {
+                        return (cursor, false);
+                    }
+                    if arm_before_the_last_look {
+                        gate.arm();
+                        if ring.has_ready(&cursor) {
+                            gate.disarm();
+                            return (cursor, false);
+                        }
+                    } else {
+                        // Broken: look, then arm.
+                        if ring.has_ready(&cursor) {
+                            return (cursor, false);
+                        }
+                        gate.arm();
+                    }
+                    (cursor, true)
+                })
+            })
+            .collect();
+        producer.join().unwrap();
+        for r in readers {
+            let (mut cursor, parked) = r.join().unwrap();
+            if parked {
+                assert!(woke.load(Ordering::Relaxed), "reader parked, record ready, no wake-up requested");
+                let mut out = [0u8; 8];
+                assert_eq!(ring.read(&mut cursor, &mut out), Read::Record(8));
+                assert_eq!(out, [7; 8]);
+            }
+        }
+    });
+}
+
+#[test]
+fn broadcast_every_parked_reader_with_a_record_ready_is_woken() {
+    broadcast_wake_up(true);
+}
+
+/// The broken variant (the last look before arming): loom must find a
+/// reader parked with a record ready and no wake-up.
+#[test]
+#[should_panic(expected = "no wake-up requested")]
+fn broadcast_looking_before_arming_is_caught() {
+    broadcast_wake_up(false);
 }

@@ -27,6 +27,7 @@ fn sample() -> Event {
         decision: Decision::Block,
         rule_id: Some(7),
         reauthorization: true,
+        user: UserSid::EMPTY,
     }
 }
 
@@ -39,7 +40,8 @@ fn connection_record_bytes_are_pinned() {
     assert_eq!(n, (72 + 2 * units).div_ceil(8) * 8);
     assert_eq!(u16::from_le_bytes([buf[0], buf[1]]) as usize, n);
     assert_eq!(buf[2], KIND_CONNECTION);
-    assert_eq!(buf[3], 1);
+    assert_eq!(buf[3], 2);
+    assert_eq!(buf[38], 0, "no user");
     let f = u16::from_le_bytes([buf[4], buf[5]]);
     assert_eq!(f, flags::PROCESS_ID | flags::RULE | flags::REAUTHORIZATION | flags::PATH | flags::TUPLE);
     assert_eq!(u16::from_le_bytes([buf[6], buf[7]]), 50);
@@ -71,6 +73,59 @@ fn round_trip_and_minimal_event() {
     assert_eq!(recs, vec![Record::Connection(e), Record::Connection(plain), Record::Dropped { count: 99 }]);
 }
 
+/// A SID of revision 1, authority 5 (NT AUTHORITY), these sub-authorities.
+fn sid(subs: &[u32]) -> Vec<u8> {
+    let mut b = vec![1u8, subs.len() as u8, 0, 0, 0, 0, 0, 5];
+    for s in subs {
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    b
+}
+
+/// Version 2 carries the user's SID after the path (length at offset 38);
+/// its text form is the usual `S-1-5-...`.
+#[test]
+fn the_user_sid_follows_the_path_and_round_trips() {
+    let user = sid(&[21, 1_004_336_348, 1_177_238_915, 682_003_330, 1001]);
+    let e = Event { user: UserSid::from_bytes(&user), ..sample() };
+    let mut buf = vec![0u8; 1024];
+    let n = encode_event(&e, &mut buf).unwrap();
+    let units = e.path.units().len();
+    assert_eq!(n, (72 + 2 * units + user.len()).div_ceil(8) * 8);
+    assert_eq!(buf[38] as usize, user.len());
+    assert_eq!(&buf[72 + 2 * units..72 + 2 * units + user.len()], &user[..]);
+    let Some(Ok(Record::Connection(d))) = decode(&buf[..n]).next() else { panic!("decodes") };
+    assert_eq!(d, e);
+    let mut text = String::new();
+    d.user.write_text(&mut text).unwrap();
+    assert_eq!(text, "S-1-5-21-1004336348-1177238915-682003330-1001");
+    // A SID longer than its count says, or of another revision, is no SID.
+    assert!(UserSid::from_bytes(&user[..user.len() - 1]).is_empty());
+    let mut rev2 = user.clone();
+    rev2[0] = 2;
+    assert!(UserSid::from_bytes(&rev2).is_empty());
+    // A user_len running past the record, or over a malformed SID, is refused.
+    let mut bad = buf[..n].to_vec();
+    bad[38] = 200;
+    assert!(matches!(decode(&bad).next(), Some(Err(DecodeError::BadField { field: "user_len", .. }))));
+    let mut bad = buf[..n].to_vec();
+    bad[72 + 2 * units] = 9;
+    assert!(matches!(decode(&bad).next(), Some(Err(DecodeError::BadField { field: "user_len", .. }))));
+}
+
+/// A version-1 record (a driver before the user field) still decodes, with
+/// no user, whatever its reserved byte 38 holds.
+#[test]
+fn version_1_records_still_decode_without_a_user() {
+    let e = sample();
+    let mut buf = vec![0u8; 1024];
+    let n = encode_event(&e, &mut buf).unwrap();
+    buf[3] = 1;
+    buf[38] = 12;
+    let Some(Ok(Record::Connection(d))) = decode(&buf[..n]).next() else { panic!("decodes") };
+    assert_eq!(d, Event { user: UserSid::EMPTY, ..e });
+}
+
 #[test]
 fn encoder_refuses_short_buffers() {
     let e = sample();
@@ -98,10 +153,10 @@ fn long_paths_are_truncated_and_flagged() {
     assert_eq!(AppPath::from_utf16le_bytes(&bytes).units(), path("\\device\\x.exe").as_slice());
     bytes.push(7);
     assert_eq!(AppPath::from_utf16le_bytes(&bytes).units(), path("\\device\\x.exe").as_slice());
-    let e = Event { path: p, ..sample() };
+    let e = Event { path: p, user: UserSid::from_bytes(&sid(&[21, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14])), ..sample() };
     let mut buf = vec![0u8; 2048];
     let n = encode_event(&e, &mut buf).unwrap();
-    assert_eq!(n, MAX_CONNECTION_SIZE);
+    assert_eq!(n, MAX_CONNECTION_SIZE, "the longest path with the longest SID");
     let f = u16::from_le_bytes([buf[4], buf[5]]);
     assert_ne!(f & flags::PATH_TRUNCATED, 0);
     match decode(&buf[..n]).next() {
@@ -164,8 +219,9 @@ fn arb_event() -> impl Strategy<Value = Event> {
         (any::<u64>(), any::<u16>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u8>()),
         (any::<[u8; 16]>(), any::<u16>(), any::<[u8; 16]>(), any::<u16>(), any::<Option<u64>>()),
         (proptest::collection::vec(any::<u16>(), 0..400), 0u8..3, any::<Option<u32>>(), any::<bool>()),
+        proptest::option::of(proptest::collection::vec(any::<u32>(), 0..=15)),
     )
-        .prop_map(|((time, layer_id, inbound, v6, tuple, protocol), (la, lp, ra, rp, pid), (units, d, rule, reauth))| Event {
+        .prop_map(|((time, layer_id, inbound, v6, tuple, protocol), (la, lp, ra, rp, pid), (units, d, rule, reauth), subs)| Event {
             time,
             layer_id,
             direction: if inbound { Direction::Inbound } else { Direction::Outbound },
@@ -181,6 +237,7 @@ fn arb_event() -> impl Strategy<Value = Event> {
             decision: [Decision::Permit, Decision::Block, Decision::WriteRightAbsent][d as usize],
             rule_id: rule,
             reauthorization: reauth,
+            user: subs.map_or(UserSid::EMPTY, |subs| UserSid::from_bytes(&sid(&subs))),
         })
 }
 

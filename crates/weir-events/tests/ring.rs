@@ -25,6 +25,7 @@ fn event(n: u64) -> Event {
         decision: Decision::Permit,
         rule_id: None,
         reauthorization: false,
+        user: weir_events::UserSid::EMPTY,
     }
 }
 

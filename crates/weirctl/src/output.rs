@@ -72,6 +72,7 @@ pub fn kind(f: &Failure) -> &'static str {
             ClientError::PolicyTooLarge { .. } => "policy_too_large",
             ClientError::PolicyRefused { .. } => "policy_refused",
             ClientError::Cancelled => "cancelled",
+            ClientError::TooManyReaders { .. } => "too_many_readers",
             ClientError::Status { .. } => "driver_status",
             ClientError::Malformed { .. } => "malformed_reply",
             ClientError::Os { .. } => "os_error",

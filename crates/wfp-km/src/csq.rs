@@ -396,6 +396,22 @@ impl<W: Waiters, const N: usize> IrpQueue<W, N> {
         Some(irp.into_irp())
     }
 
+    /// Takes every pended IRP out, no longer cancellable (and disarmed),
+    /// except those a cancel routine is already completing; the caller
+    /// completes them or pends them again. For a consumer that serves each
+    /// parked request from its own source (Weir: one cursor per handle).
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn take_all(&self) -> [Option<Irp>; N] {
+        let mut taken = [None; N];
+        let mut slots = self.slots.lock();
+        let n = slots.take_matching(None, &mut taken);
+        for _ in 0..n {
+            self.waiters.disarm();
+        }
+        drop(slots);
+        taken.map(|q| q.map(QueuedIrp::into_irp))
+    }
+
     /// `IRP_MJ_CLEANUP`: marks the file object of `cleanup` cleaned up (so
     /// nothing can be queued for it any more) and completes its pended IRPs
     /// with `STATUS_CANCELLED`, except those a cancel routine is already

@@ -36,6 +36,12 @@ impl NtStatus {
     pub const FWP_NOT_FOUND: Self = Self(0xC022_0008_u32 as i32);
     pub const FWP_ALREADY_EXISTS: Self = Self(0xC022_0009_u32 as i32);
 
+    /// From the `u32` bit pattern NTSTATUS values are written in
+    /// (`0xE057_4001`).
+    pub const fn from_u32(raw: u32) -> Self {
+        Self(i32::from_ne_bytes(raw.to_ne_bytes()))
+    }
+
     /// `NT_SUCCESS`: success and informational codes.
     pub const fn is_success(self) -> bool {
         self.0 >= 0

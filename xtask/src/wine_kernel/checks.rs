@@ -50,7 +50,7 @@ pub fn run_all(host: &mut Host, f: &mut Failures) -> Result<()> {
     status(host, f)?;
     step(host, "policy load/show/clear with every example; injected matrix vs the reference evaluator; stats --rules");
     matrix::examples(host, &mut ch, f)?;
-    step(host, "events and events --follow (a parked read completed from the DPC, then Ctrl-C)");
+    step(host, "events, and two events --follow readers both getting a connection (parked reads completed from the DPC, then Ctrl-C)");
     events(host, &mut ch, f)?;
     step(host, "BFE stop and start");
     bfe(host, &mut ch, f)?;
@@ -168,58 +168,67 @@ fn status(host: &mut Host, f: &mut Failures) -> Result<()> {
     Ok(())
 }
 
-/// Every connection at one layer, in monitor mode, reaches `events`; `events --follow` parks
-/// a read that a later classification completes from the DPC; Ctrl-C cancels the next one.
+/// Every connection at one layer, in monitor mode, reaches `events` (a new handle starts at
+/// the ring's backlog, so the 24 are the last lines); two `events --follow` readers, each
+/// with its own handle and cursor, both get a connection classified while their reads are
+/// parked (completed from the DPC); Ctrl-C cancels each one's next read.
 fn events(host: &mut Host, ch: &mut Channel, f: &mut Failures) -> Result<()> {
     host.weirctl(&["policy", "clear"])?;
-    // Drain whatever earlier checks logged.
-    host.weirctl(&["--json", "events"])?;
     let n = 24u16;
     for i in 0..n {
         ch.cmd(&format!("classify 48 10.0.0.2 {} 6 192.0.2.{} 443 0 1 7777", 40000 + i, i + 1))?;
     }
     let r = host.weirctl(&["--json", "events"])?;
     let lines: Vec<Value> = r.stdout.lines().map(json_of).collect();
-    let ports: Vec<i64> = lines.iter().filter(|e| e["kind"] == "connection").map(|e| num(e, "local_port")).collect();
+    let conns: Vec<&Value> = lines.iter().filter(|e| e["kind"] == "connection").collect();
+    let ports: Vec<i64> = conns.iter().map(|e| num(e, "local_port")).collect();
     let expected: Vec<i64> = (0..n).map(|i| 40000 + i64::from(i)).collect();
-    f.check(r.code == 0 && ports == expected, || format!("events: expected local ports {expected:?}, got {ports:?} ({})", r.stderr));
-    let pid_ok = lines.iter().filter(|e| e["kind"] == "connection").all(|e| num(e, "process_id") == 7777 && e["decision"] == "permit");
-    f.check(pid_ok, || format!("events: pid 7777 and permit expected: {}", r.stdout));
+    f.check(r.code == 0 && ports.ends_with(&expected), || format!("events: expected the last local ports {expected:?}, got {ports:?} ({})", r.stderr));
+    let last = conns.len().saturating_sub(usize::from(n));
+    let pid_ok = conns.iter().skip(last).all(|e| num(e, "process_id") == 7777 && e["decision"] == "permit" && e["schema"] == 1);
+    f.check(pid_ok, || format!("events: schema 1, pid 7777 and permit expected: {}", r.stdout));
 
     let dpcs_before = num(&ch.state()?, "dpcs_run");
-    let (mut child, out) = host.spawn_weirctl(&["--json", "events", "--follow"])?;
-    // Let the read park (nothing to report yet).
-    std::thread::sleep(Duration::from_millis(1500));
+    let readers = [host.spawn_weirctl(&["--json", "events", "--follow"])?, host.spawn_weirctl(&["--json", "events", "--follow"])?];
+    // Let both print the backlog and park (nothing more to report yet).
+    std::thread::sleep(Duration::from_millis(2500));
     ch.cmd("classify 50 fe80::2 41000 17 2001:db8::7 53 0 1 8888")?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut line = String::new();
-    while line.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        line = std::fs::read_to_string(&out).unwrap_or_default().lines().next().unwrap_or_default().to_string();
+    for (k, (child, out)) in readers.into_iter().enumerate() {
+        let mut child = child;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut line = None;
+        while line.is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            line = std::fs::read_to_string(&out)
+                .unwrap_or_default()
+                .lines()
+                .map(json_of)
+                .find(|e| num(e, "local_port") == 41000);
+        }
+        let e = line.unwrap_or(Value::Null);
+        f.check(e["remote_address"] == "2001:db8::7" && e["protocol"] == "udp", || {
+            format!("events --follow reader {}: the parked read did not deliver the connection (got {e})", k + 1)
+        });
+        // Ctrl-C: Wine turns SIGINT into CTRL_C_EVENT; weirctl's handler cancels the parked read
+        // (CancelIoEx), the driver's cancel routine completes it with STATUS_CANCELLED, and the
+        // tool exits 0. A tool killed any other way would not exit 0.
+        let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut exit = None;
+        while exit.is_none() && Instant::now() < deadline {
+            exit = child.try_wait()?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if exit.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        f.check(exit.is_some_and(|e| e.success()), || format!("events --follow reader {} after Ctrl-C: {exit:?} (expected a clean exit 0)", k + 1));
     }
-    let e = json_of(&line);
-    f.check(e["remote_address"] == "2001:db8::7" && num(&e, "local_port") == 41000, || {
-        format!("events --follow: the parked read did not deliver the connection (got {line:?})")
-    });
     let dpcs_after = num(&ch.state()?, "dpcs_run");
     f.check(dpcs_after > dpcs_before, || format!("events --follow: no DPC ran ({dpcs_before} -> {dpcs_after})"));
-    // Ctrl-C: Wine turns SIGINT into CTRL_C_EVENT; weirctl's handler cancels the parked read
-    // (CancelIoEx), the driver's cancel routine completes it with STATUS_CANCELLED, and the
-    // tool exits 0. A tool killed any other way would not exit 0.
-    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut exit = None;
-    while exit.is_none() && Instant::now() < deadline {
-        exit = child.try_wait()?;
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if exit.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    f.check(exit.is_some_and(|e| e.success()), || format!("events --follow after Ctrl-C: {exit:?} (expected a clean exit 0)"));
     let r = host.weirctl(&["--json", "status"])?;
-    f.check(r.code == 0, || format!("status after cancelling a parked read: {} {}", r.code, r.stderr));
+    f.check(r.code == 0, || format!("status after cancelling parked reads: {} {}", r.code, r.stderr));
     Ok(())
 }
 

@@ -1,19 +1,26 @@
 //! `weirctl events [--follow]`: connection events from the driver, one line each.
 //!
-//! Without `--follow`, prints the events waiting in the driver and returns: the read that
-//! would pend (none left) is cancelled after [`IDLE_MS`]. With `--follow`, reads until Ctrl-C,
+//! Every run has its own handle, so its own cursor in the driver: it starts with the events
+//! the driver's ring still holds (up to 512) and sees every later one, whatever other readers
+//! do (at most 16 at once). Without `--follow`, prints them and returns: the read that would
+//! pend (none left) is cancelled after [`IDLE_MS`]. With `--follow`, reads until Ctrl-C,
 //! which cancels the pended read (`CancelIoEx`); the tool then exits with 0.
 
 use crate::output::{Failure, Output};
 use clap::Args;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use weir_client::weir_events::{self, Decision, Direction, Event, IpVersion, Record};
+use weir_client::paths::{to_dos_path, DriveMap};
+use weir_client::weir_events::{self, Event, IpVersion, Record};
 use weir_client::ClientError;
+use weir_etw::weir;
 
 /// Arguments of `weirctl events`.
 #[derive(Args)]
-#[command(after_long_help = "Examples:\n  weirctl events\n  weirctl events --follow --json")]
+#[command(after_long_help = "Each run starts with the events the driver still holds (up to 512), then \
+follows; several runs at once each see every event (at most 16 readers). --json prints one object per \
+line with \"schema\": 1 (fields: docs/events.md).\n\nExamples:\n  weirctl events\n  weirctl events --follow --json")]
 pub struct EventsArgs {
     /// Keep reading until Ctrl-C (which cancels the pending read).
     #[arg(long, short)]
@@ -31,29 +38,18 @@ fn address(version: IpVersion, bytes: &[u8; 16]) -> String {
     }
 }
 
-fn endpoint(version: IpVersion, bytes: &[u8; 16], port: u16) -> String {
+fn endpoint(version: IpVersion, address: &str, port: u16) -> String {
     match version {
-        IpVersion::V4 => format!("{}:{port}", address(version, bytes)),
-        IpVersion::V6 => format!("[{}]:{port}", address(version, bytes)),
+        IpVersion::V4 => format!("{address}:{port}"),
+        IpVersion::V6 => format!("[{address}]:{port}"),
     }
 }
 
-fn protocol_name(p: u8) -> String {
-    match p {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        58 => "icmpv6".into(),
-        n => format!("proto-{n}"),
-    }
-}
-
-fn decision_name(d: Decision) -> &'static str {
-    match d {
-        Decision::Permit => "permit",
-        Decision::Block => "block",
-        Decision::WriteRightAbsent => "left-alone",
-    }
+/// The protocol as users read it: the IANA name Weir knows (`tcp`, `udp`, `icmp`,
+/// `icmpv6`, ...; the one table in `weir_etw::weir::protocol_name`, which ETW uses too),
+/// otherwise the decimal number.
+pub fn protocol_text(p: u8) -> String {
+    weir::protocol_name(p).map_or_else(|| p.to_string(), str::to_string)
 }
 
 /// Windows system time (100 ns intervals since 1601-01-01 UTC) as RFC 3339 UTC with
@@ -80,76 +76,168 @@ pub fn system_time_text(t: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
 }
 
-fn app_text(e: &Event) -> String {
-    let mut s = String::from_utf16_lossy(e.path.units());
-    if e.path.truncated() {
-        s.push_str("...");
+/// The version of the JSON shape of `weirctl events --json` (the `schema` field of every
+/// line; documented in docs/events.md, "weirctl events --json"). Raised when a field is
+/// removed or changes meaning; adding a field keeps it.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// The rule's name, when the policy in the driver carries names. Hook: the policy blob has
+/// no rule names yet, so this is always `None` and the line shows `rule <id>`; when names
+/// arrive (with the rule id → name map of the active policy, read once per run like the
+/// drive map), this is the one place that looks them up.
+fn rule_name(_rule_id: u32) -> Option<String> {
+    None
+}
+
+/// One connection event as weirctl shows it: the JSON line of `--json` (its fields are the
+/// documented schema) and, through `Display`, the text line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConnectionView {
+    /// [`JSON_SCHEMA`].
+    pub schema: u32,
+    /// Always `"connection"`.
+    pub kind: &'static str,
+    /// RFC 3339 UTC, milliseconds.
+    pub time: String,
+    /// The driver's system time: 100 ns intervals since 1601-01-01 UTC.
+    pub time_100ns: u64,
+    /// Run-time layer id (48 connect v4, 50 connect v6, 44 / 46 receive/accept v4 / v6).
+    pub layer_id: u16,
+    /// `ALE_AUTH_CONNECT_V4`, ...
+    pub layer: &'static str,
+    /// `outbound` or `inbound`.
+    pub direction: &'static str,
+    /// 4 or 6.
+    pub ip_version: u8,
+    /// Name (`tcp`, `udp`, `icmp`, `icmpv6`, ...) or the decimal number; null without a tuple.
+    pub protocol: Option<String>,
+    /// IANA number; null without a tuple.
+    pub protocol_number: Option<u8>,
+    /// Null when the layer did not supply the tuple.
+    pub local_address: Option<String>,
+    /// Null without a tuple.
+    pub local_port: Option<u16>,
+    /// Null without a tuple.
+    pub remote_address: Option<String>,
+    /// Null without a tuple.
+    pub remote_port: Option<u16>,
+    /// Null when the layer did not supply it.
+    pub process_id: Option<u64>,
+    /// The user's SID string (`S-1-5-21-...`); null when the record carries none.
+    pub user: Option<String>,
+    /// The image path with a drive letter (`C:\Windows\System32\svchost.exe`) when a drive
+    /// of this machine maps its volume; otherwise the NT path; null without a path.
+    pub app: Option<String>,
+    /// The NT path as WFP reported it (`\device\harddiskvolume3\...`); null without a path.
+    pub image_nt: Option<String>,
+    /// The path was longer than the record keeps (260 UTF-16 units) and was cut.
+    pub app_truncated: bool,
+    /// `permit`, `block` or `write-right-absent` (a higher-weight filter decided).
+    pub decision: &'static str,
+    /// The rule that decided; null for the default action or no policy.
+    pub rule_id: Option<u32>,
+    /// The rule's name, when the policy carries names (null until then).
+    pub rule: Option<String>,
+    /// The classification was a reauthorization.
+    pub reauthorization: bool,
+}
+
+impl ConnectionView {
+    /// The view of `e`; `drives` (the drive table of this machine) turns the NT image path
+    /// into a drive-letter path.
+    pub fn new(e: &Event, drives: Option<&dyn DriveMap>) -> Self {
+        let nt = (!e.path.is_empty()).then(|| String::from_utf16_lossy(e.path.units()));
+        let app = nt.as_ref().map(|nt| drives.and_then(|d| to_dos_path(nt, d)).unwrap_or_else(|| nt.clone()));
+        let tuple = |f: &dyn Fn() -> String| e.tuple.then(f);
+        Self {
+            schema: JSON_SCHEMA,
+            kind: "connection",
+            time: system_time_text(e.time),
+            time_100ns: e.time,
+            layer_id: e.layer_id,
+            layer: weir::layer_name(e.layer_id),
+            direction: weir::direction_name(e.direction),
+            ip_version: match e.ip_version {
+                IpVersion::V4 => 4,
+                IpVersion::V6 => 6,
+            },
+            protocol: tuple(&|| protocol_text(e.protocol)),
+            protocol_number: e.tuple.then_some(e.protocol),
+            local_address: tuple(&|| address(e.ip_version, &e.local_addr)),
+            local_port: e.tuple.then_some(e.local_port),
+            remote_address: tuple(&|| address(e.ip_version, &e.remote_addr)),
+            remote_port: e.tuple.then_some(e.remote_port),
+            process_id: e.process_id,
+            user: (!e.user.is_empty()).then(|| {
+                let mut text = String::new();
+                // Writing into a String cannot fail.
+                let _ = e.user.write_text(&mut text);
+                text
+            }),
+            app,
+            image_nt: nt,
+            app_truncated: e.path.truncated(),
+            decision: weir::decision_name(e.decision),
+            rule_id: e.rule_id,
+            rule: e.rule_id.and_then(rule_name),
+            reauthorization: e.reauthorization,
+        }
     }
-    s
 }
 
-/// One event as a line of text: time, direction, protocol, local -> remote, decision,
-/// rule, process.
-pub fn event_line(e: &Event) -> String {
-    let dir = match e.direction {
-        Direction::Outbound => "out",
-        Direction::Inbound => "in ",
-    };
-    let tuple = if e.tuple {
-        format!(
-            "{} {} -> {}",
-            protocol_name(e.protocol),
-            endpoint(e.ip_version, &e.local_addr, e.local_port),
-            endpoint(e.ip_version, &e.remote_addr, e.remote_port)
-        )
-    } else {
-        "(no tuple)".into()
-    };
-    let rule = e
-        .rule_id
-        .map_or_else(|| "default".to_string(), |r| format!("rule {r}"));
-    let pid = e
-        .process_id
-        .map_or_else(|| "-".to_string(), |p| p.to_string());
-    let app = if e.path.is_empty() {
-        "-".to_string()
-    } else {
-        app_text(e)
-    };
-    format!(
-        "{} {dir} {tuple} {} {rule}{} pid {pid} {app}",
-        system_time_text(e.time),
-        decision_name(e.decision),
-        if e.reauthorization { " reauth" } else { "" }
-    )
+/// Time, direction, protocol, local -> remote, decision, rule, process id, user, image.
+impl std::fmt::Display for ConnectionView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dir = if self.direction == "outbound" { "out" } else { "in " };
+        write!(f, "{} {dir} ", self.time)?;
+        let version = if self.ip_version == 6 { IpVersion::V6 } else { IpVersion::V4 };
+        match (&self.protocol, &self.local_address, self.local_port, &self.remote_address, self.remote_port) {
+            (Some(p), Some(la), Some(lp), Some(ra), Some(rp)) => {
+                write!(f, "{p} {} -> {}", endpoint(version, la, lp), endpoint(version, ra, rp))?
+            }
+            _ => write!(f, "(no tuple)")?,
+        }
+        write!(f, " {} ", self.decision)?;
+        match (&self.rule, self.rule_id) {
+            (Some(name), _) => write!(f, "rule {name}")?,
+            (None, Some(id)) => write!(f, "rule {id}")?,
+            (None, None) => write!(f, "default")?,
+        }
+        if self.reauthorization {
+            write!(f, " reauth")?;
+        }
+        match self.process_id {
+            Some(pid) => write!(f, " pid {pid}")?,
+            None => write!(f, " pid -")?,
+        }
+        write!(f, " user {}", self.user.as_deref().unwrap_or("-"))?;
+        match &self.app {
+            Some(app) => write!(f, " {app}{}", if self.app_truncated { "..." } else { "" }),
+            None => write!(f, " -"),
+        }
+    }
 }
 
-/// One event as JSON.
-pub fn event_json(e: &Event) -> Value {
-    json!({
-        "kind": "connection",
-        "time": system_time_text(e.time),
-        "time_100ns": e.time,
-        "layer_id": e.layer_id,
-        "direction": match e.direction { Direction::Outbound => "outbound", Direction::Inbound => "inbound" },
-        "ip_version": match e.ip_version { IpVersion::V4 => 4, IpVersion::V6 => 6 },
-        "protocol": e.protocol,
-        "local_address": e.tuple.then(|| address(e.ip_version, &e.local_addr)),
-        "local_port": e.tuple.then_some(e.local_port),
-        "remote_address": e.tuple.then(|| address(e.ip_version, &e.remote_addr)),
-        "remote_port": e.tuple.then_some(e.remote_port),
-        "process_id": e.process_id,
-        "app": (!e.path.is_empty()).then(|| String::from_utf16_lossy(e.path.units())),
-        "app_truncated": e.path.truncated(),
-        "decision": decision_name(e.decision),
-        "rule_id": e.rule_id,
-        "reauthorization": e.reauthorization,
-    })
+/// The dropped-events record as weirctl shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DroppedView {
+    /// [`JSON_SCHEMA`].
+    pub schema: u32,
+    /// Always `"dropped"`.
+    pub kind: &'static str,
+    /// Events this reader lost since the previous such record.
+    pub count: u64,
+}
+
+impl std::fmt::Display for DroppedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "-- {} event(s) lost: this reader fell more than the driver's buffer behind --", self.count)
+    }
 }
 
 /// Prints the records of one read; returns how many there were. An undecodable record
 /// ends the batch with an error (the driver and the tool disagree on the format).
-pub fn print_batch(out: &Output, bytes: &[u8]) -> Result<usize, Failure> {
+pub fn print_batch(out: &Output, bytes: &[u8], drives: Option<&dyn DriveMap>) -> Result<usize, Failure> {
     let mut n = 0;
     for record in weir_events::decode(bytes) {
         let record = record.map_err(|e| {
@@ -160,16 +248,31 @@ pub fn print_batch(out: &Output, bytes: &[u8]) -> Result<usize, Failure> {
         })?;
         n += 1;
         match record {
-            Record::Connection(e) => out.line(&event_line(&e), &event_json(&e))?,
-            Record::Dropped { count } => out.line(
-                &format!("-- {count} event(s) dropped: the driver's buffer was full --"),
-                &json!({ "kind": "dropped", "count": count }),
-            )?,
+            Record::Connection(e) => {
+                let view = ConnectionView::new(&e, drives);
+                out.line(&view.to_string(), &json!(view))?
+            }
+            Record::Dropped { count } => {
+                let view = DroppedView { schema: JSON_SCHEMA, kind: "dropped", count };
+                out.line(&view.to_string(), &json!(view))?
+            }
             // Kinds a newer driver writes; skipped by their size, as the format intends.
             Record::Unknown { .. } => n -= 1,
         }
     }
     Ok(n)
+}
+
+/// This machine's drive table, read once (`QueryDosDeviceW` for A: to Z:), so each event's
+/// path converts without 26 system calls.
+#[cfg(windows)]
+fn drive_snapshot() -> weir_client::paths::FixedDriveMap {
+    use weir_client::paths::FixedDriveMap;
+    let dos = weir_client::win32::DosDevices;
+    FixedDriveMap::new(('A'..='Z').filter_map(|l| {
+        let drive = format!("{l}:");
+        dos.device_of(&drive).map(|dev| (drive, dev))
+    }))
 }
 
 /// `weirctl events [--follow]`.
@@ -182,6 +285,7 @@ pub fn run(args: &EventsArgs, out: &Output) -> Result<(), Failure> {
     let client = crate::device::open()?;
     let canceller = client.transport().canceller();
     let guard = CtrlCGuard::install(canceller.clone())?;
+    let drives = drive_snapshot();
     loop {
         // Without --follow, a watchdog cancels a read that is still pending when idle.
         let watchdog = (!follow).then(|| {
@@ -204,7 +308,7 @@ pub fn run(args: &EventsArgs, out: &Output) -> Result<(), Failure> {
         }
         match result {
             Ok(bytes) => {
-                print_batch(out, &bytes)?;
+                print_batch(out, &bytes, Some(&drives))?;
             }
             Err(ClientError::Cancelled) => {
                 if follow && !guard.pressed() {
@@ -225,7 +329,7 @@ pub fn run(args: &EventsArgs, out: &Output) -> Result<(), Failure> {
     let client = crate::device::open()?;
     loop {
         let bytes = client.read_event_bytes()?;
-        print_batch(out, &bytes)?;
+        print_batch(out, &bytes, None)?;
         if !follow {
             return Ok(());
         }
@@ -235,7 +339,17 @@ pub fn run(args: &EventsArgs, out: &Output) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_events::{encode_dropped, encode_event, AppPath};
+    use serde_json::Value;
+    use weir_client::paths::FixedDriveMap;
+    use weir_events::{encode_dropped, encode_event, AppPath, Decision, Direction, UserSid};
+
+    fn event_line(e: &Event) -> String {
+        ConnectionView::new(e, None).to_string()
+    }
+
+    fn event_json(e: &Event) -> Value {
+        serde_json::to_value(ConnectionView::new(e, None)).unwrap()
+    }
 
     fn event() -> Event {
         let mut remote = [0u8; 16];
@@ -263,6 +377,7 @@ mod tests {
             decision: Decision::Block,
             rule_id: Some(20),
             reauthorization: false,
+            user: UserSid::EMPTY,
         }
     }
 
@@ -286,25 +401,106 @@ mod tests {
         let e = event();
         assert_eq!(
             event_line(&e),
-            "2026-11-30T23:59:01.123Z out tcp 10.0.0.5:50123 -> 93.184.216.34:443 block rule 20 pid 1234 \\device\\harddiskvolume3\\app.exe"
+            "2026-11-30T23:59:01.123Z out tcp 10.0.0.5:50123 -> 93.184.216.34:443 block rule 20 pid 1234 user - \\device\\harddiskvolume3\\app.exe"
         );
         let j = event_json(&e);
+        assert_eq!(j["schema"], JSON_SCHEMA);
         assert_eq!(j["remote_address"], "93.184.216.34");
         assert_eq!(j["remote_port"], 443);
+        assert_eq!(j["protocol"], "tcp");
+        assert_eq!(j["protocol_number"], 6);
         assert_eq!(j["decision"], "block");
         assert_eq!(j["rule_id"], 20);
+        assert_eq!(j["rule"], Value::Null);
         assert_eq!(j["process_id"], 1234);
+        assert_eq!(j["layer"], "ALE_AUTH_CONNECT_V4");
         let mut v6 = e;
         v6.ip_version = IpVersion::V6;
         v6.remote_addr = Ipv6Addr::LOCALHOST.octets();
         v6.rule_id = None;
         v6.reauthorization = true;
+        v6.protocol = 47;
         v6.decision = Decision::WriteRightAbsent;
         assert!(
-            event_line(&v6).contains("-> [::1]:443 left-alone default reauth"),
+            event_line(&v6).contains("gre [a00:5::]:50123 -> [::1]:443 write-right-absent default reauth"),
             "{}",
             event_line(&v6)
         );
+        v6.protocol = 253;
+        assert_eq!(event_json(&v6)["protocol"], "253", "unnamed protocols show their number");
+        v6.tuple = false;
+        let j = event_json(&v6);
+        assert!(j["protocol"].is_null() && j["local_address"].is_null() && j["remote_port"].is_null());
+        assert!(event_line(&v6).contains("(no tuple)"));
+    }
+
+    #[test]
+    fn drive_letters_replace_the_volume_and_json_keeps_the_nt_path() {
+        let drives = FixedDriveMap::new([("C:", "\\Device\\HarddiskVolume3")]);
+        let v = ConnectionView::new(&event(), Some(&drives));
+        assert_eq!(v.app.as_deref(), Some("C:\\app.exe"));
+        assert_eq!(v.image_nt.as_deref(), Some("\\device\\harddiskvolume3\\app.exe"));
+        assert!(v.to_string().ends_with(" C:\\app.exe"), "{v}");
+        let other = FixedDriveMap::new([("D:", "\\Device\\HarddiskVolume9")]);
+        let v = ConnectionView::new(&event(), Some(&other));
+        assert_eq!(v.app, v.image_nt, "an unmapped volume keeps the NT path");
+    }
+
+    /// The documented JSON shape (docs/events.md, "weirctl events --json"): the table there,
+    /// read from the file, names exactly the fields each line has, with their JSON types.
+    #[test]
+    fn json_lines_match_the_documented_schema() {
+        let doc = include_str!("../../../../docs/events.md");
+        let table = |kind: &str| -> Vec<(String, Vec<String>)> {
+            let start = doc.find(&format!("<!-- schema:{kind} -->")).expect("schema table marker");
+            doc[start..]
+                .lines()
+                .skip(3)
+                .take_while(|l| l.starts_with('|'))
+                .map(|l| {
+                    let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                    let name = cells[1].trim_matches('`').to_string();
+                    let types = cells[2].split(" or ").map(|t| t.trim().to_string()).collect();
+                    (name, types)
+                })
+                .collect()
+        };
+        let json_type = |v: &Value| match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "integer",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let check = |kind: &str, line: &Value| {
+            let fields = table(kind);
+            let obj = line.as_object().unwrap();
+            let documented: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+            let mut actual: Vec<&str> = obj.keys().map(String::as_str).collect();
+            actual.sort_unstable();
+            let mut want = documented.clone();
+            want.sort_unstable();
+            assert_eq!(actual, want, "fields of a {kind} line");
+            for (name, types) in &fields {
+                let t = json_type(&obj[name]);
+                assert!(types.iter().any(|x| x == t), "{kind}.{name} is {t}, documented {types:?}");
+            }
+        };
+        let drives = FixedDriveMap::new([("C:", "\\Device\\HarddiskVolume3")]);
+        let mut e = event();
+        e.user = UserSid::from_bytes(&[1, 1, 0, 0, 0, 0, 0, 5, 18, 0, 0, 0]);
+        assert_eq!(ConnectionView::new(&e, None).user.as_deref(), Some("S-1-5-18"));
+        assert!(ConnectionView::new(&e, None).to_string().contains(" user S-1-5-18 "));
+        check("connection", &json!(ConnectionView::new(&e, Some(&drives))));
+        e.user = UserSid::EMPTY;
+        e.tuple = false;
+        e.process_id = None;
+        e.rule_id = None;
+        e.path = AppPath::EMPTY;
+        check("connection", &json!(ConnectionView::new(&e, None)));
+        check("dropped", &json!(DroppedView { schema: JSON_SCHEMA, kind: "dropped", count: 3 }));
+        assert!(doc.contains(&format!("`schema` is {JSON_SCHEMA}")), "the doc names the current schema version");
     }
 
     #[test]
@@ -313,9 +509,9 @@ mod tests {
         let mut n = encode_event(&event(), &mut buf).unwrap();
         n += encode_dropped(7, &mut buf[n..]).unwrap();
         let out = Output::new(true);
-        assert_eq!(print_batch(&out, &buf[..n]).unwrap(), 2);
+        assert_eq!(print_batch(&out, &buf[..n], None).unwrap(), 2);
         let mut bad = buf[..n].to_vec();
         bad[0] = 3; // a size below the header
-        assert!(print_batch(&out, &bad).is_err());
+        assert!(print_batch(&out, &bad, None).is_err());
     }
 }
