@@ -63,6 +63,7 @@ class Point:
 
     make: Callable[[int], list[Job]]
     phase: str = ""
+    only: Callable[[Any], bool] | None = None  # counts only the kernel calls it accepts (after_api)
     hits: int = 0
     jobs_run: list[Job] = field(default_factory=list)
 
@@ -89,9 +90,11 @@ class Interleave:
         self.model.after_call = self._after_call
 
     # --------------------------------------------------------------- points
-    def after_api(self, api: str, phase: str, make: Callable[[int], list[Job]]) -> Point:
-        """After each `api` call made in `phase`, run `make(n)` (n: 1-based count of such calls)."""
-        p = self.api_points[(api, phase)] = Point(make, phase)
+    def after_api(self, api: str, phase: str, make: Callable[[int], list[Job]],
+                  only: Callable[[Any], bool] | None = None) -> Point:
+        """After each `api` call made in `phase` (and accepted by `only(call)`, given the model's `Call` with its
+        arguments, when set), run `make(n)` (n: 1-based count of such calls)."""
+        p = self.api_points[(api, phase)] = Point(make, phase, only)
         return p
 
     def before_instruction(self, address: int, phase: str, make: Callable[[int], list[Job]]) -> Point:
@@ -132,7 +135,7 @@ class Interleave:
 
     def _after_call(self, emu, call) -> None:
         p = self.api_points.get((call.api, call.phase))
-        if p is None:
+        if p is None or (p.only is not None and not p.only(call)):
             return
         p.hits += 1
         jobs = p.make(p.hits)

@@ -11,12 +11,21 @@ waiting out its users, then freeing is the only safe order, and it is visible
 in memory at the moment of the free.
 
 So at every ExFreePool/ExFreePoolWithTag the model reads the image's writable
-sections and looks for a pointer-sized, pointer-aligned value equal to the
-freed block's address or pointing inside it; each one found is a violation
-naming the section and its RVA ("freed pool still referenced by a global at
-<rva>"). Pool blocks pointing at each other are not this rule's business (the
-block being freed may be reached through its owner, which the owner's own
-teardown orders); only the image's globals are scanned.
+sections and looks for a pointer-sized, pointer-aligned global whose value is
+the freed block's address or a pointer-aligned address inside it; each one
+found is a violation naming the section and its RVA ("freed pool still
+referenced by a global at <rva>"). Pool blocks pointing at each other are not
+this rule's business (the block being freed may be reached through its owner,
+which the owner's own teardown orders); only the image's globals are scanned.
+
+Why the value must be pointer-aligned: the emulator's pool lives at low
+addresses (a few MiB), where plain data collides with pool addresses (the
+allow-list's parsed entry for 10.0.0.0/32 reads as 0xa2001, inside a 330 KiB
+ring block). On Windows x64 pool is above 0xFFFF8000_00000000 and no such
+ambiguity exists. What a static holds into pool is the block (16-byte aligned)
+or an object in it (a Rust `AtomicPtr`/`NonNull` to a type holding pointers or
+atomics, 8-byte aligned); a byte pointer into a pool buffer kept in a static
+would escape this rule.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ class Section:
 
 def globals_pointing_into(read, sections: list[Section], addr: int, size: int) -> list[tuple[Section, int, int]]:
     """(section, absolute address of the global, value) of every aligned pointer-sized value in `sections`
-    that lies in [addr, addr + size) (a zero-sized block counts its first byte). `read(start, n)` reads
+    that is pointer-aligned and lies in [addr, addr + size) (a zero-sized block counts its first byte). `read(start, n)` reads
     emulated memory."""
     end = addr + max(size, 1)
     out = []
@@ -48,7 +57,7 @@ def globals_pointing_into(read, sections: list[Section], addr: int, size: int) -
             continue
         data = read(first, n * POINTER_SIZE)
         for i, value in enumerate(struct.unpack(f"<{n}Q", data)):
-            if addr <= value < end:
+            if addr <= value < end and value % POINTER_SIZE == 0:
                 out.append((s, first + i * POINTER_SIZE, value))
     return out
 

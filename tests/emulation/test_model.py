@@ -214,6 +214,9 @@ def test_model_refuses_a_free_while_a_global_points_into_the_block(rig):
     rig.model.violations.clear()
     rig.call("ExAllocatePool2", L.POOL_FLAG_NON_PAGED, 64, 0x72696557, orig=lambda argv: 0x9000)
     rig.emu.mem_write(data, struct.pack("<Q", 0x9040))  # just past the block: not into it
+    # Data, not a pointer: an unaligned value that happens to lie in the block (the emulator's pool is at low
+    # addresses; a parsed allow-list entry 01 20 0a 00.. reads as 0xa2001).
+    rig.emu.mem_write(data + 8, struct.pack("<Q", 0x9021))
     rig.call("ExFreePoolWithTag", 0x9000, 0x72696557, orig=lambda argv: None)
     assert rig.violations() == []
 

@@ -205,9 +205,11 @@ def test_no_global_points_to_pool_unload_frees(driver):
     into freed pool. Exercised with events recorded and a read parked, so the log is in use when unload comes."""
     layer = L.LAYERS[0]
     driver.classify(layer.layer_id, driver.values_for(layer))
-    drained = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_READ_EVENTS, out_len=1 << 16)
+    # READ_EVENTS keeps a cursor per file object (issue 18), so the reads come through one handle.
+    handle = 1
+    drained = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_READ_EVENTS, out_len=1 << 16, file_object=handle)
     assert drained.status == L.STATUS_SUCCESS
-    parked = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_READ_EVENTS, out_len=1 << 16)
+    parked = driver.irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_READ_EVENTS, out_len=1 << 16, file_object=handle)
     assert parked.status == L.STATUS_PENDING
     driver.expect_no_fault(driver.unload())
     m = driver.model
