@@ -77,6 +77,8 @@ fn sample_event(decision: Decision, v6: bool, path: &str, rule: Option<u32>, pid
         rule_id: rule,
         reauthorization: false,
         user: weir_events::UserSid::EMPTY,
+        policy_generation: if rule.is_some() { 4 } else { 0 },
+        rule_index: rule.map(|_| 2),
     }
 }
 

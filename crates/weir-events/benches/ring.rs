@@ -30,6 +30,8 @@ fn sample() -> Event {
         rule_id: None,
         reauthorization: false,
         user: weir_events::UserSid::EMPTY,
+        policy_generation: 0,
+        rule_index: None,
     }
 }
 

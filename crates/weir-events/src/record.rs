@@ -23,10 +23,13 @@ pub const KIND_DROPPED: u8 = 2;
 /// Layout version this crate writes for dropped-events records (and the
 /// first version of every kind).
 pub const VERSION: u8 = 1;
-/// Layout version this crate writes for connection records: version 1
-/// plus the user's SID (`user_len` at offset 38, the SID after the path).
-/// Version 1 records still decode (no user).
-pub const CONNECTION_VERSION: u8 = 2;
+/// Layout version this crate writes for connection records. Version 2:
+/// version 1 plus the user's SID (`user_len` at offset 38, the SID after
+/// the path). Version 3: version 2 plus the generation of the policy that
+/// decided and the deciding rule's index in it (12 bytes after the SID), so
+/// a reader names the rule from the right policy (ids need not be unique).
+/// Versions 1 and 2 still decode (no user; generation 0, no index).
+pub const CONNECTION_VERSION: u8 = 3;
 
 /// Size of the common header.
 pub const HEADER_SIZE: usize = 4;
@@ -41,9 +44,13 @@ pub const MAX_PATH_UNITS: usize = 260;
 /// Largest SID kept: revision, count, authority and 15 sub-authorities
 /// (`SID_MAX_SUB_AUTHORITIES`), 68 bytes.
 pub const MAX_SID_BYTES: usize = 8 + 4 * 15;
-/// Largest connection record (a path of [`MAX_PATH_UNITS`] units and a
-/// SID of [`MAX_SID_BYTES`]).
-pub const MAX_CONNECTION_SIZE: usize = round_up(CONNECTION_FIXED_SIZE + 2 * MAX_PATH_UNITS + MAX_SID_BYTES);
+/// Bytes that end a version-3 connection record: the policy generation
+/// (`u64`) and the rule index (`u32`).
+pub const TRAILER_SIZE: usize = 12;
+/// Largest connection record (a path of [`MAX_PATH_UNITS`] units, a SID
+/// of [`MAX_SID_BYTES`] and the policy generation): 672 bytes.
+pub const MAX_CONNECTION_SIZE: usize =
+    round_up(CONNECTION_FIXED_SIZE + 2 * MAX_PATH_UNITS + MAX_SID_BYTES + TRAILER_SIZE);
 /// Size of a dropped-events record.
 pub const DROPPED_SIZE: usize = 16;
 /// The smallest output buffer a read must offer: one drop marker plus the
@@ -286,12 +293,20 @@ pub struct Event {
     /// `FWPS_FIELD_ALE_*_ALE_USER_ID`'s user SID, when the layer supplied it
     /// (record version 2).
     pub user: UserSid,
+    /// Generation of the policy that decided (`GET_POLICY_STATUS`'s
+    /// `generation`); 0 when no policy was set, the write right was absent,
+    /// or the record is older than version 3 (record version 3).
+    pub policy_generation: u64,
+    /// The deciding rule's index in that policy (its position in the
+    /// policy file, disabled rules counted); `Some` exactly when `rule_id`
+    /// is, in a version-3 record.
+    pub rule_index: Option<u32>,
 }
 
 impl Event {
     /// Bytes [`encode_event`] writes for this event.
     pub fn encoded_len(&self) -> usize {
-        round_up(CONNECTION_FIXED_SIZE + 2 * self.path.units().len() + self.user.bytes().len())
+        round_up(CONNECTION_FIXED_SIZE + 2 * self.path.units().len() + self.user.bytes().len() + TRAILER_SIZE)
     }
 
     fn flag_bits(&self) -> u16 {
@@ -407,6 +422,9 @@ pub fn encode_event(event: &Event, out: &mut [u8]) -> Result<usize, BufferTooSma
         }
     }
     w.put(CONNECTION_FIXED_SIZE + 2 * path.len(), user);
+    let trailer = CONNECTION_FIXED_SIZE + 2 * path.len() + user.len();
+    w.put(trailer, &event.policy_generation.to_le_bytes());
+    w.put(trailer + 8, &event.rule_index.unwrap_or(0).to_le_bytes());
     Ok(size)
 }
 
@@ -529,6 +547,16 @@ fn decode_connection(r: &Reader<'_>, offset: usize, size: usize) -> Result<Event
         }
         _ => return Err(DecodeError::BadField { offset, field: "user_len", value: user_len as u64 }),
     };
+    // Version 3: the policy generation and the rule index after the SID.
+    let trailer = user_at + user_len;
+    let (policy_generation, rule_index) = if r.u8(3) >= 3 {
+        if trailer + TRAILER_SIZE > size {
+            return Err(DecodeError::BadSize { offset, size });
+        }
+        (r.u64(trailer), (f & flags::RULE != 0).then(|| r.u32(trailer + 8)))
+    } else {
+        (0, None)
+    };
     Ok(Event {
         time: r.u64(8),
         layer_id: r.u16(6),
@@ -546,6 +574,8 @@ fn decode_connection(r: &Reader<'_>, offset: usize, size: usize) -> Result<Event
         rule_id: (f & flags::RULE != 0).then(|| r.u32(24)),
         reauthorization: f & flags::REAUTHORIZATION != 0,
         user,
+        policy_generation,
+        rule_index,
     })
 }
 

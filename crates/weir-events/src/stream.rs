@@ -159,6 +159,8 @@ mod tests {
             rule_id: None,
             reauthorization: false,
             user: crate::record::UserSid::EMPTY,
+            policy_generation: 0,
+            rule_index: None,
         }
     }
 

@@ -28,6 +28,8 @@ fn sample() -> Event {
         rule_id: Some(7),
         reauthorization: true,
         user: UserSid::EMPTY,
+        policy_generation: 0x0102_0304_0506_0708,
+        rule_index: Some(3),
     }
 }
 
@@ -37,10 +39,10 @@ fn connection_record_bytes_are_pinned() {
     let mut buf = [0xAAu8; 1024];
     let n = encode_event(&e, &mut buf).unwrap();
     let units = e.path.units().len();
-    assert_eq!(n, (72 + 2 * units).div_ceil(8) * 8);
+    assert_eq!(n, (72 + 2 * units + 12).div_ceil(8) * 8);
     assert_eq!(u16::from_le_bytes([buf[0], buf[1]]) as usize, n);
     assert_eq!(buf[2], KIND_CONNECTION);
-    assert_eq!(buf[3], 2);
+    assert_eq!(buf[3], 3);
     assert_eq!(buf[38], 0, "no user");
     let f = u16::from_le_bytes([buf[4], buf[5]]);
     assert_eq!(f, flags::PROCESS_ID | flags::RULE | flags::REAUTHORIZATION | flags::PATH | flags::TUPLE);
@@ -55,7 +57,11 @@ fn connection_record_bytes_are_pinned() {
     assert_eq!(&buf[40..56], &e.local_addr);
     assert_eq!(&buf[56..72], &e.remote_addr);
     assert_eq!(u16::from_le_bytes([buf[72], buf[73]]), u16::from(b'\\'));
-    assert!(buf[72 + 2 * units..n].iter().all(|b| *b == 0), "padding is zero");
+    // Version 3's trailer right after the path (no user): generation, rule index.
+    let t = 72 + 2 * units;
+    assert_eq!(u64::from_le_bytes(buf[t..t + 8].try_into().unwrap()), 0x0102_0304_0506_0708);
+    assert_eq!(u32::from_le_bytes(buf[t + 8..t + 12].try_into().unwrap()), 3);
+    assert!(buf[t + 12..n].iter().all(|b| *b == 0), "padding is zero");
     assert_eq!(buf[n], 0xAA, "nothing written past the record");
 }
 
@@ -64,9 +70,18 @@ fn round_trip_and_minimal_event() {
     let e = sample();
     let mut buf = vec![0u8; 2048];
     let n1 = encode_event(&e, &mut buf).unwrap();
-    let plain = Event { process_id: None, rule_id: None, path: AppPath::EMPTY, reauthorization: false, tuple: false, ..e };
+    let plain = Event {
+        process_id: None,
+        rule_id: None,
+        rule_index: None,
+        policy_generation: 0,
+        path: AppPath::EMPTY,
+        reauthorization: false,
+        tuple: false,
+        ..e
+    };
     let n2 = encode_event(&plain, &mut buf[n1..]).unwrap();
-    assert_eq!(n2, CONNECTION_FIXED_SIZE);
+    assert_eq!(n2, CONNECTION_FIXED_SIZE + 16, "the fixed part and the 12-byte trailer, padded");
     let n3 = encode_dropped(99, &mut buf[n1 + n2..]).unwrap();
     assert_eq!(n3, DROPPED_SIZE);
     let recs: Vec<_> = decode(&buf[..n1 + n2 + n3]).collect::<Result<_, _>>().unwrap();
@@ -91,7 +106,7 @@ fn the_user_sid_follows_the_path_and_round_trips() {
     let mut buf = vec![0u8; 1024];
     let n = encode_event(&e, &mut buf).unwrap();
     let units = e.path.units().len();
-    assert_eq!(n, (72 + 2 * units + user.len()).div_ceil(8) * 8);
+    assert_eq!(n, (72 + 2 * units + user.len() + 12).div_ceil(8) * 8);
     assert_eq!(buf[38] as usize, user.len());
     assert_eq!(&buf[72 + 2 * units..72 + 2 * units + user.len()], &user[..]);
     let Some(Ok(Record::Connection(d))) = decode(&buf[..n]).next() else { panic!("decodes") };
@@ -123,7 +138,37 @@ fn version_1_records_still_decode_without_a_user() {
     buf[3] = 1;
     buf[38] = 12;
     let Some(Ok(Record::Connection(d))) = decode(&buf[..n]).next() else { panic!("decodes") };
-    assert_eq!(d, Event { user: UserSid::EMPTY, ..e });
+    assert_eq!(d, Event { user: UserSid::EMPTY, policy_generation: 0, rule_index: None, ..e });
+}
+
+/// A version-2 record (a driver before the policy generation) still
+/// decodes, with the user and without the generation and rule index.
+#[test]
+fn version_2_records_still_decode_without_the_generation() {
+    let user = sid(&[21, 1, 2, 3, 1001]);
+    let e = Event { user: UserSid::from_bytes(&user), ..sample() };
+    let mut buf = vec![0u8; 1024];
+    let n = encode_event(&e, &mut buf).unwrap();
+    // The version-2 size: no trailer.
+    let units = e.path.units().len();
+    let v2 = (72 + 2 * units + user.len()).div_ceil(8) * 8;
+    assert!(v2 < n);
+    buf[3] = 2;
+    buf[0..2].copy_from_slice(&(v2 as u16).to_le_bytes());
+    buf[72 + 2 * units + user.len()..v2].fill(0);
+    let Some(Ok(Record::Connection(d))) = decode(&buf[..v2]).next() else { panic!("decodes") };
+    assert_eq!(d, Event { policy_generation: 0, rule_index: None, ..e });
+}
+
+/// A version-3 record too short for its trailer is refused, not read past.
+#[test]
+fn a_version_3_record_without_room_for_the_trailer_is_refused() {
+    let e = Event { path: AppPath::EMPTY, ..sample() };
+    let mut buf = vec![0u8; 1024];
+    encode_event(&e, &mut buf).unwrap();
+    // 72 fixed bytes, nothing after: no room for the 12-byte trailer.
+    buf[0..2].copy_from_slice(&72u16.to_le_bytes());
+    assert!(matches!(decode(&buf[..72]).next(), Some(Err(DecodeError::BadSize { size: 72, .. }))));
 }
 
 #[test]
@@ -176,12 +221,12 @@ fn unknown_kinds_and_newer_versions_are_skipped_or_read() {
     buf[2] = 9;
     buf[3] = 3;
     buf[8..24].fill(0xFF);
-    // A "version 2" connection record: v1 fields plus 8 appended bytes.
+    // A "version 4" connection record: v3 fields plus 8 appended bytes.
     let e = sample();
     let n = encode_event(&e, &mut buf[24..]).unwrap();
     let size = n + 8;
     buf[24..26].copy_from_slice(&(size as u16).to_le_bytes());
-    buf[27] = 2;
+    buf[27] = 4;
     let total = 24 + size;
     let recs: Vec<_> = decode(&buf[..total]).collect::<Result<_, _>>().unwrap();
     assert_eq!(recs, vec![Record::Unknown { kind: 9, version: 3, size: 24 }, Record::Connection(e)]);
@@ -218,10 +263,10 @@ fn arb_event() -> impl Strategy<Value = Event> {
     (
         (any::<u64>(), any::<u16>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u8>()),
         (any::<[u8; 16]>(), any::<u16>(), any::<[u8; 16]>(), any::<u16>(), any::<Option<u64>>()),
-        (proptest::collection::vec(any::<u16>(), 0..400), 0u8..3, any::<Option<u32>>(), any::<bool>()),
-        proptest::option::of(proptest::collection::vec(any::<u32>(), 0..=15)),
+        (proptest::collection::vec(any::<u16>(), 0..400), 0u8..3, any::<Option<(u32, u32)>>(), any::<bool>()),
+        (proptest::option::of(proptest::collection::vec(any::<u32>(), 0..=15)), any::<u64>()),
     )
-        .prop_map(|((time, layer_id, inbound, v6, tuple, protocol), (la, lp, ra, rp, pid), (units, d, rule, reauth), subs)| Event {
+        .prop_map(|((time, layer_id, inbound, v6, tuple, protocol), (la, lp, ra, rp, pid), (units, d, rule, reauth), (subs, generation))| Event {
             time,
             layer_id,
             direction: if inbound { Direction::Inbound } else { Direction::Outbound },
@@ -235,9 +280,11 @@ fn arb_event() -> impl Strategy<Value = Event> {
             process_id: pid,
             path: AppPath::from_units(&units),
             decision: [Decision::Permit, Decision::Block, Decision::WriteRightAbsent][d as usize],
-            rule_id: rule,
+            rule_id: rule.map(|(id, _)| id),
             reauthorization: reauth,
             user: subs.map_or(UserSid::EMPTY, |subs| UserSid::from_bytes(&sid(&subs))),
+            policy_generation: generation,
+            rule_index: rule.map(|(_, index)| index),
         })
 }
 

@@ -26,6 +26,8 @@ fn event(n: u64) -> Event {
         rule_id: None,
         reauthorization: false,
         user: weir_events::UserSid::EMPTY,
+        policy_generation: 0,
+        rule_index: None,
     }
 }
 
