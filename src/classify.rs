@@ -155,6 +155,9 @@ pub struct Outcome {
     /// The policy's decision (`None` when the write right was absent and no
     /// lookup was made).
     pub decision: Option<Decision>,
+    /// Generation of the policy that made `decision` (0: none was ever set,
+    /// or no lookup was made): with the rule index it names the rule.
+    pub policy_generation: u64,
     pub applied: Applied,
     /// Whether Weir set the action (false: the write right was absent).
     pub permitted: bool,
@@ -231,10 +234,20 @@ pub fn on_classify(
     let process_id = meta.and_then(Metadata::process_id);
     if !out.may_write_action() {
         c.write_right_absent.fetch_add(1, Ordering::Relaxed);
-        return Some(Outcome { layer, connection, process_id, reauthorization, decision: None, applied: Applied::WriteRightAbsent, permitted: false });
+        return Some(Outcome {
+            layer,
+            connection,
+            process_id,
+            reauthorization,
+            decision: None,
+            policy_generation: 0,
+            applied: Applied::WriteRightAbsent,
+            permitted: false,
+        });
     }
     let loopback = flags & FWP_CONDITION_FLAG_IS_LOOPBACK != 0;
-    let decision = store.read(|p| decide(p, layer, values, connection.as_ref(), loopback));
+    let (decision, policy_generation) =
+        store.read(|p| (decide(p, layer, values, connection.as_ref(), loopback), p.map_or(0, ActivePolicy::generation)));
     let applied = match decision.action {
         Action::Block => {
             out.decide(Verdict::Block, true);
@@ -254,6 +267,7 @@ pub fn on_classify(
         process_id,
         reauthorization,
         decision: Some(decision),
+        policy_generation,
         applied,
         permitted: applied == Applied::Permitted,
     })
@@ -382,6 +396,7 @@ mod tests {
         let o = run_with(&counters, &store, &mut c).unwrap();
         assert_eq!(o.applied, Applied::Blocked);
         assert_eq!(o.decision, Some(Decision::rule(Action::Block, 0, 42, false)));
+        assert_eq!(o.policy_generation, 1, "the generation of the policy that decided");
         assert_eq!(c.out().actionType, FWP_ACTION_BLOCK);
         assert_eq!(c.out().rights, 0);
         assert_eq!(counters.snapshot()[0], LayerSnapshot { new_connections: 1, blocked: 1, ..Default::default() });

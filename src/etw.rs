@@ -57,8 +57,14 @@ pub fn wants_connections() -> bool {
 }
 
 /// Writes `Connection` for a classification already recorded as `event`,
-/// adding the user's SID from the layer's `ALE_USER_ID` when present.
-/// IRQL: <= DISPATCH_LEVEL.
+/// adding the user's SID from the layer's `ALE_USER_ID` when present and
+/// the deciding rule's name. IRQL: <= DISPATCH_LEVEL (classify's critical
+/// region or DISPATCH_LEVEL covers the policy read section).
+///
+/// The name is borrowed from the policy that decided, so the event is
+/// written inside a policy read section; if that policy was replaced since
+/// the decision (the generation differs), the event has no name rather than
+/// another policy's (its `PolicyGeneration` and `RuleId` still say which).
 #[inline(never)]
 pub fn connection(event: &Event, values: &IncomingValues<'_>) {
     // ALE_USER_ID has the same index at the four layers.
@@ -66,8 +72,14 @@ pub fn connection(event: &Event, values: &IncomingValues<'_>) {
         .token_access_information(ale_auth_connect_v4::ALE_USER_ID)
         .and_then(|(info, base)| wfp_km::ale::user_sid(info, base));
     let mut e = weir::connection_builder(event);
-    weir::fill_connection(&mut e, event, &ConnectionExtra { user_sid });
-    ETW.write(&mut e);
+    crate::policy::STORE.read(|policy| {
+        let rule_name = policy
+            .filter(|p| event.policy_generation != 0 && p.generation() == event.policy_generation)
+            .zip(event.rule_index)
+            .and_then(|(p, index)| p.rule_name(index));
+        weir::fill_connection(&mut e, event, &ConnectionExtra { user_sid, rule_name });
+        ETW.write(&mut e);
+    });
 }
 
 /// Whether `outcome` is one a session wants (level and keyword checked

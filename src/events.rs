@@ -451,6 +451,6 @@ mod tests {
         assert_eq!(TOO_MANY_READERS.raw() as u32, 0xE057_4001);
         assert_eq!(MAX_READERS, 16);
         // One drain: a marker and every record the ring holds.
-        assert_eq!(MAX_DRAIN_BYTES, 16 + 664 + 512 * 664);
+        assert_eq!(MAX_DRAIN_BYTES, 16 + 672 + 512 * 672);
     }
 }

@@ -109,17 +109,23 @@ pub struct ActivePolicy {
     blob: Vec<u8>,
     /// `None`: cleared (monitor mode).
     compiled: Option<CompiledPolicy>,
-    /// Per rule, by index: its id and how many connections it decided.
+    /// Per rule, by index: its id, name and how many connections it decided.
     rules: Vec<RuleSlot>,
+    /// Every rule's name, UTF-8, one after the other (`RuleSlot::name`
+    /// says where): kept for the ETW `Connection` event's `RuleName`.
+    names: Vec<u8>,
     set_count: u32,
     /// Default actions `[outbound, inbound]`.
     defaults: [weir_policy::Action; 2],
 }
 
-/// A rule's id and hit counter.
+/// A rule's id, name and hit counter.
 pub struct RuleSlot {
     pub id: u32,
     pub hits: AtomicU64,
+    /// Where the name is in `ActivePolicy::names`: offset and length (a
+    /// name is at most `MAX_RULE_NAME_BYTES`, 255).
+    name: (u32, u8),
 }
 
 impl ActivePolicy {
@@ -138,6 +144,15 @@ impl ActivePolicy {
 
     pub fn rules(&self) -> &[RuleSlot] {
         &self.rules
+    }
+
+    /// The name of the rule at `index` (empty: the rule has none; `None`:
+    /// no such rule). IRQL: any (non-paged, no allocation).
+    pub fn rule_name(&self, index: u32) -> Option<&str> {
+        let slot = self.rules.get(usize::try_from(index).ok()?)?;
+        let (at, len) = (usize::try_from(slot.name.0).ok()?, usize::from(slot.name.1));
+        // Built from `String`s split at their own boundaries: always UTF-8.
+        core::str::from_utf8(self.names.get(at..at.checked_add(len)?)?).ok()
     }
 
     /// Decides `query` and counts the deciding rule's hit. Monitor mode
@@ -342,6 +357,7 @@ impl PolicyStore {
                 blob: Vec::new(),
                 compiled: None,
                 rules: Vec::new(),
+                names: Vec::new(),
                 set_count: 0,
                 defaults: [weir_policy::Action::Permit; 2],
             }
@@ -416,12 +432,27 @@ fn build(blob: Blob<'_>, generation: u64, source: u32) -> Result<ActivePolicy, N
     let compiled = CompiledPolicy::compile(&policy).map_err(|e| compile_status(&e))?;
     let mut rules = Vec::new();
     rules.try_reserve_exact(policy.rules.len()).map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
-    rules.extend(policy.rules.iter().map(|r| RuleSlot { id: r.id, hits: AtomicU64::new(0) }));
+    let mut names = Vec::new();
+    names
+        .try_reserve_exact(policy.rules.iter().map(|r| r.name.len()).sum())
+        .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+    for r in &policy.rules {
+        // The decoder enforces MAX_RULE_NAME_BYTES (255) and MAX_BLOB_BYTES
+        // bounds the total; a name past either is dropped, not truncated.
+        let name = match (u32::try_from(names.len()), u8::try_from(r.name.len())) {
+            (Ok(at), Ok(len)) => {
+                names.extend_from_slice(r.name.as_bytes());
+                (at, len)
+            }
+            _ => (0, 0),
+        };
+        rules.push(RuleSlot { id: r.id, hits: AtomicU64::new(0), name });
+    }
     let set_count = u32::try_from(policy.sets.len()).unwrap_or(u32::MAX);
     // `policy` (the decoded model) is dropped here: lookups use `compiled`.
     let defaults = [policy.default_outbound, policy.default_inbound];
     let sha256 = stored::sha256(&copy);
-    Ok(ActivePolicy { generation, source, loaded_at: now(), sha256, blob: copy, compiled: Some(compiled), rules, set_count, defaults })
+    Ok(ActivePolicy { generation, source, loaded_at: now(), sha256, blob: copy, compiled: Some(compiled), rules, names, set_count, defaults })
 }
 
 #[cfg(test)]
@@ -453,6 +484,26 @@ mod tests {
         }
     }
 
+    /// Rule names by index (ids may repeat), kept for the ETW event.
+    #[test]
+    fn rule_names_by_index() {
+        let mut p = block_port_80();
+        p.rules[0].name = "web out".into();
+        let mut dup = Rule::any(7, Action::Permit);
+        dup.name = "ünïcode ✓".into();
+        p.rules.push(dup);
+        let store = PolicyStore::new();
+        store.set(&blob(&p)).unwrap();
+        store.read(|p| {
+            let p = p.unwrap();
+            assert_eq!(p.rule_name(0), Some("web out"));
+            assert_eq!(p.rule_name(1), Some(""));
+            assert_eq!(p.rule_name(2), Some("ünïcode ✓"));
+            assert_eq!(p.rule_name(3), None);
+            assert_eq!(p.rule_name(u32::MAX), None);
+        });
+    }
+
     #[test]
     fn set_get_clear_and_generations() {
         let store = PolicyStore::new();
@@ -467,6 +518,8 @@ mod tests {
             assert_eq!(p.decide(&query(81)), Decision::rule(Action::Permit, 1, 9, false));
             assert_eq!(p.decide(&query(80)).action, Action::Block);
             assert_eq!(p.rules()[0].hits.load(Ordering::Relaxed), 2);
+            // Unnamed rules: empty names; past the last rule: none.
+            assert_eq!((p.rule_name(0), p.rule_name(1), p.rule_name(2)), (Some(""), Some(""), None));
             assert_eq!(p.rules()[1].hits.load(Ordering::Relaxed), 1);
         });
         let out = store.set(&[]).unwrap();

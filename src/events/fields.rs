@@ -50,6 +50,8 @@ pub fn event_for(outcome: &Outcome, values: &IncomingValues<'_>, meta: Option<&M
             Applied::WriteRightAbsent => Decision::WriteRightAbsent,
         },
         rule_id: outcome.decision.and_then(|d| d.rule).map(|(_, id)| id),
+        rule_index: outcome.decision.and_then(|d| d.rule).map(|(index, _)| index),
+        policy_generation: outcome.policy_generation,
         reauthorization: outcome.reauthorization,
         // ALE_USER_ID has the same index at the four layers.
         user: values
@@ -151,6 +153,7 @@ mod tests {
             process_id: None,
             reauthorization: false,
             decision,
+            policy_generation: if decision.is_some() { 9 } else { 0 },
             applied,
             permitted: applied == Applied::Permitted,
         }
@@ -162,7 +165,7 @@ mod tests {
         // SAFETY-free: event_for only reads the views, an empty classification suffices.
         let mut c = Classification::new(48, &[]);
         let e = c.run(|values, meta, _, _| event_for(&o, values, meta, 0));
-        assert_eq!((e.decision, e.rule_id), (Decision::Block, Some(42)));
+        assert_eq!((e.decision, e.rule_id, e.rule_index, e.policy_generation), (Decision::Block, Some(42), Some(3), 9));
     }
 
     /// Which classifications are recorded, with the driver setting off: every

@@ -99,8 +99,9 @@ pub struct Descriptor {
 /// Capacity of an event's metadata block.
 pub const META_CAPACITY: usize = 384;
 /// Capacity of an event's payload block: the largest Weir event (a
-/// connection with a 260-unit path, two text addresses and a SID) fits.
-pub const DATA_CAPACITY: usize = 896;
+/// connection with a 260-unit path, two text addresses, a SID and a
+/// 255-byte rule name) fits.
+pub const DATA_CAPACITY: usize = 1152;
 
 /// One event being encoded. Lives on the stack of whoever writes it
 /// (~1.3 KB), so callers keep it out of hot frames (`#[inline(never)]`).

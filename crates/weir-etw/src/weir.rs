@@ -183,6 +183,9 @@ pub fn sid_text(sid: &[u8]) -> Option<Text<184>> {
 pub struct ConnectionExtra<'a> {
     /// The user's SID (binary), from the ALE layer's user id, when present.
     pub user_sid: Option<&'a [u8]>,
+    /// The deciding rule's name (the policy's rule at `event.rule_index`
+    /// of generation `event.policy_generation`); `None` or empty: unnamed.
+    pub rule_name: Option<&'a str>,
 }
 
 /// Builds `Connection` (see the module table) from the event stream's
@@ -219,6 +222,8 @@ pub fn fill_connection(b: &mut Builder, event: &Event, extra: &ConnectionExtra<'
         .str8("Decision", decision_name(event.decision))
         .u32("RuleId", event.rule_id.unwrap_or(0))
         .bool32("HasRule", event.rule_id.is_some())
+        .str8("RuleName", extra.rule_name.unwrap_or(""))
+        .u64("PolicyGeneration", event.policy_generation)
         .u8("ProtocolNumber", event.protocol)
         .str8("Protocol", if event.tuple { protocol } else { "" })
         .str8("LocalAddress", if event.tuple { local.as_str() } else { "" })

@@ -84,7 +84,7 @@ fn sample_event(decision: Decision, v6: bool, path: &str, rule: Option<u32>, pid
 
 /// The `Connection` event as `tracelogging_dynamic` builds it from the
 /// definition in docs/etw.md.
-fn their_connection(e: &Event, user: &str, addrs: (&str, &str), protocol: &str) -> EventBuilder {
+fn their_connection(e: &Event, user: &str, rule_name: &str, addrs: (&str, &str), protocol: &str) -> EventBuilder {
     let level = if e.decision == Decision::Block { Level::Informational } else { Level::Verbose };
     let kw = if e.decision == Decision::Block { 3 } else { 1 };
     let mut b = EventBuilder::new();
@@ -94,6 +94,8 @@ fn their_connection(e: &Event, user: &str, addrs: (&str, &str), protocol: &str) 
     b.add_str8("Decision", weir::decision_name(e.decision), OutType::Utf8, 0);
     b.add_u32("RuleId", e.rule_id.unwrap_or(0), OutType::Default, 0);
     b.add_bool32("HasRule", e.rule_id.is_some() as i32, OutType::Default, 0);
+    b.add_str8("RuleName", rule_name, OutType::Utf8, 0);
+    b.add_u64("PolicyGeneration", e.policy_generation, OutType::Default, 0);
     b.add_u8("ProtocolNumber", e.protocol, OutType::Default, 0);
     b.add_str8("Protocol", protocol, OutType::Utf8, 0);
     b.add_str8("LocalAddress", addrs.0, OutType::Utf8, 0);
@@ -115,16 +117,18 @@ fn connection_events_match_tracelogging_dynamic() {
         sid.extend_from_slice(&s.to_le_bytes());
     }
     let path = r"\device\harddiskvolume3\program files\mozilla firefox\firefox.exe";
-    for (decision, v6, rule, pid, user) in [
-        (Decision::Permit, false, None, Some(4242), None),
-        (Decision::Block, true, Some(100), Some(7), Some(&sid[..])),
-        (Decision::WriteRightAbsent, false, Some(3), None, None),
+    let long_name = "ü".repeat(127) + "x"; // 255 bytes, the longest a policy allows
+    for (decision, v6, rule, pid, user, rule_name) in [
+        (Decision::Permit, false, None, Some(4242), None, None),
+        (Decision::Block, true, Some(100), Some(7), Some(&sid[..]), Some("block telemetry")),
+        (Decision::WriteRightAbsent, false, Some(3), None, None, Some(long_name.as_str())),
     ] {
         let e = sample_event(decision, v6, path, rule, pid);
-        let ours = weir::connection(&e, &ConnectionExtra { user_sid: user });
+        let ours = weir::connection(&e, &ConnectionExtra { user_sid: user, rule_name });
+        assert!(!ours.truncated(), "a full event fits");
         let addrs = if v6 { ("fe80::1", "2001:db8::53") } else { ("10.0.0.2", "93.184.216.34") };
         let user_text = if user.is_some() { "S-1-5-21-111-222-333-1001" } else { "" };
-        assert_same(ours, &their_connection(&e, user_text, addrs, "tcp"));
+        assert_same(ours, &their_connection(&e, user_text, rule_name.unwrap_or(""), addrs, "tcp"));
     }
 }
 
@@ -199,15 +203,18 @@ proptest! {
         rule in proptest::option::of(any::<u32>()),
         pid in proptest::option::of(0u64..u64::from(u32::MAX)),
         v6 in any::<bool>(),
+        rule_name in "[a-zA-Z0-9 ._é€-]{0,85}",
+        generation in any::<u64>(),
     ) {
         let mut e = sample_event(decision, v6, &path, rule, pid);
         e.protocol = protocol;
         e.local_port = lport;
         e.remote_port = rport;
-        let ours = weir::connection(&e, &ConnectionExtra::default());
+        e.policy_generation = generation;
+        let ours = weir::connection(&e, &ConnectionExtra { user_sid: None, rule_name: Some(&rule_name) });
         let addrs = if v6 { ("fe80::1", "2001:db8::53") } else { ("10.0.0.2", "93.184.216.34") };
         let proto = weir::protocol_name(protocol).map_or_else(|| protocol.to_string(), str::to_string);
-        assert_same(ours, &their_connection(&e, "", addrs, &proto));
+        assert_same(ours, &their_connection(&e, "", &rule_name, addrs, &proto));
     }
 }
 
