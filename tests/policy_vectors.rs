@@ -375,11 +375,12 @@ fn write_policy_vectors() {
         std::fs::write(dir.join(format!("{name}.bin")), &blob).unwrap();
         let vectors: Vec<String> = conns.iter().map(|c| vector_json(p, &compiled, c)).collect();
         policies.push(format!(
-            "{{\"name\":\"{name}\",\"blob\":\"{name}.bin\",\"blob_len\":{},\"rule_count\":{},\"set_count\":{},\"rule_ids\":[{}],\"vectors\":[\n{}\n]}}",
+            "{{\"name\":\"{name}\",\"blob\":\"{name}.bin\",\"blob_len\":{},\"rule_count\":{},\"set_count\":{},\"rule_ids\":[{}],\"rule_names\":[{}],\"vectors\":[\n{}\n]}}",
             blob.len(),
             p.rules.len(),
             p.sets.len(),
             p.rules.iter().map(|r| r.id.to_string()).collect::<Vec<_>>().join(","),
+            p.rules.iter().map(|r| json_str(&r.name)).collect::<Vec<_>>().join(","),
             vectors.join(",\n")
         ));
         blob

@@ -12,7 +12,8 @@ KIND_DROPPED = 2
 CONNECTION_FIXED = 72
 MAX_PATH_UNITS = 260
 MAX_SID_BYTES = 68
-MAX_CONNECTION_SIZE = 664
+TRAILER = 12  # version 3: u64 policy generation, u32 rule index, after the SID
+MAX_CONNECTION_SIZE = 672
 DROPPED_SIZE = 16
 MIN_READ_BUFFER = DROPPED_SIZE + MAX_CONNECTION_SIZE
 
@@ -55,6 +56,12 @@ def decode(buf: bytes) -> list[dict]:
             path = rec[72:end].decode("utf-16-le")
             user = sid_text(rec[end:end + user_len]) if user_len else None
             end += user_len
+            generation, rule_index = 0, None
+            if version >= 3:
+                assert end + TRAILER <= size, f"version-3 record of {size} bytes has no room for its trailer"
+                generation, index = struct.unpack_from("<QI", rec, end)
+                rule_index = index if flags & F_RULE else None
+                end += TRAILER
             addr = (lambda b: str(ipaddress.IPv6Address(b)) if ipv == 6 else str(ipaddress.IPv4Address(b[:4])))
             out.append({
                 "kind": "connection", "version": version, "size": size, "flags": flags, "layer_id": layer_id,
@@ -64,7 +71,7 @@ def decode(buf: bytes) -> list[dict]:
                 "local": addr(la), "local_port": lport, "remote": addr(ra), "remote_port": rport,
                 "path": path if flags & F_PATH else None, "path_truncated": bool(flags & F_PATH_TRUNCATED),
                 "reauthorization": bool(flags & F_REAUTH), "tuple": bool(flags & F_TUPLE),
-                "user": user,
+                "user": user, "policy_generation": generation, "rule_index": rule_index,
                 "padding_zero": all(b == 0 for b in rec[end:]),
             })
         else:

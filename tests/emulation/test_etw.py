@@ -155,9 +155,16 @@ def test_a_blocks_session_gets_blocks_only_and_a_policy_session_gets_the_change(
         classify_vector(driver, v)
     got = _events(driver, "Connection")
     assert [e["fields"]["Decision"] for e in got] == ["block"] * len(blocks[:3]), got
+    names = p["rule_names"]
+    assert any(names[v["expect"]["rule_index"]] for v in blocks[:3] if v["expect"]["rule_index"] is not None), \
+        "no block by a named rule: the test would not see RuleName"
     for e, v in zip(got, blocks):
         assert e["keyword"] == CONNECTIONS | BLOCKS
         assert e["fields"]["RuleId"] == (v["expect"]["rule_id"] or 0)
+        # The name of the rule at the decision's index in the policy that decided (generation 1).
+        index = v["expect"]["rule_index"]
+        assert e["fields"]["RuleName"] == (names[index] if index is not None else ""), e["fields"]
+        assert e["fields"]["PolicyGeneration"] == 1
     assert driver.model.etw_unwanted == [], "permits were written although only blocks were enabled"
     driver.expect_clean()
 

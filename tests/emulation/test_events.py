@@ -95,7 +95,8 @@ def test_event_fields(driver, layer, identity):
         e = recs[0]
         t = _tuple(layer)
         ck.eq(e["kind"], "connection", where, "kind")
-        ck.eq(e["version"], 2, where, "version")
+        ck.eq(e["version"], 3, where, "version")
+        ck.eq((e["rule_index"], e["policy_generation"]), (None, 0), where, "(rule index, policy generation): no policy")
         ck.eq(e["user"], USER if identity == "app-id+pid" else None, where, "user (SID from ALE_USER_ID)")
         ck.eq(e["layer_id"], layer.layer_id, where, "layer_id")
         ck.eq(e["direction"], "outbound" if layer.outbound else "inbound", where, "direction")
@@ -127,7 +128,8 @@ def test_long_path_is_truncated_and_flagged(driver):
     assert len(recs) == 1
     assert recs[0]["path"] == long_path[:W.MAX_PATH_UNITS]
     assert recs[0]["path_truncated"]
-    assert recs[0]["size"] == W.CONNECTION_FIXED + 2 * W.MAX_PATH_UNITS, "no user: the SID's room is not used"
+    assert recs[0]["size"] == W.CONNECTION_FIXED + 2 * W.MAX_PATH_UNITS + W.TRAILER + 4, \
+        "no user: the SID's room is not used (the 12-byte trailer, padded to 8)"
     driver.expect_clean()
 
 

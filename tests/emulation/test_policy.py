@@ -437,12 +437,14 @@ def test_events_follow_the_policy(driver, vectors):
     expect_set(ck, driver, p["bytes"], "set mixed", 1, p["rule_count"], p["set_count"])
     for v in vs:
         classify_vector(driver, v)
-    got = [(e["decision"], e["rule_id"]) for e in _read_events(driver)]
-    want = [(v["expect"]["action"], v["expect"]["rule_id"]) for v in vs
+    got = [(e["decision"], e["rule_id"], e["rule_index"], e["policy_generation"]) for e in _read_events(driver)]
+    # Record version 3: the generation of the policy that decided (1: the first set) and the rule's index in
+    # it, which names the rule (ids need not be unique; the mixed policy's index 0 is a disabled rule).
+    want = [(v["expect"]["action"], v["expect"]["rule_id"], v["expect"]["rule_index"], 1) for v in vs
             if v["write_right"] and (v["expect"]["action"] == "block" or v["expect"]["log"])]
     ck.true(any(v["expect"]["log"] and v["expect"]["action"] == "permit" for v in vs), "vectors",
             "no vector matches the `log` permit rule, so the test would not see it")
-    ck.eq(got, want, "mixed policy", "(decision, rule id) of the recorded events, in classify order")
+    ck.eq(got, want, "mixed policy", "(decision, rule id, rule index, policy generation) of the recorded events")
     expect_set(ck, driver, b"", "clear", 2, 0, 0)
     classify_vector(driver, first)
     ck.eq(len(_read_events(driver)), 1, "cleared", "events for one classification after clearing the policy")
