@@ -215,6 +215,13 @@ impl Output {
         }
     }
 
+    /// One warning on stderr (text mode only, like [`Output::warnings`]).
+    pub fn warning(&self, text: &str) {
+        if !self.json {
+            self.stderr(&format!("warning: {text}"));
+        }
+    }
+
     /// One line on stderr; a failing stderr is ignored (`eprintln!` would panic).
     pub fn stderr(&self, line: &str) {
         let _ = writeln!(io::stderr().lock(), "{line}");

@@ -5,6 +5,12 @@
 //! do (at most 16 at once). Without `--follow`, prints them and returns: the read that would
 //! pend (none left) is cancelled after [`IDLE_MS`]. With `--follow`, reads until Ctrl-C,
 //! which cancels the pended read (`CancelIoEx`); the tool then exits with 0.
+//!
+//! The rule that decided is shown by name when the event says which policy decided (record
+//! version 3: its generation and the rule's index) and that policy is the active one: the
+//! run reads the active policy's names at the start and again when an event comes from a
+//! newer policy ([`NameCache`]). Otherwise, or when the policy cannot be read (one warning),
+//! the line shows the rule id.
 
 use crate::output::{Failure, Output};
 use clap::Args;
@@ -13,7 +19,8 @@ use serde_json::json;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use weir_client::paths::{to_dos_path, DriveMap};
 use weir_client::weir_events::{self, Event, IpVersion, Record};
-use weir_client::ClientError;
+use weir_client::weir_policy::Policy;
+use weir_client::{Client, ClientError, Transport};
 use weir_etw::weir;
 
 /// Arguments of `weirctl events`.
@@ -81,12 +88,117 @@ pub fn system_time_text(t: u64) -> String {
 /// removed or changes meaning; adding a field keeps it.
 pub const JSON_SCHEMA: u32 = 1;
 
-/// The rule's name, when the policy in the driver carries names. Hook: the policy blob has
-/// no rule names yet, so this is always `None` and the line shows `rule <id>`; when names
-/// arrive (with the rule id → name map of the active policy, read once per run like the
-/// drive map), this is the one place that looks them up.
-fn rule_name(_rule_id: u32) -> Option<String> {
-    None
+/// The rule names of one policy, by rule index, and the generation they belong to: what
+/// `weirctl events` reads from the driver (`GET_POLICY`) to name the rule that decided.
+///
+/// Names are looked up by the rule's index (its position in the policy's rules, disabled
+/// rules counted), never by id: ids need not be unique. And only for an event decided by
+/// this very policy (the same generation): a rule at the same index of another policy is
+/// another rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleNames {
+    /// The policy's generation; 0 when no policy was loaded.
+    pub generation: u64,
+    /// `names[i]` is the name of rule `i`; empty when that rule has none.
+    pub names: Vec<String>,
+}
+
+impl RuleNames {
+    /// The names of `policy`, active at `generation` (`Client::get_policy`'s answer; no
+    /// policy: no names).
+    pub fn new(generation: u64, policy: Option<&Policy>) -> Self {
+        let names = policy.map_or_else(Vec::new, |p| {
+            p.rules.iter().map(|r| r.name.clone()).collect()
+        });
+        Self { generation, names }
+    }
+
+    /// The name of the rule that decided `e`: only when `e` was decided by a rule of this
+    /// policy (`e.policy_generation` is this generation and not 0, and the record has the
+    /// rule's index, which record version 3 carries) and that rule has a name. Otherwise
+    /// `None`, and the line shows the rule id.
+    pub fn name_of(&self, e: &Event) -> Option<&str> {
+        if e.policy_generation == 0 || e.policy_generation != self.generation || e.rule_id.is_none() {
+            return None;
+        }
+        let index = usize::try_from(e.rule_index?).ok()?;
+        self.names.get(index).map(String::as_str).filter(|name| !name.is_empty())
+    }
+}
+
+/// The rule names a run shows, kept current while it follows: read once at the start and
+/// again when an event names a policy newer than the names (the policy was replaced).
+/// A failed read leaves the names as they were (events of a newer policy then show ids),
+/// and is tried again only for a still newer generation, not for every batch.
+#[derive(Debug, Default)]
+pub struct NameCache {
+    names: Option<RuleNames>,
+    /// The newest generation a read was made for (`None`: no read yet).
+    read_for: Option<u64>,
+    /// A failed read was already reported.
+    reported: bool,
+}
+
+impl NameCache {
+    /// The names to show (`None`: none could be read).
+    pub fn names(&self) -> Option<&RuleNames> {
+        self.names.as_ref()
+    }
+
+    /// Reads the names with `read` (`Client::get_policy`) if none were read yet or `newest`
+    /// (the newest `policy_generation` of a batch, [`newest_generation`]) is past the
+    /// generation of the last read. Returns the error of the first read that fails, to be
+    /// reported once; later failures return `None`.
+    pub fn refresh(
+        &mut self,
+        newest: u64,
+        read: impl FnOnce() -> Result<(u64, Option<Policy>), ClientError>,
+    ) -> Option<ClientError> {
+        if self.read_for.is_some_and(|last| newest <= last) {
+            return None;
+        }
+        match read() {
+            Ok((generation, policy)) => {
+                self.names = Some(RuleNames::new(generation, policy.as_ref()));
+                self.read_for = Some(generation.max(newest));
+                None
+            }
+            Err(e) => {
+                self.read_for = Some(self.read_for.unwrap_or(0).max(newest));
+                (!std::mem::replace(&mut self.reported, true)).then_some(e)
+            }
+        }
+    }
+}
+
+/// The newest `policy_generation` among the connection records of one read (0 if none);
+/// records that do not decode are left to [`print_batch`] to report.
+pub fn newest_generation(bytes: &[u8]) -> u64 {
+    weir_events::decode(bytes)
+        .filter_map(|r| match r {
+            Ok(Record::Connection(e)) => Some(e.policy_generation),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Brings `names` up to date for a read (`bytes`) on `client`'s handle; a policy that cannot
+/// be read is one warning on stderr, and the events go on without names.
+fn refresh_names<T: Transport>(
+    names: &mut NameCache,
+    bytes: Option<&[u8]>,
+    client: &Client<T>,
+    out: &Output,
+) {
+    let newest = bytes.map_or(0, newest_generation);
+    match names.refresh(newest, || client.get_policy()) {
+        // Ctrl-C hit this read instead of an event read; the loop stops.
+        None | Some(ClientError::Cancelled) => {}
+        Some(e) => out.warning(&format!(
+            "cannot read the active policy, so events show rule ids without names: {e}"
+        )),
+    }
 }
 
 /// One connection event as weirctl shows it: the JSON line of `--json` (its fields are the
@@ -134,9 +246,18 @@ pub struct ConnectionView {
     pub app_truncated: bool,
     /// `permit`, `block` or `write-right-absent` (a higher-weight filter decided).
     pub decision: &'static str,
+    /// Generation of the policy that decided (as `weirctl status` shows it); null when no
+    /// policy was loaded, the write right was absent, or the driver writes records older
+    /// than version 3.
+    pub policy_generation: Option<u64>,
     /// The rule that decided; null for the default action or no policy.
     pub rule_id: Option<u32>,
-    /// The rule's name, when the policy carries names (null until then).
+    /// The deciding rule's position in that policy's rules (from 0, disabled rules
+    /// counted); null when `rule_id` is, or from a driver before record version 3.
+    pub rule_index: Option<u32>,
+    /// The rule's name, from the active policy when it is the one that decided
+    /// ([`RuleNames::name_of`]); null when that rule has no name or the names of that
+    /// policy are not known (it was replaced since, or could not be read).
     pub rule: Option<String>,
     /// The classification was a reauthorization.
     pub reauthorization: bool,
@@ -144,8 +265,8 @@ pub struct ConnectionView {
 
 impl ConnectionView {
     /// The view of `e`; `drives` (the drive table of this machine) turns the NT image path
-    /// into a drive-letter path.
-    pub fn new(e: &Event, drives: Option<&dyn DriveMap>) -> Self {
+    /// into a drive-letter path, `names` (the active policy's) names the deciding rule.
+    pub fn new(e: &Event, drives: Option<&dyn DriveMap>, names: Option<&RuleNames>) -> Self {
         let nt = (!e.path.is_empty()).then(|| String::from_utf16_lossy(e.path.units()));
         let app = nt.as_ref().map(|nt| drives.and_then(|d| to_dos_path(nt, d)).unwrap_or_else(|| nt.clone()));
         let tuple = |f: &dyn Fn() -> String| e.tuple.then(f);
@@ -178,8 +299,10 @@ impl ConnectionView {
             image_nt: nt,
             app_truncated: e.path.truncated(),
             decision: weir::decision_name(e.decision),
+            policy_generation: (e.policy_generation != 0).then_some(e.policy_generation),
             rule_id: e.rule_id,
-            rule: e.rule_id.and_then(rule_name),
+            rule_index: e.rule_index,
+            rule: names.and_then(|n| n.name_of(e)).map(str::to_string),
             reauthorization: e.reauthorization,
         }
     }
@@ -237,7 +360,13 @@ impl std::fmt::Display for DroppedView {
 
 /// Prints the records of one read; returns how many there were. An undecodable record
 /// ends the batch with an error (the driver and the tool disagree on the format).
-pub fn print_batch(out: &Output, bytes: &[u8], drives: Option<&dyn DriveMap>) -> Result<usize, Failure> {
+/// `drives` and `names`: as for [`ConnectionView::new`].
+pub fn print_batch(
+    out: &Output,
+    bytes: &[u8],
+    drives: Option<&dyn DriveMap>,
+    names: Option<&RuleNames>,
+) -> Result<usize, Failure> {
     let mut n = 0;
     for record in weir_events::decode(bytes) {
         let record = record.map_err(|e| {
@@ -249,7 +378,7 @@ pub fn print_batch(out: &Output, bytes: &[u8], drives: Option<&dyn DriveMap>) ->
         n += 1;
         match record {
             Record::Connection(e) => {
-                let view = ConnectionView::new(&e, drives);
+                let view = ConnectionView::new(&e, drives, names);
                 out.line(&view.to_string(), &json!(view))?
             }
             Record::Dropped { count } => {
@@ -286,7 +415,16 @@ pub fn run(args: &EventsArgs, out: &Output) -> Result<(), Failure> {
     let canceller = client.transport().canceller();
     let guard = CtrlCGuard::install(canceller.clone())?;
     let drives = drive_snapshot();
+    // The active policy's rule names, read once here and again when an event comes from a
+    // newer policy (replaced while following).
+    let mut names = NameCache::default();
+    refresh_names(&mut names, None, &client, out);
     loop {
+        // Ctrl-C between reads (while printing, or reading the policy) cancelled no pending
+        // read: stop here rather than wait in the next one.
+        if guard.pressed() {
+            return Ok(());
+        }
         // Without --follow, a watchdog cancels a read that is still pending when idle.
         let watchdog = (!follow).then(|| {
             let (done, wait) = mpsc::channel::<()>();
@@ -308,7 +446,8 @@ pub fn run(args: &EventsArgs, out: &Output) -> Result<(), Failure> {
         }
         match result {
             Ok(bytes) => {
-                print_batch(out, &bytes, Some(&drives))?;
+                refresh_names(&mut names, Some(&bytes), &client, out);
+                print_batch(out, &bytes, Some(&drives), names.names())?;
             }
             Err(ClientError::Cancelled) => {
                 if follow && !guard.pressed() {
@@ -327,9 +466,12 @@ pub fn run(args: &EventsArgs, out: &Output) -> Result<(), Failure> {
 pub fn run(args: &EventsArgs, out: &Output) -> Result<(), Failure> {
     let follow = args.follow;
     let client = crate::device::open()?;
+    let mut names = NameCache::default();
+    refresh_names(&mut names, None, &client, out);
     loop {
         let bytes = client.read_event_bytes()?;
-        print_batch(out, &bytes, None)?;
+        refresh_names(&mut names, Some(&bytes), &client, out);
+        print_batch(out, &bytes, None, names.names())?;
         if !follow {
             return Ok(());
         }
@@ -341,14 +483,43 @@ mod tests {
     use super::*;
     use serde_json::Value;
     use weir_client::paths::FixedDriveMap;
-    use weir_events::{encode_dropped, encode_event, AppPath, Decision, Direction, UserSid};
+    use weir_client::weir_policy::{Action, Rule};
+    use weir_events::{decode, encode_dropped, encode_event, AppPath, Decision, Direction, UserSid};
 
     fn event_line(e: &Event) -> String {
-        ConnectionView::new(e, None).to_string()
+        ConnectionView::new(e, None, None).to_string()
     }
 
     fn event_json(e: &Event) -> Value {
-        serde_json::to_value(ConnectionView::new(e, None)).unwrap()
+        serde_json::to_value(ConnectionView::new(e, None, None)).unwrap()
+    }
+
+    /// The names of a policy of generation 7 whose rules are, by index: 0 id 10 "ssh",
+    /// 1 id 20 (no name), 2 id 20 "web" (a duplicate id), 3 id 30 "dns".
+    fn names() -> RuleNames {
+        RuleNames::new(7, Some(&policy(&[(10, "ssh"), (20, ""), (20, "web"), (30, "dns")])))
+    }
+
+    fn policy(rules: &[(u32, &str)]) -> Policy {
+        let mut p = Policy::permit_all();
+        p.rules = rules
+            .iter()
+            .map(|&(id, name)| {
+                let mut r = Rule::any(id, Action::Block);
+                r.name = name.to_string();
+                r
+            })
+            .collect();
+        p
+    }
+
+    /// `event()` decided by rule `index` (id `id`) of the policy of `generation`.
+    fn decided(generation: u64, id: u32, index: u32) -> Event {
+        Event { policy_generation: generation, rule_id: Some(id), rule_index: Some(index), ..event() }
+    }
+
+    fn name(e: &Event) -> Option<String> {
+        ConnectionView::new(e, None, Some(&names())).rule
     }
 
     fn event() -> Event {
@@ -378,6 +549,8 @@ mod tests {
             rule_id: Some(20),
             reauthorization: false,
             user: UserSid::EMPTY,
+            policy_generation: 7,
+            rule_index: Some(2),
         }
     }
 
@@ -411,13 +584,16 @@ mod tests {
         assert_eq!(j["protocol_number"], 6);
         assert_eq!(j["decision"], "block");
         assert_eq!(j["rule_id"], 20);
-        assert_eq!(j["rule"], Value::Null);
+        assert_eq!(j["rule_index"], 2);
+        assert_eq!(j["policy_generation"], 7);
+        assert_eq!(j["rule"], Value::Null, "no names were given");
         assert_eq!(j["process_id"], 1234);
         assert_eq!(j["layer"], "ALE_AUTH_CONNECT_V4");
         let mut v6 = e;
         v6.ip_version = IpVersion::V6;
         v6.remote_addr = Ipv6Addr::LOCALHOST.octets();
         v6.rule_id = None;
+        v6.rule_index = None;
         v6.reauthorization = true;
         v6.protocol = 47;
         v6.decision = Decision::WriteRightAbsent;
@@ -437,12 +613,12 @@ mod tests {
     #[test]
     fn drive_letters_replace_the_volume_and_json_keeps_the_nt_path() {
         let drives = FixedDriveMap::new([("C:", "\\Device\\HarddiskVolume3")]);
-        let v = ConnectionView::new(&event(), Some(&drives));
+        let v = ConnectionView::new(&event(), Some(&drives), None);
         assert_eq!(v.app.as_deref(), Some("C:\\app.exe"));
         assert_eq!(v.image_nt.as_deref(), Some("\\device\\harddiskvolume3\\app.exe"));
         assert!(v.to_string().ends_with(" C:\\app.exe"), "{v}");
         let other = FixedDriveMap::new([("D:", "\\Device\\HarddiskVolume9")]);
-        let v = ConnectionView::new(&event(), Some(&other));
+        let v = ConnectionView::new(&event(), Some(&other), None);
         assert_eq!(v.app, v.image_nt, "an unmapped volume keeps the NT path");
     }
 
@@ -490,15 +666,23 @@ mod tests {
         let drives = FixedDriveMap::new([("C:", "\\Device\\HarddiskVolume3")]);
         let mut e = event();
         e.user = UserSid::from_bytes(&[1, 1, 0, 0, 0, 0, 0, 5, 18, 0, 0, 0]);
-        assert_eq!(ConnectionView::new(&e, None).user.as_deref(), Some("S-1-5-18"));
-        assert!(ConnectionView::new(&e, None).to_string().contains(" user S-1-5-18 "));
-        check("connection", &json!(ConnectionView::new(&e, Some(&drives))));
+        assert_eq!(ConnectionView::new(&e, None, None).user.as_deref(), Some("S-1-5-18"));
+        assert!(ConnectionView::new(&e, None, None).to_string().contains(" user S-1-5-18 "));
+        let named = json!(ConnectionView::new(&e, Some(&drives), Some(&names())));
+        assert_eq!(named["rule"], "web");
+        check("connection", &named);
         e.user = UserSid::EMPTY;
         e.tuple = false;
         e.process_id = None;
         e.rule_id = None;
+        e.rule_index = None;
+        e.policy_generation = 0;
         e.path = AppPath::EMPTY;
-        check("connection", &json!(ConnectionView::new(&e, None)));
+        let bare = json!(ConnectionView::new(&e, None, Some(&names())));
+        for field in ["rule", "rule_index", "policy_generation"] {
+            assert!(bare[field].is_null(), "{field}");
+        }
+        check("connection", &bare);
         check("dropped", &json!(DroppedView { schema: JSON_SCHEMA, kind: "dropped", count: 3 }));
         assert!(doc.contains(&format!("`schema` is {JSON_SCHEMA}")), "the doc names the current schema version");
     }
@@ -509,9 +693,137 @@ mod tests {
         let mut n = encode_event(&event(), &mut buf).unwrap();
         n += encode_dropped(7, &mut buf[n..]).unwrap();
         let out = Output::new(true);
-        assert_eq!(print_batch(&out, &buf[..n], None).unwrap(), 2);
+        assert_eq!(print_batch(&out, &buf[..n], None, Some(&names())).unwrap(), 2);
         let mut bad = buf[..n].to_vec();
         bad[0] = 3; // a size below the header
-        assert!(print_batch(&out, &bad, None).is_err());
+        assert!(print_batch(&out, &bad, None, None).is_err());
+    }
+
+    #[test]
+    fn the_rule_is_named_from_the_policy_that_decided_by_index() {
+        let e = decided(7, 30, 3);
+        let v = ConnectionView::new(&e, None, Some(&names()));
+        assert_eq!(v.rule.as_deref(), Some("dns"));
+        assert_eq!((v.rule_id, v.rule_index, v.policy_generation), (Some(30), Some(3), Some(7)));
+        assert_eq!(
+            v.to_string(),
+            "2026-11-30T23:59:01.123Z out tcp 10.0.0.5:50123 -> 93.184.216.34:443 block rule dns pid 1234 \
+             user - \\device\\harddiskvolume3\\app.exe"
+        );
+        let j = serde_json::to_value(&v).unwrap();
+        assert_eq!(
+            [&j["rule"], &j["rule_id"], &j["rule_index"], &j["policy_generation"]],
+            [&json!("dns"), &json!(30), &json!(3), &json!(7)]
+        );
+        assert_eq!(name(&decided(7, 10, 0)).as_deref(), Some("ssh"));
+    }
+
+    #[test]
+    fn duplicate_rule_ids_are_told_apart_by_index() {
+        assert_eq!(name(&decided(7, 20, 2)).as_deref(), Some("web"));
+        // Index 1 has the same id 20 but no name: never the name of the other rule 20.
+        assert_eq!(name(&decided(7, 20, 1)), None);
+        let twins = RuleNames::new(4, Some(&policy(&[(5, "first"), (5, "second")])));
+        assert_eq!(twins.name_of(&decided(4, 5, 0)), Some("first"));
+        assert_eq!(twins.name_of(&decided(4, 5, 1)), Some("second"));
+    }
+
+    #[test]
+    fn names_of_another_policy_or_without_a_named_rule_are_null_and_the_line_shows_the_id() {
+        for (e, why) in [
+            (decided(6, 20, 2), "an older policy decided (the names are of generation 7)"),
+            (decided(8, 20, 2), "a newer policy decided (not read yet, or unreadable)"),
+            (decided(7, 20, 4), "index past the rules"),
+            (decided(7, 20, u32::MAX), "index far past the rules"),
+            (decided(7, 20, 1), "the rule has no name"),
+            (decided(0, 20, 2), "generation 0: no policy"),
+            (Event { rule_index: None, ..decided(7, 20, 2) }, "no index (a record before version 3)"),
+        ] {
+            let v = ConnectionView::new(&e, None, Some(&names()));
+            assert_eq!(v.rule, None, "{why}");
+            assert!(v.to_string().contains(" block rule 20 pid "), "{why}: {v}");
+        }
+        // Generation 0 on both sides is "no policy", not a match.
+        let none = RuleNames { generation: 0, names: vec!["x".into()] };
+        assert_eq!(none.name_of(&decided(0, 1, 0)), None);
+        // The default action: no rule, no name, whatever the index says.
+        let default = Event { rule_id: None, rule_index: None, ..decided(7, 0, 0) };
+        assert_eq!(name(&default), None);
+        assert!(event_line(&default).contains(" block default pid "));
+        assert_eq!(RuleNames::new(7, None), RuleNames { generation: 7, names: vec![] });
+    }
+
+    #[test]
+    fn older_records_decode_without_generation_or_index_and_show_the_id() {
+        let mut buf = vec![0u8; 1024];
+        let n = encode_event(&decided(7, 20, 2), &mut buf).unwrap();
+        let Some(Ok(Record::Connection(v3))) = decode(&buf[..n]).next() else { panic!("v3 decodes") };
+        assert_eq!((v3.policy_generation, v3.rule_index), (7, Some(2)));
+        assert_eq!(name(&v3).as_deref(), Some("web"));
+        buf[3] = 2; // the same bytes as a version-2 record: the trailer is padding
+        let Some(Ok(Record::Connection(v2))) = decode(&buf[..n]).next() else { panic!("v2 decodes") };
+        let v = ConnectionView::new(&v2, None, Some(&names()));
+        assert_eq!((v.policy_generation, v.rule_index, v.rule.as_deref()), (None, None, None));
+        assert!(v.to_string().contains(" block rule 20 pid "), "{v}");
+    }
+
+    #[test]
+    fn the_newest_generation_of_a_batch_decides_a_reread() {
+        let mut buf = vec![0u8; 4096];
+        let mut n = encode_event(&decided(7, 20, 2), &mut buf).unwrap();
+        n += encode_dropped(1, &mut buf[n..]).unwrap();
+        n += encode_event(&decided(9, 20, 2), &mut buf[n..]).unwrap();
+        n += encode_event(&Event { rule_id: None, rule_index: None, policy_generation: 0, ..event() }, &mut buf[n..])
+            .unwrap();
+        assert_eq!(newest_generation(&buf[..n]), 9);
+        assert_eq!(newest_generation(&[]), 0);
+        assert_eq!(newest_generation(&buf[..16]), 0, "a cut record is print_batch's to report");
+    }
+
+    #[test]
+    fn the_cache_reads_once_then_only_for_a_newer_policy() {
+        let reads = std::cell::Cell::new(0);
+        let read = |generation: u64, rules: &[(u32, &str)]| {
+            reads.set(reads.get() + 1);
+            Ok((generation, Some(policy(rules))))
+        };
+        let mut cache = NameCache::default();
+        assert!(cache.names().is_none());
+        assert!(cache.refresh(0, || read(7, &[(1, "a")])).is_none());
+        assert_eq!(cache.names().map(|n| n.generation), Some(7));
+        assert_eq!(reads.get(), 1, "the start reads");
+        for newest in [0, 6, 7] {
+            assert!(cache.refresh(newest, || read(99, &[])).is_none());
+        }
+        assert_eq!(reads.get(), 1, "events of the known or older policies read nothing");
+        assert!(cache.refresh(8, || read(8, &[(1, "b")])).is_none());
+        assert_eq!(reads.get(), 2, "an event of a newer policy reads again");
+        assert_eq!(cache.names().unwrap().name_of(&decided(8, 1, 0)), Some("b"));
+        assert_eq!(cache.names().unwrap().name_of(&decided(7, 1, 0)), None, "the older policy's events show ids");
+    }
+
+    #[test]
+    fn a_policy_that_cannot_be_read_leaves_the_names_reports_once_and_is_not_reread_per_batch() {
+        let reads = std::cell::Cell::new(0);
+        let fail = || {
+            reads.set(reads.get() + 1);
+            Err(ClientError::AccessDenied)
+        };
+        let mut cache = NameCache::default();
+        assert!(matches!(cache.refresh(0, fail), Some(ClientError::AccessDenied)), "the first failure is reported");
+        assert!(cache.names().is_none());
+        assert!(cache.refresh(0, fail).is_none(), "no new policy: no retry");
+        assert_eq!(reads.get(), 1);
+        assert!(cache.refresh(3, fail).is_none(), "a retry for a newer policy fails quietly");
+        assert!(cache.refresh(3, fail).is_none());
+        assert_eq!(reads.get(), 2);
+        assert!(cache.refresh(4, || Ok((4, Some(policy(&[(1, "n")]))))).is_none());
+        assert_eq!(cache.names().unwrap().name_of(&decided(4, 1, 0)), Some("n"));
+        assert!(cache.refresh(5, fail).is_none());
+        assert_eq!(cache.names().unwrap().generation, 4, "a failed read keeps the names it had");
+        // The stream goes on: a batch prints with whatever names there are.
+        let mut buf = vec![0u8; 1024];
+        let n = encode_event(&decided(5, 1, 0), &mut buf).unwrap();
+        assert_eq!(print_batch(&Output::new(true), &buf[..n], None, cache.names()).unwrap(), 1);
     }
 }
