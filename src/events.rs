@@ -98,8 +98,8 @@ pub use weir_events::{MAX_CONNECTION_SIZE, MIN_READ_BUFFER};
 /// `IOCTL_WEIR_READ_EVENTS` (`0x80576010`, defined in `weir-abi`).
 pub use weir_abi::ioctl::IOCTL_WEIR_READ_EVENTS;
 
-/// Events the ring holds (a power of two): 512 slots of 688 bytes (stamp,
-/// dropped-position mark, length, 83 words), 344 KiB of non-paged pool.
+/// Events the ring holds (a power of two): 512 slots of 696 bytes (stamp,
+/// dropped-position mark, length, 84 words), 348 KiB of non-paged pool.
 pub const RING_CAPACITY: usize = 512;
 
 /// Handles that can read at once, each with its own cursor (slots
