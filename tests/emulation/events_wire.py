@@ -23,6 +23,7 @@ F_REAUTH = 0x04
 F_PATH = 0x08
 F_PATH_TRUNCATED = 0x10
 F_TUPLE = 0x20
+F_RULE_INDEX = 0x40
 
 DECISIONS = {1: "permit", 2: "block", 3: "write-right-absent"}
 
@@ -60,7 +61,7 @@ def decode(buf: bytes) -> list[dict]:
             if version >= 3:
                 assert end + TRAILER <= size, f"version-3 record of {size} bytes has no room for its trailer"
                 generation, index = struct.unpack_from("<QI", rec, end)
-                rule_index = index if flags & F_RULE else None
+                rule_index = index if flags & F_RULE_INDEX else None
                 end += TRAILER
             addr = (lambda b: str(ipaddress.IPv6Address(b)) if ipv == 6 else str(ipaddress.IPv4Address(b[:4])))
             out.append({

@@ -73,8 +73,12 @@ pub mod flags {
     /// Addresses, ports and protocol are valid (the layer supplied every
     /// field with its documented type).
     pub const TUPLE: u16 = 0x0020;
+    /// `rule_index` is valid (version 3; set with [`RULE`] by this
+    /// crate's encoder, clear in a record re-encoded from version 1 or 2,
+    /// which had no index).
+    pub const RULE_INDEX: u16 = 0x0040;
     /// Every bit this version defines.
-    pub const KNOWN: u16 = PROCESS_ID | RULE | REAUTHORIZATION | PATH | PATH_TRUNCATED | TUPLE;
+    pub const KNOWN: u16 = PROCESS_ID | RULE | REAUTHORIZATION | PATH | PATH_TRUNCATED | TUPLE | RULE_INDEX;
 }
 
 const fn round_up(n: usize) -> usize {
@@ -298,8 +302,8 @@ pub struct Event {
     /// or the record is older than version 3 (record version 3).
     pub policy_generation: u64,
     /// The deciding rule's index in that policy (its position in the
-    /// policy file, disabled rules counted); `Some` exactly when `rule_id`
-    /// is, in a version-3 record.
+    /// policy file, disabled rules counted); the driver sets it exactly
+    /// when `rule_id` is set ([`flags::RULE_INDEX`], record version 3).
     pub rule_index: Option<u32>,
 }
 
@@ -318,6 +322,7 @@ impl Event {
         };
         set(self.process_id.is_some(), flags::PROCESS_ID);
         set(self.rule_id.is_some(), flags::RULE);
+        set(self.rule_index.is_some(), flags::RULE_INDEX);
         set(self.reauthorization, flags::REAUTHORIZATION);
         set(!self.path.is_empty(), flags::PATH);
         set(self.path.truncated(), flags::PATH_TRUNCATED);
@@ -553,7 +558,7 @@ fn decode_connection(r: &Reader<'_>, offset: usize, size: usize) -> Result<Event
         if trailer + TRAILER_SIZE > size {
             return Err(DecodeError::BadSize { offset, size });
         }
-        (r.u64(trailer), (f & flags::RULE != 0).then(|| r.u32(trailer + 8)))
+        (r.u64(trailer), (f & flags::RULE_INDEX != 0).then(|| r.u32(trailer + 8)))
     } else {
         (0, None)
     };

@@ -45,7 +45,7 @@ fn connection_record_bytes_are_pinned() {
     assert_eq!(buf[3], 3);
     assert_eq!(buf[38], 0, "no user");
     let f = u16::from_le_bytes([buf[4], buf[5]]);
-    assert_eq!(f, flags::PROCESS_ID | flags::RULE | flags::REAUTHORIZATION | flags::PATH | flags::TUPLE);
+    assert_eq!(f, flags::PROCESS_ID | flags::RULE | flags::REAUTHORIZATION | flags::PATH | flags::TUPLE | flags::RULE_INDEX);
     assert_eq!(u16::from_le_bytes([buf[6], buf[7]]), 50);
     assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), e.time);
     assert_eq!(u64::from_le_bytes(buf[16..24].try_into().unwrap()), 4242);
@@ -158,6 +158,12 @@ fn version_2_records_still_decode_without_the_generation() {
     buf[72 + 2 * units + user.len()..v2].fill(0);
     let Some(Ok(Record::Connection(d))) = decode(&buf[..v2]).next() else { panic!("decodes") };
     assert_eq!(d, Event { policy_generation: 0, rule_index: None, ..e });
+    // Re-encoded (as version 3, the rule id without an index): the same event back.
+    let mut again = vec![0u8; 1024];
+    let m = encode_event(&d, &mut again).unwrap();
+    assert_eq!(again[4] & flags::RULE_INDEX as u8, 0, "no index flag for a rule without an index");
+    let Some(Ok(Record::Connection(d2))) = decode(&again[..m]).next() else { panic!("decodes") };
+    assert_eq!(d2, d);
 }
 
 /// A version-3 record too short for its trailer is refused, not read past.
@@ -263,10 +269,10 @@ fn arb_event() -> impl Strategy<Value = Event> {
     (
         (any::<u64>(), any::<u16>(), any::<bool>(), any::<bool>(), any::<bool>(), any::<u8>()),
         (any::<[u8; 16]>(), any::<u16>(), any::<[u8; 16]>(), any::<u16>(), any::<Option<u64>>()),
-        (proptest::collection::vec(any::<u16>(), 0..400), 0u8..3, any::<Option<(u32, u32)>>(), any::<bool>()),
-        (proptest::option::of(proptest::collection::vec(any::<u32>(), 0..=15)), any::<u64>()),
+        (proptest::collection::vec(any::<u16>(), 0..400), 0u8..3, any::<Option<u32>>(), any::<bool>()),
+        (proptest::option::of(proptest::collection::vec(any::<u32>(), 0..=15)), any::<u64>(), any::<Option<u32>>()),
     )
-        .prop_map(|((time, layer_id, inbound, v6, tuple, protocol), (la, lp, ra, rp, pid), (units, d, rule, reauth), (subs, generation))| Event {
+        .prop_map(|((time, layer_id, inbound, v6, tuple, protocol), (la, lp, ra, rp, pid), (units, d, rule, reauth), (subs, generation, index))| Event {
             time,
             layer_id,
             direction: if inbound { Direction::Inbound } else { Direction::Outbound },
@@ -280,11 +286,11 @@ fn arb_event() -> impl Strategy<Value = Event> {
             process_id: pid,
             path: AppPath::from_units(&units),
             decision: [Decision::Permit, Decision::Block, Decision::WriteRightAbsent][d as usize],
-            rule_id: rule.map(|(id, _)| id),
+            rule_id: rule,
             reauthorization: reauth,
             user: subs.map_or(UserSid::EMPTY, |subs| UserSid::from_bytes(&sid(&subs))),
             policy_generation: generation,
-            rule_index: rule.map(|(_, index)| index),
+            rule_index: index,
         })
 }
 
