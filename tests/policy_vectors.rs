@@ -397,6 +397,15 @@ fn write_policy_vectors() {
     add_as("mixed-v1", &mixed_v1, mixed_connections(), true);
     let mut add = |name: &str, p: &Policy, conns: Vec<Conn>| add_as(name, p, conns, false);
     let good = add("mixed", &mixed, mixed_connections());
+    // The same rules under other names: what a policy replaced between a decision and its ETW write must
+    // not lend to the event (tests/emulation/test_etw.py).
+    let mut renamed = mixed.clone();
+    for r in &mut renamed.rules {
+        if !r.name.is_empty() {
+            r.name = format!("renamed {}", r.name);
+        }
+    }
+    add("mixed-renamed", &renamed, Vec::new());
     let replacement = replacement_policy();
     let private = |layer: Layer, reauth: bool| Conn {
         name: format!("existing connection to 10.20.30.40, reauth {reauth}"),

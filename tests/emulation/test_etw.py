@@ -273,3 +273,46 @@ def test_classify_instruction_count_with_etw_off_and_each_keyword_on(driver, vec
     assert report["off"]["stack_bytes"] < 4096, report
     assert max(r["stack_bytes"] for r in report.values()) < 6144, report
     driver.expect_clean()
+
+
+def test_a_policy_replaced_between_the_decision_and_the_write_lends_no_rule_name(driver, vectors):  # noqa: F811
+    """`Connection`'s `RuleName` comes from the policy that decided. A SET_POLICY on another CPU between the
+    decision and the ETW write (here: right after classify reads the time) installs the same rules under other
+    names; the event keeps the deciding generation and id and leaves the name empty rather than take the new
+    policy's. The next classification, decided by the new policy, carries the new name."""
+    from interleave import Interleave, Job
+
+    enable_session(driver, VERBOSE, BLOCKS)
+    p, renamed = _policy(vectors, "mixed"), _policy(vectors, "mixed-renamed")
+    ck = harness.Checker("ETW RuleName across a policy swap")
+    expect_set(ck, driver, p["bytes"], "IOCTL_WEIR_SET_POLICY (mixed)", 1, p["rule_count"], p["set_count"])
+    ck.done()
+    names = p["rule_names"]
+    v = next(v for v in p["vectors"] if v["expect"]["action"] == "block" and v["write_right"]
+             and v["expect"]["rule_index"] is not None and names[v["expect"]["rule_index"]])
+    index = v["expect"]["rule_index"]
+    assert renamed["rule_names"][index] not in ("", names[index])
+    classify_vector(driver, v)
+    (e,) = _events(driver, "Connection")
+    assert (e["fields"]["RuleName"], e["fields"]["PolicyGeneration"]) == (names[index], 1), e["fields"]
+    il = Interleave(driver)
+    try:
+        blob = renamed["bytes"]
+        fn, irp, *_ = driver.build_irp(L.IRP_MJ_DEVICE_CONTROL, code=L.IOCTL_WEIR_SET_POLICY, in_len=len(blob),
+                                       out_len=L.SET_POLICY_REPLY_SIZE, input=blob)
+        swap = il.after_api("KeQuerySystemTimePrecise", "classify",
+                            lambda n: [Job("dispatch(SET_POLICY)", fn, [driver.device_object(), irp], "dispatch", 0,
+                                           dispatch_major=L.IRP_MJ_DEVICE_CONTROL, irp=irp)] if n == 1 else [])
+        r = classify_vector(driver, v)
+    finally:
+        il.close()
+    assert r.run.error is None and il.errors == [], (r.run.error, il.errors)
+    assert [j.done for j in swap.jobs_run] == [True], "the SET_POLICY on the other CPU did not run"
+    assert [c["status"] for c in driver.completions_of(irp)] == [L.STATUS_SUCCESS]
+    e = _events(driver, "Connection")[-1]
+    assert (e["fields"]["RuleId"], e["fields"]["PolicyGeneration"], e["fields"]["RuleName"]) == (
+        v["expect"]["rule_id"], 1, ""), e["fields"]
+    classify_vector(driver, v)
+    e = _events(driver, "Connection")[-1]
+    assert (e["fields"]["PolicyGeneration"], e["fields"]["RuleName"]) == (2, renamed["rule_names"][index]), e["fields"]
+    driver.expect_clean()
