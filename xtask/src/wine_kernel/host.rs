@@ -182,7 +182,9 @@ impl Host {
     /// failed to start), from `C:\weirtest\unload.json`.
     fn unload_state(&self) -> Result<serde_json::Value> {
         let file = self.c_path("C:\\weirtest\\unload.json");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Normally well under a second; 60 s because a loaded two-core machine (an emulation run
+        // beside this stage) once took more than 20 s to end a host whose driver failed to start.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = std::fs::read_to_string(&file) {
                 if let Ok(v) = serde_json::from_str(&text) {
@@ -245,7 +247,8 @@ impl Channel {
     /// Connects to the port the stand-in wrote (it listens from DllMain on); a port file left
     /// by an exited host is retried until the new host rewrites it.
     pub fn connect(port_file: &Path, refused_file: &Path) -> Result<Self> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // As `unload_state`: generous for a loaded machine, instant when things work.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = std::fs::read_to_string(refused_file) {
                 bail!("the stand-in refused weir.sys:\n{text}");
