@@ -61,7 +61,7 @@ def decode(buf: bytes) -> list[dict]:
             if version >= 3:
                 assert end + TRAILER <= size, f"version-3 record of {size} bytes has no room for its trailer"
                 generation, index = struct.unpack_from("<QI", rec, end)
-                rule_index = index if flags & F_RULE_INDEX else None
+                rule_index = index if flags & F_RULE and flags & F_RULE_INDEX else None
                 end += TRAILER
             addr = (lambda b: str(ipaddress.IPv6Address(b)) if ipv == 6 else str(ipaddress.IPv4Address(b[:4])))
             out.append({

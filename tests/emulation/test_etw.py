@@ -164,7 +164,9 @@ def test_a_blocks_session_gets_blocks_only_and_a_policy_session_gets_the_change(
         # The name of the rule at the decision's index in the policy that decided (generation 1).
         index = v["expect"]["rule_index"]
         assert e["fields"]["RuleName"] == (names[index] if index is not None else ""), e["fields"]
-        assert e["fields"]["PolicyGeneration"] == 1
+        assert (e["fields"]["PolicyGeneration"], e["fields"]["RuleIndex"]) == (1, index or 0), e["fields"]
+        # Appended fields stay last: readers by position (tracerpt CSV columns) keep working.
+        assert list(e["fields"])[-4:] == ["Reauthorization", "RuleName", "PolicyGeneration", "RuleIndex"]
     assert driver.model.etw_unwanted == [], "permits were written although only blocks were enabled"
     driver.expect_clean()
 

@@ -104,7 +104,7 @@ pub const META_CAPACITY: usize = 384;
 pub const DATA_CAPACITY: usize = 1152;
 
 /// One event being encoded. Lives on the stack of whoever writes it
-/// (~1.3 KB), so callers keep it out of hot frames (`#[inline(never)]`).
+/// (~1.5 KB), so callers keep it out of hot frames (`#[inline(never)]`).
 pub struct Builder {
     descriptor: Descriptor,
     meta: [u8; META_CAPACITY],

@@ -222,8 +222,6 @@ pub fn fill_connection(b: &mut Builder, event: &Event, extra: &ConnectionExtra<'
         .str8("Decision", decision_name(event.decision))
         .u32("RuleId", event.rule_id.unwrap_or(0))
         .bool32("HasRule", event.rule_id.is_some())
-        .str8("RuleName", extra.rule_name.unwrap_or(""))
-        .u64("PolicyGeneration", event.policy_generation)
         .u8("ProtocolNumber", event.protocol)
         .str8("Protocol", if event.tuple { protocol } else { "" })
         .str8("LocalAddress", if event.tuple { local.as_str() } else { "" })
@@ -234,7 +232,11 @@ pub fn fill_connection(b: &mut Builder, event: &Event, extra: &ConnectionExtra<'
         .str16("Image", event.path.units())
         .bool32("ImageTruncated", event.path.truncated())
         .str8("User", user.as_ref().map_or("", Text::as_str))
-        .bool32("Reauthorization", event.reauthorization);
+        .bool32("Reauthorization", event.reauthorization)
+        // Appended (fields are never inserted: readers by position keep working).
+        .str8("RuleName", extra.rule_name.unwrap_or(""))
+        .u64("PolicyGeneration", event.policy_generation)
+        .u32("RuleIndex", event.rule_index.filter(|_| event.rule_id.is_some()).unwrap_or(0));
 }
 
 /// `PolicyChanged`: a policy was installed (or cleared: `rule_count` 0 and

@@ -94,8 +94,6 @@ fn their_connection(e: &Event, user: &str, rule_name: &str, addrs: (&str, &str),
     b.add_str8("Decision", weir::decision_name(e.decision), OutType::Utf8, 0);
     b.add_u32("RuleId", e.rule_id.unwrap_or(0), OutType::Default, 0);
     b.add_bool32("HasRule", e.rule_id.is_some() as i32, OutType::Default, 0);
-    b.add_str8("RuleName", rule_name, OutType::Utf8, 0);
-    b.add_u64("PolicyGeneration", e.policy_generation, OutType::Default, 0);
     b.add_u8("ProtocolNumber", e.protocol, OutType::Default, 0);
     b.add_str8("Protocol", protocol, OutType::Utf8, 0);
     b.add_str8("LocalAddress", addrs.0, OutType::Utf8, 0);
@@ -107,6 +105,9 @@ fn their_connection(e: &Event, user: &str, rule_name: &str, addrs: (&str, &str),
     b.add_bool32("ImageTruncated", e.path.truncated() as i32, OutType::Default, 0);
     b.add_str8("User", user, OutType::Utf8, 0);
     b.add_bool32("Reauthorization", e.reauthorization as i32, OutType::Default, 0);
+    b.add_str8("RuleName", rule_name, OutType::Utf8, 0);
+    b.add_u64("PolicyGeneration", e.policy_generation, OutType::Default, 0);
+    b.add_u32("RuleIndex", if e.rule_id.is_some() { e.rule_index.unwrap_or(0) } else { 0 }, OutType::Default, 0);
     b
 }
 

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | 0 | 2 | `size`: bytes of the whole record, header included; a multiple of 8, at least 8 |
 //! | 2 | 1 | `kind`: [`KIND_CONNECTION`], [`KIND_DROPPED`]; 0 is invalid; others are skipped |
-//! | 3 | 1 | `version` of that kind's layout (connection 2, dropped 1; 0 is invalid) |
+//! | 3 | 1 | `version` of that kind's layout (connection 3, dropped 1; 0 is invalid) |
 //!
 //! A reader walks a buffer record by record using `size` alone, so it can
 //! skip kinds it does not know. A newer version of a kind only appends
@@ -54,7 +54,8 @@ pub const MAX_SID_BYTES: usize = 8 + 4 * 15;
 /// (`u64`) and the rule index (`u32`).
 pub const TRAILER_SIZE: usize = 12;
 /// Largest connection record (a path of [`MAX_PATH_UNITS`] units, a SID
-/// of [`MAX_SID_BYTES`] and the policy generation): 672 bytes.
+/// of [`MAX_SID_BYTES`] and the 12-byte trailer: policy generation, rule
+/// index): 672 bytes.
 pub const MAX_CONNECTION_SIZE: usize =
     round_up(CONNECTION_FIXED_SIZE + 2 * MAX_PATH_UNITS + MAX_SID_BYTES + TRAILER_SIZE);
 /// Size of a dropped-events record.
@@ -79,9 +80,10 @@ pub mod flags {
     /// Addresses, ports and protocol are valid (the layer supplied every
     /// field with its documented type).
     pub const TUPLE: u16 = 0x0020;
-    /// `rule_index` is valid (version 3; set with [`RULE`] by this
-    /// crate's encoder, clear in a record re-encoded from version 1 or 2,
-    /// which had no index).
+    /// `rule_index` is valid (version 3; only together with [`RULE`]: the
+    /// encoder sets it when the event has both a rule id and an index, the
+    /// decoder reads the index only when both bits are set; clear in a
+    /// record re-encoded from version 1 or 2, which had no index).
     pub const RULE_INDEX: u16 = 0x0040;
     /// Every bit this version defines.
     pub const KNOWN: u16 = PROCESS_ID | RULE | REAUTHORIZATION | PATH | PATH_TRUNCATED | TUPLE | RULE_INDEX;
@@ -328,7 +330,7 @@ impl Event {
         };
         set(self.process_id.is_some(), flags::PROCESS_ID);
         set(self.rule_id.is_some(), flags::RULE);
-        set(self.rule_index.is_some(), flags::RULE_INDEX);
+        set(self.rule_id.is_some() && self.rule_index.is_some(), flags::RULE_INDEX);
         set(self.reauthorization, flags::REAUTHORIZATION);
         set(!self.path.is_empty(), flags::PATH);
         set(self.path.truncated(), flags::PATH_TRUNCATED);

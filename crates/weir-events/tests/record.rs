@@ -290,7 +290,8 @@ fn arb_event() -> impl Strategy<Value = Event> {
             reauthorization: reauth,
             user: subs.map_or(UserSid::EMPTY, |subs| UserSid::from_bytes(&sid(&subs))),
             policy_generation: generation,
-            rule_index: index,
+            // The index is kept only with a rule id (flags RULE and RULE_INDEX together).
+            rule_index: index.filter(|_| rule.is_some()),
         })
 }
 

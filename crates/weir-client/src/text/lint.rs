@@ -214,7 +214,7 @@ pub(super) fn lint(p: &mut Parser<'_>, policy: &Policy, rules: &[RuleSource], se
         {
             let at = src.id_span.clone().unwrap_or_else(|| src.span.clone());
             let message = format!(
-                "rule id {} is also the id of the rule at line {}: counters and events cannot tell them apart",
+                "rule id {} is also the id of the rule at line {}: tools and SIEM rules that match on ids (ETW `RuleId`) cannot tell them apart",
                 r.id,
                 line(p, i)
             );

@@ -152,7 +152,8 @@ fn decode_connection(r: &Reader<'_>, offset: usize, size: usize) -> Result<Event
         if trailer + TRAILER_SIZE > size {
             return Err(DecodeError::BadSize { offset, size });
         }
-        (r.u64(trailer), (f & flags::RULE_INDEX != 0).then(|| r.u32(trailer + 8)))
+        let indexed = f & (flags::RULE | flags::RULE_INDEX) == flags::RULE | flags::RULE_INDEX;
+        (r.u64(trailer), indexed.then(|| r.u32(trailer + 8)))
     } else {
         (0, None)
     };

@@ -117,9 +117,13 @@ mod tests {
         assert_eq!((v.rule_id, v.rule_index, v.policy_generation), (Some(30), Some(3), Some(7)));
         assert_eq!(
             v.to_string(),
-            "2026-11-30T23:59:01.123Z out tcp 10.0.0.5:50123 -> 93.184.216.34:443 block rule dns pid 1234 \
+            "2026-11-30T23:59:01.123Z out tcp 10.0.0.5:50123 -> 93.184.216.34:443 block rule 30 \"dns\" pid 1234 \
              user - \\device\\harddiskvolume3\\app.exe"
         );
+        // A quote inside a name is escaped, so the name's end stays findable.
+        let mut quoted = v.clone();
+        quoted.rule = Some("a \"b\"".into());
+        assert!(quoted.to_string().contains(r#" block rule 30 "a \"b\"" pid "#), "{quoted}");
         let j = serde_json::to_value(&v).unwrap();
         assert_eq!(
             [&j["rule"], &j["rule_id"], &j["rule_index"], &j["policy_generation"]],

@@ -104,9 +104,9 @@ pub struct ConnectionView {
     pub app_truncated: bool,
     /// `permit`, `block` or `write-right-absent` (a higher-weight filter decided).
     pub decision: &'static str,
-    /// Generation of the policy that decided (as `weirctl status` shows it); null when no
-    /// policy was loaded, the write right was absent, or the driver writes records older
-    /// than version 3.
+    /// Generation of the policy that decided (as `weirctl status` shows it); null before the
+    /// first policy since the driver started, when the write right was absent, or from a
+    /// driver writing records older than version 3 (after `policy clear`: the clear's).
     pub policy_generation: Option<u64>,
     /// The rule that decided; null for the default action or no policy.
     pub rule_id: Option<u32>,
@@ -179,10 +179,12 @@ impl std::fmt::Display for ConnectionView {
             _ => write!(f, "(no tuple)")?,
         }
         write!(f, " {} ", self.decision)?;
-        match (&self.rule, self.rule_id) {
-            (Some(name), _) => write!(f, "rule {name}")?,
-            (None, Some(id)) => write!(f, "rule {id}")?,
-            (None, None) => write!(f, "default")?,
+        // `rule 30 "dns"`, as `policy explain` writes a rule: the id, then the quoted name (a name
+        // may hold spaces or digits, so it is never shown bare).
+        match (self.rule_id, &self.rule) {
+            (Some(id), Some(name)) => write!(f, "rule {id} \"{}\"", name.replace('"', "\\\""))?,
+            (Some(id), None) => write!(f, "rule {id}")?,
+            (None, _) => write!(f, "default")?,
         }
         if self.reauthorization {
             write!(f, " reauth")?;
