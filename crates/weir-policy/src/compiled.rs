@@ -13,6 +13,8 @@
 //!    partitions, so a lookup only sees rules that can apply to its direction and version. A
 //!    rule without a direction or version condition goes into each partition it can match; a
 //!    rule whose address ranges are all of the other version goes nowhere in that partition.
+//!    When no enabled rule names a direction, the two directions' partitions of a version
+//!    would be identical: only the outbound one is built and inbound lookups use it.
 //! 2. **Entries.** In a partition each rule becomes one or more *entries*: a remote prefix, a
 //!    local prefix, a protocol or wildcard, one remote and one local port range, the loopback
 //!    condition, and an optional *residual* (application, address-set or long range-list
@@ -251,7 +253,8 @@ fn with_app(key: u64, app_hash: u64) -> u64 {
 }
 
 /// Statistics of a compiled policy, per partition in the order outbound IPv4, inbound IPv4,
-/// outbound IPv6, inbound IPv6.
+/// outbound IPv6, inbound IPv6. When no enabled rule names a direction, one partition per
+/// version serves both directions and is reported in both places.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompiledStats {
     /// Hash tables per partition (the most probes one lookup makes).
@@ -266,6 +269,9 @@ pub struct CompiledStats {
 pub struct CompiledPolicy {
     v4: [Partition<u32>; 2],
     v6: [Partition<u128>; 2],
+    /// Partition index of an inbound lookup: 1, or 0 when no rule names a direction (the
+    /// outbound partitions then serve both directions and the inbound ones stay empty).
+    direction_mask: usize,
     sets4: SetIndex<u32>,
     sets6: SetIndex<u128>,
     apps: Vec<u16>,
@@ -339,15 +345,29 @@ impl CompiledPolicy {
             }
         }
         let mut budget = ENTRY_BUDGET;
+        // Without a rule that names a direction, the inbound partitions would repeat the
+        // outbound ones entry for entry: build each version once and let both directions use it.
+        let one_direction = p.rules.iter().all(|r| !r.enabled || r.direction.is_none());
         let mut build4 = |d| build_partition::<u32>(p, d, IpVersion::V4, &sets4, &rule_app, &app_meta, expand, &mut budget);
         let Some(o4) = build4(Direction::Outbound)? else { return Ok(None) };
-        let Some(i4) = build4(Direction::Inbound)? else { return Ok(None) };
+        let i4 = if one_direction {
+            Partition::default()
+        } else {
+            let Some(i4) = build4(Direction::Inbound)? else { return Ok(None) };
+            i4
+        };
         let mut build6 = |d| build_partition::<u128>(p, d, IpVersion::V6, &sets6, &rule_app, &app_meta, expand, &mut budget);
         let Some(o6) = build6(Direction::Outbound)? else { return Ok(None) };
-        let Some(i6) = build6(Direction::Inbound)? else { return Ok(None) };
+        let i6 = if one_direction {
+            Partition::default()
+        } else {
+            let Some(i6) = build6(Direction::Inbound)? else { return Ok(None) };
+            i6
+        };
         Ok(Some(CompiledPolicy {
             v4: [o4, i4],
             v6: [o6, i6],
+            direction_mask: usize::from(!one_direction),
             sets4,
             sets6,
             apps,
@@ -379,12 +399,10 @@ impl CompiledPolicy {
     /// Table and bucket statistics (the lookup's worst case is bounded by them).
     pub fn stats(&self) -> CompiledStats {
         let mut s = CompiledStats::default();
-        let parts: [(usize, usize, u32); 4] = [
-            (self.v4[0].tables.len(), self.v4[0].entries.len(), self.v4[0].max_bucket),
-            (self.v4[1].tables.len(), self.v4[1].entries.len(), self.v4[1].max_bucket),
-            (self.v6[0].tables.len(), self.v6[0].entries.len(), self.v6[0].max_bucket),
-            (self.v6[1].tables.len(), self.v6[1].entries.len(), self.v6[1].max_bucket),
-        ];
+        let f4 = |d: usize| self.v4.get(d).map_or((0, 0, 0), |p| (p.tables.len(), p.entries.len(), p.max_bucket));
+        let f6 = |d: usize| self.v6.get(d).map_or((0, 0, 0), |p| (p.tables.len(), p.entries.len(), p.max_bucket));
+        let inbound = self.direction_mask;
+        let parts: [(usize, usize, u32); 4] = [f4(0), f4(inbound), f6(0), f6(inbound)];
         for (i, (t, e, m)) in parts.into_iter().enumerate() {
             if let (Some(a), Some(b), Some(c)) =
                 (s.tables.get_mut(i), s.entries.get_mut(i), s.max_bucket.get_mut(i))
