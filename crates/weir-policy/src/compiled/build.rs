@@ -3,7 +3,6 @@
 
 use alloc::vec::Vec;
 
-use super::place::place;
 use super::word::{hull_prefix, merge_ranges, split_range, Word};
 use super::{oom, push, AppMeta, CompileError, Entry, Partition, Pred, Residual, SetIndex, Span, NONE};
 use crate::{AddrCond, Direction, IpVersion, Policy, PortCond, Rule};
@@ -174,6 +173,10 @@ fn rule_applies(r: &Rule, d: Direction, v: IpVersion) -> bool {
         && r.direction.is_none_or(|x| x == d) && r.ip_version.is_none_or(|x| x == v)
 }
 
+/// A partition with its residual predicates, and its entries in rule order, not yet placed.
+pub(super) type Built<W> = (Partition<W>, Vec<BuildEntry<W>>);
+
+/// Builds a partition's residuals and entries ([`Built`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn build_partition<W: Word>(
     p: &Policy,
@@ -184,7 +187,7 @@ pub(super) fn build_partition<W: Word>(
     app_meta: &[AppMeta],
     expand: usize,
     budget: &mut usize,
-) -> Result<Option<Partition<W>>, CompileError> {
+) -> Result<Option<Built<W>>, CompileError> {
     let mut part: Partition<W> = Partition::default();
     let mut items: Vec<BuildEntry<W>> = Vec::new();
     for (ri, r) in p.rules.iter().enumerate() {
@@ -268,6 +271,5 @@ pub(super) fn build_partition<W: Word>(
             }
         }
     }
-    place(&mut part, items)?;
-    Ok(Some(part))
+    Ok(Some((part, items)))
 }
