@@ -82,19 +82,56 @@ impl Counts {
             _ => 0,
         }
     }
-    /// Decrements (a present key) and returns the new count; the slot stays, with count 0.
+    /// Decrements (a present key) and returns the new count; a key whose count reaches 0 is
+    /// deleted (widening re-keys whole runs: dead keys would otherwise grow the map to many
+    /// times the live ones, and its fresh pages cost compile time).
     fn dec(&mut self, k: u64) -> u32 {
         if self.slots.is_empty() {
             return 0;
         }
         let i = self.find(k | 1);
-        match self.slots.get_mut(i) {
+        let c = match self.slots.get_mut(i) {
             Some(s) if s.0 == (k | 1) => {
                 s.1 = s.1.saturating_sub(1);
                 s.1
             }
-            _ => 0,
+            _ => return 0,
+        };
+        if c == 0 {
+            self.delete(i);
         }
+        c
+    }
+    /// Empties slot `i`, moving later keys of its probe run back (linear-probing deletion).
+    fn delete(&mut self, mut i: usize) {
+        let mask = self.slots.len() - 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let Some(&(key, c)) = self.slots.get(j) else { break };
+            if key == 0 {
+                break;
+            }
+            let home = (key as usize) & mask;
+            // The key at `j` stays if its home lies cyclically in (i, j].
+            let stays = if i <= j { i < home && home <= j } else { i < home || home <= j };
+            if stays {
+                continue;
+            }
+            if let Some(s) = self.slots.get_mut(i) {
+                *s = (key, c);
+            }
+            i = j;
+        }
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = (0, 0);
+        }
+        self.used = self.used.saturating_sub(1);
+    }
+    /// Forgets every key, keeping the slots (reused by the next candidate placement).
+    fn clear(&mut self) {
+        self.slots.fill((0, 0));
+        self.used = 0;
     }
     /// Increments and returns the new count.
     fn inc(&mut self, k: u64) -> Result<u32, CompileError> {
@@ -169,17 +206,20 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(n: usize) -> Result<Plan, CompileError> {
-        let mut assign = Vec::new();
-        assign.try_reserve_exact(n).map_err(oom)?;
-        assign.resize(n, NONE);
-        Ok(Plan {
-            specs: Vec::new(),
-            keys: Vec::new(),
-            min_rule: Vec::new(),
-            assign,
-            counts: Counts::new(),
-        })
+    fn new() -> Plan {
+        Plan { specs: Vec::new(), keys: Vec::new(), min_rule: Vec::new(), assign: Vec::new(), counts: Counts::new() }
+    }
+
+    /// Empties the plan for `n` entries, keeping its allocations.
+    fn reset(&mut self, n: usize) -> Result<(), CompileError> {
+        self.specs.clear();
+        self.keys.clear();
+        self.min_rule.clear();
+        self.assign.clear();
+        self.assign.try_reserve_exact(n).map_err(oom)?;
+        self.assign.resize(n, NONE);
+        self.counts.clear();
+        Ok(())
     }
 
     fn new_spec(&mut self, s: Spec, rule: u32) -> Result<usize, CompileError> {
@@ -269,8 +309,8 @@ impl Plan {
 /// as long as no key exceeds `cap` (the unbroken run of top-priority entries it covers); it then
 /// takes every later entry that fits with room. After [`RUN_TABLES`] tables, the rest is placed
 /// greedily.
-fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32) -> Result<Plan, CompileError> {
-    let mut pl = Plan::new(items.len())?;
+fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut Plan) -> Result<(), CompileError> {
+    pl.reset(items.len())?;
     let mut rest: Vec<u32> = Vec::new();
     rest.try_reserve_exact(items.len()).map_err(oom)?;
     rest.extend(0..items.len() as u32);
@@ -371,7 +411,7 @@ fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32) -> Result<Plan, CompileErr
         let Some(s) = pl.specs.get(si).copied() else { return Err(CompileError::OutOfMemory) };
         pl.add(si, s.key(it), ix as usize)?;
     }
-    Ok(pl)
+    Ok(())
 }
 
 /// Per-key caps the placement tries in each partition, in order of preference on equal
@@ -489,8 +529,10 @@ pub(super) fn place<W: Word>(part: &mut Partition<W>, items: &[BuildEntry<W>], s
     let caps: &[u32] = if search { &CAPS } else { CAPS.get(..1).unwrap_or(&CAPS) };
     let probes = if caps.len() > 1 { sample_probes(items)? } else { Vec::new() };
     let mut best: Option<(u64, Layout<W>)> = None;
+    let mut plan = Plan::new();
     for &cap in caps {
-        let lay = layout(items, assign(items, cap)?)?;
+        assign(items, cap, &mut plan)?;
+        let lay = layout(items, &plan)?;
         let cost = if caps.len() > 1 { estimate(&lay, &probes) } else { 0 };
         if best.as_ref().is_none_or(|(c, _)| cost < *c) {
             best = Some((cost, lay));
@@ -506,7 +548,7 @@ pub(super) fn place<W: Word>(part: &mut Partition<W>, items: &[BuildEntry<W>], s
 }
 
 /// Lays out one assignment: tables in order of their best rule, slots, buckets in rule order.
-fn layout<W: Word>(items: &[BuildEntry<W>], plan: Plan) -> Result<Layout<W>, CompileError> {
+fn layout<W: Word>(items: &[BuildEntry<W>], plan: &Plan) -> Result<Layout<W>, CompileError> {
     let Plan { specs, keys: keys_per_spec, min_rule, assign, .. } = plan;
     let mut lay = Layout { tables: Vec::new(), offsets: Vec::new(), entries: Vec::new(), max_bucket: 0 };
     // Tables in order of their best rule (entries are in rule order, so the first entry placed
@@ -544,7 +586,7 @@ fn layout<W: Word>(items: &[BuildEntry<W>], plan: Plan) -> Result<Layout<W>, Com
     lay.offsets.resize(slot_base + 1, 0);
     let mut slot_of: Vec<u32> = Vec::new();
     slot_of.try_reserve_exact(items.len()).map_err(oom)?;
-    for (it, &si) in items.iter().zip(&assign) {
+    for (it, &si) in items.iter().zip(assign) {
         let ti = table_of_spec.get(si as usize).copied().unwrap_or(0);
         let (Some(t), Some(s)) = (lay.tables.get(ti as usize), specs.get(si as usize)) else {
             return Err(CompileError::OutOfMemory);
