@@ -41,11 +41,11 @@
 //!    (IPv4) / 16 (IPv6), no keyed protocol or ports), and if that already exists and is full,
 //!    with the entry's exact tuple, else into the first fitting table over the cap. This keeps
 //!    the number of tables small (tens) and the buckets short. The cap is chosen per
-//!    partition: the placement is made with caps 8 ([`BUCKET_LIMIT`]), 4 and 16, and the
+//!    partition: the placement is made with caps 8 ([`BUCKET_LIMIT`]), 4, 16 and 6, and the
 //!    partition keeps the one whose lookups cost least by the cost model (62 instructions per
 //!    table probed, 11.5 per entry checked) over up to 2,048 queries at corners of its own
-//!    rules (no trace needed). Over [`SEARCH_BUDGET`] (policies of more than about 175,000
-//!    entries in all) only cap 8 is tried, to bound the compile time.
+//!    rules (no trace needed). [`SEARCH_BUDGET`] bounds the work: the larger the policy, the
+//!    fewer of these caps are tried (only 8 above about 196,000 entries in all).
 //! 4. **Lookup.** Tables are sorted by the best (lowest) rule index they hold. For each table in
 //!    that order: stop if its best rule cannot beat the match found so far; else mask the query
 //!    to the tuple, hash, and scan the bucket (entries sorted by rule index, so the first entry
@@ -109,9 +109,10 @@ pub const BUCKET_LIMIT: u32 = 8;
 pub const ENTRY_BUDGET: usize = 4_000_000;
 
 /// Entries the placement may lay out in all, over all partitions and the per-key caps it tries
-/// (`compiled/place.rs`): above it (about 175,000 entries at three caps) each partition is placed once,
-/// with [`BUCKET_LIMIT`], which bounds the compile time of large policies.
-pub const SEARCH_BUDGET: usize = 1 << 19;
+/// (`compiled/place.rs`): a policy of `n` entries in all tries `SEARCH_BUDGET / n` caps per
+/// partition (at most four, at least one): four up to about 98,000 entries, three up to 131,000,
+/// two up to 196,000, above that only [`BUCKET_LIMIT`]; a bound on the compile time.
+pub const SEARCH_BUDGET: usize = 3 << 17;
 
 /// Hash slots per distinct key (rounded up to a power of two per table): sparse enough that a
 /// probe for a key no entry has usually lands on an empty slot.
@@ -374,10 +375,10 @@ impl CompiledPolicy {
             let Some(built) = build6(Direction::Inbound)? else { return Ok(None) };
             built
         };
-        // The placement tries several per-key caps per partition when the policy's entries,
-        // times the caps tried, stay within the search budget (a bound on compile time).
+        // The placement tries as many per-key caps per partition as the policy's entries, times
+        // the caps tried, allow within the search budget (a bound on compile time).
         let total = o4_items.len() + i4_items.len() + o6_items.len() + i6_items.len();
-        let search = total.saturating_mul(place::CAPS.len()) <= SEARCH_BUDGET;
+        let search = SEARCH_BUDGET / total.max(1);
         place::place(&mut o4, &o4_items, search)?;
         place::place(&mut i4, &i4_items, search)?;
         place::place(&mut o6, &o6_items, search)?;

@@ -415,8 +415,9 @@ fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut Plan) -> Result<(
 }
 
 /// Per-key caps the placement tries in each partition, in order of preference on equal
-/// estimated cost; the partition keeps the one with the lowest [`estimate`].
-pub(super) const CAPS: [u32; 3] = [BUCKET_LIMIT, 4, 16];
+/// estimated cost (the first `n` of them for a search of `n`); the partition keeps the one with
+/// the lowest [`estimate`].
+pub(super) const CAPS: [u32; 4] = [BUCKET_LIMIT, 4, 16, 6];
 
 /// Queries the estimate runs per partition (at most; one per sampled rule).
 const SAMPLES: usize = 2048;
@@ -522,11 +523,11 @@ fn estimate<W: Word>(lay: &Layout<W>, probes: &[Probe<W>]) -> u64 {
     cost
 }
 
-/// Assigns entries to tables ([`assign`]) with each cap of [`CAPS`] (only the first unless
-/// `search`), lays each assignment out, and keeps the layout with the lowest estimated lookup
+/// Assigns entries to tables ([`assign`]) with each of the first `search` caps of [`CAPS`] (at
+/// least one), lays each assignment out, and keeps the layout with the lowest estimated lookup
 /// cost over queries sampled from the rules ([`sample_probes`], [`estimate`]).
-pub(super) fn place<W: Word>(part: &mut Partition<W>, items: &[BuildEntry<W>], search: bool) -> Result<(), CompileError> {
-    let caps: &[u32] = if search { &CAPS } else { CAPS.get(..1).unwrap_or(&CAPS) };
+pub(super) fn place<W: Word>(part: &mut Partition<W>, items: &[BuildEntry<W>], search: usize) -> Result<(), CompileError> {
+    let caps = CAPS.get(..search.clamp(1, CAPS.len())).unwrap_or(&CAPS);
     let probes = if caps.len() > 1 { sample_probes(items)? } else { Vec::new() };
     let mut best: Option<(u64, Layout<W>)> = None;
     let mut plan = Plan::new();
