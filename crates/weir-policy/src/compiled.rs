@@ -13,6 +13,8 @@
 //!    partitions, so a lookup only sees rules that can apply to its direction and version. A
 //!    rule without a direction or version condition goes into each partition it can match; a
 //!    rule whose address ranges are all of the other version goes nowhere in that partition.
+//!    When no enabled rule names a direction, the two directions' partitions of a version
+//!    would be identical: only the outbound one is built and inbound lookups use it.
 //! 2. **Entries.** In a partition each rule becomes one or more *entries*: a remote prefix, a
 //!    local prefix, a protocol or wildcard, one remote and one local port range, the loopback
 //!    condition, and an optional *residual* (application, address-set or long range-list
@@ -30,15 +32,20 @@
 //!    by application (none of their entries can match it).
 //!    Placement is TupleMerge-Offline-like (`compiled/place.rs`): in priority order, a new
 //!    table starts from the best unplaced entry's exact tuple and is *widened* (to the tuple
-//!    both fit) over the entries that follow it, as long as no key then holds more than
-//!    [`BUCKET_LIMIT`] entries and the tuple keeps some key bits; the first entry it cannot
+//!    both fit) over the entries that follow it, as long as no key then holds more than the
+//!    partition's per-key cap and the tuple keeps some key bits; the first entry it cannot
 //!    take ends its run, and it then takes every later entry that fits with room. So the
 //!    top-priority rules sit in few tables and the lookup's early stop comes early. After 24
 //!    such tables the rest is placed greedily: into the most specific fitting table with room;
 //!    failing that a new table with a coarse tuple (lengths rounded down to multiples of 8
 //!    (IPv4) / 16 (IPv6), no keyed protocol or ports), and if that already exists and is full,
 //!    with the entry's exact tuple, else into the first fitting table over the cap. This keeps
-//!    the number of tables small (tens) and the buckets short.
+//!    the number of tables small (tens) and the buckets short. The cap is chosen per
+//!    partition: the placement is made with caps 8 ([`BUCKET_LIMIT`]), 4, 16 and 6, and the
+//!    partition keeps the one whose lookups cost least by the cost model (62 instructions per
+//!    table probed, 11.5 per entry checked) over up to 2,048 queries at corners of its own
+//!    rules (no trace needed). [`SEARCH_BUDGET`] bounds the work: the larger the policy, the
+//!    fewer of these caps are tried (only 8 above about 196,000 entries in all).
 //! 4. **Lookup.** Tables are sorted by the best (lowest) rule index they hold. For each table in
 //!    that order: stop if its best rule cannot beat the match found so far; else mask the query
 //!    to the tuple, hash, and scan the bucket (entries sorted by rule index, so the first entry
@@ -100,6 +107,12 @@ pub const BUCKET_LIMIT: u32 = 8;
 /// Most entries in all partitions together; above it the policy is recompiled with one entry
 /// per rule and partition (all long lists as predicates), which always fits.
 pub const ENTRY_BUDGET: usize = 4_000_000;
+
+/// Entries the placement may lay out in all, over all partitions and the per-key caps it tries
+/// (`compiled/place.rs`): a policy of `n` entries in all tries `SEARCH_BUDGET / n` caps per
+/// partition (at most four, at least one): four up to about 98,000 entries, three up to 131,000,
+/// two up to 196,000, above that only [`BUCKET_LIMIT`]; a bound on the compile time.
+pub const SEARCH_BUDGET: usize = 3 << 17;
 
 /// Hash slots per distinct key (rounded up to a power of two per table): sparse enough that a
 /// probe for a key no entry has usually lands on an empty slot.
@@ -251,7 +264,8 @@ fn with_app(key: u64, app_hash: u64) -> u64 {
 }
 
 /// Statistics of a compiled policy, per partition in the order outbound IPv4, inbound IPv4,
-/// outbound IPv6, inbound IPv6.
+/// outbound IPv6, inbound IPv6. When no enabled rule names a direction, one partition per
+/// version serves both directions and is reported in both places.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompiledStats {
     /// Hash tables per partition (the most probes one lookup makes).
@@ -266,6 +280,9 @@ pub struct CompiledStats {
 pub struct CompiledPolicy {
     v4: [Partition<u32>; 2],
     v6: [Partition<u128>; 2],
+    /// Partition index of an inbound lookup: 1, or 0 when no rule names a direction (the
+    /// outbound partitions then serve both directions and the inbound ones stay empty).
+    direction_mask: usize,
     sets4: SetIndex<u32>,
     sets6: SetIndex<u128>,
     apps: Vec<u16>,
@@ -339,15 +356,37 @@ impl CompiledPolicy {
             }
         }
         let mut budget = ENTRY_BUDGET;
+        // Without a rule that names a direction, the inbound partitions would repeat the
+        // outbound ones entry for entry: build each version once and let both directions use it.
+        let one_direction = p.rules.iter().all(|r| !r.enabled || r.direction.is_none());
         let mut build4 = |d| build_partition::<u32>(p, d, IpVersion::V4, &sets4, &rule_app, &app_meta, expand, &mut budget);
-        let Some(o4) = build4(Direction::Outbound)? else { return Ok(None) };
-        let Some(i4) = build4(Direction::Inbound)? else { return Ok(None) };
+        let Some((mut o4, o4_items)) = build4(Direction::Outbound)? else { return Ok(None) };
+        let (mut i4, i4_items) = if one_direction {
+            (Partition::default(), Vec::new())
+        } else {
+            let Some(built) = build4(Direction::Inbound)? else { return Ok(None) };
+            built
+        };
         let mut build6 = |d| build_partition::<u128>(p, d, IpVersion::V6, &sets6, &rule_app, &app_meta, expand, &mut budget);
-        let Some(o6) = build6(Direction::Outbound)? else { return Ok(None) };
-        let Some(i6) = build6(Direction::Inbound)? else { return Ok(None) };
+        let Some((mut o6, o6_items)) = build6(Direction::Outbound)? else { return Ok(None) };
+        let (mut i6, i6_items) = if one_direction {
+            (Partition::default(), Vec::new())
+        } else {
+            let Some(built) = build6(Direction::Inbound)? else { return Ok(None) };
+            built
+        };
+        // The placement tries as many per-key caps per partition as the policy's entries, times
+        // the caps tried, allow within the search budget (a bound on compile time).
+        let total = o4_items.len() + i4_items.len() + o6_items.len() + i6_items.len();
+        let search = SEARCH_BUDGET / total.max(1);
+        place::place(&mut o4, &o4_items, search)?;
+        place::place(&mut i4, &i4_items, search)?;
+        place::place(&mut o6, &o6_items, search)?;
+        place::place(&mut i6, &i6_items, search)?;
         Ok(Some(CompiledPolicy {
             v4: [o4, i4],
             v6: [o6, i6],
+            direction_mask: usize::from(!one_direction),
             sets4,
             sets6,
             apps,
@@ -379,12 +418,10 @@ impl CompiledPolicy {
     /// Table and bucket statistics (the lookup's worst case is bounded by them).
     pub fn stats(&self) -> CompiledStats {
         let mut s = CompiledStats::default();
-        let parts: [(usize, usize, u32); 4] = [
-            (self.v4[0].tables.len(), self.v4[0].entries.len(), self.v4[0].max_bucket),
-            (self.v4[1].tables.len(), self.v4[1].entries.len(), self.v4[1].max_bucket),
-            (self.v6[0].tables.len(), self.v6[0].entries.len(), self.v6[0].max_bucket),
-            (self.v6[1].tables.len(), self.v6[1].entries.len(), self.v6[1].max_bucket),
-        ];
+        let f4 = |d: usize| self.v4.get(d).map_or((0, 0, 0), |p| (p.tables.len(), p.entries.len(), p.max_bucket));
+        let f6 = |d: usize| self.v6.get(d).map_or((0, 0, 0), |p| (p.tables.len(), p.entries.len(), p.max_bucket));
+        let inbound = self.direction_mask;
+        let parts: [(usize, usize, u32); 4] = [f4(0), f4(inbound), f6(0), f6(inbound)];
         for (i, (t, e, m)) in parts.into_iter().enumerate() {
             if let (Some(a), Some(b), Some(c)) =
                 (s.tables.get_mut(i), s.entries.get_mut(i), s.max_bucket.get_mut(i))

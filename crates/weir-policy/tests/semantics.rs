@@ -383,6 +383,40 @@ fn million_entry_set() {
 }
 
 #[test]
+fn rules_without_direction_serve_both_directions_from_one_partition() {
+    // No enabled rule names a direction (the disabled one does): both directions use one
+    // partition per version, and the per-direction defaults still apply.
+    let mut p = Policy { default_inbound: Action::Block, ..Policy::permit_all() };
+    let mut r = block(1);
+    r.remote_port = Some(PortCond { ranges: vec![(80, 80)] });
+    p.rules.push(r);
+    let mut r = Rule::any(2, Action::Permit);
+    r.remote_addr = Some(AddrCond::Ranges(vec![AddrRange::v4_cidr(0x0A00_0000, 8).unwrap()]));
+    p.rules.push(r);
+    let mut r = block(3);
+    r.direction = Some(Direction::Inbound);
+    r.enabled = false;
+    p.rules.push(r);
+    let c = CompiledPolicy::compile(&p).unwrap();
+    let s = c.stats();
+    assert_eq!(s.tables[0], s.tables[1]);
+    assert_eq!(s.entries[0], s.entries[1]);
+    for direction in [Direction::Outbound, Direction::Inbound] {
+        for (remote, port) in [(0x0A01_0203, 80), (0x0A01_0203, 81), (0x0B00_0001, 81), (0x0B00_0001, 80)] {
+            let q = Query { direction, ..q4(remote, port) };
+            assert_eq!(c.lookup(&q), reference::evaluate(&p, &q), "{q:?}");
+            both(&p, &Query { direction, ..q6(u128::from(remote)) });
+        }
+    }
+    assert_eq!(both(&p, &Query { direction: Direction::Inbound, ..q4(0x0B00_0001, 81) }).action, Action::Block);
+    // Enabling the directed rule gives each direction its own partition again.
+    p.rules[2].enabled = true;
+    let q = Query { direction: Direction::Inbound, ..q4(0x0B00_0001, 81) };
+    assert_eq!(both(&p, &q).rule_id, Some(3));
+    assert_eq!(both(&p, &Query { direction: Direction::Outbound, ..q }).rule_id, None);
+}
+
+#[test]
 fn lookup_cost_is_bounded_by_tables_not_rules() {
     // Structure statistics: a 20k-rule ClassBench-style policy keeps few tables and short
     // buckets in every partition.

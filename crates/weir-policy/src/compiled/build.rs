@@ -3,7 +3,6 @@
 
 use alloc::vec::Vec;
 
-use super::place::place;
 use super::word::{hull_prefix, merge_ranges, split_range, Word};
 use super::{oom, push, AppMeta, CompileError, Entry, Partition, Pred, Residual, SetIndex, Span, NONE};
 use crate::{AddrCond, Direction, IpVersion, Policy, PortCond, Rule};
@@ -34,69 +33,77 @@ pub(super) struct BuildEntry<W> {
     pub(super) app: Option<u64>,
 }
 
-fn port_plan(c: &Option<PortCond>, ports: &mut Vec<(u16, u16)>, expand: usize) -> Result<PortPlan, CompileError> {
-    let mut alts = Vec::new();
+/// Plans a port condition into `plan` (its vector reused from rule to rule).
+fn port_plan(c: &Option<PortCond>, ports: &mut Vec<(u16, u16)>, expand: usize, plan: &mut PortPlan) -> Result<(), CompileError> {
+    let alts = &mut plan.alts;
+    alts.clear();
+    plan.pred = Span::default();
     let Some(c) = c else {
-        push(&mut alts, (0u16, u16::MAX))?;
-        return Ok(PortPlan { alts, pred: Span::default() });
+        push(alts, (0u16, u16::MAX))?;
+        return Ok(());
     };
     alts.try_reserve(c.ranges.len()).map_err(oom)?;
     alts.extend_from_slice(&c.ranges);
-    merge_ranges(&mut alts, |x: u16| x.checked_add(1));
+    merge_ranges(alts, |x: u16| x.checked_add(1));
     if alts.len() <= expand {
-        return Ok(PortPlan { alts, pred: Span::default() });
+        return Ok(());
     }
     let start = ports.len() as u32;
     ports.try_reserve(alts.len()).map_err(oom)?;
-    ports.extend_from_slice(&alts);
-    let pred = Span { start, len: alts.len() as u32 };
+    ports.extend_from_slice(alts);
+    plan.pred = Span { start, len: alts.len() as u32 };
     let lo = alts.first().map_or(0, |r| r.0);
     let hi = alts.last().map_or(u16::MAX, |r| r.1);
     alts.clear();
     alts.push((lo, hi));
-    Ok(PortPlan { alts, pred })
+    Ok(())
 }
 
-/// Plans an address condition for partition version `W`; `None` when it cannot match any
-/// address of that version.
+/// Plans an address condition for partition version `W` into `plan` (its vector, and the
+/// scratch `merged`, reused from rule to rule); `false` when it cannot match any address of
+/// that version.
 fn addr_plan<W: Word>(
     c: &Option<AddrCond>,
     sets: &SetIndex<W>,
     ranges: &mut Vec<(W, W)>,
     expand: usize,
-) -> Result<Option<AddrPlan<W>>, CompileError> {
-    let mut alts: Vec<Prefix<W>> = Vec::new();
-    let (merged, set): (Vec<(W, W)>, Option<u32>) = match c {
+    plan: &mut AddrPlan<W>,
+    merged: &mut Vec<(W, W)>,
+) -> Result<bool, CompileError> {
+    let alts = &mut plan.alts;
+    alts.clear();
+    plan.pred = Pred::Any;
+    merged.clear();
+    let set = match c {
         None => {
-            push(&mut alts, (W::default(), 0))?;
-            return Ok(Some(AddrPlan { alts, pred: Pred::Any }));
+            push(alts, (W::default(), 0))?;
+            return Ok(true);
         }
         Some(AddrCond::Ranges(rs)) => {
-            let mut v: Vec<(W, W)> = Vec::new();
-            v.try_reserve(rs.len()).map_err(oom)?;
-            v.extend(rs.iter().filter_map(W::range));
-            merge_ranges(&mut v, W::succ);
-            (v, None)
+            merged.try_reserve(rs.len()).map_err(oom)?;
+            merged.extend(rs.iter().filter_map(W::range));
+            merge_ranges(merged, W::succ);
+            None
         }
         Some(AddrCond::Set(i)) => {
             let s = sets.set(*i);
             if s.len() > expand {
                 // Large set: hull key + predicate on the set index; no copy.
-                let (Some(first), Some(last)) = (s.first(), s.last()) else { return Ok(None) };
-                push(&mut alts, hull_prefix(first.0, last.1))?;
-                return Ok(Some(AddrPlan { alts, pred: Pred::Set(*i) }));
+                let (Some(first), Some(last)) = (s.first(), s.last()) else { return Ok(false) };
+                push(alts, hull_prefix(first.0, last.1))?;
+                plan.pred = Pred::Set(*i);
+                return Ok(true);
             }
-            let mut v: Vec<(W, W)> = Vec::new();
-            v.try_reserve(s.len()).map_err(oom)?;
-            v.extend_from_slice(s);
-            (v, Some(*i))
+            merged.try_reserve(s.len()).map_err(oom)?;
+            merged.extend_from_slice(s);
+            Some(*i)
         }
     };
     let (Some(first), Some(last)) = (merged.first().copied(), merged.last().copied()) else {
-        return Ok(None);
+        return Ok(false);
     };
     let mut count = 0usize;
-    for (lo, hi) in &merged {
+    for (lo, hi) in merged.iter() {
         count += split_range(*lo, *hi, expand, None);
         if count > expand {
             break;
@@ -104,22 +111,22 @@ fn addr_plan<W: Word>(
     }
     if count <= expand {
         alts.try_reserve(count).map_err(oom)?;
-        for (lo, hi) in &merged {
+        for (lo, hi) in merged.iter() {
             split_range(*lo, *hi, expand, Some(&mut |v, len| alts.push((v, len))));
         }
-        return Ok(Some(AddrPlan { alts, pred: Pred::Any }));
+        return Ok(true);
     }
-    push(&mut alts, hull_prefix(first.0, last.1))?;
-    let pred = match set {
+    push(alts, hull_prefix(first.0, last.1))?;
+    plan.pred = match set {
         Some(i) => Pred::Set(i),
         None => {
             let start = ranges.len() as u32;
             ranges.try_reserve(merged.len()).map_err(oom)?;
-            ranges.extend_from_slice(&merged);
+            ranges.extend_from_slice(merged);
             Pred::Ranges(Span { start, len: merged.len() as u32 })
         }
     };
-    Ok(Some(AddrPlan { alts, pred }))
+    Ok(true)
 }
 
 /// Collapses a plan to its hull + predicate (when the rule's alternatives multiply too much).
@@ -174,6 +181,10 @@ fn rule_applies(r: &Rule, d: Direction, v: IpVersion) -> bool {
         && r.direction.is_none_or(|x| x == d) && r.ip_version.is_none_or(|x| x == v)
 }
 
+/// A partition with its residual predicates, and its entries in rule order, not yet placed.
+pub(super) type Built<W> = (Partition<W>, Vec<BuildEntry<W>>);
+
+/// Builds a partition's residuals and entries ([`Built`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn build_partition<W: Word>(
     p: &Policy,
@@ -184,17 +195,27 @@ pub(super) fn build_partition<W: Word>(
     app_meta: &[AppMeta],
     expand: usize,
     budget: &mut usize,
-) -> Result<Option<Partition<W>>, CompileError> {
+) -> Result<Option<Built<W>>, CompileError> {
     let mut part: Partition<W> = Partition::default();
     let mut items: Vec<BuildEntry<W>> = Vec::new();
+    // The plans' vectors are reused from rule to rule (no allocation per rule).
+    let mut ra = AddrPlan { alts: Vec::new(), pred: Pred::Any };
+    let mut la = AddrPlan { alts: Vec::new(), pred: Pred::Any };
+    let mut rp = PortPlan { alts: Vec::new(), pred: Span::default() };
+    let mut lp = PortPlan { alts: Vec::new(), pred: Span::default() };
+    let mut merged: Vec<(W, W)> = Vec::new();
     for (ri, r) in p.rules.iter().enumerate() {
         if !rule_applies(r, d, v) {
             continue;
         }
-        let Some(mut ra) = addr_plan(&r.remote_addr, sets, &mut part.ranges, expand)? else { continue };
-        let Some(mut la) = addr_plan(&r.local_addr, sets, &mut part.ranges, expand)? else { continue };
-        let mut rp = port_plan(&r.remote_port, &mut part.ports, expand)?;
-        let mut lp = port_plan(&r.local_port, &mut part.ports, expand)?;
+        if !addr_plan(&r.remote_addr, sets, &mut part.ranges, expand, &mut ra, &mut merged)? {
+            continue;
+        }
+        if !addr_plan(&r.local_addr, sets, &mut part.ranges, expand, &mut la, &mut merged)? {
+            continue;
+        }
+        port_plan(&r.remote_port, &mut part.ports, expand, &mut rp)?;
+        port_plan(&r.local_port, &mut part.ports, expand, &mut lp)?;
         // Keep the product of alternatives within `expand` by collapsing the widest dimension.
         loop {
             let n = [ra.alts.len(), la.alts.len(), rp.alts.len(), lp.alts.len()];
@@ -268,6 +289,5 @@ pub(super) fn build_partition<W: Word>(
             }
         }
     }
-    place(&mut part, items)?;
-    Ok(Some(part))
+    Ok(Some((part, items)))
 }

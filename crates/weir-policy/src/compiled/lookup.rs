@@ -59,10 +59,7 @@ impl CompiledPolicy {
     /// The verdict for `q`, identical to [`crate::reference::evaluate`] on the source policy.
     /// No allocation, no recursion, no panic; safe at DISPATCH_LEVEL.
     pub fn lookup(&self, q: &Query<'_>) -> Verdict {
-        let di = match q.direction {
-            Direction::Outbound => 0,
-            Direction::Inbound => 1,
-        };
+        let di = usize::from(q.direction == Direction::Inbound) & self.direction_mask;
         let mut app = AppCache { app: q.app, hash: None };
         let best = match q.remote {
             Addr::V4(r) => {
@@ -104,7 +101,7 @@ impl CompiledPolicy {
     #[doc(hidden)]
     pub fn lookup_work(&self, q: &Query<'_>) -> (Verdict, u32, u32) {
         let mut w = Work::default();
-        let di = usize::from(q.direction == Direction::Inbound);
+        let di = usize::from(q.direction == Direction::Inbound) & self.direction_mask;
         let mut app = AppCache { app: q.app, hash: None };
         let _ = match q.remote {
             Addr::V4(r) => {

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use super::build::BuildEntry;
 use super::word::Word;
-use super::{key_hash, oom, push, small_key, with_app, CompileError, Partition, Table, BUCKET_LIMIT, NONE, SLOTS_PER_KEY};
+use super::{key_hash, oom, push, small_key, with_app, CompileError, Entry, Partition, Table, BUCKET_LIMIT, NONE, SLOTS_PER_KEY};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Spec {
@@ -82,19 +82,56 @@ impl Counts {
             _ => 0,
         }
     }
-    /// Decrements (a present key) and returns the new count; the slot stays, with count 0.
+    /// Decrements (a present key) and returns the new count; a key whose count reaches 0 is
+    /// deleted (widening re-keys whole runs: dead keys would otherwise grow the map to many
+    /// times the live ones, and its fresh pages cost compile time).
     fn dec(&mut self, k: u64) -> u32 {
         if self.slots.is_empty() {
             return 0;
         }
         let i = self.find(k | 1);
-        match self.slots.get_mut(i) {
+        let c = match self.slots.get_mut(i) {
             Some(s) if s.0 == (k | 1) => {
                 s.1 = s.1.saturating_sub(1);
                 s.1
             }
-            _ => 0,
+            _ => return 0,
+        };
+        if c == 0 {
+            self.delete(i);
         }
+        c
+    }
+    /// Empties slot `i`, moving later keys of its probe run back (linear-probing deletion).
+    fn delete(&mut self, mut i: usize) {
+        let mask = self.slots.len() - 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let Some(&(key, c)) = self.slots.get(j) else { break };
+            if key == 0 {
+                break;
+            }
+            let home = (key as usize) & mask;
+            // The key at `j` stays if its home lies cyclically in (i, j].
+            let stays = if i <= j { i < home && home <= j } else { i < home || home <= j };
+            if stays {
+                continue;
+            }
+            if let Some(s) = self.slots.get_mut(i) {
+                *s = (key, c);
+            }
+            i = j;
+        }
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = (0, 0);
+        }
+        self.used = self.used.saturating_sub(1);
+    }
+    /// Forgets every key, keeping the slots (reused by the next candidate placement).
+    fn clear(&mut self) {
+        self.slots.fill((0, 0));
+        self.used = 0;
     }
     /// Increments and returns the new count.
     fn inc(&mut self, k: u64) -> Result<u32, CompileError> {
@@ -169,17 +206,20 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(n: usize) -> Result<Plan, CompileError> {
-        let mut assign = Vec::new();
-        assign.try_reserve_exact(n).map_err(oom)?;
-        assign.resize(n, NONE);
-        Ok(Plan {
-            specs: Vec::new(),
-            keys: Vec::new(),
-            min_rule: Vec::new(),
-            assign,
-            counts: Counts::new(),
-        })
+    fn new() -> Plan {
+        Plan { specs: Vec::new(), keys: Vec::new(), min_rule: Vec::new(), assign: Vec::new(), counts: Counts::new() }
+    }
+
+    /// Empties the plan for `n` entries, keeping its allocations.
+    fn reset(&mut self, n: usize) -> Result<(), CompileError> {
+        self.specs.clear();
+        self.keys.clear();
+        self.min_rule.clear();
+        self.assign.clear();
+        self.assign.try_reserve_exact(n).map_err(oom)?;
+        self.assign.resize(n, NONE);
+        self.counts.clear();
+        Ok(())
     }
 
     fn new_spec(&mut self, s: Spec, rule: u32) -> Result<usize, CompileError> {
@@ -269,8 +309,8 @@ impl Plan {
 /// as long as no key exceeds `cap` (the unbroken run of top-priority entries it covers); it then
 /// takes every later entry that fits with room. After [`RUN_TABLES`] tables, the rest is placed
 /// greedily.
-fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32) -> Result<Plan, CompileError> {
-    let mut pl = Plan::new(items.len())?;
+fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut Plan) -> Result<(), CompileError> {
+    pl.reset(items.len())?;
     let mut rest: Vec<u32> = Vec::new();
     rest.try_reserve_exact(items.len()).map_err(oom)?;
     rest.extend(0..items.len() as u32);
@@ -371,13 +411,147 @@ fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32) -> Result<Plan, CompileErr
         let Some(s) = pl.specs.get(si).copied() else { return Err(CompileError::OutOfMemory) };
         pl.add(si, s.key(it), ix as usize)?;
     }
-    Ok(pl)
+    Ok(())
 }
 
-/// Assigns entries to tables ([`assign`]) and lays out the final arrays.
-pub(super) fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>) -> Result<(), CompileError> {
-    let Plan { specs, keys: keys_per_spec, min_rule, assign, .. } = assign(&items, BUCKET_LIMIT)?;
+/// Per-key caps the placement tries in each partition, in order of preference on equal
+/// estimated cost (the first `n` of them for a search of `n`); the partition keeps the one with
+/// the lowest [`estimate`].
+pub(super) const CAPS: [u32; 4] = [BUCKET_LIMIT, 4, 16, 6];
 
+/// Queries the estimate runs per partition (at most; one per sampled rule).
+const SAMPLES: usize = 2048;
+
+/// The arrays of one placed partition.
+struct Layout<W> {
+    tables: Vec<Table<W>>,
+    offsets: Vec<u32>,
+    entries: Vec<Entry<W>>,
+    max_bucket: u32,
+}
+
+/// A query aimed at a corner of one entry: addresses, protocol, remote and local port.
+#[derive(Clone, Copy)]
+struct Probe<W> {
+    r: W,
+    l: W,
+    proto: u8,
+    rp: u16,
+    lp: u16,
+}
+
+/// Up to [`SAMPLES`] queries from the partition's rules alone: rules evenly spread over the
+/// partition (ClassBench's trace generator picks a random rule), for each a pseudo-random entry
+/// of the rule and a pseudo-random corner of it (the generator picks a random corner; a
+/// wildcard protocol's corners are 0 and 255).
+fn sample_probes<W: Word>(items: &[BuildEntry<W>]) -> Result<Vec<Probe<W>>, CompileError> {
+    // First entry of each rule (entries are in rule order).
+    let mut starts: Vec<u32> = Vec::new();
+    let mut last = NONE;
+    for (i, it) in items.iter().enumerate() {
+        if it.e.rule != last {
+            push(&mut starts, i as u32)?;
+            last = it.e.rule;
+        }
+    }
+    let n = starts.len().min(SAMPLES);
+    let mut out = Vec::new();
+    out.try_reserve_exact(n).map_err(oom)?;
+    for k in 0..n {
+        let si = k * starts.len() / n;
+        let Some(&first) = starts.get(si) else { continue };
+        let end = starts.get(si + 1).map_or(items.len(), |&e| e as usize);
+        let h = key_hash(k as u64, 0x5EED, 0);
+        let count = (end - first as usize).max(1);
+        let Some(it) = items.get(first as usize + (h as usize >> 8) % count) else { continue };
+        let e = &it.e;
+        let corner = |v: W, m: W, bit: u32| if h >> bit & 1 == 0 { v } else { v.or(m.not()) };
+        out.push(Probe {
+            r: corner(e.r_val, e.r_mask, 0),
+            l: corner(e.l_val, e.l_mask, 1),
+            proto: match (e.proto_any, h >> 4 & 1) {
+                (false, _) => e.proto,
+                (true, 0) => 0,
+                (true, _) => u8::MAX,
+            },
+            rp: if h >> 2 & 1 == 0 { e.rp_lo } else { e.rp_hi },
+            lp: if h >> 3 & 1 == 0 { e.lp_lo } else { e.lp_hi },
+        });
+    }
+    Ok(out)
+}
+
+/// Estimated cost of `probes` on `lay`, in the lookup cost model's units (per lookup about
+/// 62 instructions per table probed and 11.5 per entry checked, here ×2): the lookup's own
+/// walk, with residual conditions, loopback and application-keyed tables left out.
+fn estimate<W: Word>(lay: &Layout<W>, probes: &[Probe<W>]) -> u64 {
+    let mut cost = 0u64;
+    for q in probes {
+        let mut best = NONE;
+        let small = small_key(q.proto, q.rp, q.lp);
+        for t in &lay.tables {
+            if t.min_rule >= best {
+                break;
+            }
+            if t.app_keyed {
+                continue;
+            }
+            cost += 124;
+            let h = key_hash(q.r.and(t.mask_r).fold64(), q.l.and(t.mask_l).fold64(), small & t.small_mask);
+            let slot = (t.slot_base as usize).wrapping_add(h.checked_shr(t.shift).unwrap_or(0) as usize);
+            let (Some(&s), Some(&e)) = (lay.offsets.get(slot), lay.offsets.get(slot.wrapping_add(1))) else {
+                continue;
+            };
+            let Some(bucket) = lay.entries.get(s as usize..e as usize) else { continue };
+            for en in bucket {
+                if en.rule >= best {
+                    break;
+                }
+                cost += 23;
+                if q.r.and(en.r_mask) == en.r_val
+                    && q.l.and(en.l_mask) == en.l_val
+                    && (en.proto_any || en.proto == q.proto)
+                    && (en.rp_lo..=en.rp_hi).contains(&q.rp)
+                    && (en.lp_lo..=en.lp_hi).contains(&q.lp)
+                {
+                    best = en.rule;
+                    break;
+                }
+            }
+        }
+    }
+    cost
+}
+
+/// Assigns entries to tables ([`assign`]) with each of the first `search` caps of [`CAPS`] (at
+/// least one), lays each assignment out, and keeps the layout with the lowest estimated lookup
+/// cost over queries sampled from the rules ([`sample_probes`], [`estimate`]).
+pub(super) fn place<W: Word>(part: &mut Partition<W>, items: &[BuildEntry<W>], search: usize) -> Result<(), CompileError> {
+    let caps = CAPS.get(..search.clamp(1, CAPS.len())).unwrap_or(&CAPS);
+    let probes = if caps.len() > 1 { sample_probes(items)? } else { Vec::new() };
+    let mut best: Option<(u64, Layout<W>)> = None;
+    let mut plan = Plan::new();
+    for &cap in caps {
+        assign(items, cap, &mut plan)?;
+        let lay = layout(items, &plan)?;
+        let cost = if caps.len() > 1 { estimate(&lay, &probes) } else { 0 };
+        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((cost, lay));
+        }
+    }
+    if let Some((_, lay)) = best {
+        part.tables = lay.tables;
+        part.offsets = lay.offsets;
+        part.entries = lay.entries;
+        part.max_bucket = lay.max_bucket;
+    }
+    Ok(())
+}
+
+/// Lays out one assignment: tables in order of their best rule, slots, buckets in rule order.
+fn layout<W: Word>(items: &[BuildEntry<W>], plan: &Plan) -> Result<Layout<W>, CompileError> {
+    let Plan { specs, keys: keys_per_spec, min_rule, assign, .. } = plan;
+    let mut lay = Layout { tables: Vec::new(), offsets: Vec::new(), entries: Vec::new(), max_bucket: 0 };
     // Tables in order of their best rule (entries are in rule order, so the first entry placed
     // in a spec carries its minimum).
     let mut by_prio: Vec<usize> = Vec::new();
@@ -387,7 +561,7 @@ pub(super) fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>)
     let mut table_of_spec: Vec<u32> = Vec::new();
     table_of_spec.try_reserve_exact(specs.len()).map_err(oom)?;
     table_of_spec.resize(specs.len(), 0);
-    part.tables.try_reserve_exact(specs.len()).map_err(oom)?;
+    lay.tables.try_reserve_exact(specs.len()).map_err(oom)?;
     let mut slot_base: usize = 0;
     for (ti, &si) in by_prio.iter().enumerate() {
         let (Some(s), Some(&keys), Some(&mr)) = (specs.get(si), keys_per_spec.get(si), min_rule.get(si)) else {
@@ -397,7 +571,7 @@ pub(super) fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>)
         if let Some(t) = table_of_spec.get_mut(si) {
             *t = ti as u32;
         }
-        part.tables.push(Table {
+        lay.tables.push(Table {
             mask_r: W::mask(s.a),
             mask_l: W::mask(s.b),
             small_mask: s.small_mask(),
@@ -409,44 +583,44 @@ pub(super) fn place<W: Word>(part: &mut Partition<W>, items: Vec<BuildEntry<W>>)
         slot_base += 1usize << bits;
     }
     // Counting sort of entries into buckets (stable: rule order within each bucket).
-    part.offsets.try_reserve_exact(slot_base + 1).map_err(oom)?;
-    part.offsets.resize(slot_base + 1, 0);
+    lay.offsets.try_reserve_exact(slot_base + 1).map_err(oom)?;
+    lay.offsets.resize(slot_base + 1, 0);
     let mut slot_of: Vec<u32> = Vec::new();
     slot_of.try_reserve_exact(items.len()).map_err(oom)?;
-    for (it, &si) in items.iter().zip(&assign) {
+    for (it, &si) in items.iter().zip(assign) {
         let ti = table_of_spec.get(si as usize).copied().unwrap_or(0);
-        let (Some(t), Some(s)) = (part.tables.get(ti as usize), specs.get(si as usize)) else {
+        let (Some(t), Some(s)) = (lay.tables.get(ti as usize), specs.get(si as usize)) else {
             return Err(CompileError::OutOfMemory);
         };
         let slot = t.slot_base as usize + s.key(it).checked_shr(t.shift).unwrap_or(0) as usize;
         slot_of.push(slot as u32);
-        if let Some(c) = part.offsets.get_mut(slot + 1) {
+        if let Some(c) = lay.offsets.get_mut(slot + 1) {
             *c += 1;
         }
     }
     let mut acc = 0u32;
     let mut max_bucket = 0u32;
-    for o in part.offsets.iter_mut() {
+    for o in lay.offsets.iter_mut() {
         max_bucket = max_bucket.max(*o);
         acc += *o;
         *o = acc;
     }
-    part.max_bucket = max_bucket;
+    lay.max_bucket = max_bucket;
     let mut fill: Vec<u32> = Vec::new();
     fill.try_reserve_exact(slot_base).map_err(oom)?;
-    fill.extend(part.offsets.iter().take(slot_base).copied());
-    part.entries.try_reserve_exact(items.len()).map_err(oom)?;
+    fill.extend(lay.offsets.iter().take(slot_base).copied());
+    lay.entries.try_reserve_exact(items.len()).map_err(oom)?;
     let placeholder = match items.first() {
         Some(it) => it.e,
-        None => return Ok(()),
+        None => return Ok(lay),
     };
-    part.entries.resize(items.len(), placeholder);
+    lay.entries.resize(items.len(), placeholder);
     for (it, &slot) in items.iter().zip(&slot_of) {
         let Some(f) = fill.get_mut(slot as usize) else { continue };
-        if let Some(dst) = part.entries.get_mut(*f as usize) {
+        if let Some(dst) = lay.entries.get_mut(*f as usize) {
             *dst = it.e;
         }
         *f += 1;
     }
-    Ok(())
+    Ok(lay)
 }
