@@ -83,6 +83,7 @@
 //! the heap bytes held (capacities).
 
 mod build;
+mod estimate;
 mod lookup;
 mod place;
 mod sets;
