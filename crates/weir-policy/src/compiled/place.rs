@@ -83,56 +83,21 @@ impl Counts {
             _ => 0,
         }
     }
-    /// Decrements (a present key) and returns the new count; a key whose count reaches 0 is
-    /// deleted (widening re-keys whole runs: dead keys would otherwise grow the map to many
-    /// times the live ones, and its fresh pages cost compile time).
-    fn dec(&mut self, k: u64) -> u32 {
-        if self.slots.is_empty() {
-            return 0;
-        }
-        let i = self.find(k | 1);
-        let c = match self.slots.get_mut(i) {
-            Some(s) if s.0 == (k | 1) => {
-                s.1 = s.1.saturating_sub(1);
-                s.1
-            }
-            _ => return 0,
-        };
-        if c == 0 {
-            self.delete(i);
-        }
-        c
-    }
-    /// Empties slot `i`, moving later keys of its probe run back (linear-probing deletion).
-    fn delete(&mut self, mut i: usize) {
-        let mask = self.slots.len() - 1;
-        let mut j = i;
-        loop {
-            j = (j + 1) & mask;
-            let Some(&(key, c)) = self.slots.get(j) else { break };
-            if key == 0 {
-                break;
-            }
-            let home = (key as usize) & mask;
-            // The key at `j` stays if its home lies cyclically in (i, j].
-            let stays = if i <= j { i < home && home <= j } else { i < home || home <= j };
-            if stays {
-                continue;
-            }
-            if let Some(s) = self.slots.get_mut(i) {
-                *s = (key, c);
-            }
-            i = j;
-        }
-        if let Some(s) = self.slots.get_mut(i) {
-            *s = (0, 0);
-        }
-        self.used = self.used.saturating_sub(1);
-    }
     /// Forgets every key, keeping the slots (reused by the next candidate placement).
     fn clear(&mut self) {
         self.slots.fill((0, 0));
         self.used = 0;
+    }
+    /// Forgets every key and sizes the map for about `n` keys without growing, in time
+    /// proportional to `n` (not to the largest size it had): the run search clears it once per
+    /// candidate tuple.
+    fn reset_for(&mut self, n: usize) -> Result<(), CompileError> {
+        let len = n.saturating_mul(2).max(64).next_power_of_two();
+        self.slots.clear();
+        self.slots.try_reserve_exact(len).map_err(oom)?;
+        self.slots.resize(len, (0, 0));
+        self.used = 0;
+        Ok(())
     }
     /// Increments and returns the new count.
     fn inc(&mut self, k: u64) -> Result<u32, CompileError> {
@@ -172,10 +137,6 @@ fn relax(len: u8, bits: u8) -> u8 {
 /// greedily (most specific fitting table, else a new coarse or exact one, else overflow).
 const RUN_TABLES: usize = 24;
 
-/// Longest run a table's tuple is still widened over: each widening re-keys the run, so this
-/// bounds the compile time (about 70 widenings at most per table) at some cost in runs.
-const WIDEN_MAX_RUN: usize = 8192;
-
 fn salt(si: usize) -> u64 {
     (si as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
 }
@@ -204,11 +165,23 @@ struct Plan {
     min_rule: Vec<u32>,
     assign: Vec<u32>,
     counts: Counts,
+    /// The run search's scratch: key counts of one candidate tuple, and the chain of candidate
+    /// tuples with the position in `rest` where each first applies.
+    scratch: Counts,
+    chain: Vec<(Spec, u32)>,
 }
 
 impl Plan {
     fn new() -> Plan {
-        Plan { specs: Vec::new(), keys: Vec::new(), min_rule: Vec::new(), assign: Vec::new(), counts: Counts::new() }
+        Plan {
+            specs: Vec::new(),
+            keys: Vec::new(),
+            min_rule: Vec::new(),
+            assign: Vec::new(),
+            counts: Counts::new(),
+            scratch: Counts::new(),
+            chain: Vec::new(),
+        }
     }
 
     /// Empties the plan for `n` entries, keeping its allocations.
@@ -244,114 +217,127 @@ impl Plan {
         }
         Ok(())
     }
+}
 
-    fn remove(&mut self, si: usize, k: u64) {
-        let c = self.counts.dec(k ^ salt(si));
-        if c == 0 {
-            if let Some(c) = self.keys.get_mut(si) {
-                *c = c.saturating_sub(1);
-            }
+/// Length of the run of `rest` that tuple `spec` takes under per-key cap `cap`, scanning at
+/// most `limit` entries (all of which fit `spec`): the index of the first entry whose key would
+/// then hold more than `cap` entries, or `limit`.
+fn run_under<W: Word>(
+    items: &[BuildEntry<W>],
+    rest: &[u32],
+    spec: Spec,
+    limit: usize,
+    cap: u32,
+    scratch: &mut Counts,
+) -> Result<usize, CompileError> {
+    scratch.reset_for(limit)?;
+    for (i, &ix) in rest.iter().take(limit).enumerate() {
+        let Some(it) = items.get(ix as usize) else { continue };
+        if scratch.inc(spec.key(it))? > cap {
+            return Ok(i);
         }
     }
+    Ok(limit.min(rest.len()))
+}
 
-    /// Re-keys table `si` (holding exactly `run`) under `w` and adds `ix`, if no key then holds
-    /// more than `cap` entries; otherwise leaves everything as it was.
-    fn try_widen<W: Word>(
-        &mut self,
-        items: &[BuildEntry<W>],
-        si: usize,
-        run: &[u32],
-        w: Spec,
-        ix: usize,
-        cap: u32,
-    ) -> Result<bool, CompileError> {
-        let Some(&old) = self.specs.get(si) else { return Ok(false) };
-        for &r in run {
-            if let Some(it) = items.get(r as usize) {
-                self.remove(si, old.key(it));
-            }
-        }
-        let mut ok = true;
-        let mut added = 0usize;
-        for &r in run.iter().chain(core::iter::once(&(ix as u32))) {
-            let Some(it) = items.get(r as usize) else { continue };
-            self.add(si, w.key(it), r as usize)?;
-            added += 1;
-            if self.counts.get(w.key(it) ^ salt(si)) > cap {
-                ok = false;
+/// The tuple of the next table: of the *chain* of tuples met going down `rest` in priority
+/// order (the first entry's exact tuple, narrowed to the tuple both fit at each entry that does
+/// not fit it, as long as some key bits remain), the one that takes the longest unbroken run of
+/// `rest` from its start with no key over `cap` (TupleMerge-Offline's choice; on a tie, the
+/// narrower tuple).
+///
+/// Tuple `j` of the chain first applies at position `s[j]` and fits every entry before
+/// `s[j+1]`, so its run is `min(s[j+1], o[j])` where `o[j]` is the first position a key
+/// overflows. Along the chain `s` grows and `o` can only shrink (a wider tuple merges keys,
+/// never splits them), so "`o[j] < s[j+1]`" is false, then true: a binary search finds the
+/// switch `j*`, and the best run is that of `j* - 1` or `j*`. Each evaluation scans at most the
+/// best run (and is cut at `s[j+1]`), so a table costs O(log chain × run), not TupleMerge's
+/// O(chain × entries).
+fn next_spec<W: Word>(items: &[BuildEntry<W>], rest: &[u32], cap: u32, pl: &mut Plan) -> Result<Spec, CompileError> {
+    pl.chain.clear();
+    let Some(first) = rest.first().and_then(|&i| items.get(i as usize)) else {
+        return Err(CompileError::OutOfMemory); // unreachable: the caller passes a non-empty rest
+    };
+    let mut cur = Spec::exact(first);
+    push(&mut pl.chain, (cur, 0))?;
+    for (i, &ix) in rest.iter().enumerate().skip(1) {
+        let Some(it) = items.get(ix as usize) else { continue };
+        if !cur.fits(it) {
+            let w = cur.meet(it);
+            // A tuple without key bits holds `cap` entries in all: never widen to one.
+            if w.score() == 0 {
                 break;
             }
+            cur = w;
+            push(&mut pl.chain, (w, i as u32))?;
         }
-        if ok {
-            if let Some(s) = self.specs.get_mut(si) {
-                *s = w;
-            }
-            return Ok(true);
-        }
-        for &r in run.iter().chain(core::iter::once(&(ix as u32))).take(added) {
-            if let Some(it) = items.get(r as usize) {
-                self.remove(si, w.key(it));
-            }
-        }
-        if let Some(a) = self.assign.get_mut(ix) {
-            *a = NONE;
-        }
-        for &r in run {
-            if let Some(it) = items.get(r as usize) {
-                self.add(si, old.key(it), r as usize)?;
-            }
-        }
-        Ok(false)
     }
+    let chain_end = |pl: &Plan, j: usize| -> usize {
+        pl.chain.get(j + 1).map_or(rest.len(), |&(_, s)| s as usize)
+    };
+    // Smallest j with o[j] < s[j+1] (the overflow comes before the chain moves on), or the
+    // chain's length if there is none; keep each evaluated run.
+    let (mut lo, mut hi) = (0usize, pl.chain.len());
+    let mut run_at_switch = 0usize;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let (spec, _) = pl.chain.get(mid).copied().unwrap_or((cur, 0));
+        let end = chain_end(pl, mid);
+        let run = run_under(items, rest, spec, end, cap, &mut pl.scratch)?;
+        if run < end {
+            hi = mid;
+            run_at_switch = run;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let j = lo;
+    // Candidates: j - 1 (its whole chain segment, no overflow) and j (its overflow point).
+    let before = j.checked_sub(1).map(|b| (b, chain_end(pl, b)));
+    let at = (j < pl.chain.len()).then_some((j, run_at_switch));
+    let best = match (before, at) {
+        (Some(b), Some(a)) => {
+            if a.1 > b.1 {
+                a.0
+            } else {
+                b.0
+            }
+        }
+        (Some(b), None) => b.0,
+        (None, Some(a)) => a.0,
+        (None, None) => 0,
+    };
+    Ok(pl.chain.get(best).map_or(cur, |&(s, _)| s))
 }
 
 /// TupleMerge-Offline-style assignment with per-key cap `cap`: in priority order, each new table
-/// starts from the best unplaced entry's exact tuple and is widened over the following entries
-/// as long as no key exceeds `cap` (the unbroken run of top-priority entries it covers); it then
-/// takes every later entry that fits with room. After [`RUN_TABLES`] tables, the rest is placed
-/// greedily.
+/// takes the tuple ([`next_spec`]) that covers the longest unbroken run of the top-priority
+/// unplaced entries, and then every later entry that fits with room. After [`RUN_TABLES`]
+/// tables, the rest is placed greedily.
 fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut Plan) -> Result<(), CompileError> {
     pl.reset(items.len())?;
     let mut rest: Vec<u32> = Vec::new();
     rest.try_reserve_exact(items.len()).map_err(oom)?;
     rest.extend(0..items.len() as u32);
-    let mut run: Vec<u32> = Vec::new();
-    while pl.specs.len() < RUN_TABLES {
-        let Some(first) = rest.first().and_then(|&i| items.get(i as usize)) else { break };
-        let mut spec = Spec::exact(first);
-        let si = pl.new_spec(spec, first.e.rule)?;
-        run.clear();
+    while pl.specs.len() < RUN_TABLES && !rest.is_empty() {
+        let spec = next_spec(items, &rest, cap, pl)?;
+        let first_rule = rest.first().and_then(|&i| items.get(i as usize)).map_or(NONE, |it| it.e.rule);
+        let si = pl.new_spec(spec, first_rule)?;
         let mut kept = 0usize;
-        let mut broken = false;
         for i in 0..rest.len() {
             let Some(&ix) = rest.get(i) else { break };
             let Some(it) = items.get(ix as usize) else { continue };
-            let mut placed = false;
             if spec.fits(it) {
                 let k = spec.key(it);
                 if pl.counts.get(k ^ salt(si)) < cap {
                     pl.add(si, k, ix as usize)?;
-                    placed = true;
-                }
-            } else if !broken && run.len() < WIDEN_MAX_RUN {
-                let w = spec.meet(it);
-                // A tuple without key bits holds `cap` entries in all: never widen to one.
-                if w.score() > 0 && pl.try_widen(items, si, &run, w, ix as usize, cap)? {
-                    spec = w;
-                    placed = true;
+                    continue;
                 }
             }
-            if placed {
-                if !broken {
-                    push(&mut run, ix)?;
-                }
-            } else {
-                broken = true;
-                if let Some(slot) = rest.get_mut(kept) {
-                    *slot = ix;
-                }
-                kept += 1;
+            if let Some(slot) = rest.get_mut(kept) {
+                *slot = ix;
             }
+            kept += 1;
         }
         rest.truncate(kept);
     }
