@@ -486,3 +486,36 @@ fn rules_that_differ_only_in_application_do_not_share_a_bucket() {
         None
     );
 }
+
+#[test]
+fn interleaved_rule_shapes_share_tables() {
+    // ClassBench ipc1's shape: rules keyed by a long remote prefix (lengths 32 down to 25) are
+    // interleaved with rules keyed by a local prefix (24 down to 17). Every run of one shape
+    // is cut by the other, so the assignment alone leaves a table per prefix length, each
+    // probed by every lookup that gets past its best rule; merged, one table per shape holds
+    // them with short buckets.
+    let mut p = Policy::permit_all();
+    for i in 0..4000u32 {
+        let mut r = Rule::any(i, if i % 3 == 0 { Action::Block } else { Action::Permit });
+        if i % 2 == 0 {
+            let len = 32 - (i / 2 % 8) as u8;
+            r.remote_addr = Some(AddrCond::Ranges(vec![AddrRange::v4_cidr(0x0A00_0000 | (i << 8), len).unwrap()]));
+            r.protocol = Some(6);
+            r.remote_port = Some(PortCond { ranges: vec![(443, 443)] });
+        } else {
+            let len = 24 - (i / 2 % 8) as u8;
+            r.local_addr = Some(AddrCond::Ranges(vec![AddrRange::v4_cidr(0xC000_0000 | (i << 12), len).unwrap()]));
+            r.protocol = Some(17);
+        }
+        p.rules.push(r);
+    }
+    let c = CompiledPolicy::compile(&p).unwrap();
+    let s = c.stats();
+    assert!(s.tables[0] <= 4, "{} tables for two rule shapes", s.tables[0]);
+    assert!(s.max_bucket[0] <= 16, "longest bucket {}", s.max_bucket[0]);
+    let qs = testing::trace(&p, 4000, 5);
+    for q in &qs {
+        let q = q.as_query();
+        assert_eq!(c.lookup(&q), reference::evaluate(&p, &q), "{q:?}");
+    }
+}

@@ -2,6 +2,8 @@
 
 use alloc::vec::Vec;
 
+mod merge;
+
 use super::build::BuildEntry;
 use super::estimate::{estimate, sample_probes};
 use super::word::Word;
@@ -292,23 +294,71 @@ fn next_spec<W: Word>(items: &[BuildEntry<W>], rest: &[u32], cap: u32, pl: &mut 
         }
     }
     let j = lo;
-    // Candidates: j - 1 (its whole chain segment, no overflow) and j (its overflow point).
+    // The longest run is that of j - 1 (its whole chain segment, no overflow) or of j (up to
+    // its overflow).
     let before = j.checked_sub(1).map(|b| (b, chain_end(pl, b)));
     let at = (j < pl.chain.len()).then_some((j, run_at_switch));
-    let best = match (before, at) {
-        (Some(b), Some(a)) => {
-            if a.1 > b.1 {
-                a.0
-            } else {
-                b.0
-            }
-        }
-        (Some(b), None) => b.0,
-        (None, Some(a)) => a.0,
-        (None, None) => 0,
+    let longest = match (before, at) {
+        (Some(b), Some(a)) if a.1 > b.1 => a,
+        (Some(b), _) => b,
+        (None, Some(a)) => a,
+        (None, None) => (0, 0),
     };
-    Ok(pl.chain.get(best).map_or(cur, |&(s, _)| s))
+    // A long run is worth having only if the table then holds much: a tuple with few key
+    // bits can win the run (its few keys fill up at once) and hold nothing more, and a table
+    // per handful of entries at the top of the policy costs every lookup a probe each. So the
+    // run's candidates and the first entry's exact tuple are compared by the entries each
+    // would take from the first `window` entries of the rest (twice the longest run, at least
+    // WINDOW_MIN), and another candidate replaces the longest run only if it takes
+    // TAKE_FACTOR times as many (on ClassBench's sets the longest run is the better choice
+    // unless the difference is that large).
+    let window = longest.1.saturating_mul(2).max(WINDOW_MIN);
+    let first_spec = pl.chain.get(longest.0).map_or(cur, |c| c.0);
+    let mut chosen = (longest.0, taken_in(items, rest, first_spec, window, cap, &mut pl.scratch)?);
+    let mut to_beat = chosen.1.saturating_mul(TAKE_FACTOR);
+    for cand in [before.map(|b| b.0), at.map(|a| a.0), Some(0)].into_iter().flatten() {
+        if cand == longest.0 {
+            continue;
+        }
+        let Some(&(spec, _)) = pl.chain.get(cand) else { continue };
+        let n = taken_in(items, rest, spec, window, cap, &mut pl.scratch)?;
+        if n > to_beat {
+            chosen = (cand, n);
+            to_beat = n;
+        }
+    }
+    Ok(pl.chain.get(chosen.0).map_or(cur, |&(s, _)| s))
 }
+
+/// Entries of `rest[..window]` a table with tuple `spec` and per-key cap `cap` would take
+/// (each entry that fits, while its key has room).
+fn taken_in<W: Word>(
+    items: &[BuildEntry<W>],
+    rest: &[u32],
+    spec: Spec,
+    window: usize,
+    cap: u32,
+    scratch: &mut Counts,
+) -> Result<usize, CompileError> {
+    let w = window.min(rest.len());
+    scratch.reset_for(w)?;
+    let mut n = 0usize;
+    for &ix in rest.iter().take(w) {
+        let Some(it) = items.get(ix as usize) else { continue };
+        if spec.fits(it) && scratch.get(spec.key(it)) < cap {
+            scratch.inc(spec.key(it))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Least number of entries of the rest over which candidate tuples are compared.
+const WINDOW_MIN: usize = 4096;
+
+/// How many times as many entries another candidate must take as the longest run's tuple to
+/// replace it.
+const TAKE_FACTOR: usize = 4;
 
 /// TupleMerge-Offline-style assignment with per-key cap `cap`: in priority order, each new table
 /// takes the tuple ([`next_spec`]) that covers the longest unbroken run of the top-priority
@@ -420,17 +470,28 @@ pub(super) struct Layout<W> {
 pub(super) fn place<W: Word>(part: &mut Partition<W>, items: &[BuildEntry<W>], search: usize) -> Result<(), CompileError> {
     let caps = CAPS.get(..search.clamp(1, CAPS.len())).unwrap_or(&CAPS);
     let probes = if caps.len() > 1 { sample_probes(items)? } else { Vec::new() };
-    let mut best: Option<(u64, Layout<W>)> = None;
+    let mut best: Option<(u64, u32, Layout<W>)> = None;
     let mut plan = Plan::new();
     for &cap in caps {
         assign(items, cap, &mut plan)?;
+        merge::merge_tables(items, cap, &mut plan)?;
         let lay = layout(items, &plan)?;
         let cost = if caps.len() > 1 { estimate(&lay, &probes) } else { 0 };
-        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
-            best = Some((cost, lay));
+        // Within 1/64 of each other, the smaller cap wins: the same expected cost with shorter
+        // buckets (a lower worst case, and less sensitive to which rules a trace favours).
+        let better = best.as_ref().is_none_or(|&(c, bcap, _)| {
+            let margin = c / 64;
+            if cap < bcap {
+                cost <= c.saturating_add(margin)
+            } else {
+                cost.saturating_add(margin) < c
+            }
+        });
+        if better {
+            best = Some((cost, cap, lay));
         }
     }
-    if let Some((_, lay)) = best {
+    if let Some((_, _, lay)) = best {
         part.tables = lay.tables;
         part.offsets = lay.offsets;
         part.entries = lay.entries;
