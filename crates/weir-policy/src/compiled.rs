@@ -113,7 +113,7 @@ pub const ENTRY_BUDGET: usize = 4_000_000;
 /// (`compiled/place.rs`): a policy of `n` entries in all tries `SEARCH_BUDGET / n` caps per
 /// partition (at most four, at least one): four up to about 98,000 entries, three up to 131,000,
 /// two up to 196,000, above that only [`BUCKET_LIMIT`]; a bound on the compile time.
-pub const SEARCH_BUDGET: usize = 3 << 17;
+pub const SEARCH_BUDGET: usize = 1 << 18;
 
 /// Hash slots per distinct key (rounded up to a power of two per table): sparse enough that a
 /// probe for a key no entry has usually lands on an empty slot.

@@ -312,7 +312,11 @@ fn next_spec<W: Word>(items: &[BuildEntry<W>], rest: &[u32], cap: u32, pl: &mut 
     // WINDOW_MIN), and another candidate replaces the longest run only if it takes
     // TAKE_FACTOR times as many (on ClassBench's sets the longest run is the better choice
     // unless the difference is that large).
-    let window = longest.1.saturating_mul(2).max(WINDOW_MIN);
+    let window = longest.1.saturating_mul(2).max(WINDOW_MIN).min(rest.len());
+    // The longest run's tuple takes at least its run; no candidate takes more than the window.
+    if longest.1.saturating_mul(TAKE_FACTOR) >= window {
+        return Ok(pl.chain.get(longest.0).map_or(cur, |&(s, _)| s));
+    }
     let first_spec = pl.chain.get(longest.0).map_or(cur, |c| c.0);
     let mut chosen = (longest.0, taken_in(items, rest, first_spec, window, cap, &mut pl.scratch)?);
     let mut to_beat = chosen.1.saturating_mul(TAKE_FACTOR);

@@ -19,9 +19,9 @@ use crate::compiled::word::Word;
 use crate::compiled::{oom, CompileError, NONE};
 
 /// Entries the merge checks may re-key, per entry of the partition, and at least
-/// [`MIN_WORK`] in all: bounds the compile time (each check re-keys both tables' entries under
-/// the candidate tuple; a family of k tables merged one by one re-keys the growing table k
-/// times).
+/// [`MIN_WORK`] in all: bounds the compile time (a check re-keys both tables' entries under
+/// the candidate tuple until a key overflows; a family of k tables merged one by one re-keys
+/// the growing table k times). Once it is spent, no more merges are tried.
 const WORK_PER_ENTRY: usize = 4;
 const MIN_WORK: usize = 1 << 16;
 
@@ -141,11 +141,11 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
             // tuple, only they need keying.
             let cheap = m == sa && !dirty.get(a).copied().unwrap_or(true);
             let work = if cheap { nb as usize } else { (na + nb) as usize };
-            if work > budget {
-                continue;
+            if budget == 0 {
+                break;
             }
-            budget -= work;
-            scratch.reset_for(work)?;
+            // Most failing checks fail early: size the map small and let it grow.
+            scratch.reset_for(work.min(4096))?;
             let mut ok = true;
             let mut sq_m: u64;
             let mut keys_m: u32;
@@ -154,6 +154,11 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
                 keys_m = pl.keys.get(a).copied().unwrap_or(0);
                 for &ix in members(b) {
                     let Some(it) = items.get(ix as usize) else { continue };
+                    budget = budget.saturating_sub(1);
+                    if budget == 0 {
+                        ok = false;
+                        break;
+                    }
                     let k = m.key(it);
                     let in_a = pl.counts.get(k ^ salt(a));
                     let c = in_a + scratch.inc(k)?;
@@ -173,6 +178,11 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
                     while g != NONE {
                         for &ix in members(g as usize) {
                             let Some(it) = items.get(ix as usize) else { continue };
+                            budget = budget.saturating_sub(1);
+                            if budget == 0 {
+                                ok = false;
+                                break 'check;
+                            }
                             let c = scratch.inc(m.key(it))?;
                             if c > cap {
                                 ok = false;
