@@ -92,7 +92,10 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
     let mut next: Vec<u32> = Vec::new();
     next.try_reserve_exact(t).map_err(oom)?;
     next.resize(t, NONE);
-    let mut last = lead.clone();
+    // Last table of each group (a clone would allocate infallibly).
+    let mut last: Vec<u32> = Vec::new();
+    last.try_reserve_exact(t).map_err(oom)?;
+    last.extend(0..t as u32);
     let mut size: Vec<u32> = Vec::new();
     size.try_reserve_exact(t).map_err(oom)?;
     size.extend((0..t).map(|si| members(si).len() as u32));
@@ -130,6 +133,7 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
             let Some(sa) = pl.specs.get(a) else { continue };
             let m = sa.meet_spec(&sb);
             if m.score() > 0 {
+                // Within the capacity reserved above (fewer than t candidates).
                 cands.push((u32::MAX - (m.score() << 16 | (0xFFFF - rank.min(0xFFFF) as u32)), a));
             }
         }
