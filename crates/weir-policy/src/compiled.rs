@@ -31,21 +31,27 @@
 //!    is its fields masked to the tuple. A query without an application skips the tables keyed
 //!    by application (none of their entries can match it).
 //!    Placement is TupleMerge-Offline-like (`compiled/place.rs`): in priority order, a new
-//!    table starts from the best unplaced entry's exact tuple and is *widened* (to the tuple
-//!    both fit) over the entries that follow it, as long as no key then holds more than the
-//!    partition's per-key cap and the tuple keeps some key bits; the first entry it cannot
-//!    take ends its run, and it then takes every later entry that fits with room. So the
+//!    table takes, of the tuples met going down the unplaced entries (the best entry's exact
+//!    tuple, narrowed at each entry that does not fit it), the one that covers the longest
+//!    unbroken run of them with no key over the partition's per-key cap (found by binary
+//!    search: along that chain the runs grow, then shrink), unless a candidate holds four
+//!    times as many entries of the next few thousand (a tuple with few key bits can win the
+//!    run and hold nothing more); it then takes every later entry that fits with room. So the
 //!    top-priority rules sit in few tables and the lookup's early stop comes early. After 24
 //!    such tables the rest is placed greedily: into the most specific fitting table with room;
 //!    failing that a new table with a coarse tuple (lengths rounded down to multiples of 8
 //!    (IPv4) / 16 (IPv6), no keyed protocol or ports), and if that already exists and is full,
-//!    with the entry's exact tuple, else into the first fitting table over the cap. This keeps
-//!    the number of tables small (tens) and the buckets short. The cap is chosen per
+//!    with the entry's exact tuple, else into the first fitting table over the cap. Then
+//!    tables are **merged** (`compiled/place/merge.rs`): in order of their best rule, each
+//!    joins the earlier table whose tuple met with its own keeps every key within the cap and
+//!    the expected bucket scan within one more entry (a merge never adds a probe, and saves
+//!    one to every lookup that passes both tables), within a work budget. The cap is chosen per
 //!    partition: the placement is made with caps 8 ([`BUCKET_LIMIT`]), 4, 16 and 6, and the
 //!    partition keeps the one whose lookups cost least by the cost model (62 instructions per
 //!    table probed, 11.5 per entry checked) over up to 2,048 queries at corners of its own
-//!    rules (no trace needed). [`SEARCH_BUDGET`] bounds the work: the larger the policy, the
-//!    fewer of these caps are tried (only 8 above about 196,000 entries in all).
+//!    rules (no trace needed; within 1/64 the smaller cap wins). [`SEARCH_BUDGET`] bounds the
+//!    work: the larger the policy, the fewer of these caps are tried (only 8 above about
+//!    131,000 entries in all).
 //! 4. **Lookup.** Tables are sorted by the best (lowest) rule index they hold. For each table in
 //!    that order: stop if its best rule cannot beat the match found so far; else mask the query
 //!    to the tuple, hash, and scan the bucket (entries sorted by rule index, so the first entry
@@ -111,8 +117,8 @@ pub const ENTRY_BUDGET: usize = 4_000_000;
 
 /// Entries the placement may lay out in all, over all partitions and the per-key caps it tries
 /// (`compiled/place.rs`): a policy of `n` entries in all tries `SEARCH_BUDGET / n` caps per
-/// partition (at most four, at least one): four up to about 98,000 entries, three up to 131,000,
-/// two up to 196,000, above that only [`BUCKET_LIMIT`]; a bound on the compile time.
+/// partition (at most four, at least one): four up to 65,536 entries, three up to about
+/// 87,000, two up to 131,072, above that only [`BUCKET_LIMIT`]; a bound on the compile time.
 pub const SEARCH_BUDGET: usize = 1 << 18;
 
 /// Hash slots per distinct key (rounded up to a power of two per table): sparse enough that a
