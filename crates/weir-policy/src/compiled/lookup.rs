@@ -41,6 +41,7 @@ impl Counter for Work {
 }
 
 /// Lazily folded hash of the query's application path.
+#[derive(Clone, Copy)]
 struct AppCache<'q> {
     app: Option<&'q [u16]>,
     hash: Option<u64>,
@@ -142,7 +143,8 @@ impl CompiledPolicy {
                 let Some(ah) = app.hash() else { continue };
                 h = with_app(h, ah);
             }
-            let slot = (t.slot_base as usize).wrapping_add(h.checked_shr(t.shift).unwrap_or(0) as usize);
+            // `shift` is 64 - log2(slots) with at least 2 slots: within 1..=63.
+            let slot = (t.slot_base as usize).wrapping_add((h >> (t.shift & 63)) as usize);
             let (Some(&s), Some(&e)) = (part.offsets.get(slot), part.offsets.get(slot.wrapping_add(1)))
             else {
                 continue;
@@ -182,7 +184,14 @@ impl CompiledPolicy {
             && e.lp_lo <= q.local_port
             && q.local_port <= e.lp_hi
             && (e.loopback == 0 || (e.loopback == 2) == q.loopback)
-            && (e.residual == NONE || self.residual_ok(part, sets, e.residual, r, l, q, app))
+            && (e.residual == NONE || {
+                // A copy for the out-of-line call: the cache itself never has its address
+                // taken, so it stays in registers across the table loop.
+                let mut cache = *app;
+                let ok = self.residual_ok(part, sets, e.residual, r, l, q, &mut cache);
+                *app = cache;
+                ok
+            })
     }
 
     #[inline(never)]
