@@ -25,8 +25,9 @@
 //! match `lookup_work` too). The figure is the collected Ir (the out file's `totals:` line,
 //! `target/classbench/data/callgrind.<set>.<classifier>`) over the calls into the function that
 //! the same file records, which must equal the headers; on any failure the cell is "—" and the
-//! reason is printed, never a partial figure. Under valgrind the peers' builds of 100k rules take
-//! minutes (TupleMerge the longest), so the instruction step of a 100k set takes minutes too. The
+//! reason is printed, never a partial figure. Under valgrind the peers' builds are slow: at 100k
+//! rules a peer's run takes 70–100 s (TupleMerge the longest; 2 shared vCPUs), about 5 minutes per
+//! set for the instruction step (1–2 minutes per 10k set); the runs go one after another. The
 //! program gets a 1 GB main stack (`--main-stacksize`; valgrind's default is the smaller of
 //! `ulimit -s` and 16 MB), a precaution: PartitionSort's run on acl1 100k once aborted under
 //! callgrind (not reproduced since).
