@@ -117,6 +117,9 @@ enum Command {
         /// Skip the instruction counts (valgrind).
         #[arg(long)]
         no_instructions: bool,
+        /// Headers, from the start of each trace, that the instruction counts run over.
+        #[arg(long, default_value_t = 200_000)]
+        ir_headers: usize,
     },
 }
 
@@ -143,8 +146,8 @@ fn main() {
         }
         Command::WineTest => weirctl::build_exe().and_then(|exe| weirctl::wine_tests(&exe)),
         Command::WineKernel => wine_kernel::stage(&package::package_dir().join(weir_package::SYS), &weirctl::exe_path()),
-        Command::Classbench { seeds, sizes, rounds, no_instructions } => {
-            classbench::classbench(&classbench::Options { seeds, sizes, rounds, instructions: !no_instructions })
+        Command::Classbench { seeds, sizes, rounds, no_instructions, ir_headers } => {
+            classbench::classbench(&classbench::Options { seeds, sizes, rounds, instructions: !no_instructions, ir_headers })
         }
     };
     if let Err(err) = result {

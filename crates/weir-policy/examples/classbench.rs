@@ -1,5 +1,5 @@
 //! Weir's side of the ClassBench comparison (`cargo xtask classbench` runs it beside the peers):
-//! `cargo run --release -p weir-policy --example classbench -- RULES TRACE [ROUNDS]`
+//! `cargo run --release -p weir-policy --example classbench -- RULES TRACE [ROUNDS | calls]`
 //!
 //! RULES is a ClassBench filter file (`db_generator` output: `@src/len dst/len sp : sp dp : dp
 //! proto/mask ...`, one rule per line, first match wins), TRACE a `trace_generator` header file
@@ -10,6 +10,12 @@
 //! checked against the reference evaluator on a sample of 2,000 packets. With ROUNDS = 0 only the
 //! build and the work counts run (for cachegrind: the difference between ROUNDS = 0 and 1,
 //! divided by the packets, is the instructions per lookup).
+//!
+//! With `calls` instead of ROUNDS it compiles, then calls [`CompiledPolicy::lookup`] exactly once
+//! per header and does nothing else (no reference check, no `lookup_work`, no timing), through a
+//! function pointer so the call is never inlined: for `valgrind --tool=callgrind
+//! --toggle-collect=<lookup's symbol>`, whose collected instructions divided by the `calls=`
+//! figure it prints are the instructions per lookup. It prints `weir-calls calls=N (checksum S)`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::hint::black_box;
@@ -77,9 +83,13 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rules = std::fs::read_to_string(&args[1]).expect("rules file");
     let trace = std::fs::read_to_string(&args[2]).expect("trace file");
-    let rounds: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
     let p = parse_rules(&rules);
     let qs = parse_trace(&trace);
+    if args.get(3).map(String::as_str) == Some("calls") {
+        calls_only(&p, &qs);
+        return;
+    }
+    let rounds: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(5);
     let t0 = cpu_time::ThreadTime::now();
     let c = CompiledPolicy::compile(&p).expect("compiles");
     let build_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -115,4 +125,17 @@ fn main() {
         times.first().copied().unwrap_or(f64::NAN),
         times.get(times.len() / 2).copied().unwrap_or(f64::NAN),
     );
+}
+
+/// One [`CompiledPolicy::lookup`] call per header and nothing else (see the module docs). The
+/// function pointer goes through `black_box`, so the compiler cannot inline `lookup` here and the
+/// symbol valgrind toggles on is entered once per header.
+fn calls_only(p: &Policy, qs: &[Query<'static>]) {
+    let c = CompiledPolicy::compile(p).expect("compiles");
+    let lookup: fn(&CompiledPolicy, &Query<'_>) -> weir_policy::Verdict = black_box(CompiledPolicy::lookup);
+    let mut sum = 0u64;
+    for q in qs {
+        sum = sum.wrapping_add(u64::from(lookup(&c, q).rule_index.unwrap_or(0)));
+    }
+    println!("weir-calls calls={} (checksum {sum})", qs.len());
 }
