@@ -45,13 +45,14 @@
 //!    tables are **merged** (`compiled/place/merge.rs`): in order of their best rule, each
 //!    joins the earlier table whose tuple met with its own keeps every key within the cap and
 //!    the expected bucket scan within one more entry (a merge never adds a probe, and saves
-//!    one to every lookup that passes both tables), within a work budget. The cap is chosen per
-//!    partition: the placement is made with caps 8 ([`BUCKET_LIMIT`]), 4, 16 and 6, and the
+//!    one to every lookup that passes both tables), within a work budget. The caps are chosen
+//!    per partition: the placement is made under up to eight variants (assignment cap 4, 8, 16
+//!    or 6 ([`BUCKET_LIMIT`] is 8), each merged with the same cap or three times it) and the
 //!    partition keeps the one whose lookups cost least by the cost model (62 instructions per
 //!    table probed, 11.5 per entry checked) over up to 2,048 queries at corners of its own
-//!    rules (no trace needed; within 1/64 the smaller cap wins). [`SEARCH_BUDGET`] bounds the
-//!    work: the larger the policy, the fewer of these caps are tried (only 8 above about
-//!    131,000 entries in all).
+//!    rules (no trace needed; within 1/64 the smaller caps win). [`SEARCH_BUDGET`] bounds the
+//!    work: the larger the policy, the fewer variants are tried (above 131,072 entries in all,
+//!    one placement with cap 8).
 //! 4. **Lookup.** Tables are sorted by the best (lowest) rule index they hold. For each table in
 //!    that order: stop if its best rule cannot beat the match found so far; else mask the query
 //!    to the tuple, hash, and scan the bucket (entries sorted by rule index, so the first entry
@@ -115,10 +116,11 @@ pub const BUCKET_LIMIT: u32 = 8;
 /// per rule and partition (all long lists as predicates), which always fits.
 pub const ENTRY_BUDGET: usize = 4_000_000;
 
-/// Entries the placement may lay out in all, over all partitions and the per-key caps it tries
-/// (`compiled/place.rs`): a policy of `n` entries in all tries `SEARCH_BUDGET / n` caps per
-/// partition (at most four, at least one): four up to 65,536 entries, three up to about
-/// 87,000, two up to 131,072, above that only [`BUCKET_LIMIT`]; a bound on the compile time.
+/// Entries the placement may lay out in all, over all partitions and the variants it tries
+/// (`compiled/place.rs`): a policy of `n` entries in all tries the first `SEARCH_BUDGET / n`
+/// variants per partition (at most eight): all eight up to 32,768 entries, two (cap 4, merged
+/// with cap 4 and with cap 12) up to 131,072, above that one placement with [`BUCKET_LIMIT`];
+/// a bound on the compile time.
 pub const SEARCH_BUDGET: usize = 1 << 18;
 
 /// Hash slots per distinct key (rounded up to a power of two per table): sparse enough that a

@@ -171,6 +171,8 @@ struct Plan {
     /// tuples with the position in `rest` where each first applies.
     scratch: Counts,
     chain: Vec<(Spec, u32)>,
+    /// Fresh salts the merges have used since the assignment (their keys stay apart).
+    merge_salts: usize,
 }
 
 impl Plan {
@@ -183,6 +185,7 @@ impl Plan {
             counts: Counts::new(),
             scratch: Counts::new(),
             chain: Vec::new(),
+            merge_salts: 0,
         }
     }
 
@@ -195,6 +198,7 @@ impl Plan {
         self.assign.try_reserve_exact(n).map_err(oom)?;
         self.assign.resize(n, NONE);
         self.counts.clear();
+        self.merge_salts = 0;
         Ok(())
     }
 
@@ -455,10 +459,51 @@ fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut Plan) -> Result<(
     Ok(())
 }
 
-/// Per-key caps the placement tries in each partition, in order of preference on equal
-/// estimated cost (the first `n` of them for a search of `n`); the partition keeps the one with
-/// the lowest [`estimate`](super::estimate::estimate).
-pub(super) const CAPS: [u32; 4] = [BUCKET_LIMIT, 4, 16, 6];
+/// Placements the search tries in each partition, in this order, as (per-key cap of the
+/// assignment, per-key cap of the merge as a multiple of it); the first `search` of them (at
+/// least one), and the partition keeps the one with the lowest estimated cost. Merged tables
+/// may hold longer buckets than the assignment made: a longer scan of one bucket, in order,
+/// costs less than a probe of another table (the bucket's entries are adjacent in memory, a
+/// table's slot is a cache miss), and the estimate decides per partition whether they pay.
+/// Cap 4 first: on ClassBench's 100k sets it won on every set where the caps differed; large
+/// policies try only the first two, and a policy too large for two is placed once ([`SINGLE`]).
+pub(super) const VARIANTS: [(u32, u32); 8] =
+    [(4, 1), (4, 3), (BUCKET_LIMIT, 1), (BUCKET_LIMIT, 3), (16, 1), (16, 3), (6, 1), (6, 3)];
+
+/// The placement of a policy too large to search: the default cap, no wider merge.
+const SINGLE: [(u32, u32); 1] = [(BUCKET_LIMIT, 1)];
+
+/// The assignment's tables and entry placement, kept to merge it again under another cap.
+#[derive(Default)]
+struct Saved {
+    specs: Vec<Spec>,
+    keys: Vec<u32>,
+    min_rule: Vec<u32>,
+    assign: Vec<u32>,
+}
+
+impl Saved {
+    fn save(&mut self, pl: &Plan) -> Result<(), CompileError> {
+        copy_into(&mut self.specs, &pl.specs)?;
+        copy_into(&mut self.keys, &pl.keys)?;
+        copy_into(&mut self.min_rule, &pl.min_rule)?;
+        copy_into(&mut self.assign, &pl.assign)
+    }
+    fn restore(&self, pl: &mut Plan) -> Result<(), CompileError> {
+        copy_into(&mut pl.specs, &self.specs)?;
+        copy_into(&mut pl.keys, &self.keys)?;
+        copy_into(&mut pl.min_rule, &self.min_rule)?;
+        copy_into(&mut pl.assign, &self.assign)
+    }
+}
+
+/// `dst = src`, reusing `dst`'s allocation, with fallible growth.
+fn copy_into<T: Copy>(dst: &mut Vec<T>, src: &[T]) -> Result<(), CompileError> {
+    dst.clear();
+    dst.try_reserve(src.len()).map_err(oom)?;
+    dst.extend_from_slice(src);
+    Ok(())
+}
 
 /// The arrays of one placed partition.
 pub(super) struct Layout<W> {
@@ -468,31 +513,48 @@ pub(super) struct Layout<W> {
     pub(super) max_bucket: u32,
 }
 
-/// Assigns entries to tables ([`assign`]) with each of the first `search` caps of [`CAPS`] (at
-/// least one), lays each assignment out, and keeps the layout with the lowest estimated lookup
-/// cost over queries sampled from the rules ([`sample_probes`], [`estimate`]).
+/// Places the partition under each of the first `search` [`VARIANTS`] (at least one): assigns
+/// entries to tables ([`assign`]), merges tables ([`merge::merge_tables`]), lays the result
+/// out, and keeps the layout with the lowest estimated lookup cost over queries sampled from
+/// the rules ([`sample_probes`], [`estimate`]).
 pub(super) fn place<W: Word>(part: &mut Partition<W>, items: &[BuildEntry<W>], search: usize) -> Result<(), CompileError> {
-    let caps = CAPS.get(..search.clamp(1, CAPS.len())).unwrap_or(&CAPS);
-    let probes = if caps.len() > 1 { sample_probes(items)? } else { Vec::new() };
-    let mut best: Option<(u64, u32, Layout<W>)> = None;
+    // Too large to search: one placement with the default cap, which needs no estimate to be
+    // safe (cap 4 wins only where the estimate confirms it).
+    let variants = if search <= 1 { &SINGLE[..] } else { VARIANTS.get(..search).unwrap_or(&VARIANTS) };
+    let probes = if variants.len() > 1 { sample_probes(items)? } else { Vec::new() };
+    let mut best: Option<(u64, (u32, u32), Layout<W>)> = None;
     let mut plan = Plan::new();
-    for &cap in caps {
-        assign(items, cap, &mut plan)?;
-        merge::merge_tables(items, cap, &mut plan)?;
+    let mut saved = Saved::default();
+    let mut assigned: Option<u32> = None;
+    for (k, &(cap, factor)) in variants.iter().enumerate() {
+        // Variants of one cap share its assignment (they differ in the merge only).
+        let shares_next = variants.get(k + 1).is_some_and(|v| v.0 == cap);
+        if assigned == Some(cap) {
+            saved.restore(&mut plan)?;
+        } else {
+            assign(items, cap, &mut plan)?;
+            assigned = Some(cap);
+            if shares_next {
+                saved.save(&plan)?;
+            }
+        }
+        merge::merge_tables(items, cap.saturating_mul(factor), &mut plan)?;
         let lay = layout(items, &plan)?;
-        let cost = if caps.len() > 1 { estimate(&lay, &probes) } else { 0 };
-        // Within 1/64 of each other, the smaller cap wins: the same expected cost with shorter
-        // buckets (a lower worst case, and less sensitive to which rules a trace favours).
-        let better = best.as_ref().is_none_or(|&(c, bcap, _)| {
+        let cost = if variants.len() > 1 { estimate(&lay, &probes) } else { 0 };
+        // Within 1/64 of each other, the smaller cap (then the smaller merge factor) wins:
+        // the same expected cost with shorter buckets (a lower worst case, and less sensitive
+        // to which rules a trace favours).
+        let variant = (cap, factor);
+        let better = best.as_ref().is_none_or(|&(c, bvar, _)| {
             let margin = c / 64;
-            if cap < bcap {
+            if variant < bvar {
                 cost <= c.saturating_add(margin)
             } else {
                 cost.saturating_add(margin) < c
             }
         });
         if better {
-            best = Some((cost, cap, lay));
+            best = Some((cost, variant, lay));
         }
     }
     if let Some((_, _, lay)) = best {

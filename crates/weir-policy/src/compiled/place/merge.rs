@@ -25,6 +25,10 @@ use crate::compiled::{oom, CompileError, NONE};
 const WORK_PER_ENTRY: usize = 4;
 const MIN_WORK: usize = 1 << 16;
 
+/// Candidates per table whose check re-keys both tables (their tuples differ).
+const REKEY_TRIES: usize = 4;
+
+
 /// Entries a merge may add to the expected bucket scan of a query aimed at one of its entries.
 const EXTRA_ENTRIES: u64 = 1;
 
@@ -49,10 +53,14 @@ fn zeroed(n: usize) -> Result<Vec<u32>, CompileError> {
     Ok(v)
 }
 
-/// Merges, in order of their best rule, each table into the earliest-merging earlier table
-/// (candidates tried most specific meet first) whose meet with it keeps every key at most `cap`
+/// Merges, in order of their best rule, each table into the first earlier table (candidates
+/// tried most specific meet first) whose meet with it keeps every key at most `merge_cap`
 /// entries and some key bits, within a work budget; then renumbers the plan's tables.
-pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut Plan) -> Result<(), CompileError> {
+pub(super) fn merge_tables<W: Word>(
+    items: &[BuildEntry<W>],
+    merge_cap: u32,
+    pl: &mut Plan,
+) -> Result<(), CompileError> {
     let t = pl.specs.len();
     if t < 2 {
         return Ok(());
@@ -117,9 +125,12 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
             *q += u64::from(c);
         }
     }
-    let mut dirty: Vec<bool> = Vec::new();
-    dirty.try_reserve_exact(t).map_err(oom)?;
-    dirty.resize(t, false);
+    // The salt under which `pl.counts` holds each group's key counts for its current tuple:
+    // the assignment's own at first; a merge that widens a group re-enters its keys under a
+    // fresh salt, so that later merges into it need only key the joining table.
+    let mut gsalt: Vec<u64> = Vec::new();
+    gsalt.try_reserve_exact(t).map_err(oom)?;
+    gsalt.extend((0..t).map(salt));
     let mut scratch = Counts::new();
 
     for (pos, &b) in order.iter().enumerate().skip(1) {
@@ -138,12 +149,22 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
             }
         }
         cands.sort_unstable();
+        let mut rekeys = 0usize;
         for &(_, a) in cands.iter() {
             let (Some(&sa), Some(&na), Some(&nb)) = (pl.specs.get(a), size.get(a), size.get(b)) else { continue };
             let m = sa.meet_spec(&sb);
-            // Table a still holds its assignment's keys in `pl.counts`: if b's entries fit its
-            // tuple, only they need keying.
-            let cheap = m == sa && !dirty.get(a).copied().unwrap_or(true);
+            // `pl.counts` holds group a's keys for its tuple: if b's entries fit it, only they
+            // need keying.
+            let cheap = m == sa;
+            // Checks that re-key both tables mostly fail (the wider tuple overflows) and cost
+            // the most: only the most specific few are tried.
+            if !cheap {
+                if rekeys == REKEY_TRIES {
+                    continue;
+                }
+                rekeys += 1;
+            }
+            let ga = gsalt.get(a).copied().unwrap_or(0);
             let work = if cheap { nb as usize } else { (na + nb) as usize };
             if budget == 0 {
                 break;
@@ -164,9 +185,9 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
                         break;
                     }
                     let k = m.key(it);
-                    let in_a = pl.counts.get(k ^ salt(a));
+                    let in_a = pl.counts.get(k ^ ga);
                     let c = in_a + scratch.inc(k)?;
-                    if c > cap {
+                    if c > merge_cap {
                         ok = false;
                         break;
                     }
@@ -188,7 +209,7 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
                                 break 'check;
                             }
                             let c = scratch.inc(m.key(it))?;
-                            if c > cap {
+                            if c > merge_cap {
                                 ok = false;
                                 break 'check;
                             }
@@ -205,9 +226,6 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
             let before = sq.get(a).copied().unwrap_or(0) + sq.get(b).copied().unwrap_or(0);
             if !ok || sq_m.saturating_sub(before) > EXTRA_ENTRIES * u64::from(na + nb) {
                 continue;
-            }
-            if let Some(d) = dirty.get_mut(a) {
-                *d = true;
             }
             if let Some(q) = sq.get_mut(a) {
                 *q = sq_m;
@@ -240,6 +258,27 @@ pub(super) fn merge_tables<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut 
                     *l = a as u32;
                 }
                 g = next.get(g as usize).copied().unwrap_or(NONE);
+            }
+            // Keep `pl.counts` current for the merged group: b's keys under a's salt, or, if
+            // the tuple widened, the whole group's under a fresh one.
+            let (from, into) = if cheap {
+                (b as u32, ga)
+            } else {
+                let fresh = salt(t + pl.merge_salts);
+                pl.merge_salts += 1;
+                (a as u32, fresh)
+            };
+            let mut g = from;
+            while g != NONE {
+                for &ix in members(g as usize) {
+                    let Some(it) = items.get(ix as usize) else { continue };
+                    pl.counts.inc(m.key(it) ^ into)?;
+                    budget = budget.saturating_sub(1);
+                }
+                g = next.get(g as usize).copied().unwrap_or(NONE);
+            }
+            if let Some(s) = gsalt.get_mut(a) {
+                *s = into;
             }
             break;
         }
