@@ -470,7 +470,11 @@ fn assign<W: Word>(items: &[BuildEntry<W>], cap: u32, pl: &mut Plan) -> Result<(
 pub(super) const VARIANTS: [(u32, u32); 8] =
     [(4, 1), (4, 3), (BUCKET_LIMIT, 1), (BUCKET_LIMIT, 3), (16, 1), (16, 3), (6, 1), (6, 3)];
 
-/// The placement of a policy too large to search: the default cap, no wider merge.
+/// Entries below which a partition is not searched (placed once, [`SINGLE`]).
+const SEARCH_MIN_ENTRIES: usize = 1024;
+
+/// The placement of a policy too large (or a partition too small) to search: the default cap,
+/// no wider merge.
 const SINGLE: [(u32, u32); 1] = [(BUCKET_LIMIT, 1)];
 
 /// The assignment's tables and entry placement, kept to merge it again under another cap.
@@ -520,7 +524,13 @@ pub(super) struct Layout<W> {
 pub(super) fn place<W: Word>(part: &mut Partition<W>, items: &[BuildEntry<W>], search: usize) -> Result<(), CompileError> {
     // Too large to search: one placement with the default cap, which needs no estimate to be
     // safe (cap 4 wins only where the estimate confirms it).
-    let variants = if search <= 1 { &SINGLE[..] } else { VARIANTS.get(..search).unwrap_or(&VARIANTS) };
+    // A small partition is placed once too: its lookups are cheap whatever the caps, and every
+    // variant costs allocations (the emulation fails each of the driver's allocations in turn).
+    let variants = if search <= 1 || items.len() < SEARCH_MIN_ENTRIES {
+        &SINGLE[..]
+    } else {
+        VARIANTS.get(..search).unwrap_or(&VARIANTS)
+    };
     let probes = if variants.len() > 1 { sample_probes(items)? } else { Vec::new() };
     let mut best: Option<(u64, (u32, u32), Layout<W>)> = None;
     let mut plan = Plan::new();
