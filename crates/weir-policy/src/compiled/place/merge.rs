@@ -13,7 +13,7 @@
 
 use alloc::vec::Vec;
 
-use super::{salt, Counts, Plan, Spec};
+use super::{salt, Counts, Plan};
 use crate::compiled::build::BuildEntry;
 use crate::compiled::word::Word;
 use crate::compiled::{oom, CompileError, NONE};
@@ -31,20 +31,6 @@ const REKEY_TRIES: usize = 4;
 
 /// Entries a merge may add to the expected bucket scan of a query aimed at one of its entries.
 const EXTRA_ENTRIES: u64 = 1;
-
-impl Spec {
-    /// The most specific tuple every entry of `self` and of `o` fits.
-    fn meet_spec(&self, o: &Spec) -> Spec {
-        Spec {
-            a: self.a.min(o.a),
-            b: self.b.min(o.b),
-            p: self.p && o.p,
-            rp: self.rp && o.rp,
-            lp: self.lp && o.lp,
-            ap: self.ap && o.ap,
-        }
-    }
-}
 
 fn zeroed(n: usize) -> Result<Vec<u32>, CompileError> {
     let mut v = Vec::new();
